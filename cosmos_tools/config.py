@@ -1,0 +1,266 @@
+"""One config for bash and Python: the settings registry and a strict config.sh parser.
+
+config.sh is plain ``KEY=value`` lines that bash can ``source``. This module reads the same file
+without executing it: unquoted words, 'single-quoted' literals, "double-quoted" strings with
+``\\`` escapes, and ``$VAR`` / ``${VAR}`` taken from earlier keys or the environment. Anything bash
+would *run* (``$(...)``, backticks, ``;``, pipes, words after the value) is refused with the file and
+line, so bash and Python never disagree silently. Environment variables override the file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import UserError
+
+
+@dataclass(frozen=True)
+class Setting:
+    key: str
+    default: str
+    help: str
+    kind: str = "str"  # str, int, float, path
+
+
+# The one place that lists every setting. config.sh.example is checked against it by the tests.
+SETTINGS: tuple[Setting, ...] = (
+    Setting("REMOTE_USER", "ubuntu", "user on the GPU box"),
+    Setting("REMOTE_HOST", "", "GPU box host name or IP (required for remote steps)"),
+    Setting("REMOTE_PORT", "22", "SSH port of the GPU box", "int"),
+    Setting("SSH_KEY", "", "private key file; empty uses the SSH agent and ~/.ssh/id_*", "path"),
+    Setting("KNOWN_HOSTS", ".cosmos/known_hosts",
+            "project known_hosts, read besides ~/.ssh/known_hosts (relative to the project)", "path"),
+    Setting("SSH_TIMEOUT", "15", "seconds to wait when connecting", "float"),
+    Setting("TRANSPORT", "ssh", "ssh, or local when the toolkit runs on the GPU box itself"),
+    Setting("REMOTE_DIR", "/home/ubuntu/cosmos-transfer1",
+            "cosmos-transfer1 checkout on the GPU box, mounted at /workspace"),
+    Setting("CHECKPOINT_DIR_REMOTE", "checkpoints",
+            "checkpoint folder as seen inside the container (relative to /workspace)"),
+    Setting("DOCKER_IMAGE", "cosmos-transfer1:latest", "Docker image with Cosmos-Transfer1's dependencies"),
+    Setting("DOCKER_CMD", "docker", "docker command on the GPU box: docker, or 'sudo docker'"),
+    Setting("DOCKER_GPUS", "all", "value of docker run --gpus"),
+    Setting("DOCKER_SHM_SIZE", "16g", "shared memory for torch/NCCL (docker run --shm-size)"),
+    Setting("DOCKER_IPC", "host", "docker run --ipc mode; empty to leave Docker's default"),
+    Setting("HF_CACHE_REMOTE", ".cache/huggingface",
+            "Hugging Face cache on the GPU box (relative to the remote home), mounted into the container"),
+    Setting("DOCKER_USER", "auto",
+            "user the container runs as: auto (the remote user's uid:gid), root, or UID:GID"),
+    Setting("DOCKER_EXTRA_ARGS", "", "extra docker run words, split like a shell would"),
+    Setting("NUM_GPU", "1", "GPUs per run: 1 runs python3, more runs torchrun", "int"),
+    Setting("CUDA_VISIBLE_DEVICES", "", "GPUs the container may use; empty means 0..NUM_GPU-1"),
+    Setting("OFFLOAD", "text_encoder_model guardrail_models",
+            "models to offload between steps (each becomes --offload_<name>)"),
+    Setting("LOCAL_PROMPTS_DIR", "inputs/prompts", "prompt JSONs (relative to the project)", "path"),
+    Setting("LOCAL_VIDEOS_DIR", "inputs/videos", "shot folders (relative to the project)", "path"),
+    Setting("LOCAL_OUTPUTS_DIR", "outputs", "run results (relative to the project)", "path"),
+    Setting("LOCAL_NOTES_DIR", "notes", "notes and run_history.log (relative to the project)", "path"),
+    Setting("FPS", "24", "frames per second of converted shots and of inference output", "int"),
+    Setting("UPSCALE_WEIGHT", "0.5", "control weight of the 4K upscaler", "float"),
+)
+SETTINGS_BY_KEY = {s.key: s for s in SETTINGS}
+
+_KEY_LINE = re.compile(r"^(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)=(.*)$")
+_VAR = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
+
+
+class ConfigError(UserError):
+    """A config file that bash and this parser would not read the same way."""
+
+
+def _expand(text: str, scope: dict[str, str], where: str) -> str:
+    def sub(match: re.Match) -> str:
+        name = match.group(1) or match.group(2)
+        if name in scope:
+            return scope[name]
+        if name in os.environ:
+            return os.environ[name]
+        raise ConfigError(f"{where}: ${name} is not set; define it on an earlier line or in the environment")
+
+    if re.search(r"\$(?![A-Za-z_{])|\$\{(?![A-Za-z_][A-Za-z0-9_]*\})", text):
+        raise ConfigError(f"{where}: only $NAME and ${{NAME}} expansions are allowed; "
+                          "put a literal $ inside single quotes")
+    return _VAR.sub(sub, text)
+
+
+def _parse_value(raw: str, scope: dict[str, str], where: str) -> str:
+    """Parse the right-hand side of KEY=value the way bash would, or refuse."""
+    out: list[str] = []
+    i, n = 0, len(raw)
+    while i < n:
+        ch = raw[i]
+        if ch == "'":
+            end = raw.find("'", i + 1)
+            if end < 0:
+                raise ConfigError(f"{where}: unterminated single quote; close it with '")
+            out.append(raw[i + 1:end])
+            i = end + 1
+        elif ch == '"':
+            j, chunk = i + 1, []
+            while j < n and raw[j] != '"':
+                if raw[j] == "\\" and j + 1 < n and raw[j + 1] in '"\\$`':
+                    chunk.append("\\" + raw[j + 1])
+                    j += 2
+                    continue
+                if raw[j] == "`" or raw[j:j + 2] == "$(":
+                    raise ConfigError(f"{where}: command substitution is not allowed in config.sh")
+                chunk.append(raw[j])
+                j += 1
+            if j >= n:
+                raise ConfigError(f'{where}: unterminated double quote; close it with "')
+            out.append(_unescape_expand("".join(chunk), scope, where))
+            i = j + 1
+        elif ch == "#" and (i == 0 or raw[i - 1].isspace()):
+            break
+        elif ch.isspace():
+            rest = raw[i:].strip()
+            if rest and not rest.startswith("#"):
+                raise ConfigError(f"{where}: unquoted space in value (bash would run {rest.split()[0]!r} "
+                                  "as a command); quote the value")
+            break
+        elif ch in ";&|<>()`":
+            raise ConfigError(f"{where}: {ch!r} is shell syntax, not a value; quote the value")
+        elif ch == "\\":
+            if i + 1 >= n:
+                raise ConfigError(f"{where}: line continuations are not supported")
+            out.append(raw[i + 1])
+            i += 2
+        else:
+            j = i
+            while j < n and raw[j] not in "'\"\\;&|<>()` \t#":
+                j += 1
+            word = raw[i:j]
+            if word.startswith("~"):
+                raise ConfigError(f"{where}: ~ is expanded by bash only; write $HOME instead")
+            if "$(" in word:
+                raise ConfigError(f"{where}: command substitution is not allowed in config.sh")
+            out.append(_expand(word, scope, where))
+            i = j
+    return "".join(out)
+
+
+def _unescape_expand(text: str, scope: dict[str, str], where: str) -> str:
+    """Expand $VARs in a double-quoted string, honouring \\" \\\\ \\$ \\` escapes."""
+    parts = re.split(r"(\\[\"\\$`])", text)
+    return "".join(p[1] if p.startswith("\\") and len(p) == 2 else _expand(p, scope, where) for p in parts)
+
+
+def parse_config_text(text: str, filename: str) -> dict[str, tuple[str, int]]:
+    """Return {KEY: (value, line number)} for a config.sh, refusing anything bash would execute."""
+    scope: dict[str, str] = {}
+    found: dict[str, tuple[str, int]] = {}
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        where = f"{filename}:{lineno}"
+        match = _KEY_LINE.match(stripped)
+        if not match:
+            raise ConfigError(f"{where}: expected KEY=value, got {stripped[:60]!r}")
+        key, raw = match.groups()
+        value = _parse_value(raw, scope, where)
+        scope[key] = value
+        found[key] = (value, lineno)
+    return found
+
+
+def find_project_root(start: Path | None = None) -> Path:
+    """The project root: $COSMOS_PROJECT_ROOT, else the nearest folder up from cwd holding inputs/."""
+    env = os.environ.get("COSMOS_PROJECT_ROOT")
+    if env:
+        return Path(env).resolve()
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "inputs").is_dir() and (folder / "outputs").is_dir():
+            return folder
+    return here
+
+
+@dataclass
+class Config:
+    """Effective settings: values plus where each came from."""
+
+    root: Path
+    path: Path
+    values: dict[str, str]
+    sources: dict[str, str]
+
+    def __getitem__(self, key: str) -> str:
+        return self.values[key]
+
+    def int(self, key: str) -> int:
+        return int(self.values[key])
+
+    def float(self, key: str) -> float:
+        return float(self.values[key])
+
+    def local_path(self, key: str) -> Path:
+        """A path setting resolved against the project root."""
+        return (self.root / os.path.expanduser(self.values[key])).resolve()
+
+    def require(self, *keys: str) -> None:
+        for key in keys:
+            if not self.values.get(key):
+                raise ConfigError(f"{key} is not set: set it in {self.path} (see config.sh.example) "
+                                  f"or export {key}=...")
+
+
+def _check_types(values: dict[str, str], sources: dict[str, str]) -> None:
+    for key, value in values.items():
+        kind = SETTINGS_BY_KEY[key].kind if key in SETTINGS_BY_KEY else "str"
+        try:
+            if kind == "int" and int(value) < 0:
+                raise ValueError
+            if kind == "float" and not float(value) >= 0:
+                raise ValueError
+        except ValueError:
+            what = "a whole number >= 0" if kind == "int" else "a number >= 0"
+            raise ConfigError(f"{sources[key]}: {key} must be {what}, got {value!r}") from None
+    if values["TRANSPORT"] not in ("ssh", "local"):
+        raise ConfigError(f"{sources['TRANSPORT']}: TRANSPORT must be ssh or local, got {values['TRANSPORT']!r}")
+    if values["NUM_GPU"] in ("0",):
+        raise ConfigError(f"{sources['NUM_GPU']}: NUM_GPU must be at least 1")
+
+
+def load_config(root: Path | None = None) -> Config:
+    """Read config.sh (or $COSMOS_CONFIG) over the defaults, then apply environment overrides."""
+    root = root or find_project_root()
+    explicit = os.environ.get("COSMOS_CONFIG")
+    path = Path(explicit).expanduser().resolve() if explicit else root / "config.sh"
+    values = {s.key: s.default for s in SETTINGS}
+    sources = {s.key: "default" for s in SETTINGS}
+    if path.is_file():
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: cannot read config ({exc}); check the file") from None
+        for key, (value, lineno) in parse_config_text(text, str(path)).items():
+            values[key] = value
+            sources[key] = f"{path}:{lineno}"
+    elif explicit:
+        raise ConfigError(f"{path}: config file not found (COSMOS_CONFIG points here); "
+                          "fix COSMOS_CONFIG or copy config.sh.example there")
+    for setting in SETTINGS:
+        if setting.key in os.environ:
+            values[setting.key] = os.environ[setting.key]
+            sources[setting.key] = f"env {setting.key}"
+    _check_types(values, sources)
+    return Config(root=root, path=path, values=values, sources=sources)
+
+
+def example_text() -> str:
+    """The text of config.sh.example, generated from SETTINGS."""
+    lines = [
+        "# cosmos-tools settings. Copy to config.sh (git-ignored) and edit.",
+        "# Plain KEY=value lines: bash sources this file and Python parses it without running it.",
+        "# Quote values with spaces; $HOME and ${NAME} of earlier keys expand; no $(...) or backticks.",
+        "# Environment variables override every key (e.g. NUM_GPU=4 ./scripts/full_cycle.sh ...).",
+        "",
+    ]
+    for s in SETTINGS:
+        lines.append(f"# {s.help}")
+        lines.append(f"{s.key}={shlex.quote(s.default) if s.default else ''}")
+    return "\n".join(lines) + "\n"

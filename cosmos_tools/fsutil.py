@@ -1,0 +1,70 @@
+"""Filesystem helpers: atomic writes and appends that never leave partial files."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import tempfile
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def atomic_path(target: Path):
+    """Yield a temporary path beside ``target``; rename it over ``target`` only if the block succeeds."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_text_atomic(target: Path, text: str) -> None:
+    with atomic_path(target) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_json_atomic(target: Path, data) -> None:
+    write_text_atomic(target, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def create_exclusive(target: Path, text: str) -> bool:
+    """Write ``text`` to ``target`` only if it does not exist yet; False (nothing written) if it does."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        try:
+            os.link(tmp, target)  # atomic, and fails instead of overwriting
+        except FileExistsError:
+            return False
+        return True
+    finally:
+        os.unlink(tmp)
+
+
+def append_line_locked(target: Path, line: str) -> None:
+    """Append one line with O_APPEND under an exclusive lock; the file is never rewritten."""
+    if "\n" in line:
+        raise ValueError("a log line must not contain a newline")
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        data = (line + "\n").encode("utf-8")
+        written = os.write(fd, data)
+        if written != len(data):
+            raise OSError(f"short write to {target}")
+        os.fsync(fd)
+    finally:
+        os.close(fd)  # closing releases the lock

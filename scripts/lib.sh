@@ -1,0 +1,68 @@
+# shellcheck shell=bash
+# Shared by every script in scripts/: finds the project, loads config.sh, prints usage from the
+# calling script's header comment, and hands the arguments to one `cosmos-tools` subcommand.
+# It defines functions and variables only; sourcing it runs nothing else.
+
+COSMOS_ROOT=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd -P)
+export COSMOS_PROJECT_ROOT="${COSMOS_PROJECT_ROOT:-$COSMOS_ROOT}"
+
+if [[ -t 2 && -z "${NO_COLOR:-}" && "${TERM:-}" != dumb ]]; then
+  _red=$'\e[31m' _reset=$'\e[0m'
+else
+  _red='' _reset=''
+fi
+
+# die MESSAGE: one line on stderr, exit 1.
+die() {
+  printf '%serror:%s %s\n' "$_red" "$_reset" "$*" >&2
+  exit 1
+}
+
+# usage: print the calling script's header comment (the lines after the shebang starting with '#').
+usage() {
+  local script="${BASH_SOURCE[${#BASH_SOURCE[@]}-1]}"
+  sed -n '2,/^[^#]/{/^#/{s/^# \{0,1\}//;p;};}' "$script"
+}
+
+# help_if_asked "$@": print usage and exit 0 when -h or --help is among the arguments.
+help_if_asked() {
+  local arg
+  for arg in "$@"; do
+    case "$arg" in
+      -h | --help) usage; exit 0 ;;
+      --) return 0 ;;
+    esac
+  done
+}
+
+# load_config: source config.sh (or $COSMOS_CONFIG) so scripts can read its keys; variables
+# already in the environment win over the file, as they do for the Python reader.
+load_config() {
+  local file="${COSMOS_CONFIG:-$COSMOS_PROJECT_ROOT/config.sh}"
+  [[ -f "$file" ]] || return 0
+  local saved_env
+  saved_env=$(export -p)
+  set +u
+  # shellcheck source=/dev/null
+  source "$file" || die "$file: bash could not read it; run 'cosmos-tools config' to see the line"
+  set -u
+  eval "$saved_env"
+}
+
+# cosmos_tools_bin: the cosmos-tools command (project venv first, then PATH).
+cosmos_tools_bin() {
+  if [[ -x "$COSMOS_ROOT/.venv/bin/cosmos-tools" ]]; then
+    printf '%s\n' "$COSMOS_ROOT/.venv/bin/cosmos-tools"
+  elif command -v cosmos-tools >/dev/null 2>&1; then
+    command -v cosmos-tools
+  else
+    die "cosmos-tools is not installed; run 'make setup' in $COSMOS_ROOT"
+  fi
+}
+
+# run_tool SUBCOMMAND ARGS...: replace this script with `cosmos-tools SUBCOMMAND ARGS...`.
+run_tool() {
+  local bin
+  bin=$(cosmos_tools_bin)
+  exec "$bin" "$@"
+}

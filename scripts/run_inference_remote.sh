@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Usage: run_inference_remote.sh <prompt.json> [--detach] [--wait]
+#
+# Run Cosmos-Transfer1 on the GPU box inside Docker as a detached, named job and stream its log.
+# The job survives a dropped connection: re-attach with `cosmos-tools attach <name>`.
+# Ctrl-C asks the job to stop.
+#
+# Options:
+#   --detach          start the job and return without streaming its log
+#   --wait            if the GPU box is busy with another job, wait for it instead of refusing
+#   -h, --help        show this help
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname -- "${BASH_SOURCE[0]}")/lib.sh"
+
+help_if_asked "$@"
+load_config
+run_tool run "$@"

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Usage: run_upscale_remote.sh <prompt.json> [control_weight]
+#
+# 4K-upscale the run's outputs/<name>/output.mp4 on the GPU box into outputs/<name>_upscaled/.
+# control_weight defaults to UPSCALE_WEIGHT from config.sh (0.5).
+#
+# Options:
+#   -h, --help        show this help
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname -- "${BASH_SOURCE[0]}")/lib.sh"
+
+help_if_asked "$@"
+load_config
+run_tool upscale "$@"
