@@ -1,0 +1,3 @@
+"""Commands: placeholder until their issue lands."""
+
+COMMANDS: list = []
