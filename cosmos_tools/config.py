@@ -123,6 +123,8 @@ def _parse_value(raw: str, scope: dict[str, str], where: str) -> str:
             break
         elif ch in ";&|<>()`":
             raise ConfigError(f"{where}: {ch!r} is shell syntax, not a value; quote the value")
+        elif raw.startswith("$(", i):
+            raise ConfigError(f"{where}: command substitution is not allowed in config.sh")
         elif ch == "\\":
             if i + 1 >= n:
                 raise ConfigError(f"{where}: line continuations are not supported")

@@ -40,13 +40,21 @@ help_if_asked() {
 load_config() {
   local file="${COSMOS_CONFIG:-$COSMOS_PROJECT_ROOT/config.sh}"
   [[ -f "$file" ]] || return 0
-  local saved_env
-  saved_env=$(export -p)
+  local -a keys=()
+  local -A from_env=()
+  local key
+  mapfile -t keys < <(sed -nE 's/^[[:space:]]*(export[[:space:]]+)?([A-Za-z_][A-Za-z0-9_]*)=.*/\2/p' "$file")
+  for key in "${keys[@]}"; do
+    if [[ -n "${!key+set}" ]]; then from_env[$key]=${!key}; fi
+  done
   set +u
   # shellcheck source=/dev/null
   source "$file" || die "$file: bash could not read it; run 'cosmos-tools config' to see the line"
   set -u
-  eval "$saved_env"
+  for key in "${!from_env[@]}"; do
+    printf -v "$key" '%s' "${from_env[$key]}"
+    export "${key?}"
+  done
 }
 
 # cosmos_tools_bin: the cosmos-tools command (project venv first, then PATH).
