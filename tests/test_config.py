@@ -140,7 +140,8 @@ def test_config_command_json_and_errors(tmp_path):
 def test_bash_lib_gives_environment_precedence(tmp_path):
     cfg = tmp_path / "config.sh"
     cfg.write_text("REMOTE_HOST=from-file\nREMOTE_USER=file-user\n")
-    script = f'source {json.dumps(str(REPO / "scripts/lib.sh"))}; load_config; printf "%s %s" "$REMOTE_HOST" "$REMOTE_USER"'
+    lib = json.dumps(str(REPO / "scripts/lib.sh"))
+    script = f'source {lib}; load_config; printf "%s %s" "$REMOTE_HOST" "$REMOTE_USER"'
     env = {k: v for k, v in os.environ.items() if k != "REMOTE_USER"}
     out = subprocess.run(["bash", "-c", f"set -euo pipefail; {script}"], capture_output=True, text=True, check=True,
                          env={**env, "COSMOS_CONFIG": str(cfg), "REMOTE_HOST": "from-env"}).stdout
