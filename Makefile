@@ -9,19 +9,34 @@ SRC ?= art/$(SHOT)
 FRAMES ?=
 PROMPT ?=
 
-.PHONY: help setup test lint demo convert run bench clean-demo
+.PHONY: help deps setup test lint demo convert run bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
+
+deps: ## install missing system packages (ffmpeg, OpenSSH, venv) with apt-get when root or sudo allows
+	@missing=""; \
+	command -v ffmpeg >/dev/null || missing="$$missing ffmpeg"; \
+	[ -x /usr/sbin/sshd ] || command -v sshd >/dev/null || missing="$$missing openssh-server"; \
+	command -v ssh >/dev/null || missing="$$missing openssh-client"; \
+	python3 -c 'import ensurepip' 2>/dev/null || missing="$$missing python3-venv"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then sudo=""; elif sudo -n true 2>/dev/null; then sudo="sudo"; \
+	  else echo "error: missing system packages:$$missing; install them: sudo apt-get install$$missing" >&2; exit 1; fi; \
+	  echo "installing:$$missing" >&2; \
+	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
 
 $(PY):
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
 
-setup: $(PY) ## create .venv and install the toolkit with its test tools (needs ffmpeg, openssh)
+$(VENV)/.installed: pyproject.toml | $(PY)
 	$(VENV)/bin/pip install -q -e '.[test]'
-	@command -v ffmpeg >/dev/null || echo "note: ffmpeg is missing: sudo apt-get install ffmpeg" >&2
-	@[ -f config.sh ] || echo "note: no config.sh yet: cp config.sh.example config.sh and set REMOTE_HOST" >&2
+	touch $@
+
+setup: deps $(VENV)/.installed ## system packages, .venv, the toolkit and its test tools
+	@[ -f config.sh ] || echo "note: no config.sh yet: cp config.sh.example config.sh and set REMOTE_HOST (make demo needs none)" >&2
 
 test: setup ## run the test suite (real sshd, real ffmpeg)
 	$(VENV)/bin/pytest -q
