@@ -1,3 +1,62 @@
-"""Commands: placeholder until their issue lands."""
+"""Commands: `rehearsal up/down/status`, the stand-in GPU host on 127.0.0.1."""
 
-COMMANDS: list = []
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+
+import click
+
+DIR_ARG = click.argument("dir", type=click.Path(file_okay=False, path_type=Path))
+
+
+@click.group()
+def rehearsal() -> None:
+    """A rehearsal GPU host: real sshd on 127.0.0.1, stand-in docker and transfer.py (no GPU, no model)."""
+
+
+@rehearsal.command("up")
+@DIR_ARG
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object for tools.")
+def up_cmd(dir: Path, as_json: bool) -> None:
+    """Start the rehearsal host in DIR and write DIR/config.sh pointing at it."""
+    from .rehearsal.host import up
+
+    info = up(dir)
+    if as_json:
+        click.echo(json.dumps(info.to_json(), indent=2))
+        return
+    state = "already running" if info.reused else "started"
+    click.echo(f"rehearsal host {state}: sshd on 127.0.0.1:{info.port} (pid {info.pid}), user {info.user}")
+    click.echo(f"config: {info.config}")
+    click.echo(f"use it:  COSMOS_CONFIG={shlex.quote(str(info.config))} ./scripts/full_cycle.sh ...")
+    click.echo(f"stop it: cosmos-tools rehearsal down {shlex.quote(str(info.dir))}")
+
+
+@rehearsal.command("down")
+@DIR_ARG
+def down_cmd(dir: Path) -> None:
+    """Stop the rehearsal host in DIR (its files stay)."""
+    from .rehearsal.host import down
+
+    if down(dir):
+        click.echo(f"rehearsal host in {dir} stopped")
+    else:
+        click.echo(f"no rehearsal host running in {dir}")
+
+
+@rehearsal.command("status")
+@DIR_ARG
+def status_cmd(dir: Path) -> None:
+    """Say whether the rehearsal host in DIR is running (exit 1 if not)."""
+    from .rehearsal.host import status
+
+    info = status(dir)
+    if info is None:
+        click.echo(f"no rehearsal host running in {dir}")
+        raise SystemExit(1)
+    click.echo(f"running: sshd on 127.0.0.1:{info.port} (pid {info.pid}); config {info.config}")
+
+
+COMMANDS = [rehearsal]

@@ -1,0 +1,40 @@
+"""Shared fixtures: an isolated home, the rehearsal GPU host (real sshd), and a fresh project root."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from cosmos_tools.rehearsal.host import HostInfo, down, up
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path_factory, monkeypatch):
+    """Keep every test away from the developer's real home, config and SSH agent."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("HOME", str(home))
+    for name in ("COSMOS_CONFIG", "COSMOS_PROJECT_ROOT", "SSH_AUTH_SOCK", "NO_COLOR"):
+        monkeypatch.delenv(name, raising=False)
+    return home
+
+
+@pytest.fixture(scope="session")
+def rehearsal_host(tmp_path_factory) -> HostInfo:
+    """One rehearsal host for the session, in a folder whose path has a space and a quote."""
+    folder = tmp_path_factory.mktemp("rehearsal") / "gpu box 'r1'"
+    info = up(folder, seconds=0.3)
+    yield info
+    down(folder)
+
+
+@pytest.fixture
+def project(tmp_path, rehearsal_host, monkeypatch):
+    """A fresh project root wired to the rehearsal host (COSMOS_PROJECT_ROOT and COSMOS_CONFIG set)."""
+    root = tmp_path / "project é"
+    for sub in ("inputs/videos", "inputs/prompts", "outputs", "notes"):
+        (root / sub).mkdir(parents=True)
+    shutil.copyfile(rehearsal_host.config, root / "config.sh")
+    monkeypatch.setenv("COSMOS_PROJECT_ROOT", str(root))
+    monkeypatch.setenv("COSMOS_CONFIG", str(root / "config.sh"))
+    return root
