@@ -351,10 +351,16 @@ def _alive(pid: int) -> bool:
 def _is_our_sshd(pid: int, root: Path) -> bool:
     """True if ``pid`` is the sshd started with this folder's sshd_config (never signal a stranger)."""
     try:
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except FileNotFoundError:
+        return False
     except OSError:
         return _alive(pid)  # no /proc: trust the pid file
-    return os.fsencode(str(root / "ssh" / "sshd_config")) in argv
+    # sshd rewrites its title to "sshd: /usr/sbin/sshd -f <config> ... [listener]", octal-escaping
+    # non-ASCII bytes (strnvis): match the config path in either form
+    raw = os.fsencode(str(root / "ssh" / "sshd_config"))
+    escaped = b"".join(b"\\%03o" % c if c > 126 or c < 32 else bytes([c]) for c in raw)
+    return (raw in cmdline or escaped in cmdline) and _alive(pid)
 
 
 def _stop_pid(pid: int, timeout: float = 5.0) -> None:
