@@ -1,0 +1,238 @@
+"""Pure rendering of what runs on the GPU box: the spec transfer.py reads, its command, and the docker run around it.
+
+Nothing here touches the network or the filesystem beyond reading the packaged templates
+(``cosmos_tools/templates/*.json.j2``). Templates emit JSON through ``|tojson`` and are parsed back with
+``json.loads``, so names and prompts (quotes, ``$(...)``, backticks, newlines, unicode) stay data: they
+become argv words, never shell text. See docs/ARCHITECTURE.md, "The docker command" and "Names".
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import math
+import re
+import shlex
+from dataclasses import dataclass, field
+
+from .errors import UserError
+
+TRANSFER_PY = "cosmos_transfer1/diffusion/inference/transfer.py"
+OFFLOAD_WORDS = ("diffusion_transformer", "text_encoder_model", "guardrail_models", "prompt_upsampler")
+UPSCALE_NUM_STEPS = 10  # examples/inference_cosmos_transfer1_7b_4kupscaler.md
+UPSCALED_SUFFIX = "_upscaled"
+
+# Fixed text, no user data: `bash -c RUNNER cosmos-run LOG EXIT_CODE COMMAND...`. It appends the command's
+# output to LOG, forwards TERM/INT to the command's process group (bash as PID 1 would ignore TERM), and writes
+# the exit code to EXIT_CODE atomically when the command ends. `set -m` only around the launch: the command
+# gets its own process group and keeps SIGINT (non-interactive bash would ignore it in background jobs).
+RUNNER = r"""log=$1 code=$2
+shift 2
+mkdir -p -- "$(dirname -- "$log")" "$(dirname -- "$code")"
+rm -f -- "$code"
+{ printf '[cosmos-run] %s started:' "$(date -u +%Y-%m-%dT%H:%M:%SZ)"; printf ' %q' "$@"; printf '\n'; } >>"$log"
+set -m
+"$@" >>"$log" 2>&1 </dev/null &
+child=$!
+set +m
+trap 'kill -TERM -- "-$child" 2>/dev/null' TERM
+trap 'kill -INT -- "-$child" 2>/dev/null' INT
+while kill -0 "$child" 2>/dev/null; do
+  wait "$child"
+done
+wait "$child"
+rc=$?
+printf '[cosmos-run] %s exit code %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$rc" >>"$log"
+printf '%s\n' "$rc" >"$code.tmp.$$"
+mv -f -- "$code.tmp.$$" "$code"
+exit "$rc"
+"""
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """One job, ready to run: paths are relative to REMOTE_DIR (the container's /workspace)."""
+
+    name: str
+    kind: str  # "run" or "up"
+    spec: dict
+    command: list[str]
+    docker: list[str]
+    container: str
+    output_dir: str
+    spec_path: str
+    log_path: str
+    exit_code_path: str
+    env: dict[str, str] = field(default_factory=dict)
+
+    def spec_used(self) -> dict:
+        """What was run, for people: written to outputs/<name>/spec_used.json."""
+        return {"spec": self.spec, "command": self.command, "docker": self.docker, "env": self.env,
+                "container": self.container, "kind": self.kind, "name": self.name}
+
+
+@functools.lru_cache(maxsize=1)
+def _environment():
+    import jinja2  # imported here: keeps CLI start-up fast
+
+    return jinja2.Environment(loader=jinja2.PackageLoader("cosmos_tools", "templates"),
+                              undefined=jinja2.StrictUndefined, autoescape=False)  # noqa: S701 (JSON, not HTML)
+
+
+def _render_json(template: str, **context):
+    """Render a packaged template and parse its output as JSON."""
+    return json.loads(_environment().get_template(template).render(**context))
+
+
+def check_name(name: str) -> str:
+    """A run name: anything but '/' and NUL, not empty, not '.' or '..'."""
+    if not isinstance(name, str) or name in ("", ".", "..") or "/" in name or "\0" in name:
+        raise UserError(f"run name {name!r} is not usable: names may not be empty, '.', '..', or contain '/' or NUL; "
+                        "rename the prompt file")
+    return name
+
+
+def container_name(name: str, kind: str) -> str:
+    """``ct1-<kind>-<sanitised name, 40 chars max>-<sha1(name)[:10]>``: Docker allows [a-zA-Z0-9][a-zA-Z0-9_.-]*."""
+    digest = hashlib.sha1(name.encode("utf-8", "surrogateescape"), usedforsecurity=False).hexdigest()[:10]
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-.")[:40].rstrip("-.")
+    return "-".join(part for part in ("ct1", kind, safe, digest) if part)
+
+
+def _num_gpu(cfg, num_gpu: int | None) -> int:
+    value = cfg.int("NUM_GPU") if num_gpu is None else num_gpu
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise UserError(f"number of GPUs must be a whole number >= 1, got {value!r}; fix NUM_GPU or --num-gpu")
+    return value
+
+
+def _cuda_devices(cfg, num_gpu: int) -> str:
+    devices = cfg["CUDA_VISIBLE_DEVICES"].strip()
+    if not devices:
+        return ",".join(str(i) for i in range(num_gpu))
+    listed = devices.split(",")
+    if any(not re.fullmatch(r"[A-Za-z0-9-]+", d) for d in listed):
+        raise UserError(f"CUDA_VISIBLE_DEVICES={devices!r} ({cfg.sources['CUDA_VISIBLE_DEVICES']}) is not a "
+                        "comma-separated list of GPU ids; write e.g. 0,1 or leave it empty")
+    if len(listed) < num_gpu:
+        raise UserError(f"{num_gpu} GPUs asked for but CUDA_VISIBLE_DEVICES={devices!r} lists {len(listed)}; "
+                        "list more GPUs or lower NUM_GPU / --num-gpu")
+    return devices
+
+
+def _offload_words(cfg) -> list[str]:
+    words = cfg["OFFLOAD"].split()
+    for word in words:
+        if word not in OFFLOAD_WORDS:
+            raise UserError(f"OFFLOAD ({cfg.sources['OFFLOAD']}): unknown model {word!r}; "
+                            f"use any of: {' '.join(OFFLOAD_WORDS)}")
+    return list(dict.fromkeys(words))
+
+
+def _split_words(cfg, key: str) -> list[str]:
+    try:
+        return shlex.split(cfg[key])
+    except ValueError as exc:
+        raise UserError(f"{key} ({cfg.sources[key]}): cannot split it into words ({exc}); fix its quotes") from None
+
+
+def _remote_home(cfg, remote_home: str | None) -> str:
+    if remote_home:
+        return remote_home.rstrip("/") or "/"
+    user = cfg["REMOTE_USER"] or "root"
+    return "/root" if user == "root" else f"/home/{user}"
+
+
+def _host_path(cfg, key: str, home: str) -> str:
+    """An absolute path on the GPU box for docker -v (relative settings are under the remote home)."""
+    value = cfg[key].strip()
+    if not value or ":" in value or "," in value or "\n" in value:
+        raise UserError(f"{key}={cfg[key]!r} ({cfg.sources[key]}) cannot be mounted with docker -v "
+                        "(empty, or contains ':', ',' or a newline); use a plain absolute path")
+    value = value.rstrip("/") or "/"
+    return value if value.startswith("/") else f"{home.rstrip('/')}/{value}"
+
+
+def _docker_user(cfg, docker_user: str | None) -> str | None:
+    setting = cfg["DOCKER_USER"].strip()
+    if setting == "auto":
+        return docker_user or None
+    if setting == "root":
+        return "0:0"
+    if not re.fullmatch(r"[0-9]+(:[0-9]+)?", setting):
+        raise UserError(f"DOCKER_USER={setting!r} ({cfg.sources['DOCKER_USER']}): use auto, root or UID:GID")
+    return setting
+
+
+def _render(name: str, kind: str, spec: dict, cfg, *, output_dir: str, num_steps: int | None, fps: int,
+            num_gpu: int | None, docker_user: str | None, remote_home: str | None) -> Rendered:
+    gpus = _num_gpu(cfg, num_gpu)
+    spec_path = f"{output_dir}/controlnet_spec.json"
+    command = _render_json("transfer_command.json.j2", num_gpu=gpus, checkpoint_dir=cfg["CHECKPOINT_DIR_REMOTE"],
+                           output_dir=output_dir, spec_path=spec_path, fps=fps, num_steps=num_steps,
+                           offload=_offload_words(cfg))
+    home = _remote_home(cfg, remote_home)
+    env = {"CUDA_VISIBLE_DEVICES": _cuda_devices(cfg, gpus), "PYTHONPATH": "/workspace",
+           "HF_HOME": "/hf-cache", "HOME": "/tmp"}
+    container = container_name(name, kind)
+    log_path, exit_code_path = f"{output_dir}/run.log", f"{output_dir}/exit_code"
+    docker_cmd = _split_words(cfg, "DOCKER_CMD")
+    if not docker_cmd:
+        raise UserError(f"DOCKER_CMD ({cfg.sources['DOCKER_CMD']}) is empty; set it to docker or 'sudo docker'")
+    docker = _render_json("docker_run.json.j2", docker_cmd=docker_cmd, container=container, name=name, kind=kind,
+                          gpus=cfg["DOCKER_GPUS"], ipc=cfg["DOCKER_IPC"], shm_size=cfg["DOCKER_SHM_SIZE"],
+                          user=_docker_user(cfg, docker_user), env=env,
+                          remote_dir=_host_path(cfg, "REMOTE_DIR", home),
+                          hf_cache=_host_path(cfg, "HF_CACHE_REMOTE", home),
+                          extra_args=_split_words(cfg, "DOCKER_EXTRA_ARGS"), image=cfg["DOCKER_IMAGE"],
+                          runner=RUNNER, log_path=log_path, exit_code_path=exit_code_path, command=command)
+    return Rendered(name=name, kind=kind, spec=spec, command=command, docker=docker, container=container,
+                    output_dir=output_dir, spec_path=spec_path, log_path=log_path, exit_code_path=exit_code_path,
+                    env=env)
+
+
+def run_spec(prompt: dict) -> dict:
+    """The spec transfer.py reads: the prompt as written, minus ``_comment``-style keys (ours, not cosmos's)."""
+    return {key: value for key, value in prompt.items() if not key.startswith("_")}
+
+
+def render_run(name: str, prompt: dict, cfg, *, num_gpu: int | None = None, docker_user: str | None = None,
+               remote_home: str | None = None) -> Rendered:
+    """The inference job of prompt ``name``: results in outputs/<name>/.
+
+    ``--fps`` is the prompt's ``fps`` when it sets one (else FPS): transfer.py lets the command line win over
+    the JSON, so passing FPS alone would silently override the prompt.
+    """
+    check_name(name)
+    fps = prompt.get("fps")
+    if isinstance(fps, bool) or not isinstance(fps, int) or fps < 1:
+        fps = cfg.int("FPS")
+    return _render(name, "run", run_spec(prompt), cfg, output_dir=f"outputs/{name}", num_steps=None, fps=fps,
+                   num_gpu=num_gpu, docker_user=docker_user, remote_home=remote_home)
+
+
+def upscale_weight(value) -> float:
+    """A control weight for the upscaler: a finite number >= 0 (numeric strings accepted)."""
+    try:
+        weight = float(value) if not isinstance(value, bool) else math.nan
+    except (TypeError, ValueError):
+        weight = math.nan
+    if not math.isfinite(weight) or weight < 0:
+        raise UserError(f"upscale weight {value!r} is not usable: give a number >= 0, e.g. 0.5")
+    return weight
+
+
+def render_upscale(name: str, cfg, *, weight: float | None = None, num_gpu: int | None = None,
+                   docker_user: str | None = None, remote_home: str | None = None,
+                   prompt: str | None = None) -> Rendered:
+    """The 4K upscale of run ``name``: input outputs/<name>/output.mp4, results in outputs/<name>_upscaled/."""
+    check_name(name)
+    w = upscale_weight(cfg["UPSCALE_WEIGHT"] if weight is None else weight)
+    if prompt is not None and not isinstance(prompt, str):
+        raise UserError(f"upscale prompt must be text, got {type(prompt).__name__}")
+    spec = _render_json("upscale_spec.json.j2", input_video_path=f"outputs/{name}/output.mp4", prompt=prompt,
+                        weight=w)
+    return _render(name, "up", spec, cfg, output_dir=f"outputs/{name}{UPSCALED_SUFFIX}",
+                   num_steps=UPSCALE_NUM_STEPS, fps=cfg.int("FPS"), num_gpu=num_gpu, docker_user=docker_user,
+                   remote_home=remote_home)
