@@ -1,3 +1,132 @@
-"""Commands: placeholder until their issue lands."""
+"""Commands for prompt JSONs: new-prompt, check, render (dry run). No network, no paramiko."""
 
-COMMANDS: list = []
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+
+import click
+
+from .config import load_config
+
+
+@click.command("new-prompt")
+@click.argument("args", nargs=-1, metavar="BASE_NAME PROMPT_TEXT")
+@click.option("--duplicate", "existing", type=click.Path(dir_okay=False, path_type=Path),
+              help="Copy this prompt JSON under a new timestamp (its shot is kept).")
+@click.option("--shot", help="Shot folder under inputs/videos/ when it differs from BASE_NAME.")
+def new_prompt_cmd(args: tuple[str, ...], existing: Path | None, shot: str | None) -> None:
+    """Write inputs/prompts/BASE_NAME_<YYYYmmdd_HHMMSS>.json and create outputs/<name>/.
+
+    The spec uses the modalities present in inputs/videos/<shot>/ (color.mp4 is the input video; depth.mp4
+    and segmentation.mp4 become depth and seg controls; vis and edge are computed by cosmos). Existing files
+    are never overwritten: a clash in the same second adds _2, _3, ...
+
+    The defaults come from the template cosmos_tools/templates/prompt.json.j2; copy it to
+    inputs/prompts/prompt_template.json.j2 and edit it to change them. Prints the new file's path.
+    """
+    from .prompts import duplicate_prompt, new_prompt
+
+    cfg = load_config()
+    if existing is not None:
+        if args or shot is not None:
+            raise click.UsageError("--duplicate takes only the existing prompt: new-prompt --duplicate FILE.json")
+        path = duplicate_prompt(cfg, existing)
+    else:
+        if len(args) != 2:
+            raise click.UsageError('give BASE_NAME and "PROMPT TEXT" (quote the text), or --duplicate FILE.json')
+        path = new_prompt(cfg, args[0], args[1], shot=shot)
+    click.echo(_shown(path, cfg.root))
+
+
+def _shown(path: Path, root: Path) -> str:
+    """A path relative to the project when it is inside it."""
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
+
+
+@click.command("check")
+@click.argument("prompts", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help='Print {"ok", "problems", "warnings"} per prompt on stdout.')
+def check_cmd(prompts: tuple[Path, ...], as_json: bool) -> None:
+    """Check prompt JSONs before any GPU time is spent.
+
+    Applies cosmos-transfer1's own rules and the ones it forgets (files exist and stay in the project, frame
+    counts and aspect ratios agree, types, unknown keys). One line per problem on stderr,
+    PATH: KEY: message; warnings start with "warning:" and do not fail. Exit 0 only if every prompt would run.
+    """
+    from .validate import check_prompt
+
+    cfg = load_config()
+    failed = False
+    for path in prompts:
+        problems = check_prompt(path, cfg)
+        errors = [p for p in problems if not p.warning]
+        warnings = [p for p in problems if p.warning]
+        failed = failed or bool(errors)
+        for p in warnings:
+            click.echo(f"warning: {path}: {p.key}: {_one_line(p.message)}", err=True)
+        for p in errors:
+            click.echo(f"{path}: {p.key}: {_one_line(p.message)}", err=True)
+        if as_json:
+            click.echo(json.dumps({"path": str(path), "ok": not errors,
+                                   "problems": [{"key": p.key, "message": p.message} for p in errors],
+                                   "warnings": [{"key": p.key, "message": p.message} for p in warnings]},
+                                  ensure_ascii=False))
+        elif not errors:
+            click.echo(f"ok: {path}")
+    if failed:
+        raise SystemExit(1)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split("\n"))
+
+
+@click.command("render")
+@click.argument("prompt", type=click.Path(path_type=Path))
+@click.option("--upscale", is_flag=True, help="Render the 4K upscale of this prompt's run instead.")
+@click.option("--weight", help="Control weight of the upscaler (default UPSCALE_WEIGHT).")
+@click.option("--num-gpu", type=click.IntRange(min=1), help="GPUs for this run (default NUM_GPU).")
+@click.option("--json", "as_json", is_flag=True,
+              help='Print one object: {"spec", "command", "docker", ...} (argv lists).')
+def render_cmd(prompt: Path, upscale: bool, weight: str | None, num_gpu: int | None, as_json: bool) -> None:
+    """Dry run: print the spec, the transfer command and the docker command a run would use.
+
+    Nothing is sent or started. With DOCKER_USER=auto the --user flag is left out, since only the GPU box
+    knows its uid (a real run asks it).
+    """
+    from .prompts import load_prompt, prompt_name
+    from .render import render_run, render_upscale
+
+    cfg = load_config()
+    spec = load_prompt(prompt)
+    name = prompt_name(prompt)
+    if weight is not None and not upscale:
+        raise click.UsageError("--weight is for --upscale")
+    if upscale:
+        rendered = render_upscale(name, cfg, weight=weight, num_gpu=num_gpu)
+    else:
+        rendered = render_run(name, spec, cfg, num_gpu=num_gpu)
+    if cfg["DOCKER_USER"].strip() == "auto":
+        click.echo("note: DOCKER_USER=auto: --user is added at run time from the GPU box's id -u:id -g", err=True)
+    if as_json:
+        data = {"spec": rendered.spec, "command": rendered.command, "docker": rendered.docker,
+                "name": rendered.name, "kind": rendered.kind, "container": rendered.container,
+                "output_dir": rendered.output_dir, "spec_path": rendered.spec_path,
+                "log_path": rendered.log_path, "exit_code_path": rendered.exit_code_path, "env": rendered.env}
+        click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+        return
+    click.echo(f"# dry run of {'the 4K upscale of ' if upscale else ''}{name!r}: nothing is sent or started")
+    click.echo(f"# spec, uploaded as {rendered.spec_path}:")
+    click.echo(json.dumps(rendered.spec, indent=2, ensure_ascii=False))
+    click.echo("# command, inside the container (cwd /workspace):")
+    click.echo(shlex.join(rendered.command))
+    click.echo(f"# docker, on the GPU box (container {rendered.container}, log {rendered.log_path}):")
+    click.echo(shlex.join(rendered.docker))
+
+
+COMMANDS = [new_prompt_cmd, check_cmd, render_cmd]

@@ -32,11 +32,11 @@ _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class PromptFileError(UserError):
-    """A prompt file that cannot be read as one JSON object; ``detail`` is the message without the path."""
+    """A prompt file that cannot be read as one JSON object; ``detail`` is the message without the location."""
 
-    def __init__(self, where: str, detail: str) -> None:
-        super().__init__(f"{where}: {detail}")
-        self.detail = detail
+    def __init__(self, path: str, detail: str, line: int | None = None, col: int | None = None) -> None:
+        super().__init__(f"{path}:{line}:{col}: {detail}" if line else f"{path}: {detail}")
+        self.detail, self.line, self.col = detail, line, col
 
 
 def parse_prompt_text(text: str, where: str) -> dict:
@@ -44,11 +44,11 @@ def parse_prompt_text(text: str, where: str) -> dict:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise PromptFileError(f"{where}:{exc.lineno}:{exc.colno}",
-                              f"invalid JSON ({exc.msg}); fix the syntax there") from None
+        raise PromptFileError(where, f"invalid JSON ({exc.msg}); fix the syntax there", exc.lineno,
+                              exc.colno) from None
     if not isinstance(data, dict):
-        raise PromptFileError(f"{where}:1:1", f"top level is a JSON {type(data).__name__}, not an object; "
-                              'a prompt is one object like {"prompt": "...", "input_video_path": "..."}')
+        raise PromptFileError(where, f"top level is a JSON {type(data).__name__}, not an object; "
+                              'a prompt is one object like {"prompt": "...", "input_video_path": "..."}', 1, 1)
     return data
 
 

@@ -175,6 +175,8 @@ def _render(name: str, kind: str, spec: dict, cfg, *, output_dir: str, num_steps
     home = _remote_home(cfg, remote_home)
     env = {"CUDA_VISIBLE_DEVICES": _cuda_devices(cfg, gpus), "PYTHONPATH": "/workspace",
            "HF_HOME": "/hf-cache", "HOME": "/tmp"}
+    if gpus == 1:
+        env["RANK"] = "0"  # --upsample_prompt reads os.environ["RANK"], which only torchrun sets
     container = container_name(name, kind)
     log_path, exit_code_path = f"{output_dir}/run.log", f"{output_dir}/exit_code"
     docker_cmd = _split_words(cfg, "DOCKER_CMD")
