@@ -21,6 +21,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -137,13 +138,12 @@ def down(dir: Path) -> bool:
         stopped = True
     with contextlib.suppress(FileNotFoundError):
         paths["pidfile"].unlink()
-    for state in sorted(paths["state_dir"].glob("*/state.json")):
-        with contextlib.suppress(OSError, ValueError, KeyError):
-            group = json.loads(state.read_text())["pid"]
-            if _alive(group):
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(group, signal.SIGKILL)
-                stopped = True
+    docker = [sys.executable, str(paths["bin_dir"] / "docker")]
+    if (paths["bin_dir"] / "docker").is_file():
+        running = subprocess.run([*docker, "ps", "-q"], capture_output=True, text=True).stdout.split()
+        if running:
+            subprocess.run([*docker, "kill", *running], capture_output=True)
+            stopped = True
     return stopped
 
 
@@ -216,6 +216,7 @@ def _install_remote(paths: dict[str, Path]) -> None:
     paths["state_dir"].mkdir(parents=True, exist_ok=True)
     for tool in ("docker", "torchrun"):
         _copy_exec(STAND_IN / tool, paths["bin_dir"] / tool, 0o755)
+    _copy_exec(STAND_IN / "python", paths["bin_dir"] / "image" / "python", 0o755)  # the image's python -> python3
 
 
 def _copy_exec(source: Path, target: Path, mode: int) -> None:
