@@ -1,3 +1,98 @@
-"""Commands: placeholder until their issue lands."""
+"""Commands: ``ssh`` (OpenSSH with the toolkit's settings) and ``trust`` (record the GPU box's host key)."""
 
-COMMANDS: list = []
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import click
+
+from .config import load_config
+from .errors import RemoteError, UserError
+from .fsutil import append_line_locked, write_text_atomic
+
+
+@click.command("ssh", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+def ssh(command: tuple[str, ...]) -> None:
+    """Open a shell on the GPU box, or run COMMAND there (its words are passed as data, quoted).
+
+    Uses OpenSSH with the settings the toolkit uses: SSH_KEY, both known_hosts files, strict host
+    key checking, no agent forwarding. With TRANSPORT=local, runs in REMOTE_DIR on this machine.
+    """
+    from .transport import interactive_argv
+
+    cfg = load_config()
+    if cfg["TRANSPORT"] == "local":
+        try:
+            os.chdir(cfg["REMOTE_DIR"])
+        except OSError as exc:
+            raise UserError(f"REMOTE_DIR {cfg['REMOTE_DIR']}: {exc.strerror}; fix REMOTE_DIR in config.sh") from None
+        argv = list(command) or [os.environ.get("SHELL", "/bin/sh")]
+    else:
+        argv = interactive_argv(cfg, list(command))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        os.execvp(argv[0], argv)  # noqa: S606 (argv list, no shell)
+    except OSError as exc:
+        raise UserError(f"cannot run {argv[0]}: {exc.strerror}") from None
+
+
+def _record(path, line: str, name: str, replace: bool) -> None:
+    """Append ``line`` to a known_hosts file; with ``replace``, first drop the lines for host ``name``."""
+    if replace and path.is_file():
+        from paramiko import HostKeys
+
+        def names(text: str) -> list[str]:
+            fields = text.split()
+            return fields[0].split(",") if fields and not text.lstrip().startswith("#") else []
+
+        def is_host(entry: str) -> bool:
+            return entry == name or (entry.startswith("|1|") and HostKeys.hash_host(name, entry) == entry)
+
+        kept = [ln for ln in path.read_text().splitlines(keepends=True) if not any(map(is_host, names(ln)))]
+        write_text_atomic(path, "".join(kept))
+    append_line_locked(path, line)
+
+
+@click.command("trust")
+@click.option("--yes", is_flag=True, help="Record the key without asking.")
+@click.option("--replace", is_flag=True,
+              help="Replace a different key recorded for this host in KNOWN_HOSTS (check it with your provider first).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object; records only with --yes.")
+def trust(yes: bool, replace: bool, as_json: bool) -> None:
+    """Show the GPU box's host key (type and SHA256 fingerprint) and record it in KNOWN_HOSTS when you confirm."""
+    from .transport import classify_host_key, fingerprint, scan_host_key
+
+    cfg = load_config()
+    if cfg["TRANSPORT"] == "local":
+        raise UserError("TRANSPORT is local: there is no SSH host key to trust")
+    name, key, user_keys, project_keys = scan_host_key(cfg)
+    status, where, _old = classify_host_key(cfg, name, key, user_keys, project_keys)
+    project_file = cfg.local_path("KNOWN_HOSTS")
+    kind, fp = fingerprint(key).split(" ", 1)
+    result = {"host": name, "key_type": kind, "fingerprint": fp, "status": status,
+              "file": str(where or project_file), "recorded": False}
+    if not as_json:
+        click.echo(f"{name} presents host key {kind} {fp}")
+    if status == "changed" and not (replace and where == project_file):
+        from .transport import check_host_key
+
+        check_host_key(cfg, name, key, user_keys, project_keys)  # raises the one-line warning with the fix
+    if status == "known":
+        if not as_json:
+            click.echo(f"already trusted ({where})")
+    elif yes or (not as_json and click.confirm(f"Trust it and record it in {project_file}?", default=False)):
+        _record(project_file, f"{name} {key.get_name()} {key.get_base64()}", name, replace=status == "changed")
+        result.update(recorded=True, file=str(project_file))
+        if not as_json:
+            click.echo(f"recorded in {project_file}")
+    elif not as_json:
+        raise RemoteError("not recorded: connections to the box stay refused until you trust its key", exit_code=1)
+    if as_json:
+        click.echo(json.dumps(result))
+
+
+COMMANDS = [ssh, trust]

@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import os
 import posixpath
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -24,24 +25,44 @@ from .transport import Transport
 
 PART_SUFFIX = ".cosmos-part"
 
-# Prints "<size> <sha256>" or "-" per argument, in order: file names never appear in the output.
-HASH_SCRIPT = r"""
-for f; do
-  if [ -f "$f" ] && s=$(wc -c < "$f") && h=$(sha256sum < "$f"); then
-    printf '%s %s\n' $s "${h%% *}"
-  else
-    echo -
-  fi
-done
+# The remote side runs python3: its hashlib uses the CPU's SHA extensions, 3-4x faster than coreutils'
+# sha256sum. Paths arrive as arguments, never inside the script.
+_DIGEST = r"""
+import hashlib, os, stat, sys
+
+
+def digest(path):
+    try:
+        if not stat.S_ISREG(os.lstat(path).st_mode):
+            return "-"
+        h, n = hashlib.sha256(), 0
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+                n += len(block)
+        return "%d %s" % (n, h.hexdigest())
+    except OSError:
+        return "-"
 """
 
-# In folder $1: "<size> <sha256> <relative path>\0" for every regular file (temporary files excluded).
-LIST_SCRIPT = r"""
-[ -d "$1" ] || exit 44
-cd -- "$1" && find . -type f ! -name '*.cosmos-part' -exec sh -c '
-for f; do
-  s=$(wc -c < "$f") && h=$(sha256sum < "$f") && printf "%s %s %s\0" $s "${h%% *}" "${f#./}" || exit 1
-done' _ {} +
+# One line per argument, in order: "<size> <sha256>", or "-" where there is no regular file.
+HASH_SCRIPT = _DIGEST + r"""
+sys.stdout.write("".join(digest(p) + "\n" for p in sys.argv[1:]))
+"""
+
+# "<size> <sha256> <path relative to argv[1]>\0" for every regular file under argv[1] (temporary files
+# excluded); exit 44 if argv[1] is not a folder.
+LIST_SCRIPT = _DIGEST + r"""
+top = sys.argv[1]
+if not os.path.isdir(top):
+    sys.exit(44)
+for folder, dirs, names in os.walk(top):
+    for name in names:
+        path = os.path.join(folder, name)
+        found = digest(path)
+        if found != "-" and not name.endswith(".cosmos-part"):
+            rel = os.fsencode(os.path.relpath(path, top))
+            sys.stdout.buffer.write(found.encode() + b" " + rel + b"\0")
 """
 MISSING = 44
 
@@ -56,11 +77,14 @@ class SyncReport:
     seconds: float = 0.0
 
 
-def local_digest(path: Path) -> Digest:
+def local_digest(path: Path, stop: threading.Event | None = None) -> Digest | None:
+    """(size, sha256) of a local file; None if ``stop`` is set before the end."""
     digest = hashlib.sha256()
     size = 0
     with open(path, "rb") as handle:
         while block := handle.read(1024 * 1024):
+            if stop is not None and stop.is_set():
+                return None
             digest.update(block)
             size += len(block)
     return size, digest.hexdigest()
@@ -70,10 +94,10 @@ def remote_digests(t: Transport, paths: list[str]) -> list[Digest | None]:
     """(size, sha256) of each remote path, None where there is no regular file; one remote command."""
     if not paths:
         return []
-    out = t.run(["sh", "-c", HASH_SCRIPT, "sh", *paths]).stdout.decode().splitlines()
+    out = t.run(["python3", "-c", HASH_SCRIPT, *paths]).stdout.decode().splitlines()
     if len(out) != len(paths):
         raise RemoteError(f"hashing files on {t.describe()} gave {len(out)} answers for {len(paths)} files; "
-                          "is sha256sum (coreutils) installed there?")
+                          "is python3 installed there?")
     return [None if line == "-" else (int(line.split()[0]), line.split()[1]) for line in out]
 
 
@@ -97,17 +121,21 @@ def upload_files(t: Transport, files: list[tuple[Path, str]], *, progress: bool 
         if not Path(local).is_file():
             raise UserError(f"{local}: file to upload not found")
     targets = [t.abspath(rel) for _, rel in files]
+    sizes = [Path(p).stat().st_size for p, _ in files]
+    stops = [threading.Event() for _ in files]
     with ThreadPoolExecutor(1) as pool:  # hash here while the box hashes there
-        local_future = pool.submit(lambda: [local_digest(Path(p)) for p, _ in files])
+        local = [pool.submit(local_digest, Path(p), stop) for (p, _), stop in zip(files, stops, strict=True)]
         remote = remote_digests(t, targets)
-        local = local_future.result()
+        for stop, size, theirs in zip(stops, sizes, remote, strict=True):
+            if theirs is None or theirs[0] != size:
+                stop.set()  # it will be sent anyway: no need to finish hashing it
     report = SyncReport()
     todo = []
-    for (path, rel), target, mine, theirs in zip(files, targets, local, remote, strict=True):
-        if mine == theirs:
+    for (path, rel), target, size, mine, theirs in zip(files, targets, sizes, local, remote, strict=True):
+        if theirs is not None and theirs[0] == size and mine.result() == theirs:
             report.skipped.append(rel)
         else:
-            todo.append((Path(path), rel, target, mine[0]))
+            todo.append((Path(path), rel, target, size))
     with Progress(sum(size for *_, size in todo), "upload", unit="B", enabled=progress) as bar:
         for folder in sorted({posixpath.dirname(target) for _, _, target, _ in todo}):
             t.makedirs(folder)
@@ -138,7 +166,7 @@ def _upload_one(t: Transport, path: Path, rel: str, target: str, bar: Progress) 
 
 def remote_tree(t: Transport, remote_rel_dir: str) -> dict[str, Digest] | None:
     """{relative path: (size, sha256)} of every file under a remote folder; None if it does not exist."""
-    done = t.run(["sh", "-c", LIST_SCRIPT, "sh", t.abspath(remote_rel_dir)], check=False)
+    done = t.run(["python3", "-c", LIST_SCRIPT, t.abspath(remote_rel_dir)], check=False)
     if done.rc == MISSING:
         return None
     if done.rc != 0:

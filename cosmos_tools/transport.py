@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import logging
 import os
 import posixpath
 import select
@@ -107,6 +108,7 @@ def start_transport(sock: socket.socket, timeout: float, known_types: list[str])
     """An SSH transport over ``sock`` with fast ciphers and the host key types we already know first."""
     import paramiko
 
+    logging.getLogger("paramiko").addHandler(logging.NullHandler())  # our errors are one line, not its log
     transport = paramiko.Transport(sock)
     opts = transport.get_security_options()
     opts.ciphers = [c for c in FAST_CIPHERS if c in opts.ciphers] + [c for c in opts.ciphers if c not in FAST_CIPHERS]
@@ -114,32 +116,57 @@ def start_transport(sock: socket.socket, timeout: float, known_types: list[str])
     for kind in known_types:
         wanted += ["rsa-sha2-512", "rsa-sha2-256", kind] if kind == "ssh-rsa" else [kind]
     opts.key_types = [k for k in wanted if k in opts.key_types] + [k for k in opts.key_types if k not in wanted]
+    host, port = sock.getpeername()[:2]
     try:
-        transport.start_client(timeout=timeout or None)
+        transport.start_client(timeout=timeout or None)  # returns at the timeout even if unfinished
+        why = None if transport.host_key is not None else f"no answer within {timeout:g} s"
     except (paramiko.SSHException, EOFError, OSError) as exc:
+        why = str(exc)
+    if why:
         transport.close()
-        raise RemoteError(f"{sock.getpeername()[0]}:{sock.getpeername()[1]} did not complete the SSH handshake "
-                          f"({exc}); is it an SSH server?") from None
+        raise RemoteError(f"{host}:{port} did not complete the SSH handshake ({why}); is it an SSH server? "
+                          "(SSH_TIMEOUT sets the wait)")
     return transport
+
+
+def classify_host_key(cfg: Config, name: str, key, user_keys, project_keys) -> tuple[str, Path | None, object]:
+    """("known", file, key) | ("changed", file, old key) | ("unknown", None, None) for a host's key."""
+    files = ((user_known_hosts(), user_keys), (cfg.local_path("KNOWN_HOSTS"), project_keys))
+    same_type = [(path, entries[key.get_name()]) for path, hk in files
+                 if (entries := hk.lookup(name)) and key.get_name() in entries]
+    for path, old in same_type:
+        if old == key:
+            return "known", path, old
+    if same_type:
+        return "changed", *same_type[0]
+    return "unknown", None, None
 
 
 def check_host_key(cfg: Config, name: str, key, user_keys, project_keys) -> None:
     """Refuse a host key that neither known_hosts file vouches for; accept one that matches."""
-    known = [(path, hk.lookup(name)) for path, hk in
-             ((user_known_hosts(), user_keys), (cfg.local_path("KNOWN_HOSTS"), project_keys))]
-    same_type = [(path, entries[key.get_name()]) for path, entries in known
-                 if entries and key.get_name() in entries]
-    if any(old == key for _, old in same_type):
-        return
-    if same_type:
-        path, old = same_type[0]
+    status, path, old = classify_host_key(cfg, name, key, user_keys, project_keys)
+    if status == "changed":
         fix = (f"run: ssh-keygen -R '{name}' -f '{path}'" if path == user_known_hosts()
                else "run: cosmos-tools trust --replace")
         raise RemoteError(f"HOST KEY OF {name} HAS CHANGED (now {fingerprint(key)}, {path} has {fingerprint(old)}): "
                           "someone may be intercepting the connection; check the key with your provider "
                           f"before trusting it, then remove the old line from {path} ({fix})")
-    raise RemoteError(f"host key of {name} is not known ({fingerprint(key)}); "
-                      "if this is your GPU box, run: cosmos-tools trust")
+    if status == "unknown":
+        raise RemoteError(f"host key of {name} is not known ({fingerprint(key)}); "
+                          "if this is your GPU box, run: cosmos-tools trust")
+
+
+def scan_host_key(cfg: Config):
+    """(host name as known_hosts files it, the key the box presents, user HostKeys, project HostKeys); no login."""
+    _user, host, port, timeout = _settings(cfg)
+    name = host_id(host, port)
+    user_keys, project_keys = load_known_hosts(cfg)
+    known_types = [t for hk in (user_keys, project_keys) for t in (hk.lookup(name) or {}).keys()]
+    ssh = start_transport(open_socket(host, port, timeout), timeout, known_types)
+    try:
+        return name, ssh.get_remote_server_key(), user_keys, project_keys
+    finally:
+        ssh.close()
 
 
 def _auth_keys(cfg: Config):
@@ -153,7 +180,7 @@ def _auth_keys(cfg: Config):
                             "ssh-agent and ~/.ssh/id_*")
         try:
             return [(str(path), paramiko.PKey.from_path(path))]
-        except paramiko.PasswordRequiredException:
+        except (paramiko.PasswordRequiredException, TypeError):  # TypeError: cryptography's "password-protected"
             raise UserError(f"SSH_KEY {path} is protected by a passphrase: load it into ssh-agent "
                             f"(ssh-add '{path}') and leave SSH_KEY empty") from None
         except (paramiko.SSHException, OSError, ValueError) as exc:
@@ -310,9 +337,12 @@ class SSHTransport(Transport):
                 chan.close()
                 raise RemoteError(f"{doing} on {self.describe()} did not finish in time")
             select.select([chan], [], [], 1.0)
-        if not chan.status_event.wait(30) or (not chan.exit_status_ready() and not self._transport.is_active()):
-            raise self.lost(doing)
-        rc = chan.recv_exit_status()
+        chan.status_event.wait(30)
+        rc = chan.exit_status  # -1: no exit status came (killed by a signal, or the connection dropped)
+        if rc == -1:
+            self._transport.join(2)  # a dropped connection ends the transport thread right after its channels
+            if not self._transport.is_alive():
+                raise self.lost(doing)
         chan.close()
         return rc
 
