@@ -156,8 +156,9 @@ def render_prompt(cfg, name: str, shot: str, text: str, files: dict[str, str]) -
     try:
         rendered = template.render(name=name, shot=shot, prompt=text, input_video_path=files["color"],
                                    controls=controls, weight=round(1 / len(controls), 2))
-    except jinja2.TemplateError as exc:
-        raise UserError(f"{where}: template error ({exc}); fix the template") from None
+    except (jinja2.TemplateError, TypeError, ValueError) as exc:  # tojson of an undefined name is a TypeError
+        raise UserError(f"{where}: template error ({exc}); fix the template (variables: name, shot, prompt, "
+                        "input_video_path, controls, weight)") from None
     try:
         spec = json.loads(rendered)
     except json.JSONDecodeError as exc:
