@@ -24,7 +24,8 @@ WAIT = click.option("--wait", is_flag=True, help="If the GPU box is busy with an
 def _session(cfg, prompt: Path, override: str | None = None, *, check: bool = False, **kwargs):
     from .cycle import Session, plan_prompt
 
-    return Session(cfg, plan_prompt(cfg, prompt, override, check=check), **kwargs)
+    plan = plan_prompt(cfg, prompt, override, check=check, quiet=kwargs.get("quiet", False))
+    return Session(cfg, plan, **kwargs)
 
 
 def _finish(outcome, session) -> None:

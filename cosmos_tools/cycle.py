@@ -68,7 +68,8 @@ def _clean_relative(path: str) -> bool:
     return bool(parts) and not path.startswith("/") and ".." not in parts and "\0" not in path
 
 
-def plan_prompt(cfg, path: str | Path, override: str | None = None, *, check: bool = True) -> Plan:
+def plan_prompt(cfg, path: str | Path, override: str | None = None, *, check: bool = True,
+                quiet: bool = False) -> Plan:
     """Load the prompt, check it (problems: UserError, nothing sent) and list the files to upload.
 
     The prompt goes to ``inputs/prompts/<file name>`` on the box wherever it lives locally; the shot folder
@@ -83,7 +84,7 @@ def plan_prompt(cfg, path: str | Path, override: str | None = None, *, check: bo
     prompt = load_prompt(path)
     name = check_name(prompt_name(path))
     if check:
-        _check(path, cfg)
+        _check(path, cfg, quiet)
     try:
         natural = shot_of(prompt)
     except UserError:
@@ -114,15 +115,19 @@ def plan_prompt(cfg, path: str | Path, override: str | None = None, *, check: bo
     return Plan(path=path, name=name, prompt=prompt, text=path.read_bytes(), shot=shot, uploads=uploads)
 
 
-def _check(path: Path, cfg) -> None:
+def _check(path: Path, cfg, quiet: bool = False) -> None:
+    """Print the prompt's problems; errors stop here (nothing is sent), warnings only inform."""
     from .validate import check_prompt
 
     problems = check_prompt(path, cfg)
-    if problems:
-        for problem in problems:
-            print(f"{path}: {problem.key}: {problem.message}" if problem.key else f"{path}: {problem.message}",
-                  file=sys.stderr)
-        raise UserError(f"{path}: {len(problems)} problem(s) above; fix the prompt (nothing was sent)")
+    errors = [p for p in problems if not p.warning]
+    for problem in problems:
+        if problem.warning and quiet:
+            continue
+        kind = "warning" if problem.warning else "error"
+        print(f"{kind}: {path.name}: {problem.key}: {problem.message}", file=sys.stderr)
+    if errors:
+        raise UserError(f"{path}: {len(errors)} error(s) above; fix the prompt (nothing was sent)")
 
 
 def weights_text(prompt: dict) -> str:

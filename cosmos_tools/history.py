@@ -18,7 +18,7 @@ from pathlib import Path
 from .fsutil import append_line_locked
 
 KEYS = ("ts", "run", "prompt", "shot", "host", "gpus", "weights", "upscale", "status", "exit",
-        "upload_s", "run_s", "upscale_s", "download_s", "output", "upscaled", "error")
+        "upload_s", "run_s", "upscale_s", "download_s", "total_s", "output", "upscaled", "error")
 STATUSES = ("ok", "failed", "blocked", "cancelled")
 _KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _NEEDS_QUOTES = re.compile(r'[\s"=\\\x00-\x1f\x7f]')

@@ -26,6 +26,7 @@ BUSY, LOST = 75, 4  # exit codes of the start and follow scripts
 RECONNECT_DELAYS = (1, 2, 4, 8)
 WAIT_POLL_SECONDS = 2.0
 GUARDRAIL = "GUARDRAIL BLOCKED"
+STOPPED_CODES = (130, 137, 143)  # ended by SIGINT, SIGKILL or SIGTERM (Ctrl-C, kill, docker stop)
 
 # $1 = number of docker words, then the docker words, then job folders. Prints, NUL-separated:
 # uid, gid, home, the names of running cosmos-tools containers (one per line), then 8 fields per folder.
@@ -174,13 +175,15 @@ class JobState:
 
     @property
     def verdict(self) -> str:
-        """running, absent, lost (ended without an exit code), ok, blocked or failed."""
+        """running, absent, lost (ended without an exit code), ok, blocked, stopped (by a signal) or failed."""
         if self.running and self.exit_code is None:
             return "running"
         if self.exit_code is None:
             return "lost" if self.log_size else "absent"
         if self.blocked:
             return "blocked"
+        if self.exit_code in STOPPED_CODES:
+            return "stopped"
         return "ok" if self.exit_code == 0 and self.output_size > 0 else "failed"
 
     def failure(self, name: str) -> str:
@@ -188,6 +191,8 @@ class JobState:
         verdict = self.verdict
         if verdict == "blocked":
             return f"{name}: the guardrail blocked it ({GUARDRAIL} in {self.dir}/run.log); change the prompt"
+        if verdict == "stopped":
+            return f"{name}: stopped by a signal (exit {self.exit_code}): cancelled, or killed with `cosmos-tools kill`"
         if verdict == "lost":
             return f"{name}: the job ended without an exit code (container killed or box restarted)"
         if self.exit_code == 0:
@@ -461,7 +466,7 @@ class Runner:
         state = box.jobs[job.dir]
         if rc == LOST and state.exit_code is None:
             state.running = False
-        status = state.verdict if state.verdict in ("ok", "blocked") else "failed"
+        status = {"ok": "ok", "blocked": "blocked", "stopped": "cancelled"}.get(state.verdict, "failed")
         return Outcome(status, state, seconds=time.monotonic() - started,
                        message="" if status == "ok" else state.failure(job.label))
 
@@ -530,7 +535,7 @@ def attach(remote: Remote, name: str, runner: Runner | None = None) -> Outcome:
         for line in state.tail:
             runner.echo((line + "\n").encode())
         return Outcome("ok", state, reused=True)
-    status = "blocked" if state.verdict == "blocked" else "failed"
+    status = {"blocked": "blocked", "stopped": "cancelled"}.get(state.verdict, "failed")
     return Outcome(status, state, reused=True, message=state.failure(job.label))
 
 
