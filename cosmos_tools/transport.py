@@ -19,6 +19,7 @@ import shlex
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -104,11 +105,27 @@ def load_known_hosts(cfg: Config):
     return keys[0], keys[1]
 
 
+def _quiet_prefetch_hook(previous):
+    """Keep paramiko's download prefetch thread quiet when the connection drops: the reader reports it."""
+    import paramiko
+
+    def hook(args) -> None:
+        if "_prefetch_thread" in (args.thread.name if args.thread else "") and issubclass(
+                args.exc_type, (EOFError, OSError, paramiko.SSHException)):
+            return
+        previous(args)
+
+    return hook
+
+
 def start_transport(sock: socket.socket, timeout: float, known_types: list[str]):
     """An SSH transport over ``sock`` with fast ciphers and the host key types we already know first."""
     import paramiko
 
-    logging.getLogger("paramiko").addHandler(logging.NullHandler())  # our errors are one line, not its log
+    log = logging.getLogger("paramiko")
+    if not log.handlers:
+        log.addHandler(logging.NullHandler())  # our errors are one line, not paramiko's log on stderr
+        threading.excepthook = _quiet_prefetch_hook(threading.excepthook)
     transport = paramiko.Transport(sock)
     opts = transport.get_security_options()
     opts.ciphers = [c for c in FAST_CIPHERS if c in opts.ciphers] + [c for c in opts.ciphers if c not in FAST_CIPHERS]

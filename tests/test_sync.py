@@ -1,0 +1,257 @@
+"""Verified, skip-if-same transfers against the rehearsal host's real sshd (and the local transport)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pty
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from cosmos_tools import sync, transport
+from cosmos_tools.config import load_config
+from cosmos_tools.errors import RemoteError, UserError
+
+HOSTILE_NAMES = ["shot 1", "it's", 'say "hi"', "$(touch pwned)", "`touch pwned`", "new\nline", "ünïcødé ✓", "-rf"]
+
+
+def session_pids(info) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == info.pid:
+                    found.append(int(entry.name))
+            except (OSError, IndexError, ValueError):
+                continue
+    return found
+
+
+def cut_connections(info) -> None:
+    """Drop every live SSH connection to the rehearsal host, as a network cut would."""
+    for pid in session_pids(info):
+        os.kill(pid, signal.SIGKILL)
+
+
+def make_file(path: Path, size: int, seed: int = 0) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    block = bytes((seed + i) % 251 for i in range(65536))
+    with open(path, "wb") as handle:
+        for offset in range(0, size, len(block)):
+            handle.write(block[: size - offset])
+    return path
+
+
+@pytest.fixture
+def cfg(project):
+    return load_config(project)
+
+
+@pytest.fixture
+def ssh(cfg):
+    with transport.connect(cfg) as t:
+        yield t
+
+
+@pytest.fixture
+def area():
+    """A fresh folder under REMOTE_DIR for one test (the rehearsal host is shared by the session)."""
+    return f"inputs/videos/t-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def local(project, tmp_path, monkeypatch):
+    remote = tmp_path / "box dir"
+    remote.mkdir()
+    monkeypatch.setenv("TRANSPORT", "local")
+    monkeypatch.setenv("REMOTE_DIR", str(remote))
+    with transport.connect(load_config(project)) as t:
+        yield t
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.rglob("*") if p.name.endswith(sync.PART_SUFFIX))
+
+
+@pytest.mark.parametrize("kind", ["ssh", "local"])
+def test_upload_then_unchanged_reupload_sends_nothing(kind, request, tmp_path, area, capfd):
+    t = request.getfixturevalue(kind)
+    files = [(make_file(tmp_path / f"f{i}.mp4", size, i), f"{area}/f{i}.mp4")
+             for i, size in enumerate([0, 1, 300_000, 2_000_000])]
+    first = sync.upload_files(t, files, progress=False)
+    assert first.sent == [rel for _, rel in files] and first.bytes_sent == 2_300_001
+    for path, rel in files:
+        assert Path(t.abspath(rel)).read_bytes() == path.read_bytes()
+    second = sync.upload_files(t, files, progress=False)
+    assert (second.sent, second.bytes_sent, second.skipped) == ([], 0, [rel for _, rel in files])
+    assert leftovers(Path(t.abspath(area))) == []
+    assert capfd.readouterr().err == ""  # progress=False: nothing at all
+
+
+def test_changed_or_damaged_remote_file_is_sent_again(ssh, tmp_path, area):
+    src = make_file(tmp_path / "color.mp4", 500_000)
+    rel = f"{area}/color.mp4"
+    sync.upload_files(ssh, [(src, rel)], progress=False)
+    remote = Path(ssh.abspath(rel))
+    damaged = bytearray(remote.read_bytes())
+    damaged[1234] ^= 0xFF  # same size, one byte different
+    remote.write_bytes(bytes(damaged))
+    again = sync.upload_files(ssh, [(src, rel)], progress=False)
+    assert again.sent == [rel]
+    assert remote.read_bytes() == src.read_bytes()
+    remote.write_bytes(b"short")
+    assert sync.upload_files(ssh, [(src, rel)], progress=False).sent == [rel]
+    assert remote.read_bytes() == src.read_bytes()
+
+
+@pytest.mark.parametrize("kind", ["ssh", "local"])
+def test_hostile_names_round_trip(kind, request, tmp_path, area):
+    t = request.getfixturevalue(kind)
+    shot = f"{area}/{HOSTILE_NAMES[3]} {HOSTILE_NAMES[5]}"
+    files = [(make_file(tmp_path / "src" / name, 1000 + i, i), f"{shot}/{name}")
+             for i, name in enumerate(HOSTILE_NAMES)]
+    assert len(sync.upload_files(t, files, progress=False).sent) == len(files)
+    for path, rel in files:
+        assert Path(t.abspath(rel)).read_bytes() == path.read_bytes()
+    out = tmp_path / "back"
+    report = sync.download_tree(t, shot, out, progress=False)
+    assert sorted(report.sent) == sorted(HOSTILE_NAMES)
+    for path, _ in files:
+        assert (out / path.name).read_bytes() == path.read_bytes()
+    assert not list(Path(t.remote_dir).rglob("pwned")) and not (tmp_path / "pwned").exists()
+
+
+@pytest.mark.parametrize("kind", ["ssh", "local"])
+def test_download_skips_identical_and_verifies(kind, request, tmp_path, area):
+    t = request.getfixturevalue(kind)
+    run = Path(t.abspath(f"{area}/run"))
+    make_file(run / "output.mp4", 700_000)
+    make_file(run / "sub dir" / "output.txt", 10)
+    (run / ".output.mp4.cosmos-part").write_bytes(b"half")  # an upload in progress on the box: not fetched
+    out = tmp_path / "outputs" / "run"
+    first = sync.download_tree(t, f"{area}/run", out, progress=False)
+    assert sorted(first.sent) == ["output.mp4", "sub dir/output.txt"] and first.bytes_sent == 700_010
+    second = sync.download_tree(t, f"{area}/run", out, progress=False)
+    assert (second.sent, sorted(second.skipped)) == ([], ["output.mp4", "sub dir/output.txt"])
+    (out / "output.mp4").write_bytes(b"stale local copy")
+    third = sync.download_tree(t, f"{area}/run", out, progress=False)
+    assert third.sent == ["output.mp4"]
+    assert (out / "output.mp4").read_bytes() == (run / "output.mp4").read_bytes()
+    assert leftovers(out) == []
+
+
+@pytest.mark.parametrize("kind", ["ssh", "local"])
+def test_missing_remote_folder(kind, request, tmp_path, area):
+    t = request.getfixturevalue(kind)
+    with pytest.raises(RemoteError, match=r"does not exist on .*nothing to download"):
+        sync.download_tree(t, f"{area}/nope", tmp_path / "out", progress=False)
+    empty = sync.download_tree(t, f"{area}/nope", tmp_path / "out", progress=False, missing_ok=True)
+    assert (empty.sent, empty.skipped) == ([], [])
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_local_file_is_one_line(ssh, tmp_path, area):
+    with pytest.raises(UserError, match=r"file to upload not found"):
+        sync.upload_files(ssh, [(tmp_path / "nope.mp4", f"{area}/nope.mp4")], progress=False)
+
+
+def test_relative_paths_only(ssh, tmp_path):
+    src = make_file(tmp_path / "a", 1)
+    for bad in ("/etc/passwd", "../escape", "a//b", ""):
+        with pytest.raises(ValueError):
+            sync.upload_files(ssh, [(src, bad)], progress=False)
+
+
+def wait_for_part(folder: Path, at_least: int) -> bool:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        parts = [p for p in folder.glob(f"*{sync.PART_SUFFIX}") if p.stat().st_size >= at_least] \
+            if folder.is_dir() else []
+        if parts:
+            return True
+        time.sleep(0.005)
+    return False
+
+
+def test_connection_cut_mid_upload_leaves_no_real_file_and_a_rerun_completes(cfg, rehearsal_host, tmp_path, area):
+    src = make_file(tmp_path / "big.mp4", 150_000_000)
+    rel = f"{area}/big.mp4"
+    folder = rehearsal_host.remote_dir / area
+    cutter = threading.Thread(target=lambda: wait_for_part(folder, 1_000_000) and cut_connections(rehearsal_host))
+    with transport.connect(cfg) as t:
+        cutter.start()
+        with pytest.raises(transport.ConnectionLost, match=r"lost while uploading"):
+            sync.upload_files(t, [(src, rel)], progress=False)
+        cutter.join()
+    assert not (folder / "big.mp4").exists()
+    assert leftovers(folder) == [f".big.mp4{sync.PART_SUFFIX}"]
+    with transport.connect(cfg) as t:
+        done = sync.upload_files(t, [(src, rel)], progress=False)
+    assert done.sent == [rel]
+    assert (folder / "big.mp4").stat().st_size == src.stat().st_size
+    assert leftovers(folder) == []
+
+
+UPLOADER = """
+import sys
+from pathlib import Path
+from cosmos_tools import sync, transport
+from cosmos_tools.config import load_config
+with transport.connect(load_config(Path(sys.argv[1]))) as t:
+    sync.upload_files(t, [(Path(sys.argv[2]), sys.argv[3])], progress=False)
+"""
+
+
+def test_killed_uploader_leaves_no_real_file(project, cfg, rehearsal_host, tmp_path, area):
+    src = make_file(tmp_path / "big.mp4", 150_000_000)
+    rel = f"{area}/big.mp4"
+    folder = rehearsal_host.remote_dir / area
+    proc = subprocess.Popen([sys.executable, "-c", UPLOADER, str(project), str(src), rel])
+    try:
+        assert wait_for_part(folder, 1_000_000)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not (folder / "big.mp4").exists()
+    with transport.connect(cfg) as t:
+        assert sync.upload_files(t, [(src, rel)], progress=False).sent == [rel]
+    assert leftovers(folder) == []
+
+
+def test_connection_cut_mid_download_keeps_the_old_local_file(cfg, rehearsal_host, tmp_path, area):
+    run = rehearsal_host.remote_dir / area / "run"
+    make_file(run / "output.mp4", 150_000_000)
+    out = tmp_path / "out"
+    (out).mkdir()
+    (out / "output.mp4").write_bytes(b"previous result")
+    cutter = threading.Thread(target=lambda: wait_for_part(out, 1_000_000) and cut_connections(rehearsal_host))
+    with transport.connect(cfg) as t:
+        cutter.start()
+        with pytest.raises(transport.ConnectionLost, match=r"lost while downloading"):
+            sync.download_tree(t, f"{area}/run", out, progress=False)
+        cutter.join()
+    assert (out / "output.mp4").read_bytes() == b"previous result"
+    assert leftovers(out) == []
+
+
+def test_progress_bar_on_a_terminal_shows_bytes_and_rate(project, tmp_path, area):
+    src = make_file(tmp_path / "a.mp4", 2_000_000)
+    controller, terminal = pty.openpty()
+    script = UPLOADER.replace("progress=False", "progress=True")
+    with subprocess.Popen([sys.executable, "-c", script, str(project), str(src), f"{area}/a.mp4"],
+                          stderr=terminal) as proc:
+        os.close(terminal)
+        shown = b""
+        with contextlib.suppress(OSError):  # EIO once the child has gone
+            while chunk := os.read(controller, 4096):
+                shown += chunk
+    os.close(controller)
+    assert proc.returncode == 0, shown
+    assert b"upload [" in shown and b"2.0MB/2.0MB" in shown and b"B/s" in shown
