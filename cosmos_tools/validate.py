@@ -334,18 +334,16 @@ class _Checker:
     # -- videos ---------------------------------------------------------------------------------------------------
 
     def probe_all(self) -> None:
-        from .probe import probe_video
+        from concurrent.futures import ThreadPoolExecutor
 
+        with ThreadPoolExecutor(max_workers=4) as pool:  # ffprobe start-up dominates: run them side by side
+            results = list(pool.map(_probe, [local for _, local in self.videos]))
         infos = []
-        for key, local in self.videos:
-            try:
-                info = probe_video(local, count_frames=False)
-                if info.frames <= 0:
-                    info = probe_video(local, count_frames=True)
-            except UserError as exc:
-                self.error(key, exc.format_message())
-                continue
-            infos.append((key, info))
+        for (key, _), result in zip(self.videos, results, strict=True):
+            if isinstance(result, UserError):
+                self.error(key, result.format_message())
+            else:
+                infos.append((key, result))
         if not infos:
             return
         ref_key, ref = infos[0]
@@ -394,6 +392,24 @@ class _Checker:
         if fps and abs(fps - run_fps) > 0.01:
             self.warn(key, f"the video is {fps:g} fps but the run writes {run_fps} fps, so it will play at a "
                            f"different speed; set \"fps\": {round(fps)} or re-convert at {run_fps} fps")
+
+
+_PROBED: dict[tuple, object] = {}
+
+
+def _probe(local: Path):
+    """VideoInfo of a file, or the UserError saying why it is not a video; cached per file (inode, size, mtime)."""
+    from .probe import probe_video
+
+    st = local.stat()
+    version = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    if version not in _PROBED:
+        try:
+            info = probe_video(local, count_frames=False)  # the container's frame count: no decoding
+            _PROBED[version] = info if info.frames > 0 else probe_video(local, count_frames=True)
+        except UserError as exc:
+            _PROBED[version] = exc
+    return _PROBED[version]
 
 
 def _duplicate_keys(text: str) -> list[str]:
