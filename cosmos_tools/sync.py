@@ -66,6 +66,35 @@ for folder, dirs, names in os.walk(top):
 """
 MISSING = 44
 
+# Hashes argv[1] while it is being uploaded: reads up to argv[2] bytes as they land, then prints
+# "<size> <sha256>"; gives up (exit 45) when the file stops growing for argv[3] seconds.
+FOLLOW_SCRIPT = r"""
+import hashlib, sys, time
+
+path, size, idle = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+h, n, f, last = hashlib.sha256(), 0, None, time.monotonic()
+while n < size:
+    if f is None:
+        try:
+            f = open(path, "rb")
+        except FileNotFoundError:
+            pass
+    block = f.read(min(1 << 20, size - n)) if f else b""
+    if block:
+        h.update(block)
+        n += len(block)
+        last = time.monotonic()
+    elif time.monotonic() - last > idle:
+        sys.exit(45)
+    else:
+        time.sleep(0.002)
+print(n, h.hexdigest())
+"""
+FOLLOW_IDLE_SECONDS = 20
+
+# The box's system python3 first: a user's pyenv/conda shim can cost a few hundred ms per start.
+PYTHON = ["sh", "-c", 'if [ -x /usr/bin/python3 ]; then exec /usr/bin/python3 "$@"; fi; exec python3 "$@"', "sh"]
+
 Digest = tuple[int, str]  # (size, sha256 hex)
 
 
@@ -94,11 +123,11 @@ def remote_digests(t: Transport, paths: list[str]) -> list[Digest | None]:
     """(size, sha256) of each remote path, None where there is no regular file; one remote command."""
     if not paths:
         return []
-    out = t.run(["python3", "-c", HASH_SCRIPT, *paths]).stdout.decode().splitlines()
+    out = t.run([*PYTHON, "-c", HASH_SCRIPT, *paths]).stdout.decode().splitlines()
     if len(out) != len(paths):
         raise RemoteError(f"hashing files on {t.describe()} gave {len(out)} answers for {len(paths)} files; "
                           "is python3 installed there?")
-    return [None if line == "-" else (int(line.split()[0]), line.split()[1]) for line in out]
+    return [_parse_digest(line) for line in out]
 
 
 def part_name(path: str) -> str:
@@ -139,15 +168,31 @@ def upload_files(t: Transport, files: list[tuple[Path, str]], *, progress: bool 
     with Progress(sum(size for *_, size in todo), "upload", unit="B", enabled=progress) as bar:
         for folder in sorted({posixpath.dirname(target) for _, _, target, _ in todo}):
             t.makedirs(folder)
-        for path, rel, target, _size in todo:
-            report.bytes_sent += _upload_one(t, path, rel, target, bar)
+        for path, rel, target, size in todo:
+            report.bytes_sent += _upload_one(t, path, rel, target, size, bar)
             report.sent.append(rel)
     report.seconds = time.monotonic() - start
     return report
 
 
-def _upload_one(t: Transport, path: Path, rel: str, target: str, bar: Progress) -> int:
+def _upload_one(t: Transport, path: Path, rel: str, target: str, size: int, bar: Progress) -> int:
+    """Send one file under its temporary name, check it on the box, rename it; return the bytes sent.
+
+    The box hashes the temporary file while it arrives (FOLLOW_SCRIPT), so the check costs no extra
+    pass over the data; if that hash is missing or differs, the file is hashed again after the upload.
+    """
     part = part_name(target)
+    t.remove(part)  # the follower must never open a stale part from an interrupted upload
+    followed: list = []
+
+    def follow() -> None:
+        with contextlib.suppress(RemoteError):
+            done = t.run([*PYTHON, "-c", FOLLOW_SCRIPT, part, str(size), str(FOLLOW_IDLE_SECONDS)], check=False)
+            if done.rc == 0:
+                followed.append(_parse_digest(done.stdout.decode().strip()))
+
+    follower = threading.Thread(target=follow, name="cosmos-verify", daemon=True)
+    follower.start()
     sent = 0
 
     def count(n: int) -> None:
@@ -156,7 +201,11 @@ def _upload_one(t: Transport, path: Path, rel: str, target: str, bar: Progress) 
         bar.update(n)
 
     digest = t.put(path, part, count)
-    (arrived,) = remote_digests(t, [part])
+    if sent == size:
+        follower.join(FOLLOW_IDLE_SECONDS + 30)
+    arrived = followed[0] if followed else None
+    if arrived != (sent, digest) or t.size(part) != sent:
+        (arrived,) = remote_digests(t, [part])
     if arrived != (sent, digest):
         raise RemoteError(f"upload of {rel} arrived damaged on {t.describe()} (sent {sent} bytes sha256 {digest[:12]}, "
                           f"found {arrived}); run the upload again")
@@ -164,9 +213,16 @@ def _upload_one(t: Transport, path: Path, rel: str, target: str, bar: Progress) 
     return sent
 
 
+def _parse_digest(line: str) -> Digest | None:
+    if line == "-":
+        return None
+    size, sha = line.split()
+    return int(size), sha
+
+
 def remote_tree(t: Transport, remote_rel_dir: str) -> dict[str, Digest] | None:
     """{relative path: (size, sha256)} of every file under a remote folder; None if it does not exist."""
-    done = t.run(["python3", "-c", LIST_SCRIPT, t.abspath(remote_rel_dir)], check=False)
+    done = t.run([*PYTHON, "-c", LIST_SCRIPT, t.abspath(remote_rel_dir)], check=False)
     if done.rc == MISSING:
         return None
     if done.rc != 0:

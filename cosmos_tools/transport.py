@@ -292,6 +292,14 @@ class Transport:
         """Move ``src`` over ``dst`` atomically."""
         raise NotImplementedError
 
+    def remove(self, path: str) -> None:
+        """Delete a file if it exists."""
+        raise NotImplementedError
+
+    def size(self, path: str) -> int | None:
+        """A file's size, None if it does not exist."""
+        raise NotImplementedError
+
 
 class SSHTransport(Transport):
     """One paramiko connection to the box: commands on session channels, files over one SFTP session."""
@@ -328,6 +336,11 @@ class SSHTransport(Transport):
             self._sftp = None
         self._transport.close()
 
+    def dropped(self) -> bool:
+        """True if the connection is gone (paramiko closes the channels just before its thread ends)."""
+        self._transport.join(2)
+        return not self._transport.is_alive()
+
     def lost(self, doing: str) -> ConnectionLost:
         return ConnectionLost(f"connection to {self.describe()} lost while {doing}; run the same command again "
                               "(finished work is kept)")
@@ -356,10 +369,8 @@ class SSHTransport(Transport):
             select.select([chan], [], [], 1.0)
         chan.status_event.wait(30)
         rc = chan.exit_status  # -1: no exit status came (killed by a signal, or the connection dropped)
-        if rc == -1:
-            self._transport.join(2)  # a dropped connection ends the transport thread right after its channels
-            if not self._transport.is_alive():
-                raise self.lost(doing)
+        if rc == -1 and self.dropped():
+            raise self.lost(doing)
         chan.close()
         return rc
 
@@ -403,10 +414,10 @@ class SSHTransport(Transport):
         try:
             return op()
         except (OSError, self._paramiko.SSHException, EOFError) as exc:
-            if not self._transport.is_active():
-                raise self.lost(doing) from None
-            if isinstance(exc, (FileNotFoundError, PermissionError)) or getattr(exc, "errno", None):
+            if getattr(exc, "errno", None):  # the SFTP server answered: a real file error
                 raise RemoteError(f"{doing} on {self.describe()}: {exc.strerror or exc}") from None
+            if self.dropped():
+                raise self.lost(doing) from None
             raise RemoteError(f"{doing} on {self.describe()}: {exc}") from None
 
     def makedirs(self, path: str) -> None:
@@ -461,6 +472,22 @@ class SSHTransport(Transport):
 
     def rename(self, src: str, dst: str) -> None:
         self._file_op(f"renaming {src}", lambda: self.sftp().posix_rename(src, dst))
+
+    def remove(self, path: str) -> None:
+        def remove() -> None:
+            with contextlib.suppress(FileNotFoundError):
+                self.sftp().remove(path)
+
+        self._file_op(f"removing {path}", remove)
+
+    def size(self, path: str) -> int | None:
+        def size() -> int | None:
+            try:
+                return self.sftp().stat(path).st_size
+            except FileNotFoundError:
+                return None
+
+        return self._file_op(f"checking {path}", size)
 
 
 class LocalTransport(Transport):
@@ -529,6 +556,20 @@ class LocalTransport(Transport):
             os.replace(src, dst)
         except OSError as exc:
             raise RemoteError(f"renaming {src}: {exc.strerror}") from None
+
+    def remove(self, path: str) -> None:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise RemoteError(f"removing {path}: {exc.strerror}") from None
+
+    def size(self, path: str) -> int | None:
+        try:
+            return os.stat(path).st_size
+        except FileNotFoundError:
+            return None
 
 
 def connect(cfg: Config) -> Transport:

@@ -1,0 +1,184 @@
+"""Transfer benchmark on the rehearsal host: our SSH/SFTP transfers against scp and rsync, same machine, same run.
+
+Starts a rehearsal host (real sshd on 127.0.0.1) in a temporary folder, makes one 200 MB file and a shot of
+three 30 MiB files, and measures, best of --repeat runs:
+  - upload and download of the big file and of the shot, ours against `scp` (both including the connection);
+  - an unchanged re-upload of the shot, ours against `rsync -a` over ssh (both including the connection);
+  - the SSH connections one full cycle opens (cosmos_tools.cycle on the rehearsal host).
+Prints a table and the ratios. Targets: throughput >= 0.8 of scp's; unchanged re-upload no slower than rsync.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from cosmos_tools import sync, transport
+from cosmos_tools.config import load_config
+from cosmos_tools.rehearsal import host
+
+MB = 1_000_000
+
+
+def make_file(path: Path, size: int) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as handle:
+        for _ in range(size // MB):
+            handle.write(os.urandom(MB))
+        handle.write(os.urandom(size % MB))
+    return path
+
+
+def best(repeat: int, prepare, measure) -> float:
+    """The fastest of ``repeat`` runs of ``measure`` (each after ``prepare``), in seconds."""
+    times = []
+    for _ in range(repeat):
+        prepare()
+        start = time.perf_counter()
+        measure()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def clear(*paths: Path) -> None:
+    for path in paths:
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+
+
+class Bench:
+    def __init__(self, work: Path, repeat: int) -> None:
+        self.repeat = repeat
+        self.info = host.up(work / "host", seconds=0.2)
+        self.root = work / "project"
+        for sub in ("inputs/videos", "inputs/prompts", "outputs", "notes"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        os.environ.update(COSMOS_PROJECT_ROOT=str(self.root), COSMOS_CONFIG=str(self.info.config))
+        self.cfg = load_config(self.root)
+        self.remote = self.info.remote_dir
+        self.ssh_opts = ["-F", "/dev/null", "-i", str(self.info.client_key), "-o", "IdentitiesOnly=yes",
+                         "-o", f"UserKnownHostsFile={self.info.known_hosts}", "-o", "StrictHostKeyChecking=yes",
+                         "-o", "BatchMode=yes"]
+        self.dest = f"{self.info.user}@127.0.0.1"
+        self.rows: list[tuple[str, float, str, float, float, str]] = []
+
+    def scp(self, *args: str) -> None:
+        subprocess.run(["scp", "-q", "-P", str(self.info.port), *self.ssh_opts, *args], check=True)
+
+    def add(self, what: str, ours: float, ref_name: str, ref: float, size: int, goal: str) -> None:
+        self.rows.append((what, ours, ref_name, ref, size, goal))
+
+    def transfers(self, big: Path, shot: Path) -> None:
+        rel_big = "inputs/videos/bench/big.bin"
+        remote_big = self.remote / rel_big
+        shot_files = [(p, f"inputs/videos/shot/{p.name}") for p in sorted(shot.iterdir())]
+        shot_size = sum(p.stat().st_size for p, _ in shot_files)
+
+        def ours_upload(files):
+            with transport.connect(self.cfg) as t:
+                sync.upload_files(t, files, progress=False)
+
+        def ours_download(rel, local):
+            with transport.connect(self.cfg) as t:
+                sync.download_tree(t, rel, local, progress=False)
+
+        up = best(self.repeat, lambda: clear(remote_big), lambda: ours_upload([(big, rel_big)]))
+        scp_up = best(self.repeat, lambda: clear(remote_big), lambda: self.scp(str(big), f"{self.dest}:{remote_big}"))
+        self.add("upload 200 MB file", up, "scp", scp_up, big.stat().st_size, ">= 0.8 x")
+
+        back = Path(tempfile.mkdtemp(prefix="down-", dir=self.root))
+        down = best(self.repeat, lambda: clear(back), lambda: ours_download("inputs/videos/bench", back))
+        scp_down = best(self.repeat, lambda: clear(back / "big.bin"),
+                        lambda: self.scp(f"{self.dest}:{remote_big}", str(back / "big.bin")))
+        self.add("download 200 MB file", down, "scp", scp_down, big.stat().st_size, ">= 0.8 x")
+
+        remote_shot = self.remote / "inputs/videos/shot"
+        shot_up = best(self.repeat, lambda: clear(remote_shot), lambda: ours_upload(shot_files))
+        scp_shot = best(self.repeat, lambda: clear(remote_shot),
+                        lambda: self.scp("-r", str(shot), f"{self.dest}:{remote_shot}"))
+        self.add("upload shot (3 x 30 MiB)", shot_up, "scp -r", scp_shot, shot_size, ">= 0.8 x")
+
+        ours_upload(shot_files)
+        rsync_ssh = " ".join(["ssh", "-p", str(self.info.port), *self.ssh_opts])
+        rsync = ["rsync", "-a", "-e", rsync_ssh, f"{shot}/", f"{self.dest}:{remote_shot}/"]
+        subprocess.run(rsync, check=True)  # rsync compares mtimes: one run makes its re-uploads true no-ops too
+        again = best(self.repeat, lambda: None, lambda: ours_upload(shot_files))
+        rsync_again = best(self.repeat, lambda: None, lambda: subprocess.run(rsync, check=True))
+        self.add("unchanged re-upload of the shot", again, "rsync -a", rsync_again, 0, "<= 1.0 x time")
+        with transport.connect(self.cfg) as t:
+            open_again = best(self.repeat, lambda: None,
+                              lambda: sync.upload_files(t, shot_files, progress=False))
+        self.add("  same, on an open connection", open_again, "rsync -a", rsync_again, 0, "(info)")
+
+    def cycle_connections(self) -> str:
+        try:
+            from cosmos_tools import cycle
+            from cosmos_tools.demo import make_shot
+            from cosmos_tools.prompts import new_prompt
+        except ImportError:
+            return "n/a (cosmos_tools.cycle not available)"
+        make_shot(self.cfg.local_path("LOCAL_VIDEOS_DIR") / "bench_shot", frames=24)
+        prompt = new_prompt(self.cfg, "bench", "a quiet street at dusk", shot="bench_shot")
+        before = transport.CONNECTIONS_OPENED
+        code = cycle.run_cycle(self.cfg, prompt, upscale=True)
+        opened = transport.CONNECTIONS_OPENED - before
+        return f"{opened} (full cycle with upscale, exit {code})"
+
+    def report(self, connections: str) -> None:
+        print(f"\ntransfer benchmark: rehearsal host 127.0.0.1:{self.info.port}, best of {self.repeat}, "
+              "every figure includes opening the SSH connection unless noted")
+        print(f"{'what':<34} {'ours':>16} {'reference':>22} {'ratio':>7}  target")
+        for what, ours, ref_name, ref, size, goal in self.rows:
+            if size:
+                ratio = ref / ours  # throughput ratio: ours / reference
+                ours_txt = f"{size / MB / ours:8.1f} MB/s"
+                ref_txt = f"{ref_name} {size / MB / ref:6.1f} MB/s"
+            else:
+                ratio = ours / ref  # time ratio: ours / reference
+                ours_txt = f"{ours * 1000:8.0f} ms"
+                ref_txt = f"{ref_name} {ref * 1000:6.0f} ms"
+            ok = "" if goal == "(info)" else ("ok" if (ratio >= 0.8 if size else ratio <= 1.0) else "MISSED")
+            print(f"{what:<34} {ours_txt:>16} {ref_txt:>22} {ratio:7.2f}  {goal} {ok}")
+        print(f"SSH connections opened by one full cycle: {connections}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=3, help="runs per measurement (best is kept)")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    args = parser.parse_args()
+    for tool in ("scp", "rsync", "ssh"):
+        if shutil.which(tool) is None:
+            print(f"error: {tool} is not installed; the benchmark compares against it", file=sys.stderr)
+            return 1
+    work = Path(tempfile.mkdtemp(prefix="cosmos-bench-"))
+    bench = None
+    try:
+        bench = Bench(work, args.repeat)
+        data = work / "data"
+        big = make_file(data / "big.bin", 200 * MB)
+        shot = data / "shot"
+        for name in ("color.mp4", "depth.mp4", "segmentation.mp4"):
+            make_file(shot / name, 30 * 1024 * 1024)
+        bench.transfers(big, shot)
+        connections = bench.cycle_connections()
+        bench.report(connections)
+    finally:
+        host.down(work / "host")
+        if args.keep:
+            print(f"kept {work}", file=sys.stderr)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
