@@ -29,7 +29,7 @@ UPSCALED_SUFFIX = "_upscaled"
 # gets its own process group and keeps SIGINT (non-interactive bash would ignore it in background jobs).
 RUNNER = r"""log=$1 code=$2
 shift 2
-mkdir -p -- "$(dirname -- "$log")" "$(dirname -- "$code")"
+mkdir -p -- "${log%/*}" "${code%/*}"
 rm -f -- "$code"
 { printf '[cosmos-run] %s started:' "$(date -u +%Y-%m-%dT%H:%M:%SZ)"; printf ' %q' "$@"; printf '\n'; } >>"$log"
 set -m

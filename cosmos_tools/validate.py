@@ -132,9 +132,8 @@ class _Checker:
             self.error(key, f"{value!r} is absolute; the GPU box sees the project at /workspace, so write it "
                             "relative to the project root (e.g. inputs/videos/<shot>/color.mp4)")
             return None
-        if ".." in posix.parts or "\\" in value:
-            self.error(key, f"{value!r} contains '..' or '\\'; write it relative to the project root, "
-                            "with '/' and without '..'")
+        if ".." in posix.parts:
+            self.error(key, f"{value!r} contains '..'; write it relative to the project root without '..'")
             return None
         local = local_file(self.cfg, value)
         roots = {self.cfg.root.resolve(), self.cfg.local_path("LOCAL_VIDEOS_DIR")}

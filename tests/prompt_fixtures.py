@@ -18,6 +18,7 @@ HOSTILE_NAMES = [
     "`touch pwned`",
     "semi;colon&amp|pipe>redir",
     "new\nline",
+    "trailing newline\n",
     "tab\there",
     "ünïcødé-鏡-🎬",
     "-leading-dash",

@@ -120,6 +120,7 @@ def test_hostile_but_legal_base_names_work(cfg, project, videos, name):
     assert prompt_name(path) == f"{name}_20261122_143000"
     assert shot_of(load_prompt(path)) == name
     assert (project / "outputs" / path.stem).is_dir()
+    assert [p for p in check_prompt(path, cfg) if not p.warning] == []
 
 
 def test_duplicate_keeps_the_shot_and_content(cfg, project):

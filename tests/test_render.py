@@ -273,7 +273,8 @@ print("SPEC " + json.dumps(spec))
 """
 
 
-@pytest.mark.parametrize("name", ["$(touch pwned) `touch pwned2` it's \"q\"", "new\nline ü", "-dash"])
+@pytest.mark.parametrize("name", ["$(touch pwned) `touch pwned2` it's \"q\"", "new\nline ü", "-dash",
+                                  "trailing newline\n", "back\\slash *"])
 def test_container_part_of_the_docker_argv_runs_in_real_bash(cfg, tmp_path, name):
     """Run `bash -c RUNNER cosmos-run LOG CODE COMMAND...` as the container would, with a stand-in transfer.py."""
     workspace = tmp_path / "workspace"
