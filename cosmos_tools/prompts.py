@@ -108,9 +108,14 @@ def _write_new(cfg, base: str, text: str, now: datetime | None) -> Path:
     stem = f"{base}_{_timestamp(now)}"
     for n in range(1, 1000):
         target = folder / (f"{stem}.json" if n == 1 else f"{stem}_{n}.json")
-        if create_exclusive(target, text):
-            (cfg.local_path("LOCAL_OUTPUTS_DIR") / target.stem).mkdir(parents=True, exist_ok=True)
-            return target
+        try:
+            if not create_exclusive(target, text):
+                continue
+        except OSError as exc:
+            raise UserError(f"{target}: cannot write it ({exc.strerror}); use a shorter base name or check "
+                            f"{folder}") from None
+        (cfg.local_path("LOCAL_OUTPUTS_DIR") / target.stem).mkdir(parents=True, exist_ok=True)
+        return target
     raise UserError(f"{folder}/{stem}_*.json: 999 prompts already exist for this second; wait a second and retry")
 
 
@@ -134,7 +139,11 @@ def _template(cfg):
                              keep_trailing_newline=True)
     user = cfg.local_path("LOCAL_PROMPTS_DIR") / USER_TEMPLATE
     if user.is_file():
-        source, where = user.read_text(encoding="utf-8"), str(user)
+        where = str(user)
+        try:
+            source = user.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UserError(f"{where}: cannot read the prompt template ({exc}); fix or remove it") from None
     else:
         from importlib.resources import files
 

@@ -175,6 +175,19 @@ def test_bad_user_template_is_named_and_nothing_is_written(cfg, project, templat
     assert files_in(project / "outputs") == set()
 
 
+def test_too_long_name_is_a_clear_error(cfg, project, videos):
+    name = "x" * 250
+    videos.put("ok", project / "inputs/videos" / name / "color.mp4")
+    with pytest.raises(UserError, match="cannot write it .*shorter base name"):
+        new_prompt(cfg, name, "x", now=NOW)
+
+
+def test_unreadable_user_template(cfg, project):
+    (project / "inputs/prompts/prompt_template.json.j2").write_bytes(b"\xff\xfe")
+    with pytest.raises(UserError, match="cannot read the prompt template"):
+        new_prompt(cfg, "shot1", "x", now=NOW)
+
+
 @pytest.mark.parametrize("text, where", [
     ('{"prompt": "x",\n "edge": {"control_weight": 0.5,}}', ":2:33: invalid JSON"),
     ('["not", "an", "object"]', ":1:1: top level is a JSON list"),
