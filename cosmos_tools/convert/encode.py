@@ -1,0 +1,203 @@
+"""Encode one modality to MP4 with the settings chosen by measurement (docs/convert.md).
+
+- color: libx264 yuv420p (plays everywhere), BT.709 tagged, ``-preset veryfast -crf 16``.
+- segmentation: libx264rgb ``-crf 0``, lossless RGB (High 4:4:4 Predictive): every label colour exact.
+- depth: PNGs decoded to raw 8/16-bit by ffmpeg, normalised for the whole shot in numpy (depth.py),
+  encoded lossless 8-bit gray (``-qp 0``, full range) that every reader returns as R=G=B.
+"""
+
+from __future__ import annotations
+
+import struct
+import subprocess
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+
+from ..errors import UserError
+from .depth import DepthRange, depth_range
+from .ffmpeg_run import FFMPEG, QUIET, FfmpegFailed, ProcessGroup
+from .geometry import Geometry
+from .sequences import Sequence
+
+SETTINGS = {
+    "color": {"codec": "libx264", "preset": "veryfast", "crf": 16, "pix_fmt": "yuv420p", "matrix": "bt709",
+              "scale": "bicubic"},
+    "segmentation": {"codec": "libx264rgb", "preset": "superfast", "crf": 0, "pix_fmt": "rgb24",
+                     "scale": "neighbor"},
+    "depth": {"codec": "libx264", "preset": "superfast", "qp": 0, "pix_fmt": "gray", "color_range": "pc",
+              "scale": "neighbor"},
+}
+# What ffprobe reports for each output (h264 decodes 4:0:0 gray as full-range yuvj420p, R=G=B).
+EXPECTED = {"color": ("h264", "yuv420p"), "segmentation": ("h264", "gbrp"), "depth": ("h264", "yuvj420p")}
+KEEP_DEPTH_IN_MEMORY = 1 << 30  # bytes of depth frames kept between the range pass and the encode
+OnFrames = Callable[[int], None]
+
+
+def image_input(seq: Sequence, fps: int) -> list[str]:
+    return ["-f", "image2", "-framerate", str(fps), "-start_number", str(seq.first), "-i", seq.ffmpeg_pattern()]
+
+
+def _mp4_out(out: Path) -> list[str]:
+    return ["-movflags", "+faststart", "-y", str(out)]
+
+
+def encode_color(group: ProcessGroup, seq: Sequence, geo: Geometry, fps: int, out: Path, on_frames: OnFrames) -> None:
+    s = SETTINGS["color"]
+    vf = ",".join([*geo.filters(s["scale"]), "scale=out_color_matrix=bt709:out_range=tv", "format=yuv420p"])
+    args = ["-xerror", *image_input(seq, fps), "-frames:v", str(len(seq.files)), "-vf", vf,
+            "-c:v", s["codec"], "-preset", s["preset"], "-crf", str(s["crf"]), "-pix_fmt", s["pix_fmt"],
+            "-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709", "-color_range", "tv",
+            *_mp4_out(out)]
+    _run_from_pngs(group, seq, args, on_frames)
+
+
+def encode_segmentation(group: ProcessGroup, seq: Sequence, geo: Geometry, fps: int, out: Path,
+                        on_frames: OnFrames) -> None:
+    """8-bit masks go straight through ffmpeg; 16-bit ones are rounded to 8 bits in numpy (v / 257),
+    because swscale's 16-to-8-bit conversion rounds some label values up by one."""
+    s = SETTINGS["segmentation"]
+    encoder = ["-c:v", s["codec"], "-preset", s["preset"], "-crf", str(s["crf"]), "-pix_fmt", s["pix_fmt"],
+               *_mp4_out(out)]
+    if seq.info.bit_depth != 16:
+        vf = ",".join([*geo.filters(s["scale"]), "format=rgb24"])
+        args = ["-xerror", *image_input(seq, fps), "-frames:v", str(len(seq.files)), "-vf", vf, *encoder]
+        _run_from_pngs(group, seq, args, on_frames)
+        return
+    import numpy as np
+
+    proc = group.start([*_raw_input(geo, "rgb24", fps), *encoder], f"encoding {seq.label}", on_frames, stdin=True)
+    frames = _raw_frames(group, seq, geo, fps, "rgb48le", 3, "<u2", s["scale"])
+    _feed(proc, (((f.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8) for f in frames))
+
+
+def _raw_input(geo: Geometry, pix_fmt: str, fps: int) -> list[str]:
+    return ["-f", "rawvideo", "-pix_fmt", pix_fmt, "-s", f"{geo.width}x{geo.height}", "-framerate", str(fps),
+            "-i", "pipe:0"]
+
+
+def _feed(proc, frames) -> None:
+    """Write raw frames to an encoder's stdin, then wait for it (its error line wins over a broken pipe)."""
+    try:
+        for frame in frames:
+            proc.proc.stdin.write(frame.tobytes())
+    except (BrokenPipeError, OSError):
+        pass
+    proc.wait()
+
+
+def _run_from_pngs(group: ProcessGroup, seq: Sequence, args: list[str], on_frames: OnFrames) -> None:
+    try:
+        group.start(args, f"encoding {seq.label}", on_frames).wait()
+    except FfmpegFailed as exc:
+        raise_broken_png(seq, exc)
+
+
+def _depth_decode_format(seq: Sequence) -> tuple[str, int, str, int]:
+    """(ffmpeg raw pix_fmt, channels, numpy dtype, largest code) to read the depth PNGs exactly."""
+    info = seq.info
+    wide = info.bit_depth == 16
+    channels = {0: 1, 4: 2}.get(info.color_type, 3)
+    pix_fmt = {1: "gray", 2: "ya8", 3: "rgb24"}[channels]
+    if wide:
+        pix_fmt = {1: "gray16le", 2: "ya16le", 3: "rgb48le"}[channels]
+    return pix_fmt, channels, "<u2" if wide else "u1", 65535 if wide else 255
+
+
+def _raw_frames(group: ProcessGroup, seq: Sequence, geo: Geometry, fps: int, pix_fmt: str, channels: int,
+                dtype: str, scale_flags: str):
+    """Yield each frame as an HxWxC array, decoded (and scaled/padded) by ffmpeg."""
+    import numpy as np
+
+    vf = geo.filters(scale_flags)
+    args = ["-xerror", *image_input(seq, fps), "-frames:v", str(len(seq.files)),
+            *(["-vf", ",".join(vf)] if vf else []), "-f", "rawvideo", "-pix_fmt", pix_fmt, "pipe:1"]
+    proc = group.start(args, f"decoding {seq.label}", raw_stdout=True)
+    size = geo.width * geo.height * channels * np.dtype(dtype).itemsize
+    count = 0
+    try:
+        while count < len(seq.files):
+            data = proc.proc.stdout.read(size)
+            if len(data) < size:
+                break
+            count += 1
+            yield np.frombuffer(data, dtype).reshape(geo.height, geo.width, channels)
+        proc.wait()
+    except FfmpegFailed as exc:
+        raise_broken_png(seq, exc)
+    finally:
+        proc.kill()
+    if count != len(seq.files):
+        raise UserError(f"{seq.folder}: ffmpeg decoded {count} of {len(seq.files)} frames of {seq.label}; "
+                        "check the frames after that one")
+
+
+def _depth_frames(group: ProcessGroup, seq: Sequence, geo: Geometry, fps: int):
+    """Each depth frame's first channel as a 2-D array."""
+    import numpy as np
+
+    pix_fmt, channels, dtype, _ = _depth_decode_format(seq)
+    for frame in _raw_frames(group, seq, geo, fps, pix_fmt, channels, dtype, SETTINGS["depth"]["scale"]):
+        yield np.ascontiguousarray(frame[:, :, 0])
+
+
+def encode_depth(group: ProcessGroup, seq: Sequence, geo: Geometry, fps: int, out: Path, on_frames: OnFrames,
+                 near_bright: bool) -> DepthRange:
+    """Two passes over the depth: the shot's histogram, then the mapped frames into the encoder."""
+    import numpy as np
+
+    _, _, dtype, code_max = _depth_decode_format(seq)
+    keep = len(seq.files) * geo.width * geo.height * np.dtype(dtype).itemsize <= KEEP_DEPTH_IN_MEMORY
+    kept = []
+    histogram = np.zeros(code_max + 1, np.int64)
+    for frame in _depth_frames(group, seq, geo, fps):
+        histogram += np.bincount(frame.ravel(), minlength=code_max + 1)
+        if keep:
+            kept.append(frame)
+    mapping = depth_range(histogram, code_max, near_bright)
+    lut = mapping.lut()
+    s = SETTINGS["depth"]
+    args = [*_raw_input(geo, "gray", fps), "-c:v", s["codec"], "-preset", s["preset"], "-qp", str(s["qp"]),
+            "-pix_fmt", s["pix_fmt"], "-color_range", s["color_range"], *_mp4_out(out)]
+    proc = group.start(args, f"encoding {seq.label}", on_frames, stdin=True)
+    _feed(proc, (lut[frame] for frame in (kept if keep else _depth_frames(group, seq, geo, fps))))
+    kept.clear()
+    return mapping
+
+
+def raise_broken_png(seq: Sequence, exc: FfmpegFailed) -> None:
+    """ffmpeg failed on a sequence: name the broken file if there is one, else pass ffmpeg's line on."""
+    for path in seq.files:
+        problem = png_problem(path)
+        if problem:
+            raise UserError(f"{path}: {problem}; re-render or copy this frame again") from None
+    for path in seq.files:
+        result = subprocess.run([FFMPEG, *QUIET, "-xerror", "-i", str(path), "-f", "null", "-"],
+                                capture_output=True, check=False)
+        if result.returncode != 0:
+            line = result.stderr.decode("utf-8", "replace").strip().splitlines()
+            raise UserError(f"{path}: ffmpeg cannot decode it ({line[-1] if line else 'error'}); "
+                            "re-render or copy this frame again") from None
+    raise exc
+
+
+def png_problem(path: Path) -> str | None:
+    """A PNG's first structural fault (chunk lengths, CRCs, IEND), or None when it is sound."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return f"cannot read ({exc.strerror})"
+    pos = 8
+    while pos + 12 <= len(data):
+        (length,) = struct.unpack(">I", data[pos:pos + 4])
+        kind = data[pos + 4:pos + 8]
+        end = pos + 12 + length
+        if end > len(data):
+            return f"truncated PNG ({kind.decode('latin-1')} chunk runs past the end of the file)"
+        (crc,) = struct.unpack(">I", data[end - 4:end])
+        if zlib.crc32(data[pos + 4:end - 4]) & 0xFFFFFFFF != crc:
+            return f"corrupt PNG (bad checksum in the {kind.decode('latin-1')} chunk at byte {pos})"
+        if kind == b"IEND":
+            return None
+        pos = end
+    return "truncated PNG (no IEND chunk)"

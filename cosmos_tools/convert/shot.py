@@ -1,0 +1,241 @@
+"""Render folder -> shot folder: check, encode the three modalities at once, verify, swap in atomically.
+
+Everything is written to a temporary folder beside the target and renamed at the end. An earlier
+shot folder is renamed aside, the new one renamed in, then the old one deleted, so a failure at any
+point leaves the earlier good shot untouched. A shot whose sources, options and encoder settings
+have not changed since the last conversion (``shot.json``'s fingerprint) is not encoded again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import __version__
+from ..errors import UserError
+from ..fsutil import write_json_atomic
+from ..progress import Progress
+from .encode import SETTINGS, encode_color, encode_depth, encode_segmentation
+from .ffmpeg_run import ProcessGroup
+from .geometry import Geometry, geometry_notes, plan_geometry
+from .sequences import Sequence, check_sequences, find_sequences, keep_first
+from .verify import check_output, color_psnr
+
+SHOT_JSON = "shot.json"
+TEMP_PREFIX = ".cosmos-convert-"
+
+
+@dataclass
+class ConvertOptions:
+    frame_count: int | None = None
+    fps: int = 24
+    fit: bool = False
+    depth_near_bright: bool = False
+    force: bool = False
+    progress: bool = True
+
+
+@dataclass
+class ConvertResult:
+    folder: Path
+    record: dict
+    skipped: bool
+    notes: list[str] = field(default_factory=list)
+
+
+def check_output_name(name: str) -> None:
+    """The name becomes one folder under inputs/videos: anything but empty, '.', '..' or a '/'."""
+    if not name or name in (".", "..") or "/" in name or "\0" in name:
+        raise UserError(f"output name {name!r} is not a folder name; give a name without '/' "
+                        "(spaces and unicode are fine), e.g. shot_010")
+
+
+def _fingerprint(sequences: dict[str, Sequence], options: ConvertOptions) -> tuple[str, dict[str, str]]:
+    """sha256 of every source PNG's path, size and mtime, per modality, plus the options and settings."""
+    per_modality = {}
+    for modality, seq in sequences.items():
+        digest = hashlib.sha256(str(seq.folder).encode("utf-8", "surrogateescape"))
+        for path in seq.files:
+            st = path.stat()
+            digest.update(f"\0{path.name}\0{st.st_size}\0{st.st_mtime_ns}".encode("utf-8", "surrogateescape"))
+        per_modality[modality] = digest.hexdigest()
+    settings = {"fps": options.fps, "fit": options.fit, "depth_near_bright": options.depth_near_bright,
+                "encoders": SETTINGS, "sources": per_modality}
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest(), per_modality
+
+
+def _up_to_date(target: Path, fingerprint: str) -> dict | None:
+    """The existing shot.json if the shot was made from exactly these sources and still holds its MP4s."""
+    try:
+        record = json.loads((target / SHOT_JSON).read_text(encoding="utf-8"))
+        if record.get("fingerprint") != fingerprint:
+            return None
+        for name, out in record["outputs"].items():
+            if (target / f"{name}.mp4").stat().st_size != out["bytes"]:
+                return None
+        return record
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def _swap_in(tmp: Path, target: Path) -> None:
+    """Rename the finished folder into place; an earlier shot is moved aside first and deleted last."""
+    old = None
+    if target.exists() or target.is_symlink():
+        if not target.is_dir() or target.is_symlink():
+            raise UserError(f"{target} exists and is not a shot folder; move it away or pick another name")
+        old = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX + "old-", dir=target.parent))
+        os.rename(target, old / "shot")
+    try:
+        os.rename(tmp, target)
+    except OSError:
+        if old is not None:
+            os.rename(old / "shot", target)
+            shutil.rmtree(old, ignore_errors=True)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _usual_permissions(folder: Path) -> None:
+    """mkdtemp/mkstemp make private files; a shot folder gets the same modes as any file the user makes."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(folder, 0o777 & ~umask)
+    for path in folder.iterdir():
+        os.chmod(path, 0o666 & ~umask)
+
+
+class _Bar:
+    """Frames done across the three concurrent encoders (one Progress, updates under a lock)."""
+
+    def __init__(self, total: int, label: str, enabled: bool) -> None:
+        self.progress = Progress(total, label, unit="frames", enabled=enabled)
+        self.lock = threading.Lock()
+
+    def add(self, frames: int) -> None:
+        with self.lock:
+            self.progress.update(frames)
+
+
+def _encode_all(sequences: dict[str, Sequence], geo: Geometry, options: ConvertOptions, tmp: Path,
+                bar: _Bar) -> dict:
+    """Run the encoders concurrently; the first failure stops the others and is the one reported."""
+    group = ProcessGroup()
+    results: dict = {}
+
+    def color() -> None:
+        encode_color(group, sequences["color"], geo, options.fps, tmp / "color.mp4", bar.add)
+        psnr, compared = color_psnr(tmp / "color.mp4", sequences["color"], geo, options.fps, tmp)
+        results["color_psnr_db"] = round(psnr, 3)
+        results["color_psnr_frames"] = compared
+
+    def depth() -> None:
+        mapping = encode_depth(group, sequences["depth"], geo, options.fps, tmp / "depth.mp4", bar.add,
+                               options.depth_near_bright)
+        results["depth"] = mapping.as_json()
+
+    def segmentation() -> None:
+        encode_segmentation(group, sequences["segmentation"], geo, options.fps, tmp / "segmentation.mp4",
+                            bar.add)
+
+    jobs = {"color": color, "depth": depth, "segmentation": segmentation}
+    with ThreadPoolExecutor(max_workers=len(sequences), thread_name_prefix="convert") as pool:
+        futures = [pool.submit(jobs[m]) for m in sequences]
+        try:
+            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        except BaseException:
+            group.kill_all()
+            raise
+        failed = [f for f in futures if f in done and f.exception() is not None]
+        if failed:
+            group.kill_all()
+            wait(futures)
+            raise failed[0].exception()
+    return results
+
+
+def convert_shot(input_dir: Path, output_name: str, videos_dir: Path, options: ConvertOptions,
+                 notify: Callable[[str], None] = print) -> ConvertResult:
+    """Convert a render folder into ``videos_dir/output_name`` (see the module docstring)."""
+    check_output_name(output_name)
+    if options.fps < 1:
+        raise UserError(f"--fps must be at least 1, got {options.fps}")
+    sequences = find_sequences(Path(input_dir).resolve())
+    check_sequences(sequences)
+    keep_first(sequences, options.frame_count)
+    color = sequences["color"]
+    frames, width, height = len(color.files), color.info.width, color.info.height
+    geo = plan_geometry(width, height, options.fit)
+    notes = geometry_notes(width, height, frames, options.fit)
+    if (geo.width, geo.height) != (width, height) and not options.fit:
+        notes.append(f"note: {width}x{height} has an odd side; padded to {geo.width}x{geo.height} by repeating "
+                     "the last row/column (H.264 needs even sizes)")
+    for note in notes:
+        notify(note)
+    fingerprint, per_modality = _fingerprint(sequences, options)
+    videos_dir = Path(videos_dir)
+    target = videos_dir / output_name
+    if not options.force:
+        record = _up_to_date(target, fingerprint)
+        if record is not None:
+            return ConvertResult(target, record, skipped=True, notes=notes)
+    videos_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=videos_dir))
+    try:
+        started = time.monotonic()
+        bar = _Bar(frames * len(sequences), f"convert {output_name}", options.progress)
+        with bar.progress:
+            measured = _encode_all(sequences, geo, options, tmp, bar)
+        seconds = time.monotonic() - started
+        outputs = {m: check_output(tmp / f"{m}.mp4", m, frames, geo.width, geo.height) for m in sequences}
+        record = _record(output_name, sequences, per_modality, geo, options, outputs, measured, fingerprint)
+        record["encode_seconds"] = round(seconds, 3)
+        write_json_atomic(tmp / SHOT_JSON, record)
+        _usual_permissions(tmp)
+        _swap_in(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return ConvertResult(target, record, skipped=False, notes=notes)
+
+
+def _record(name: str, sequences: dict[str, Sequence], per_modality: dict[str, str], geo: Geometry,
+            options: ConvertOptions, outputs: dict, measured: dict, fingerprint: str) -> dict:
+    color = sequences["color"]
+    return {
+        "shot": name,
+        "tool": f"cosmos-tools {__version__}",
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "source": {
+            "folder": str(color.folder),
+            "first_frame": color.first,
+            "last_frame": color.first + len(color.files) - 1,
+            "frames": len(color.files),
+            "width": color.info.width,
+            "height": color.info.height,
+            "sequences": {m: {"pattern": s.label, "png": s.info.kind, "bit_depth": s.info.bit_depth,
+                              "fingerprint": per_modality[m]} for m, s in sequences.items()},
+        },
+        "fps": options.fps,
+        "width": geo.width,
+        "height": geo.height,
+        "frames": len(color.files),
+        "settings": {"frame_count": options.frame_count, "fit": options.fit,
+                     "depth_near_bright": options.depth_near_bright,
+                     "geometry": {"scaled": [geo.scaled_w, geo.scaled_h], "padded_to": [geo.width, geo.height],
+                                  "pad": "edge pixels repeated"},
+                     "encoders": {m: SETTINGS[m] for m in sequences}},
+        "outputs": outputs,
+        **measured,
+        "fingerprint": fingerprint,
+    }

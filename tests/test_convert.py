@@ -1,0 +1,436 @@
+"""Shot conversion with real ffmpeg on small generated render folders, through the library, the CLI,
+the bash script and the Makefile target, and read back with the readers cosmos-transfer1 uses."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+import render_fixtures as rf  # noqa: E402
+
+from cosmos_tools.convert import ConvertOptions, convert_shot  # noqa: E402
+from cosmos_tools.convert.depth import depth_range  # noqa: E402
+from cosmos_tools.errors import UserError  # noqa: E402
+from cosmos_tools.probe import probe_video  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "scripts" / "convert_png_sequences.sh"
+
+
+@pytest.fixture
+def project(tmp_path):
+    root = tmp_path / "proj"
+    (root / "inputs" / "videos").mkdir(parents=True)
+    (root / "outputs").mkdir()
+    return root
+
+
+def videos(project: Path) -> Path:
+    return project / "inputs" / "videos"
+
+
+def run_convert(project: Path, src: Path, name: str = "shot", **opts):
+    notes: list[str] = []
+    opts.setdefault("progress", False)
+    result = convert_shot(src, name, videos(project), ConvertOptions(**opts), notify=notes.append)
+    return result, notes
+
+
+def user_env(project: Path) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("COSMOS_CONFIG", "FPS", "LOCAL_VIDEOS_DIR")}
+    env["COSMOS_PROJECT_ROOT"] = str(project)
+    return env
+
+
+def read_cv2(path: Path) -> list[np.ndarray]:
+    """Frames as OpenCV gives them to cosmos-transfer1's depth preprocessors, converted to RGB."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        frames.append(frame[:, :, ::-1])
+    return frames
+
+
+def read_imageio(path: Path) -> list[np.ndarray]:
+    """Frames as cosmos-transfer1 reads inputs and controls (imageio, ffmpeg plugin, RGB)."""
+    import imageio.v3 as iio
+
+    return list(iio.imiter(str(path), plugin="FFMPEG"))
+
+
+def leftovers(project: Path) -> list[str]:
+    return sorted(p.name for p in videos(project).iterdir() if p.name.startswith("."))
+
+
+# --- sequence detection --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("start,pad,sep,names", [
+    (1001, 4, ".", ("color", "depth", "segmentation")),
+    (0, 5, "_", ("RGB", "Z", "Mask")),
+    (1, 1, ".", ("beauty", "depth", "seg")),
+    (95, 2, "_", ("shot010_Colour", "shot010_depth", "shot010_seg")),
+])
+def test_any_start_padding_separator_and_alias(project, tmp_path, start, pad, sep, names):
+    src = rf.make_render(tmp_path / "render", frames=12 if pad < 3 else 4, start=start, pad=pad, sep=sep,
+                         names=names, width=32, height=24)
+    result, _ = run_convert(project, src)
+    record = result.record
+    count = 12 if pad < 3 else 4
+    assert (record["source"]["first_frame"], record["source"]["last_frame"]) == (start, start + count - 1)
+    for modality in ("color", "depth", "segmentation"):
+        info = probe_video(result.folder / f"{modality}.mp4")
+        assert (info.frames, info.width, info.height) == (count, 32, 24)
+    assert sorted(p.name for p in result.folder.iterdir()) == [
+        "color.mp4", "depth.mp4", "segmentation.mp4", "shot.json"]
+    assert leftovers(project) == []
+
+
+def test_color_only_shot(project, tmp_path):
+    src = rf.make_render(tmp_path / "r", frames=3, names=("color", None, None))
+    result, _ = run_convert(project, src)
+    assert sorted(result.record["outputs"]) == ["color"]
+
+
+def _fails(project, src, *needles, name="shot", **opts):
+    with pytest.raises(UserError) as info:
+        run_convert(project, src, name, **opts)
+    message = info.value.format_message()
+    assert "\n" not in message
+    for needle in needles:
+        assert needle in message, message
+    assert leftovers(project) == []
+    return message
+
+
+def test_no_color_sequence(project, tmp_path):
+    src = rf.make_render(tmp_path / "r", frames=3, names=(None, "depth", "segmentation"))
+    _fails(project, src, "no color sequence", "depth.####.png")
+    assert not (videos(project) / "shot").exists()
+
+
+def test_missing_folder(project, tmp_path):
+    _fails(project, tmp_path / "nope", "render folder not found")
+
+
+def test_gap_names_the_files(project, tmp_path):
+    src = rf.make_render(tmp_path / "r", frames=8, start=1001)
+    (src / "depth.1004.png").unlink()
+    (src / "depth.1005.png").unlink()
+    _fails(project, src, "depth.####.png", "frames 1004-1005 missing", "depth.1003.png", "depth.1006.png")
+
+
+def test_different_frame_ranges(project, tmp_path):
+    src = rf.make_render(tmp_path / "r", frames=5, start=1)
+    (src / "segmentation.0005.png").unlink()
+    _fails(project, src, "segmentation.####.png covers frames 1-4", "color.####.png covers 1-5")
+
+
+def test_different_sizes(project, tmp_path):
+    src = rf.make_render(tmp_path / "r", frames=3, width=32, height=24)
+    rf.write_png(src / "depth.0002.png", rf.depth_frame(0, 30, 24))
+    _fails(project, src, "depth.0002.png is 30x24", "32x24")
+
+
+def test_truncated_png(project, tmp_path):
+    src = rf.make_render(tmp_path / "r", frames=3)
+    rf.truncate(src / "color.0002.png")
+    _fails(project, src, "color.0002.png", "truncated")
+
+
+def test_not_a_png(project, tmp_path):
+    src = rf.make_render(tmp_path / "r", frames=3)
+    (src / "segmentation.0003.png").write_bytes(b"GIF89a not a png at all, really not one")
+    _fails(project, src, "segmentation.0003.png", "not a PNG")
+
+
+def test_corrupt_pixel_data_named(project, tmp_path):
+    src = rf.make_render(tmp_path / "r", frames=4)
+    rf.corrupt_pixels(src / "segmentation.0003.png")
+    _fails(project, src, "segmentation.0003.png", "corrupt PNG")
+
+
+def test_mixed_padding_and_duplicate_frames(project, tmp_path):
+    src = rf.make_render(tmp_path / "r", frames=3)
+    shutil.copy(src / "color.0002.png", src / "color.02.png")
+    _fails(project, src, "both frame 2")
+
+
+def test_two_sequences_for_one_modality(project, tmp_path):
+    src = rf.make_render(tmp_path / "r", frames=3)
+    rf.make_render(src, frames=3, names=("rgb", None, None))
+    _fails(project, src, "two color sequences")
+
+
+def test_failure_leaves_earlier_shot_untouched(project, tmp_path):
+    good = rf.make_render(tmp_path / "good", frames=3)
+    result, _ = run_convert(project, good)
+    before = {p.name: p.read_bytes() for p in result.folder.iterdir()}
+    bad = rf.make_render(tmp_path / "bad", frames=3)
+    rf.corrupt_pixels(bad / "depth.0002.png")
+    _fails(project, bad, "depth.0002.png")
+    assert {p.name: p.read_bytes() for p in result.folder.iterdir()} == before
+
+
+def test_replacing_a_shot_swaps_it_whole(project, tmp_path):
+    run_convert(project, rf.make_render(tmp_path / "a", frames=3))
+    result, _ = run_convert(project, rf.make_render(tmp_path / "b", frames=5, names=("color", "depth", None)))
+    assert sorted(p.name for p in result.folder.iterdir()) == ["color.mp4", "depth.mp4", "shot.json"]
+    assert probe_video(result.folder / "color.mp4").frames == 5
+    assert leftovers(project) == []
+
+
+@pytest.mark.parametrize("name", ["", ".", "..", "a/b", "../up"])
+def test_bad_output_names(project, tmp_path, name):
+    src = rf.make_render(tmp_path / "r", frames=2, names=("color", None, None))
+    _fails(project, src, "not a folder name", name=name)
+
+
+def test_odd_names_and_folders_are_data(project, tmp_path):
+    src = rf.make_render(tmp_path / "ren'der $(touch pwned) `x` 100%d ü", frames=3)
+    name = "shot 01 'q' $(touch pwned) `x`\nü"
+    result, _ = run_convert(project, src, name)
+    assert result.folder == videos(project) / name
+    assert probe_video(result.folder / "color.mp4").frames == 3
+    assert not list(tmp_path.rglob("pwned")) and not (Path.cwd() / "pwned").exists()
+
+
+# --- faithful encoding ------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("seg_mode", ["rgb", "palette", "gray", "rgba"])
+def test_segmentation_labels_survive_exactly(project, tmp_path, seg_mode):
+    src = rf.make_render(tmp_path / "r", frames=4, width=48, height=32, seg_mode=seg_mode, labels=13,
+                         names=("color", None, "segmentation"))
+    result, _ = run_convert(project, src)
+    palette = rf.seg_palette(seg_mode, 13)
+    for reader in (read_cv2, read_imageio):
+        frames = reader(result.folder / "segmentation.mp4")
+        assert len(frames) == 4
+        for i, frame in enumerate(frames):
+            assert np.array_equal(frame, palette[rf.label_frame(i, 48, 32, 13)]), reader.__name__
+        colours = np.unique(np.concatenate([f.reshape(-1, 3) for f in frames]), axis=0)
+        assert len(colours) == 13
+
+
+def test_sixteen_bit_segmentation_keeps_one_colour_per_label(project, tmp_path):
+    src = rf.make_render(tmp_path / "r", frames=2, width=32, height=24, names=("color", None, None))
+    for i in range(2):
+        labels = rf.label_frame(i, 32, 24)
+        rf.write_png(src / f"segmentation.{i + 1:04d}.png", rf.PALETTE[labels].astype(np.uint16) * 257)
+    result, _ = run_convert(project, src)
+    frames = read_imageio(result.folder / "segmentation.mp4")
+    for i, frame in enumerate(frames):
+        assert np.array_equal(frame, rf.PALETTE[rf.label_frame(i, 32, 24)])
+
+
+def _decoded_depth(path: Path) -> np.ndarray:
+    frames = read_cv2(path)
+    stack = np.stack(frames).astype(int)
+    assert np.array_equal(stack[..., 0], stack[..., 1]) and np.array_equal(stack[..., 1], stack[..., 2])
+    assert np.array_equal(np.stack(read_imageio(path)).astype(int), stack)
+    return stack[..., 0]
+
+
+@pytest.mark.parametrize("bits", [16, 8])
+def test_depth_one_range_brighter_is_nearer(project, tmp_path, bits):
+    src = rf.make_render(tmp_path / "r", frames=5, width=48, height=32, depth_bits=bits,
+                         names=("color", "depth", None))
+    result, _ = run_convert(project, src)
+    sources = np.stack([rf.depth_frame(i, 48, 32, bits) for i in range(5)])
+    code_max = 65535 if bits == 16 else 255
+    mapping = depth_range(np.bincount(sources.ravel(), minlength=code_max + 1), code_max, False)
+    decoded = _decoded_depth(result.folder / "depth.mp4")
+    assert np.abs(decoded - mapping.ideal(sources)).max() <= 0.5 + 1e-9
+    assert decoded.min() == 0 and decoded.max() == 255  # the shot's range fills the output
+    nearest = np.unravel_index(np.argmin(sources), sources.shape)
+    assert decoded[nearest] == 255  # brighter is nearer
+    assert result.record["depth"]["range"] == [int(sources.min()), int(sources.max())]
+    assert result.record["source"]["sequences"]["depth"]["bit_depth"] == bits
+
+
+def test_depth_same_value_same_code_in_every_frame(project, tmp_path):
+    src = rf.make_render(tmp_path / "r", frames=3, width=32, height=24, names=("color", None, None))
+    for i, hi in enumerate((30000, 60000, 40000)):  # per-frame normalisation would flicker here
+        frame = np.full((24, 32), 20000, np.uint16)
+        frame[:, 16:] = hi
+        rf.write_png(src / f"depth.{i + 1:04d}.png", frame)
+    result, _ = run_convert(project, src)
+    decoded = _decoded_depth(result.folder / "depth.mp4")
+    assert len({int(f[0, 0]) for f in decoded}) == 1
+    assert decoded[0, 0, 0] == 255 and decoded[1, 0, 20] == 0
+
+
+def test_depth_near_bright_flag_keeps_direction(project, tmp_path):
+    src = rf.make_render(tmp_path / "r", frames=2, width=32, height=24, names=("color", "depth", None))
+    inverted, _ = run_convert(project, src, "inv")
+    kept, _ = run_convert(project, src, "kept", depth_near_bright=True)
+    a = _decoded_depth(inverted.folder / "depth.mp4")
+    b = _decoded_depth(kept.folder / "depth.mp4")
+    assert np.abs(a + b - 255).max() <= 1
+    assert kept.record["settings"]["depth_near_bright"] is True
+
+
+def test_depth_background_is_far_and_outside_the_range(project, tmp_path):
+    src = rf.make_render(tmp_path / "r", frames=2, width=32, height=24, names=("color", None, None))
+    for i in range(2):
+        frame = rf.depth_frame(i, 32, 24, 16)
+        frame[:4] = 0  # no hit
+        frame[-4:] = 65535  # "infinitely" far, clamped
+        rf.write_png(src / f"depth.{i + 1:04d}.png", frame)
+    result, _ = run_convert(project, src)
+    decoded = _decoded_depth(result.folder / "depth.mp4")
+    assert (decoded[:, :4] == 0).all() and (decoded[:, -4:] == 0).all()
+    assert decoded[:, 4:-4].max() == 255 and decoded[:, 4:-4].min() == 0
+    assert result.record["depth"]["background"] == ["0", "65535"]
+
+
+def test_depth_extremes_that_are_real_data_are_kept():
+    histogram = np.bincount(np.arange(0, 65536, 7), minlength=65536)  # a continuous ramp 0..65534
+    histogram[65535] = 1
+    mapping = depth_range(histogram, 65535, near_bright=False)
+    assert not mapping.zero_is_background and not mapping.max_is_background
+    assert mapping.lut()[0] == 255 and mapping.lut()[65535] == 0
+
+
+def test_color_psnr_and_readers(project, tmp_path):
+    src = rf.make_render(tmp_path / "r", frames=4, width=64, height=48)
+    result, _ = run_convert(project, src)
+    assert result.record["color_psnr_db"] > 30
+    for reader in (read_cv2, read_imageio):
+        frames = reader(result.folder / "color.mp4")
+        assert len(frames) == 4 and frames[0].shape == (48, 64, 3)
+        err = frames[1].astype(float) - rf.color_frame(1, 64, 48)
+        assert 10 * np.log10(255 ** 2 / np.mean(err ** 2)) > 30
+    info = probe_video(result.folder / "color.mp4")
+    assert (info.codec, info.pix_fmt) == ("h264", "yuv420p")
+
+
+def test_frame_count_and_fps(project, tmp_path):
+    src = rf.make_render(tmp_path / "r", frames=6, start=1001)
+    result, notes = run_convert(project, src, frame_count=4, fps=30)
+    for modality in ("color", "depth", "segmentation"):
+        info = probe_video(result.folder / f"{modality}.mp4")
+        assert info.frames == 4 and abs(info.fps - 30) < 1e-6
+    assert result.record["source"]["last_frame"] == 1004
+    assert any("shorter than Cosmos's 121-frame chunk" in n for n in notes)
+
+
+@pytest.mark.parametrize("count,needle", [(7, "more than the 6 frames"), (0, "at least 1")])
+def test_bad_frame_count(project, tmp_path, count, needle):
+    _fails(project, rf.make_render(tmp_path / "r", frames=6), needle, frame_count=count)
+
+
+def test_odd_size_is_padded_with_edge_pixels(project, tmp_path):
+    src = rf.make_render(tmp_path / "r", frames=2, width=33, height=25)
+    result, notes = run_convert(project, src)
+    assert any("odd side" in n for n in notes)
+    for modality in ("color", "depth", "segmentation"):
+        info = probe_video(result.folder / f"{modality}.mp4")
+        assert (info.width, info.height) == (34, 26)
+    seg = read_imageio(result.folder / "segmentation.mp4")[1]
+    source = rf.PALETTE[rf.label_frame(1, 33, 25)]
+    assert np.array_equal(seg[:25, :33], source)
+    assert np.array_equal(seg[:25, 33], source[:, 32]) and np.array_equal(seg[25, :33], source[24])
+
+
+def test_fit_scales_masks_nearest_neighbour(project, tmp_path):
+    src = rf.make_render(tmp_path / "r", frames=2, width=50, height=50)
+    result, _ = run_convert(project, src, fit=True)
+    for modality in ("color", "depth", "segmentation"):
+        info = probe_video(result.folder / f"{modality}.mp4")
+        assert (info.width, info.height) == (960, 960)
+    frames = read_imageio(result.folder / "segmentation.mp4")
+    colours = np.unique(np.concatenate([f.reshape(-1, 3) for f in frames]), axis=0)
+    assert {tuple(c) for c in colours} <= {tuple(c) for c in rf.PALETTE[:13]}
+
+
+def test_fit_far_aspect_warns_and_pads(project, tmp_path):
+    src = rf.make_render(tmp_path / "r", frames=2, width=90, height=30, names=("color", None, "segmentation"))
+    result, notes = run_convert(project, src, fit=True)
+    assert any(n.startswith("warning:") and "far from every Cosmos bucket" in n for n in notes)
+    info = probe_video(result.folder / "segmentation.mp4")
+    assert (info.width, info.height) == (1280, 704)
+    assert result.record["settings"]["geometry"]["scaled"] == [1280, 427]
+
+
+# --- fast: skip unchanged shots ---------------------------------------------------------------------------------
+
+def test_unchanged_sources_are_not_encoded_again(project, tmp_path):
+    src = rf.make_render(tmp_path / "r", frames=3)
+    first, _ = run_convert(project, src)
+    stamp = (first.folder / "color.mp4").stat().st_mtime_ns
+    again, _ = run_convert(project, src)
+    assert again.skipped and (first.folder / "color.mp4").stat().st_mtime_ns == stamp
+    changed, _ = run_convert(project, src, fps=25)
+    assert not changed.skipped
+    os.utime(src / "depth.0002.png", ns=(1, 1))
+    assert not run_convert(project, src, fps=25)[0].skipped
+    assert run_convert(project, src, fps=25)[0].skipped
+    assert not run_convert(project, src, fps=25, force=True)[0].skipped
+
+
+def test_shot_json_records_the_conversion(project, tmp_path):
+    src = rf.make_render(tmp_path / "r", frames=3, start=7, depth_bits=16)
+    result, _ = run_convert(project, src)
+    record = json.loads((result.folder / "shot.json").read_text())
+    assert record["fps"] == 24 and record["frames"] == 3
+    assert record["source"]["folder"] == str(src.resolve())
+    assert record["source"]["sequences"]["depth"]["png"] == "16-bit gray"
+    assert record["settings"]["encoders"]["segmentation"]["codec"] == "libx264rgb"
+    assert record["outputs"]["depth"]["pix_fmt"] == "yuvj420p"
+    assert len(record["fingerprint"]) == 64
+
+
+# --- as a user runs it ------------------------------------------------------------------------------------------
+
+def test_bash_script_end_to_end(project, tmp_path):
+    src = rf.make_render(tmp_path / "my render", frames=4, start=1001)
+    run = subprocess.run([str(SCRIPT), str(src), "hero shot", "3", "--fps", "25", "--json"], cwd=tmp_path,
+                         env=user_env(project), capture_output=True, text=True, check=False)
+    assert run.returncode == 0, run.stderr
+    record = json.loads(run.stdout)
+    assert record["frames"] == 3 and record["fps"] == 25 and record["skipped"] is False
+    assert (videos(project) / "hero shot" / "segmentation.mp4").is_file()
+    again = subprocess.run([str(SCRIPT), str(src), "hero shot", "3", "--fps", "25"], cwd=tmp_path,
+                           env=user_env(project), capture_output=True, text=True, check=False)
+    assert again.returncode == 0 and "up to date" in again.stdout
+
+
+def test_bash_script_failure_is_one_line(project, tmp_path):
+    src = rf.make_render(tmp_path / "r", frames=4)
+    (src / "color.0002.png").unlink()
+    run = subprocess.run([str(SCRIPT), str(src), "s"], env=user_env(project), capture_output=True, text=True,
+                         check=False)
+    assert run.returncode == 1
+    assert run.stderr.count("\n") == 1 and run.stderr.startswith("error:") and "frame 2 missing" in run.stderr
+    assert "Traceback" not in run.stderr
+    assert list(videos(project).iterdir()) == []
+
+
+def test_bash_script_help():
+    run = subprocess.run([str(SCRIPT), "--help"], capture_output=True, text=True, check=True)
+    assert "convert_png_sequences.sh <input_directory> <output_name> [frame_count]" in run.stdout
+    assert "--depth-near-bright" in run.stdout
+
+
+def test_make_convert_target(project, tmp_path):
+    src = rf.make_render(tmp_path / "render", frames=3)
+    make = ["make", "-s", "-o", "setup", "-C", str(REPO), "convert"]
+    run = subprocess.run([*make, "SHOT=from make", f"SRC={src}", "FRAMES=2"], env=user_env(project),
+                         capture_output=True, text=True, check=False)
+    assert run.returncode == 0, run.stderr
+    assert probe_video(videos(project) / "from make" / "color.mp4").frames == 2
+    missing = subprocess.run([*make], env=user_env(project), capture_output=True, text=True, check=False)
+    assert missing.returncode != 0 and "SHOT=" in missing.stderr
