@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from . import history
-from .errors import RemoteError, UserError
+from .errors import UserError
 from .jobs import RUN, UPSCALE, Box, Interrupted, Job, Outcome, Remote, Runner, job_dir, job_from_rendered
 
 MAX_UPSCALE_FRAMES = 121  # cosmos-transfer1 issue #150: the second 121-frame chunk of an upscale fails
@@ -250,6 +250,21 @@ class Session:
                             "(cosmos-transfer1 issue #150): use a shorter shot, or --no-upscale")
 
 
+def check_upscale_length(cfg, plan: Plan) -> None:
+    """Before any GPU time: refuse a cycle whose output would be too long to upscale (it has the input's length)."""
+    from .probe import probe_video
+    from .prompts import local_file
+
+    video = plan.prompt.get("input_video_path")
+    if not isinstance(video, str) or not local_file(cfg, video).is_file():
+        return
+    info = probe_video(local_file(cfg, video), count_frames=False)
+    frames = info.frames or probe_video(local_file(cfg, video)).frames
+    if frames > MAX_UPSCALE_FRAMES:
+        raise UserError(f"{video} has {frames} frames; the 4K upscaler handles at most {MAX_UPSCALE_FRAMES} "
+                        "(cosmos-transfer1 issue #150): pass --no-upscale, or use a shorter shot (nothing was sent)")
+
+
 def local_rel(cfg, path: Path) -> str:
     try:
         return str(Path(path).relative_to(cfg.root))
@@ -275,6 +290,8 @@ def run_cycle(cfg, prompt_path, *, override: str | None = None, upscale: bool = 
 
     plan = plan_prompt(cfg, prompt_path, override)
     up_weight = upscale_weight(cfg["UPSCALE_WEIGHT"] if weight is None else weight) if upscale else None
+    if upscale:
+        check_upscale_length(cfg, plan)
     started = history.now_iso()
     result = CycleResult()
     session = None
@@ -315,14 +332,14 @@ def run_cycle(cfg, prompt_path, *, override: str | None = None, upscale: bool = 
                     result.status, result.code = "ok", 0
             else:
                 result.status, result.code = "ok", 0
-    except Interrupted as exc:
-        result.status, result.error, result.code = "cancelled", str(exc.format_message()), 130
     except KeyboardInterrupt:
+        say("interrupted (Ctrl-C)")
         result.status, result.error, result.code = "cancelled", "interrupted (Ctrl-C)", 130
-    except RemoteError as exc:
-        result.status, result.error, result.code = "failed", exc.format_message(), exc.exit_code
-    except UserError as exc:
-        result.status, result.error, result.code = "failed", exc.format_message(), exc.exit_code
+    except UserError as exc:  # RemoteError (exit 3) and Interrupted (exit 130) included
+        exc.show()
+        cancelled = isinstance(exc, Interrupted)
+        result.status, result.error, result.code = "cancelled" if cancelled else "failed", exc.format_message(), \
+            exc.exit_code
     finally:
         if session is not None:
             result.connections = session.remote.connections

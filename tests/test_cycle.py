@@ -1,0 +1,284 @@
+"""The full cycle as a user runs it (scripts/*.sh in a subprocess) against the rehearsal host's real sshd.
+
+Only the GPU model and the Docker engine are stood in for (the rehearsal host's docker and transfer.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from cosmos_tools import history, transport
+from cosmos_tools.demo import make_shot
+from cosmos_tools.rehearsal.host import set_stand_in_seconds
+
+REPO = Path(__file__).resolve().parents[1]
+HOSTILE_NAME = 'we"ird $(touch HACKED) `touch HACKED2` ü\nline'
+HOSTILE_SHOT = "sh'o\"t $(touch HACKED3) ü"
+
+
+def add_shot(root: Path, shot: str = "shot1", frames: int = 8) -> str:
+    make_shot(root / "inputs" / "videos" / shot, frames=frames, width=64, height=36)
+    return shot
+
+
+def write_prompt(root: Path, name: str, shot: str, text: str = "a city at dusk", **extra) -> Path:
+    """A prompt as new_prompt writes it, under any file name."""
+    videos = f"inputs/videos/{shot}"
+    spec = {"prompt": text, "input_video_path": f"{videos}/color.mp4",
+            "vis": {"control_weight": 0.25}, "edge": {"control_weight": 0.25},
+            "depth": {"control_weight": 0.25, "input_control": f"{videos}/depth.mp4"},
+            "seg": {"control_weight": 0.25, "input_control": f"{videos}/segmentation.mp4"}, **extra}
+    path = root / "inputs" / "prompts" / f"{name}.json"
+    path.write_text(json.dumps(spec, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return path
+
+
+def script(root: Path, name: str, *args: str, timeout: float = 120, env: dict | None = None):
+    """Run scripts/<name> from the project root as a user would; CompletedProcess with text output."""
+    return subprocess.run([str(REPO / "scripts" / name), *map(str, args)], cwd=root, capture_output=True,
+                          text=True, timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def tool(root: Path, *args: str, timeout: float = 120):
+    return subprocess.run([str(REPO / ".venv" / "bin" / "cosmos-tools"), *map(str, args)], cwd=root,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def start(root: Path, name: str, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([str(REPO / "scripts" / name), *map(str, args)], cwd=root, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_line(proc: subprocess.Popen, needle: str, timeout: float = 60) -> str:
+    """Read the process's stderr until a line contains ``needle``; the text read so far."""
+    seen = ""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([proc.stderr], [], [], 0.5)
+        if ready:
+            line = proc.stderr.readline()
+            if not line and proc.poll() is not None:
+                break
+            seen += line
+            if needle in line:
+                return seen
+    raise AssertionError(f"{needle!r} never appeared; stderr so far:\n{seen}")
+
+
+def records(root: Path) -> list[dict]:
+    return history.read_records(root / "notes" / "run_history.log", warn=pytest.fail)
+
+
+def remote_path(host, rel: str) -> Path:
+    return Path(host.remote_dir) / rel
+
+
+@pytest.fixture
+def slow_jobs(rehearsal_host):
+    """Stand-in inference that takes a few seconds, so a test can act while a job runs."""
+    set_stand_in_seconds(rehearsal_host.dir, 4)
+    yield
+    set_stand_in_seconds(rehearsal_host.dir, 0.3)
+
+
+def test_full_cycle_then_rerun_does_nothing_again(project, rehearsal_host):
+    shot = add_shot(project)
+    prompt = write_prompt(project, "city_v1", shot)
+    done = script(project, "full_cycle.sh", prompt.relative_to(project))
+    assert done.returncode == 0, done.stderr
+    out = project / "outputs" / "city_v1"
+    for name in ("output.mp4", "run.log", "spec_used.json", "prompt_spec.json", "controlnet_spec.json", "exit_code"):
+        assert (out / name).is_file(), name
+    assert (project / "outputs" / "city_v1_upscaled" / "output.mp4").stat().st_size > 0
+    assert (out / "prompt_spec.json").read_bytes() == prompt.read_bytes()
+    used = json.loads((out / "spec_used.json").read_text())
+    assert used["command"][:2] == ["python3", "cosmos_transfer1/diffusion/inference/transfer.py"]
+    assert used["env"]["CUDA_VISIBLE_DEVICES"] == "0" and "--name" in used["docker"]
+    assert "Saved video to outputs/city_v1/output.mp4" in done.stdout  # the live log reached the terminal
+    assert "status: ok" in done.stdout and "result: outputs/city_v1/output.mp4" in done.stdout
+    (line,) = records(project)
+    assert line["status"] == "ok" and line["run"] == "city_v1" and line["shot"] == shot and line["upscale"] == "0.5"
+    assert line["weights"] == "vis=0.25,edge=0.25,depth=0.25,seg=0.25" and line["exit"] == "0"
+    assert line["output"] == "outputs/city_v1" and line["upscaled"] == "outputs/city_v1_upscaled"
+    assert all(float(line[k]) >= 0 for k in ("upload_s", "run_s", "upscale_s", "download_s"))
+    log_before = remote_path(rehearsal_host, "outputs/city_v1/run.log").read_bytes()
+
+    # Again, in this process, to count connections: nothing is sent, run or fetched again.
+    from cosmos_tools.config import load_config
+    from cosmos_tools.cycle import run_cycle
+
+    opened = transport.CONNECTIONS_OPENED
+    echoed = []
+    code = run_cycle(load_config(), prompt, echo=echoed.append)
+    assert code == 0
+    assert transport.CONNECTIONS_OPENED - opened == 1
+    assert echoed == []  # no job ran, so no live log
+    assert remote_path(rehearsal_host, "outputs/city_v1/run.log").read_bytes() == log_before
+    again = script(project, "full_cycle.sh", prompt)
+    assert again.returncode == 0, again.stderr
+    assert "upload: 0 sent" in again.stderr and again.stderr.count("already finished ok") == 2
+    assert "0 fetched" in again.stderr
+    assert [r["status"] for r in records(project)] == ["ok", "ok", "ok"]
+    table = tool(project, "history", "--status", "ok")
+    assert table.returncode == 0 and table.stdout.count("city_v1") == 3
+
+
+def test_upload_checks_first_and_resends_nothing(project, rehearsal_host):
+    shot = add_shot(project, "upload_shot")  # the rehearsal host lives for the session: a shot of its own
+    bad = write_prompt(project, "bad", shot, vis={"control_weight": -1})
+    refused = script(project, "upload_prompt.sh", bad)
+    assert refused.returncode == 1 and "control_weight" in refused.stderr and "nothing was sent" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert not remote_path(rehearsal_host, "inputs/prompts/bad.json").exists()
+    good = write_prompt(project, "good", shot)
+    first = script(project, "upload_prompt.sh", good)
+    assert first.returncode == 0, first.stderr
+    assert "upload: 4 sent" in first.stderr
+    for name in ("color.mp4", "depth.mp4", "segmentation.mp4"):
+        assert remote_path(rehearsal_host, f"inputs/videos/{shot}/{name}").read_bytes() == \
+            (project / "inputs" / "videos" / shot / name).read_bytes()
+    quiet = script(project, "upload_prompt.sh", good, "--quiet")
+    assert quiet.returncode == 0 and quiet.stdout == "" and quiet.stderr == ""
+    again = script(project, "upload_prompt.sh", good)
+    assert "upload: 0 sent" in again.stderr and "4 already on the box" in again.stderr
+
+
+def test_videos_subdir_override_must_match_the_prompt(project, rehearsal_host):
+    add_shot(project, "shot_a")
+    add_shot(project, "shot_b")
+    prompt = write_prompt(project, "over", "shot_a")
+    wrong = script(project, "upload_prompt.sh", prompt, "shot_b")
+    assert wrong.returncode == 1 and "points at shot 'shot_a', not at 'shot_b'" in wrong.stderr
+    right = script(project, "upload_prompt.sh", prompt, "shot_a")
+    assert right.returncode == 0, right.stderr
+    assert not remote_path(rehearsal_host, "inputs/videos/shot_b").exists()
+
+
+def test_guardrail_block_is_reported_failed_with_the_log_tail(project, rehearsal_host):
+    shot = add_shot(project)
+    prompt = write_prompt(project, "blocked", shot, text="GUARDRAIL_BLOCK_ME please")
+    done = script(project, "full_cycle.sh", prompt)
+    assert done.returncode == 1
+    assert "guardrail blocked it" in done.stderr and "last" in done.stderr and "GUARDRAIL BLOCKED" in done.stderr
+    assert "GUARDRAIL BLOCKED" in (project / "outputs" / "blocked" / "run.log").read_text()  # the log came back
+    assert not (project / "outputs" / "blocked_upscaled").exists()
+    (line,) = records(project)
+    assert line["status"] == "blocked" and "guardrail" in line["error"] and line["upscale"] == "0.5"
+
+
+def test_run_refused_by_transfer_py_fails_with_its_error(project, rehearsal_host):
+    shot = add_shot(project)
+    prompt = write_prompt(project, "negative", shot, vis={"control_weight": -1})
+    assert script(project, "upload_prompt.sh", write_prompt(project, "ok", shot)).returncode == 0
+    done = script(project, "run_inference_remote.sh", prompt)  # run does not re-check: the stand-in refuses it
+    assert done.returncode == 1
+    assert "FAILED negative: exit 1" in done.stderr
+    assert "Control weight for vis must be a valid non-negative float" in done.stderr
+
+
+def test_upscale_refusals(project, rehearsal_host):
+    shot = add_shot(project, "long", frames=122)
+    prompt = write_prompt(project, "long_run", shot)
+    no_run = script(project, "run_upscale_remote.sh", prompt)
+    assert no_run.returncode == 1 and "output.mp4 is missing on the GPU box" in no_run.stderr
+    upfront = script(project, "full_cycle.sh", prompt)
+    assert upfront.returncode == 1 and "122 frames" in upfront.stderr and "--no-upscale" in upfront.stderr
+    assert not remote_path(rehearsal_host, "inputs/prompts/long_run.json").exists()
+    assert records(project) == []
+    bad_weight = script(project, "run_upscale_remote.sh", prompt, "lots")
+    assert bad_weight.returncode == 1 and "give a number >= 0" in bad_weight.stderr
+    ran = script(project, "full_cycle.sh", prompt, "--no-upscale")
+    assert ran.returncode == 0, ran.stderr
+    assert records(project)[-1]["upscale"] == "no"
+    too_long = script(project, "run_upscale_remote.sh", prompt, "0.3")
+    assert too_long.returncode == 1 and "has 122 frames" in too_long.stderr and "at most 121" in too_long.stderr
+    assert not remote_path(rehearsal_host, "outputs/long_run_upscaled").exists()
+
+
+def test_hostile_prompt_and_shot_names_through_the_whole_cycle(project, rehearsal_host):
+    shot = add_shot(project, HOSTILE_SHOT)
+    prompt = write_prompt(project, HOSTILE_NAME, shot, text='say "$(rm -rf /)" `id` \\ ünï')
+    done = script(project, "full_cycle.sh", prompt, shot)
+    assert done.returncode == 0, done.stderr
+    out = project / "outputs" / HOSTILE_NAME
+    assert (out / "output.mp4").stat().st_size > 0
+    assert (project / "outputs" / f"{HOSTILE_NAME}_upscaled" / "output.mp4").stat().st_size > 0
+    assert remote_path(rehearsal_host, f"inputs/videos/{HOSTILE_SHOT}/color.mp4").is_file()
+    assert json.loads((out / "controlnet_spec.json").read_text())["prompt"] == 'say "$(rm -rf /)" `id` \\ ünï'
+    (line,) = records(project)
+    assert line["run"] == HOSTILE_NAME and line["shot"] == HOSTILE_SHOT and line["status"] == "ok"
+    for root in (project, Path(rehearsal_host.dir), Path.cwd()):
+        assert not list(root.rglob("HACKED*")), "a name was executed somewhere"
+    status = tool(project, "status", "--json")
+    assert any(row["run"] == HOSTILE_NAME and row["state"] == "ok" for row in json.loads(status.stdout))
+
+
+def test_unknown_host_key_is_refused(project, rehearsal_host, tmp_path):
+    shot = add_shot(project)
+    prompt = write_prompt(project, "keyed", shot)
+    empty = tmp_path / "known_hosts_empty"
+    empty.write_text("")
+    done = script(project, "full_cycle.sh", prompt, env={"KNOWN_HOSTS": str(empty)})
+    assert done.returncode == 3
+    assert "host key of [127.0.0.1]" in done.stderr and "is not known" in done.stderr and "cosmos-tools trust" in \
+        done.stderr
+    assert not remote_path(rehearsal_host, "inputs/prompts/keyed.json").exists()
+    (line,) = records(project)
+    assert line["status"] == "failed" and "not known" in line["error"]
+
+
+def test_client_killed_mid_run_then_rerun_reattaches_and_finishes(project, rehearsal_host, slow_jobs):
+    shot = add_shot(project)
+    prompt = write_prompt(project, "dropped", shot)
+    proc = start(project, "full_cycle.sh", prompt, "--no-upscale")
+    wait_for_line(proc, "started dropped as container")
+    proc.kill()  # SIGKILL: no chance to stop the job or write history
+    proc.communicate()
+    assert records(project) == []
+    again = script(project, "full_cycle.sh", prompt, "--no-upscale")
+    assert again.returncode == 0, again.stderr
+    assert "already running on the box; re-attaching" in again.stderr or "already finished ok" in again.stderr
+    if "re-attaching" in again.stderr:
+        assert "Saved video to outputs/dropped/output.mp4" in again.stdout
+    assert (project / "outputs" / "dropped" / "output.mp4").is_file()
+    assert remote_path(rehearsal_host, "outputs/dropped/run.log").read_text().count("[cosmos-run]") == 2  # one job
+    assert [r["status"] for r in records(project)] == ["ok"]
+
+
+def test_connection_cut_mid_run_reconnects_without_losing_or_repeating_log(project, rehearsal_host, slow_jobs):
+    shot = add_shot(project)
+    prompt = write_prompt(project, "cut", shot)
+    proc = start(project, "full_cycle.sh", prompt, "--no-upscale")
+    wait_for_line(proc, "started cut as container")
+    time.sleep(1)
+    sessions = subprocess.run(["pgrep", "-P", str(rehearsal_host.pid)], capture_output=True, text=True).stdout.split()
+    assert sessions, "no sshd session process to cut"
+    for pid in sessions:
+        os.kill(int(pid), signal.SIGKILL)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr
+    assert "connection lost; reconnecting" in stderr
+    log = remote_path(rehearsal_host, "outputs/cut/run.log").read_text()
+    assert stdout.startswith(log)  # every byte of the log exactly once, in order
+    (line,) = records(project)
+    assert line["status"] == "ok"
+
+
+def test_two_cycles_at_once_both_finish_and_append_history(project, rehearsal_host, slow_jobs):
+    shot = add_shot(project)
+    prompts = [write_prompt(project, f"pair_{i}", shot) for i in range(2)]
+    script(project, "upload_prompt.sh", prompts[0], "--quiet")  # the shared shot is on the box once
+    procs = [start(project, "full_cycle.sh", p, "--no-upscale", "--wait") for p in prompts]
+    results = [p.communicate(timeout=180) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [r[1] for r in results]
+    assert any("waiting (--wait)" in err for _, err in results)
+    lines = records(project)
+    assert sorted(r["run"] for r in lines) == ["pair_0", "pair_1"] and {r["status"] for r in lines} == {"ok"}

@@ -1,0 +1,92 @@
+"""Detached jobs on the rehearsal host: detach/status/attach, kill, a busy box, Ctrl-C, and the job states."""
+
+from __future__ import annotations
+
+import json
+import signal
+
+import pytest
+from test_cycle import add_shot, remote_path, script, slow_jobs, start, tool, wait_for_line, write_prompt  # noqa: F401
+
+from cosmos_tools.jobs import JobState
+
+
+def statuses(root) -> dict[str, dict]:
+    done = tool(root, "status", "--json")
+    assert done.returncode == 0, done.stderr
+    return {row["run"]: row for row in json.loads(done.stdout) if row["kind"] == "run"}
+
+
+@pytest.mark.usefixtures("slow_jobs")
+def test_detach_status_attach(project, rehearsal_host):
+    shot = add_shot(project)
+    prompt = write_prompt(project, "detached job", shot)
+    assert script(project, "upload_prompt.sh", prompt, "--quiet").returncode == 0
+    started = script(project, "run_inference_remote.sh", prompt, "--detach")
+    assert started.returncode == 0, started.stderr
+    assert "cosmos-tools attach 'detached job'" in started.stderr
+    assert statuses(project)["detached job"]["state"] == "running"
+    table = tool(project, "status")
+    assert table.stdout.splitlines()[0].split() == ["STATE", "EXIT", "UPDATED", "JOB"]
+    attached = tool(project, "attach", "detached job")
+    assert attached.returncode == 0, attached.stderr
+    assert "Saved video to outputs/detached job/output.mp4" in attached.stdout
+    row = statuses(project)["detached job"]
+    assert row["state"] == "ok" and row["exit_code"] == 0
+    again = tool(project, "attach", str(prompt))  # a prompt path works too; a finished job is judged
+    assert again.returncode == 0 and "ended ok" in again.stderr
+    unknown = tool(project, "attach", "no such run")
+    assert unknown.returncode == 1 and "no job named 'no such run'" in unknown.stderr
+
+
+@pytest.mark.usefixtures("slow_jobs")
+def test_busy_box_refuses_a_second_run_until_the_first_is_killed(project, rehearsal_host):
+    shot = add_shot(project)
+    first, second = write_prompt(project, "first", shot), write_prompt(project, "second", shot)
+    assert script(project, "upload_prompt.sh", first, "--quiet").returncode == 0
+    assert script(project, "run_inference_remote.sh", first, "--detach").returncode == 0
+    busy = script(project, "run_inference_remote.sh", second)
+    assert busy.returncode == 3
+    assert "busy with ct1-run-first-" in busy.stderr and "--wait" in busy.stderr
+    assert not remote_path(rehearsal_host, "outputs/second/run.log").exists()
+    killed = tool(project, "kill", "first")
+    assert killed.returncode == 0 and "stopped ct1-run-first-" in killed.stdout
+    row = statuses(project)["first"]
+    assert row["state"] == "stopped" and row["exit_code"] in (130, 137, 143)
+    again = tool(project, "kill", "first")
+    assert again.returncode == 1 and "no job named 'first' is running" in again.stderr
+    ran = script(project, "run_inference_remote.sh", second, "--detach")
+    assert ran.returncode == 0, ran.stderr
+    assert tool(project, "kill", "second").returncode == 0
+
+
+@pytest.mark.usefixtures("slow_jobs")
+def test_ctrl_c_stops_the_remote_job(project, rehearsal_host):
+    shot = add_shot(project)
+    prompt = write_prompt(project, "interrupted", shot)
+    assert script(project, "upload_prompt.sh", prompt, "--quiet").returncode == 0
+    proc = start(project, "run_inference_remote.sh", prompt)
+    wait_for_line(proc, "started interrupted as container")
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "stopping interrupted on the box" in stderr and "Traceback" not in stderr
+    row = statuses(project)["interrupted"]
+    assert row["state"] == "stopped"
+    rerun = script(project, "run_inference_remote.sh", prompt, "--detach")  # a stopped job is run again
+    assert rerun.returncode == 0, rerun.stderr
+    assert "started interrupted" in rerun.stderr
+    assert "exit code 1" in remote_path(rehearsal_host, "outputs/interrupted/run.log.prev").read_text()  # 130/143
+    assert tool(project, "kill", "interrupted").returncode == 0
+
+
+def test_job_verdicts():
+    assert JobState("d").verdict == "absent"
+    assert JobState("d", running=True).verdict == "running"
+    assert JobState("d", log_size=10).verdict == "lost"
+    assert JobState("d", exit_code=0, output_size=5).verdict == "ok"
+    assert JobState("d", exit_code=0).verdict == "failed"  # exit 0 without output (the origin's guardrail case)
+    assert JobState("d", exit_code=0, output_size=5, blocked=True).verdict == "blocked"
+    assert JobState("d", exit_code=143).verdict == "stopped"
+    assert JobState("d", exit_code=1, output_size=5).verdict == "failed"
+    assert "no d/output.mp4" in JobState("d", exit_code=0).failure("r")
