@@ -11,6 +11,8 @@ Prints a table and the ratios. Targets: throughput >= 0.8 of scp's; unchanged re
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import os
 import shutil
 import subprocess
@@ -128,7 +130,8 @@ class Bench:
         make_shot(self.cfg.local_path("LOCAL_VIDEOS_DIR") / "bench_shot", frames=24)
         prompt = new_prompt(self.cfg, "bench", "a quiet street at dusk", shot="bench_shot")
         before = transport.CONNECTIONS_OPENED
-        code = cycle.run_cycle(self.cfg, prompt, upscale=True)
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            code = cycle.run_cycle(self.cfg, prompt, upscale=True, echo=lambda data: None)
         opened = transport.CONNECTIONS_OPENED - before
         return f"{opened} (full cycle with upscale, exit {code})"
 

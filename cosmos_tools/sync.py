@@ -50,19 +50,20 @@ HASH_SCRIPT = _DIGEST + r"""
 sys.stdout.write("".join(digest(p) + "\n" for p in sys.argv[1:]))
 """
 
-# "<size> <sha256> <path relative to argv[1]>\0" for every regular file under argv[1] (temporary files
-# excluded); exit 44 if argv[1] is not a folder.
-LIST_SCRIPT = _DIGEST + r"""
+# "<size> <path relative to argv[1]>\0" for every regular file under argv[1] (temporary files excluded);
+# exit 44 if argv[1] is not a folder.
+LIST_SCRIPT = r"""
+import os, stat, sys
+
 top = sys.argv[1]
 if not os.path.isdir(top):
     sys.exit(44)
 for folder, dirs, names in os.walk(top):
     for name in names:
         path = os.path.join(folder, name)
-        found = digest(path)
-        if found != "-" and not name.endswith(".cosmos-part"):
-            rel = os.fsencode(os.path.relpath(path, top))
-            sys.stdout.buffer.write(found.encode() + b" " + rel + b"\0")
+        info = os.lstat(path)
+        if stat.S_ISREG(info.st_mode) and not name.endswith(".cosmos-part"):
+            sys.stdout.buffer.write(b"%d " % info.st_size + os.fsencode(os.path.relpath(path, top)) + b"\0")
 """
 MISSING = 44
 
@@ -220,50 +221,76 @@ def _parse_digest(line: str) -> Digest | None:
     return int(size), sha
 
 
-def remote_tree(t: Transport, remote_rel_dir: str) -> dict[str, Digest] | None:
-    """{relative path: (size, sha256)} of every file under a remote folder; None if it does not exist."""
+def remote_sizes(t: Transport, remote_rel_dir: str) -> dict[str, int] | None:
+    """{relative path: size} of every file under a remote folder; None if it does not exist."""
     done = t.run([*PYTHON, "-c", LIST_SCRIPT, t.abspath(remote_rel_dir)], check=False)
     if done.rc == MISSING:
         return None
     if done.rc != 0:
         tail = done.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no error output"]
         raise RemoteError(f"listing {remote_rel_dir} on {t.describe()} failed (exit {done.rc}): {tail[0]}")
-    tree = {}
+    sizes = {}
     for record in done.stdout.split(b"\0")[:-1]:
-        size, sha, rel = record.split(b" ", 2)
-        tree[os.fsdecode(rel)] = (int(size), sha.decode())
-    return tree
+        size, rel = record.split(b" ", 1)
+        sizes[os.fsdecode(rel)] = int(size)
+    return sizes
 
 
 def download_tree(t: Transport, remote_rel_dir: str, local_dir: Path, *, progress: bool = True,
                   missing_ok: bool = False) -> SyncReport:
-    """Bring a remote folder (relative to REMOTE_DIR) into ``local_dir``, skipping identical files."""
+    """Bring a remote folder (relative to REMOTE_DIR) into ``local_dir``, skipping identical files.
+
+    The box hashes its files while they travel; each one is checked against that hash before it
+    replaces its local name. Local files of the same size are hashed here and skipped if identical.
+    """
     start = time.monotonic()
-    tree = remote_tree(t, remote_rel_dir)
-    if tree is None:
+    sizes = remote_sizes(t, remote_rel_dir)
+    if sizes is None:
         if missing_ok:
             return SyncReport(seconds=time.monotonic() - start)
         raise RemoteError(f"{t.abspath(remote_rel_dir)} does not exist on {t.describe()}: nothing to download "
                           "(has the run started and finished?)")
-    report = SyncReport()
-    todo = []
-    for rel, (size, sha) in sorted(tree.items()):
+    base = t.abspath(remote_rel_dir)
+    rels = sorted(sizes)
+    for rel in rels:
         _check_relative(rel)
-        target = Path(local_dir) / rel
-        if target.is_file() and target.stat().st_size == size and local_digest(target) == (size, sha):
-            report.skipped.append(rel)
-        else:
-            todo.append((rel, target, size, sha))
-    with Progress(sum(size for _, _, size, _ in todo), "download", unit="B", enabled=progress) as bar:
-        for rel, target, size, sha in todo:
-            _download_one(t, posixpath.join(t.abspath(remote_rel_dir), rel), rel, target, (size, sha), bar)
+    targets = {rel: Path(local_dir) / rel for rel in rels}
+    maybe_same = [r for r in rels if targets[r].is_file() and targets[r].stat().st_size == sizes[r]]
+    report = SyncReport()
+    fetched: list[tuple[str, Path, Digest]] = []
+    try:
+        with ThreadPoolExecutor(1) as pool, \
+                Progress(sum(sizes[r] for r in rels if r not in maybe_same), "download", unit="B",
+                         enabled=progress) as bar:
+            remote = pool.submit(remote_digests, t, [posixpath.join(base, r) for r in rels])
+            fetched += [_fetch(t, base, rel, targets[rel], bar) for rel in rels if rel not in maybe_same]
+            local = {rel: local_digest(targets[rel]) for rel in maybe_same}
+            hashes = dict(zip(rels, remote.result(), strict=True))
+            for rel in maybe_same:
+                if local[rel] == hashes[rel]:
+                    report.skipped.append(rel)
+                else:
+                    bar.total += sizes[rel]
+                    fetched.append(_fetch(t, base, rel, targets[rel], bar))
+        for rel, _part, got in fetched:
+            if got != hashes[rel]:
+                raise RemoteError(f"download of {rel} does not match the box's copy ({got[0]} bytes sha256 "
+                                  f"{got[1][:12]}, box has {hashes[rel]}); was it still being written? "
+                                  "run the download again")
+        for rel, part, got in fetched:
+            os.replace(part, targets[rel])
             report.sent.append(rel)
-            report.bytes_sent += size
+            report.bytes_sent += got[0]
+    finally:
+        for _, part, _ in fetched:
+            with contextlib.suppress(FileNotFoundError):
+                part.unlink()
     report.seconds = time.monotonic() - start
     return report
 
 
-def _download_one(t: Transport, remote: str, rel: str, target: Path, expected: Digest, bar: Progress) -> None:
+def _fetch(t: Transport, base: str, rel: str, target: Path, bar: Progress) -> tuple[str, Path, Digest]:
+    """Copy one remote file to a temporary name beside ``target``: (rel, temporary path, (size, sha256))."""
     target.parent.mkdir(parents=True, exist_ok=True)
     part = target.with_name(f".{target.name}{PART_SUFFIX}")
     got = 0
@@ -274,13 +301,9 @@ def _download_one(t: Transport, remote: str, rel: str, target: Path, expected: D
         bar.update(n)
 
     try:
-        digest = t.get(remote, part, count)
-        if (got, digest) != expected:
-            raise RemoteError(f"download of {rel} does not match the box's copy ({got} bytes sha256 {digest[:12]}, "
-                              f"expected {expected[0]} bytes {expected[1][:12]}); was it still being written? "
-                              "run the download again")
-        os.replace(part, target)
+        digest = t.get(posixpath.join(base, rel), part, count)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             part.unlink()
         raise
+    return rel, part, (got, digest)

@@ -255,3 +255,26 @@ def test_progress_bar_on_a_terminal_shows_bytes_and_rate(project, tmp_path, area
     os.close(controller)
     assert proc.returncode == 0, shown
     assert b"upload [" in shown and b"2.0MB/2.0MB" in shown and b"B/s" in shown
+
+
+def test_file_still_being_written_on_the_box_is_not_placed(ssh, rehearsal_host, tmp_path, area):
+    growing = make_file(rehearsal_host.remote_dir / area / "run" / "output.mp4", 3_000_000)
+    stop = threading.Event()
+
+    def keep_writing() -> None:
+        with open(growing, "ab") as handle:
+            while not stop.is_set():
+                handle.write(b"x" * 4096)
+                handle.flush()
+                time.sleep(0.0005)
+
+    writer = threading.Thread(target=keep_writing)
+    writer.start()
+    try:
+        with pytest.raises(RemoteError, match=r"download of output.mp4 does not match the box's copy .*still being"):
+            sync.download_tree(ssh, f"{area}/run", tmp_path / "out", progress=False)
+    finally:
+        stop.set()
+        writer.join()
+    assert not (tmp_path / "out" / "output.mp4").exists()
+    assert leftovers(tmp_path / "out") == []
