@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-DIR_ARG = click.argument("dir", type=click.Path(file_okay=False, path_type=Path))
+DIR_ARG = click.argument("dir", type=click.Path(path_type=Path))
 
 
 @click.group()

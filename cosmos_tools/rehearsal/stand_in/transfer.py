@@ -45,7 +45,7 @@ CHUNK = 121
 # A cheap look per control, so outputs differ visibly by modality (stand-in only).
 LOOKS = {"vis": "boxblur=4:1", "edge": "edgedetect=low=0.1:high=0.3", "depth": "format=gray,format=yuv420p",
          "seg": "lutrgb=r='if(gt(val,128),255,0)':g='if(gt(val,128),255,0)':b='if(gt(val,128),255,0)'",
-         "keypoint": "negate", "upscale": "unsharp", "hdmap": "hue=h=90", "lidar": "hue=h=180"}
+         "keypoint": "negate", "upscale": "null", "hdmap": "hue=h=90", "lidar": "hue=h=180"}
 
 
 def log(level, message, where=(TRANSFER, 0, "<module>")):
