@@ -16,7 +16,10 @@ from .fsutil import append_line_locked, write_text_atomic
 @click.command("ssh", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def ssh(command: tuple[str, ...]) -> None:
-    """Open a shell on the GPU box, or run COMMAND there (its words are passed as data, quoted).
+    """Open a shell on the GPU box, or run COMMAND there.
+
+    Each word of COMMAND reaches the box as one word, quoted (names with spaces or $ stay data);
+    for shell syntax pass it to a shell yourself: ssh_remote.sh bash -c 'nvidia-smi; docker ps'.
 
     Uses OpenSSH with the settings the toolkit uses: SSH_KEY, both known_hosts files, strict host
     key checking, no agent forwarding. With TRANSPORT=local, runs in REMOTE_DIR on this machine.
@@ -57,6 +60,14 @@ def _record(path, line: str, name: str, replace: bool) -> None:
     append_line_locked(path, line)
 
 
+def _confirm(question: str) -> bool:
+    try:
+        return click.confirm(question, default=False)
+    except click.Abort:  # no answer (end of input, Ctrl-C): not recorded
+        click.echo("", err=True)
+        return False
+
+
 @click.command("trust")
 @click.option("--yes", is_flag=True, help="Record the key without asking.")
 @click.option("--replace", is_flag=True,
@@ -84,13 +95,14 @@ def trust(yes: bool, replace: bool, as_json: bool) -> None:
     if status == "known":
         if not as_json:
             click.echo(f"already trusted ({where})")
-    elif yes or (not as_json and click.confirm(f"Trust it and record it in {project_file}?", default=False)):
+    elif yes or (not as_json and _confirm(f"Trust it and record it in {project_file}?")):
         _record(project_file, f"{name} {key.get_name()} {key.get_base64()}", name, replace=status == "changed")
         result.update(recorded=True, file=str(project_file))
         if not as_json:
             click.echo(f"recorded in {project_file}")
     elif not as_json:
-        raise RemoteError("not recorded: connections to the box stay refused until you trust its key", exit_code=1)
+        raise RemoteError("not recorded: connections to the box stay refused until you trust its key "
+                          "(cosmos-tools trust --yes records it without asking)", exit_code=1)
     if as_json:
         click.echo(json.dumps(result))
 
