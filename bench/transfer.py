@@ -1,7 +1,7 @@
 """Transfer benchmark on the rehearsal host: our SSH/SFTP transfers against scp and rsync, same machine, same run.
 
 Starts a rehearsal host (real sshd on 127.0.0.1) in a temporary folder, makes one 200 MB file and a shot of
-three 30 MiB files, and measures, best of --repeat runs:
+three 30 MiB files, and measures, best of --repeat runs (ours and the reference alternate, so load hits both):
   - upload and download of the big file and of the shot, ours against `scp` (both including the connection);
   - an unchanged re-upload of the shot, ours against `rsync -a` over ssh (both including the connection);
   - the SSH connections one full cycle opens (cosmos_tools.cycle on the rehearsal host).
@@ -37,15 +37,16 @@ def make_file(path: Path, size: int) -> Path:
     return path
 
 
-def best(repeat: int, prepare, measure) -> float:
-    """The fastest of ``repeat`` runs of ``measure`` (each after ``prepare``), in seconds."""
-    times = []
+def duel(repeat: int, prepare, ours, reference) -> tuple[float, float]:
+    """Best times of ``ours`` and ``reference``, run alternately (each after ``prepare``) so load hits both."""
+    times: tuple[list[float], list[float]] = ([], [])
     for _ in range(repeat):
-        prepare()
-        start = time.perf_counter()
-        measure()
-        times.append(time.perf_counter() - start)
-    return min(times)
+        for side, measure in enumerate((ours, reference)):
+            prepare()
+            start = time.perf_counter()
+            measure()
+            times[side].append(time.perf_counter() - start)
+    return min(times[0]), min(times[1])
 
 
 def clear(*paths: Path) -> None:
@@ -92,32 +93,32 @@ class Bench:
             with transport.connect(self.cfg) as t:
                 sync.download_tree(t, rel, local, progress=False)
 
-        up = best(self.repeat, lambda: clear(remote_big), lambda: ours_upload([(big, rel_big)]))
-        scp_up = best(self.repeat, lambda: clear(remote_big), lambda: self.scp(str(big), f"{self.dest}:{remote_big}"))
+        up, scp_up = duel(self.repeat, lambda: clear(remote_big), lambda: ours_upload([(big, rel_big)]),
+                          lambda: self.scp(str(big), f"{self.dest}:{remote_big}"))
         self.add("upload 200 MB file", up, "scp", scp_up, big.stat().st_size, ">= 0.8 x")
 
         back = Path(tempfile.mkdtemp(prefix="down-", dir=self.root))
-        down = best(self.repeat, lambda: clear(back), lambda: ours_download("inputs/videos/bench", back))
-        scp_down = best(self.repeat, lambda: clear(back / "big.bin"),
-                        lambda: self.scp(f"{self.dest}:{remote_big}", str(back / "big.bin")))
+        down, scp_down = duel(self.repeat, lambda: (clear(back), back.mkdir()),
+                              lambda: ours_download("inputs/videos/bench", back),
+                              lambda: self.scp(f"{self.dest}:{remote_big}", str(back / "big.bin")))
         self.add("download 200 MB file", down, "scp", scp_down, big.stat().st_size, ">= 0.8 x")
 
         remote_shot = self.remote / "inputs/videos/shot"
-        shot_up = best(self.repeat, lambda: clear(remote_shot), lambda: ours_upload(shot_files))
-        scp_shot = best(self.repeat, lambda: clear(remote_shot),
-                        lambda: self.scp("-r", str(shot), f"{self.dest}:{remote_shot}"))
+        shot_up, scp_shot = duel(self.repeat, lambda: clear(remote_shot), lambda: ours_upload(shot_files),
+                                 lambda: self.scp("-r", str(shot), f"{self.dest}:{remote_shot}"))
         self.add("upload shot (3 x 30 MiB)", shot_up, "scp -r", scp_shot, shot_size, ">= 0.8 x")
 
         ours_upload(shot_files)
         rsync_ssh = " ".join(["ssh", "-p", str(self.info.port), *self.ssh_opts])
         rsync = ["rsync", "-a", "-e", rsync_ssh, f"{shot}/", f"{self.dest}:{remote_shot}/"]
         subprocess.run(rsync, check=True)  # rsync compares mtimes: one run makes its re-uploads true no-ops too
-        again = best(self.repeat, lambda: None, lambda: ours_upload(shot_files))
-        rsync_again = best(self.repeat, lambda: None, lambda: subprocess.run(rsync, check=True))
+        again, rsync_again = duel(self.repeat, lambda: None, lambda: ours_upload(shot_files),
+                                  lambda: subprocess.run(rsync, check=True))
         self.add("unchanged re-upload of the shot", again, "rsync -a", rsync_again, 0, "<= 1.0 x time")
         with transport.connect(self.cfg) as t:
-            open_again = best(self.repeat, lambda: None,
-                              lambda: sync.upload_files(t, shot_files, progress=False))
+            open_again, rsync_again = duel(self.repeat, lambda: None,
+                                           lambda: sync.upload_files(t, shot_files, progress=False),
+                                           lambda: subprocess.run(rsync, check=True))
         self.add("  same, on an open connection", open_again, "rsync -a", rsync_again, 0, "(info)")
 
     def cycle_connections(self) -> str:
@@ -155,7 +156,7 @@ class Bench:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=3, help="runs per measurement (best is kept)")
+    parser.add_argument("--repeat", type=int, default=5, help="runs per measurement (best is kept)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     args = parser.parse_args()
     for tool in ("scp", "rsync", "ssh"):
