@@ -91,18 +91,32 @@ def open_socket(host: str, port: int, timeout: float) -> socket.socket:
 
 def load_known_hosts(cfg: Config):
     """(user HostKeys, project HostKeys), each empty when its file is missing."""
-    import paramiko
+    return read_known_hosts(user_known_hosts()), read_known_hosts(cfg.local_path("KNOWN_HOSTS"))
 
-    keys = []
-    for path in (user_known_hosts(), cfg.local_path("KNOWN_HOSTS")):
-        hk = paramiko.HostKeys()
-        if path.is_file():
-            try:
-                hk.load(str(path))
-            except (OSError, paramiko.SSHException, ValueError) as exc:
-                raise UserError(f"{path}: cannot read known_hosts ({exc}); fix or remove the bad line") from None
-        keys.append(hk)
-    return keys[0], keys[1]
+
+def read_known_hosts(path: Path):
+    """The keys of a known_hosts file, line by line: lines paramiko cannot read (markers such as
+    @cert-authority, key types it lacks, damaged lines) are skipped instead of losing the whole file."""
+    import paramiko
+    from paramiko.hostkeys import HostKeyEntry
+
+    keys = paramiko.HostKeys()
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace") if path.is_file() else ""
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read known_hosts ({exc.strerror}); check its permissions") from None
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        line = line.strip()
+        if not line or line.startswith(("#", "@")):
+            continue
+        try:
+            entry = HostKeyEntry.from_line(line, lineno)
+        except Exception:  # noqa: S112 (paramiko raises several types for one bad line: skip it)
+            continue
+        if entry is not None and entry.key is not None:
+            for name in entry.hostnames:
+                keys.add(name, entry.key.get_name(), entry.key)
+    return keys
 
 
 def _quiet_prefetch_hook(previous):

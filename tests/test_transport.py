@@ -343,3 +343,25 @@ def test_local_transport_parity(local):
     with pytest.raises(RemoteError, match="does not exist"):
         local.run(["true"], cwd="missing folder")
     assert local.run(["no-such-command-here"], check=False).rc == 127
+
+
+def test_unreadable_known_hosts_lines_are_skipped(project, rehearsal_host, isolated_home, monkeypatch):
+    (isolated_home / ".ssh").mkdir()
+    (isolated_home / ".ssh" / "known_hosts").write_text(
+        "@cert-authority *.example.com ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHVxNKJbF3FvcGWBPZtG4MzCYaJvtvBf8n\n"
+        "garbage line\nbox ssh-ed25519 not-base64!!\n[h]:22 sk-ssh-ed25519@openssh.com AAAAGnNr\n"
+        + rehearsal_host.known_hosts.read_text())
+    monkeypatch.setenv("KNOWN_HOSTS", str(project / "nothing_here"))
+    with transport.connect(load_config(project)) as t:
+        assert t.run(["true"]).rc == 0
+
+
+def test_hashed_known_hosts_entry_is_honoured(project, rehearsal_host, isolated_home, monkeypatch):
+    import paramiko
+
+    name, keytype, key = rehearsal_host.known_hosts.read_text().split()
+    (isolated_home / ".ssh").mkdir()
+    (isolated_home / ".ssh" / "known_hosts").write_text(f"{paramiko.HostKeys.hash_host(name)} {keytype} {key}\n")
+    monkeypatch.setenv("KNOWN_HOSTS", str(project / "nothing_here"))
+    with transport.connect(load_config(project)) as t:
+        assert t.run(["true"]).rc == 0
