@@ -30,6 +30,7 @@ from .errors import RemoteError, UserError
 
 CONNECTIONS_OPENED = 0  # SSH connections this process opened (the benchmark counts them)
 KEEPALIVE_SECONDS = 15
+DEAD_AFTER_SECONDS = 60  # data unacknowledged this long: the connection is gone (TCP_USER_TIMEOUT)
 CHUNK = 128 * 1024  # SFTP request size: pipelined writes and prefetched reads (OpenSSH allows 261120)
 FAST_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "aes128-ctr", "aes256-ctr")
 KEY_TYPE_NAMES = {"ssh-ed25519": "ED25519", "ssh-rsa": "RSA", "ssh-dss": "DSA"}
@@ -86,6 +87,8 @@ def open_socket(host: str, port: int, timeout: float) -> socket.socket:
         raise RemoteError(f"cannot reach {where}: {exc.strerror or exc}; check REMOTE_HOST/REMOTE_PORT and "
                           "your network") from None
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if hasattr(socket, "TCP_USER_TIMEOUT"):  # Linux: with the keepalives, a silent network cut ends the connection
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, DEAD_AFTER_SECONDS * 1000)
     return sock
 
 
@@ -315,6 +318,13 @@ class Transport:
         raise NotImplementedError
 
 
+def _open_local(path: Path, mode: str):
+    try:
+        return open(path, mode)  # closed by the transfer that uses it
+    except OSError as exc:
+        raise UserError(f"{path}: {exc.strerror}; check the file and its folder") from None
+
+
 class SSHTransport(Transport):
     """One paramiko connection to the box: commands on session channels, files over one SFTP session."""
 
@@ -420,6 +430,8 @@ class SSHTransport(Transport):
             try:
                 self._sftp = self._paramiko.SFTPClient.from_transport(self._transport)
             except (self._paramiko.SSHException, EOFError, OSError) as exc:
+                if self.dropped():
+                    raise self.lost("opening SFTP") from None
                 raise RemoteError(f"{self.describe()} has no SFTP service ({exc}); enable the sftp subsystem in "
                                   "sshd_config") from None
         return self._sftp
@@ -454,10 +466,11 @@ class SSHTransport(Transport):
 
     def put(self, local: Path, remote: str, on_bytes) -> str:
         sftp = self.sftp()
+        src = _open_local(local, "rb")
 
         def send() -> str:
             digest = hashlib.sha256()
-            with open(local, "rb") as src, sftp.open(remote, "wb", bufsize=0) as dst:
+            with src, sftp.open(remote, "wb", bufsize=0) as dst:
                 dst.MAX_REQUEST_SIZE = CHUNK
                 dst.set_pipelined(True)
                 while block := src.read(CHUNK):
@@ -470,10 +483,11 @@ class SSHTransport(Transport):
 
     def get(self, remote: str, local: Path, on_bytes) -> str:
         sftp = self.sftp()
+        dst = _open_local(local, "wb")
 
         def fetch() -> str:
             digest = hashlib.sha256()
-            with sftp.open(remote, "rb") as src, open(local, "wb") as dst:
+            with dst, sftp.open(remote, "rb") as src:
                 src.MAX_REQUEST_SIZE = CHUNK
                 src.prefetch()
                 while block := src.read(CHUNK):
