@@ -18,12 +18,14 @@ def rehearsal() -> None:
 
 @rehearsal.command("up")
 @DIR_ARG
+@click.option("--seconds", type=click.FloatRange(min=0), default=None,
+              help="How long each stand-in inference takes (default about 3).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object for tools.")
-def up_cmd(dir: Path, as_json: bool) -> None:
+def up_cmd(dir: Path, seconds: float | None, as_json: bool) -> None:
     """Start the rehearsal host in DIR and write DIR/config.sh pointing at it."""
     from .rehearsal.host import up
 
-    info = up(dir)
+    info = up(dir, seconds=seconds)
     if as_json:
         click.echo(json.dumps(info.to_json(), indent=2))
         return

@@ -84,7 +84,7 @@ def last_error(done) -> str:
 
 def test_up_status_down_through_the_cli(tmp_path):
     folder = tmp_path / "a b 'q' $(x) é%"
-    up = tool("rehearsal", "up", str(folder), "--json")
+    up = tool("rehearsal", "up", str(folder), "--json", "--seconds", "0.5")
     assert up.returncode == 0, up.stderr
     info = json.loads(up.stdout)
     try:
@@ -104,9 +104,18 @@ def test_up_status_down_through_the_cli(tmp_path):
         assert parsed["REMOTE_PORT"] == str(info["port"]) and parsed["REMOTE_HOST"] == "127.0.0.1"
         assert parsed["KNOWN_HOSTS"] == str(folder / "known_hosts")
         assert "rehearsal" in config.read_text().splitlines()[0].lower()
+        # a container still running when the host goes down is stopped with it
+        docker = folder / "remote" / "bin" / "docker"
+        started = subprocess.run([str(docker), "run", "-d", "--name", "left", "-v", f"{folder}:/workspace", "-w",
+                                  "/workspace", "img", "sleep", "300"], capture_output=True, text=True)
+        assert started.returncode == 0, started.stderr
+        left = json.loads(subprocess.run([str(docker), "inspect", "left"], capture_output=True).stdout)[0]
+        assert json.loads((folder / "remote/docker-state/engine.json").read_text()) == {
+            "env": {"COSMOS_STANDIN_SECONDS": "0.5"}}
     finally:
         down = tool("rehearsal", "down", str(folder))
     assert down.returncode == 0 and "stopped" in down.stdout
+    assert not list(_in_session(left["State"]["Pid"]))
     assert not Path(f"/proc/{info['pid']}").exists() or "Z" in Path(f"/proc/{info['pid']}/stat").read_text()
     status = tool("rehearsal", "status", str(folder))
     assert status.returncode == 1 and "no rehearsal host running" in status.stdout
@@ -388,6 +397,20 @@ def test_transfer_merge_rule_exact_flag_string_wins(rehearsal_host, videos):
     assert (final(spaced)["fps"], final(joined)["fps"]) == (24, 30)  # --fps=24 is not seen: JSON wins
     assert final(spaced)["num_steps"] == 7
     assert "No control weight specified for edge. Setting to 0.5." in spaced.stdout
+
+
+def test_transfer_batch_mode_names_outputs_per_line(rehearsal_host, videos):
+    spec = {"input_video_path": str(videos["tv3"]), "edge": {"control_weight": 0.5}}
+    folder = f"outputs/t-{uuid.uuid4().hex[:8]}"
+    (rehearsal_host.remote_dir / folder).mkdir(parents=True)
+    lines = [{"visual_input": str(videos["tv3"]), "prompt": "one"},
+             {"visual_input": str(videos["wide3"]), "prompt": "two", "control_overrides": {"seg": {}}}]
+    (rehearsal_host.remote_dir / folder / "batch.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    done = run_transfer(rehearsal_host, spec, "--batch_input_path", f"{folder}/batch.jsonl", folder=folder)
+    assert done.returncode == 0, done.stderr
+    assert "Ignoring unknown control key in override: seg" in done.stdout
+    assert probe(done.folder / "video_1" / "output.mp4")[:2] == (1280, 704)
+    assert [(done.folder / f"video_{i}" / "prompt.txt").read_text() for i in (0, 1)] == ["one", "two"]
 
 
 def test_transfer_guardrail_block_crashes_like_upstream(rehearsal_host, videos):
