@@ -150,7 +150,9 @@ class Session:
         self.quiet = quiet
         self.remote = Remote(cfg)
         self.runner = Runner(self.remote, echo=echo, say=self.say)
+        self.runner.watch = [job_dir(plan.name, RUN), job_dir(plan.name, UPSCALE)]
         self.box: Box | None = None
+        self._fresh = False  # self.box was read after the last change we made on the box
 
     def say(self, msg: str) -> None:
         if not self.quiet:
@@ -184,9 +186,17 @@ class Session:
         return report
 
     def probe(self) -> Box:
-        self.box = self.retrying("reading job state", lambda: self.remote.probe(
-            [job_dir(self.plan.name, RUN), job_dir(self.plan.name, UPSCALE)]))
+        """Read the box (remote user, running containers, this prompt's two job folders): one round trip."""
+        self.box = self.retrying("reading job state", lambda: self.remote.probe(self.runner.watch))
+        self._fresh = True
         return self.box
+
+    def fresh_box(self) -> Box:
+        """The last reading of the box if nothing was done since, else a new one."""
+        if self.box is not None and self._fresh:
+            self._fresh = False
+            return self.box
+        return self.probe()
 
     def _render_args(self) -> dict:
         box = self.box or self.probe()
@@ -212,8 +222,10 @@ class Session:
             return force or (job.kind == UPSCALE and state.finished_at < run_done)
 
         def attempt():
-            box = self.probe()
-            return self.runner.ensure(job, box, wait=wait, detach=detach, rerun_if=stale)
+            outcome = self.runner.ensure(job, self.fresh_box(), wait=wait, detach=detach, rerun_if=stale)
+            if outcome.box is not None:
+                self.box, self._fresh = outcome.box, True
+            return outcome
 
         return self.retrying(f"running {job.label}", attempt)
 
@@ -318,7 +330,6 @@ def run_cycle(cfg, prompt_path, *, override: str | None = None, upscale: bool = 
             result.status, result.error, result.code = outcome.status, outcome.message, 1
         else:
             if upscale:
-                session.probe()
                 session.check_upscale_input()
                 up = timed("upscale", lambda: session.ensure(session.upscale_job(up_weight), wait=wait))
                 timed("download", lambda: session.download(UPSCALE, missing_ok=True))

@@ -102,9 +102,19 @@ while :; do
 done
 """
 
-# $1 = folder; writes stdin to $1/$2 through a temporary file and a rename.
+# $1 = folder, then NAME SIZE pairs: stdin holds the files' bytes one after another (text without NUL).
+# Each is written through a temporary file and a rename.
 WRITE_SCRIPT = r"""
-mkdir -p -- "$1" && tmp=$(mktemp "$1/.cosmos-write.XXXXXX") && cat > "$tmp" && mv -f -- "$tmp" "$1/$2"
+export LC_ALL=C
+d=$1; shift
+mkdir -p -- "$d" || exit 1
+while [ "$#" -ge 2 ]; do
+  name=$1 size=$2; shift 2
+  data=''
+  [ "$size" -gt 0 ] && { IFS= read -r -d '' -N "$size" data || [ "${#data}" -eq "$size" ] || exit 2; }
+  [ "${#data}" -eq "$size" ] || exit 2
+  tmp=$(mktemp "$d/.cosmos-write.XXXXXX") && printf '%s' "$data" > "$tmp" && mv -f -- "$tmp" "$d/$name" || exit 1
+done
 """
 
 # Every job folder under outputs/ (one with run.log or exit_code): name, exit code, log mtime, output size,
@@ -264,11 +274,15 @@ class Remote:
                                spec_sha=sha, tail=tail.splitlines())
         return Box(uid=uid, gid=gid, home=home, running=running, jobs=jobs)
 
-    def write_file(self, folder: str, name: str, data: bytes) -> None:
-        """Write ``folder/name`` on the box atomically (temp + rename)."""
-        done = self.bash(WRITE_SCRIPT, "cosmos-write", folder, name, input=data)
+    def write_files(self, folder: str, files: dict[str, bytes]) -> None:
+        """Write text files (no NUL bytes) into ``folder`` on the box, each atomically; one round trip."""
+        if any(b"\0" in data for data in files.values()):
+            raise ValueError("write_files carries text only (no NUL bytes)")
+        args = [word for name, data in files.items() for word in (name, str(len(data)))]
+        done = self.bash(WRITE_SCRIPT, "cosmos-write", folder, *args, input=b"".join(files.values()))
         if done.rc != 0:
-            raise RemoteError(f"could not write {folder}/{name} on {self.t.describe()}: {_last_line(done)}")
+            raise RemoteError(f"could not write {', '.join(files)} into {folder} on {self.t.describe()} "
+                              f"(exit {done.rc}): {_last_line(done)}")
 
     def start(self, folder: str, docker_argv: list[str]) -> list[str] | None:
         """Start the job under the GPU lock; the running container names instead if the box is busy."""
@@ -366,6 +380,7 @@ class Outcome:
     reused: bool = False  # already finished before this command: nothing was run
     seconds: float = 0.0
     message: str = ""
+    box: Box | None = None  # the box as seen when the job ended (job folders of ``Runner.watch``)
 
 
 class Runner:
@@ -374,6 +389,7 @@ class Runner:
     def __init__(self, remote: Remote, *, echo: Callable[[bytes], None] | None = None,
                  say: Callable[[str], None] | None = None) -> None:
         self.remote = remote
+        self.watch: list[str] = []  # job folders to read again when a job ends (besides its own)
         self.echo = echo or _echo_stdout
         self.say = say or (lambda msg: print(f"cosmos-tools: {msg}", file=sys.stderr, flush=True))
 
@@ -394,13 +410,12 @@ class Runner:
         current = state.spec_sha == job.spec_sha
         if verdict == "ok" and current and not (rerun_if and rerun_if(state)):
             self.say(f"{job.label} already finished ok on the box; not running it again")
-            return Outcome("ok", state, reused=True)
+            return Outcome("ok", state, reused=True, box=box)
         return self.start(job, wait=wait, detach=detach)
 
     def start(self, job: Job, *, wait: bool, detach: bool) -> Outcome:
         remote = self.remote
-        for file_name, data in job.files.items():
-            remote.write_file(job.dir, file_name, data)
+        remote.write_files(job.dir, job.files)
         waited_for: list[str] | None = None
         own_since = time.monotonic()
         while True:
@@ -462,13 +477,13 @@ class Runner:
                 self.interrupt(job)
                 raise Interrupted(f"interrupted: stopped {job.label} on the box") from None
             break
-        box = remote.probe([job.dir])
+        box = remote.probe(list(dict.fromkeys([job.dir, *self.watch])))
         state = box.jobs[job.dir]
         if rc == LOST and state.exit_code is None:
             state.running = False
         status = {"ok": "ok", "blocked": "blocked", "stopped": "cancelled"}.get(state.verdict, "failed")
         return Outcome(status, state, seconds=time.monotonic() - started,
-                       message="" if status == "ok" else state.failure(job.label))
+                       message="" if status == "ok" else state.failure(job.label), box=box)
 
     def interrupt(self, job: Job) -> None:
         """Ctrl-C: ask the box to stop the job (a second Ctrl-C gives up waiting)."""
