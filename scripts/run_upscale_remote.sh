@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Usage: run_upscale_remote.sh <prompt.json> [control_weight]
+# Usage: run_upscale_remote.sh <prompt.json> [control_weight] [--wait] [--num-gpu N]
 #
 # 4K-upscale the run's outputs/<name>/output.mp4 on the GPU box into outputs/<name>_upscaled/.
-# control_weight defaults to UPSCALE_WEIGHT from config.sh (0.5).
+# control_weight defaults to UPSCALE_WEIGHT from config.sh (0.5). Refused when the run has no
+# output or its video is longer than 121 frames (what the upscaler handles).
 #
 # Options:
+#   --wait            if the GPU box is busy with another job, wait for it instead of refusing
+#   --num-gpu N       GPUs for this upscale (default NUM_GPU)
 #   -h, --help        show this help
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
