@@ -30,6 +30,7 @@ from .errors import RemoteError, UserError
 
 CONNECTIONS_OPENED = 0  # SSH connections this process opened (the benchmark counts them)
 KEEPALIVE_SECONDS = 15
+NO_FOLDER = 97  # exit status of a remote command whose working folder is missing
 DEAD_AFTER_SECONDS = 60  # data unacknowledged this long: the connection is gone (TCP_USER_TIMEOUT)
 CHUNK = 128 * 1024  # SFTP request size: pipelined writes and prefetched reads (OpenSSH allows 261120)
 FAST_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "aes128-ctr", "aes256-ctr")
@@ -275,7 +276,11 @@ class Transport:
         if not argv:
             raise ValueError("empty command")
         line = shlex.join(argv)
-        return f"cd -- {shlex.quote(self.abspath(cwd or '.'))} && {line}"
+        return f"cd -- {shlex.quote(self.abspath(cwd or '.'))} || exit {NO_FOLDER}; {line}"
+
+    def no_folder(self, cwd: str | None) -> RemoteError:
+        folder = self.abspath(cwd) if cwd else self.remote_dir
+        return RemoteError(f"folder {folder} does not exist on {self.describe()}; check REMOTE_DIR in config.sh")
 
     def run(self, argv: list[str], *, cwd: str | None = None, input: bytes | None = None,
             timeout: float | None = None, check: bool = True) -> Completed:
@@ -412,7 +417,13 @@ class SSHTransport(Transport):
             rc = self._pump(chan, out.append, err.append, deadline, doing)
         except (self._paramiko.SSHException, EOFError, OSError):
             raise self.lost(doing) from None
+        self._check_folder(rc, cwd)
         return Completed(rc, b"".join(out), b"".join(err))
+
+    def _check_folder(self, rc: int, cwd: str | None) -> None:
+        """Turn the exit status of a failed ``cd`` into one line naming the missing folder."""
+        if rc == NO_FOLDER and self.size(self.abspath(cwd or ".")) is None:
+            raise self.no_folder(cwd)
 
     def stream(self, argv, *, cwd=None, on_output) -> int:
         doing = f"running {argv[0]}"
@@ -420,9 +431,11 @@ class SSHTransport(Transport):
         try:
             chan.exec_command(self._command(argv, cwd))
             chan.shutdown_write()
-            return self._pump(chan, on_output, on_output, None, doing)
+            rc = self._pump(chan, on_output, on_output, None, doing)
         except (self._paramiko.SSHException, EOFError, OSError):
             raise self.lost(doing) from None
+        self._check_folder(rc, cwd)
+        return rc
 
     def sftp(self):
         """The connection's SFTP session (opened once)."""
@@ -522,7 +535,7 @@ class LocalTransport(Transport):
     """The toolkit running on the GPU box itself: REMOTE_DIR is a local folder."""
 
     def __init__(self, cfg: Config) -> None:
-        self.remote_dir = cfg["REMOTE_DIR"]
+        self.remote_dir = os.path.join(os.path.expanduser("~"), cfg["REMOTE_DIR"])  # relative: to home, as over SSH
 
     def describe(self) -> str:
         return f"local:{self.remote_dir}"
@@ -530,7 +543,7 @@ class LocalTransport(Transport):
     def _cwd(self, cwd: str | None) -> str:
         folder = self.abspath(cwd or ".")
         if not os.path.isdir(folder):
-            raise RemoteError(f"folder {folder} does not exist on {self.describe()}; check REMOTE_DIR")
+            raise self.no_folder(cwd)
         return folder
 
     def _run(self, argv, cwd, input, timeout) -> Completed:

@@ -365,3 +365,16 @@ def test_hashed_known_hosts_entry_is_honoured(project, rehearsal_host, isolated_
     monkeypatch.setenv("KNOWN_HOSTS", str(project / "nothing_here"))
     with transport.connect(load_config(project)) as t:
         assert t.run(["true"]).rc == 0
+
+
+def test_missing_remote_dir_is_named(project, rehearsal_host, monkeypatch):
+    missing = f"{rehearsal_host.remote_dir}/not here 'x'"
+    monkeypatch.setenv("REMOTE_DIR", missing)
+    with transport.connect(load_config(project)) as t:
+        for call in (lambda: t.run(["true"], check=False), lambda: t.stream(["true"], on_output=print)):
+            with pytest.raises(RemoteError, match=rf"^folder {missing} does not exist on .*check REMOTE_DIR"):
+                call()
+
+
+def test_a_commands_own_exit_97_stays_its_own(ssh):
+    assert ssh.run(["sh", "-c", "exit 97"], check=False).rc == 97
