@@ -152,11 +152,11 @@ def test_spec_is_the_prompt_without_comment_keys(cfg):
 
 def expected_docker(name: str, kind: str, command: list[str], *, head=("docker",), user=(), env_extra=(),
                     remote_dir="/home/ubuntu/cosmos-transfer1", hf="/home/ubuntu/.cache/huggingface",
-                    ipc=("--ipc", "host"), extra=(), out=None) -> list[str]:
+                    ipc=("--ipc", "host"), gpus=("--gpus", "all"), extra=(), out=None) -> list[str]:
     out = out or f"outputs/{name}"
     return [*head, "run", "-d", "--rm", "--name", container_name(name, kind),
             "--label", f"cosmos-tools.run={name}", "--label", f"cosmos-tools.kind={kind}",
-            "--gpus", "all", *ipc, "--shm-size", "16g", *user,
+            *gpus, *ipc, "--shm-size", "16g", *user,
             "-e", "CUDA_VISIBLE_DEVICES=0", "-e", "PYTHONPATH=/workspace", "-e", "HF_HOME=/hf-cache",
             "-e", "HOME=/tmp", *env_extra, "-v", f"{remote_dir}:/workspace", "-v", f"{hf}:/hf-cache",
             "-w", "/workspace", *extra, "cosmos-transfer1:latest", "bash", "-c", RUNNER, "cosmos-run",
@@ -177,6 +177,8 @@ def test_docker_command_layout(cfg):
     ({"DOCKER_USER": "1001:1002"}, {}, {"user": ("--user", "1001:1002")}),
     ({}, {"docker_user": "1000:1000"}, {"user": ("--user", "1000:1000")}),
     ({"DOCKER_IPC": ""}, {}, {"ipc": ()}),
+    ({"DOCKER_GPUS": ""}, {}, {"gpus": ()}),
+    ({"DOCKER_GPUS": '"device=0,1"'}, {}, {"gpus": ("--gpus", '"device=0,1"')}),
     ({"DOCKER_EXTRA_ARGS": "--env 'A=b c' --ulimit memlock=-1"}, {},
      {"extra": ("--env", "A=b c", "--ulimit", "memlock=-1")}),
     ({"REMOTE_USER": "root", "REMOTE_DIR": "ct1"}, {}, {"remote_dir": "/root/ct1", "hf": "/root/.cache/huggingface"}),
