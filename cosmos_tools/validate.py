@@ -113,6 +113,7 @@ class _Checker:
         self.path, self.spec, self.cfg = path, spec, cfg
         self.problems: list[Problem] = []
         self.videos: list[tuple[str, Path]] = []  # (key, local file) of the input video and control videos
+        self.input_missing_reported = False  # one line for a missing input video, not one per control
 
     def error(self, key: str, message: str) -> None:
         self.problems.append(Problem(key, message))
@@ -187,6 +188,7 @@ class _Checker:
                 self.error("input_video_path", "missing, and sigma_max < 80 needs an input video (cosmos: Must have "
                                                "'input_video' specified if sigma_max < 80); add "
                                                "\"input_video_path\": \"inputs/videos/<shot>/color.mp4\"")
+                self.input_missing_reported = True
             return False
         local = self.file("input_video_path", value, "input video",
                           "convert the shot with scripts/convert_png_sequences.sh")
@@ -238,11 +240,11 @@ class _Checker:
         elif key in ("hdmap", "lidar"):
             self.error(f"{key}.input_control", f"missing: cosmos has no preprocessor for {key}; give the rendered "
                                                f"{key} video")
-        elif not has_input:
+        elif not has_input and not self.input_missing_reported:
             self.error(f"{key}.input_control", "missing, and there is no input_video_path to compute it from "
                                                "(cosmos: controlnet must have 'input_control' video specified); "
                                                "add one of them")
-        if key == "upscale" and not has_input:
+        if key == "upscale" and not has_input and not self.input_missing_reported:
             self.error("input_video_path", "the upscale control works on the input video; add input_video_path")
         if "ckpt_path" in control:
             self.checkpoint(key, control["ckpt_path"])

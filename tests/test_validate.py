@@ -288,6 +288,11 @@ def test_duplicate_keys_are_named(project, cfg):
     assert [(p.key, p.warning) for p in found] == [("prompt", True)]
 
 
+def test_missing_input_video_is_one_line(project, cfg):
+    found = check_prompt(write(project, mutate({"input_video_path": DELETE})), cfg)
+    assert [p.key for p in errors(found)] == ["input_video_path"]
+
+
 def test_every_problem_is_reported(project, cfg):
     spec = mutate({"promt": "x", "edge.control_weight": -1, "blur_strength": "ultra",
                    "depth.input_control": "inputs/videos/shot1/nope.mp4"})
