@@ -107,11 +107,12 @@ def test_up_status_down_through_the_cli(tmp_path):
         # a container still running when the host goes down is stopped with it
         docker = folder / "remote" / "bin" / "docker"
         started = subprocess.run([str(docker), "run", "-d", "--name", "left", "-v", f"{folder}:/workspace", "-w",
-                                  "/workspace", "img", "sleep", "300"], capture_output=True, text=True)
+                                  "/workspace", "cosmos-transfer1:rehearsal", "sleep", "300"],
+                                 capture_output=True, text=True)
         assert started.returncode == 0, started.stderr
         left = json.loads(subprocess.run([str(docker), "inspect", "left"], capture_output=True).stdout)[0]
         assert json.loads((folder / "remote/docker-state/engine.json").read_text()) == {
-            "env": {"COSMOS_STANDIN_SECONDS": "0.5"}}
+            "env": {"COSMOS_STANDIN_SECONDS": "0.5"}, "images": [parsed["DOCKER_IMAGE"]]}
     finally:
         down = tool("rehearsal", "down", str(folder))
     assert down.returncode == 0 and "stopped" in down.stdout
@@ -270,16 +271,29 @@ def test_docker_flag_forms_and_missing_containers(rehearsal_host):
     name = f"ct1-form-{uuid.uuid4().hex[:8]}"
     remote = rehearsal_host.remote_dir
     argv = ["run", "-d", f"--name={name}", "--rm=false", "-l", "k=v", f"--volume={remote}:/workspace",
-            "-w/workspace", "--env=A=1", "img", "sh", "-c", 'echo "A=$A"']
+            "-w/workspace", "--env=A=1", "--ulimit", "memlock=-1", "-it", "cosmos-transfer1:rehearsal", "sh", "-c",
+            'echo "A=$A"']
     docker = str(rehearsal_host.bin_dir / "docker")
     assert subprocess.run([docker, *argv], capture_output=True).returncode == 0
     assert subprocess.run([docker, "wait", name], capture_output=True, text=True).stdout == "0\n"
-    assert "A=1" in subprocess.run([docker, "logs", name], capture_output=True, text=True).stdout
+    logs = subprocess.run([docker, "logs", name], capture_output=True, text=True).stdout
+    assert "A=1" in logs and "[stand-in docker] ignored: --interactive --tty --ulimit" in logs
     assert subprocess.run([docker, "rm", name], capture_output=True).returncode == 0
     for verb in ("logs", "wait", "stop", "rm"):
         missing = subprocess.run([docker, verb, name], capture_output=True, text=True)
         assert missing.returncode == 1
         assert missing.stderr.strip() == f"Error response from daemon: No such container: {name}"
+
+
+@pytest.mark.parametrize(("image", "error"), [
+    ("cosmos-transfer1:latest", "Unable to find image 'cosmos-transfer1:latest' locally"),
+    ("Cosmos", "docker: invalid reference format: repository name must be lowercase"),
+])
+def test_docker_runs_only_the_image_it_has(rehearsal_host, image, error):
+    remote = rehearsal_host.remote_dir
+    done = subprocess.run([str(rehearsal_host.bin_dir / "docker"), "run", "-d", "-v", f"{remote}:/workspace", "-w",
+                           "/workspace", image, "true"], capture_output=True, text=True)
+    assert done.returncode == 125 and done.stderr.splitlines()[0] == error
 
 
 # ---------------------------------------------------------------------------------------------- transfer.py
@@ -456,3 +470,12 @@ def test_full_job_through_ssh_and_docker(rehearsal_host, videos):
     out = rehearsal_host.remote_dir / folder
     assert probe(out / "output.mp4") == (960, 704, 9)
     assert (out / "output.txt").read_text() == spec["prompt"]
+    # a host path that is not mounted does not exist inside a container
+    spec["input_video_path"] = str(rehearsal_host.remote_dir / videos["tv"])
+    (out / "controlnet_spec.json").write_text(json.dumps(spec))
+    argv[argv.index("--name") + 1] = name + "-2"
+    argv.remove("--rm")
+    assert ssh(rehearsal_host, shlex.join(argv)).returncode == 0, argv
+    logs = ssh(rehearsal_host, f"docker wait {name}-2 && docker logs {name}-2 && docker rm {name}-2")
+    assert logs.stdout.startswith("1\n")
+    assert f"FileNotFoundError: [Errno 2] No such file or directory: {spec['input_video_path']!r}" in logs.stdout

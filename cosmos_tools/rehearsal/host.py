@@ -154,8 +154,19 @@ def status(dir: Path) -> HostInfo | None:
 
 def set_stand_in_seconds(dir: Path, seconds: float) -> None:
     """How long each stand-in transfer.py run takes on this host (the stand-in docker's engine setting)."""
-    engine = _paths(Path(dir).resolve())["state_dir"] / "engine.json"
-    write_json_atomic(engine, {"env": {"COSMOS_STANDIN_SECONDS": str(seconds)}})
+    _update_engine(_paths(Path(dir).resolve()), env={"COSMOS_STANDIN_SECONDS": str(seconds)})
+
+
+def _update_engine(paths: dict[str, Path], **changes) -> None:
+    """The stand-in docker's engine.json: extra container env and the images it 'has'."""
+    engine = paths["state_dir"] / "engine.json"
+    try:
+        data = json.loads(engine.read_text())
+    except (OSError, ValueError):
+        data = {"env": {}, "images": [DOCKER_IMAGE]}
+    for key, value in changes.items():
+        data[key] = {**data.get(key, {}), **value} if isinstance(value, dict) else value
+    write_json_atomic(engine, data)
 
 
 def config_text(info: HostInfo) -> str:
@@ -214,6 +225,7 @@ def _install_remote(paths: dict[str, Path]) -> None:
         "Stand-in cosmos-transfer1 checkout of a cosmos-tools rehearsal host: no model, no GPU.\n")
     (paths["remote_home"] / ".cache" / "huggingface").mkdir(parents=True, exist_ok=True)
     paths["state_dir"].mkdir(parents=True, exist_ok=True)
+    _update_engine(paths)
     for tool in ("docker", "torchrun"):
         _copy_exec(STAND_IN / tool, paths["bin_dir"] / tool, 0o755)
     _copy_exec(STAND_IN / "python", paths["bin_dir"] / "image" / "python", 0o755)  # the image's python -> python3

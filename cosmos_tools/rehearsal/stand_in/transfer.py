@@ -13,6 +13,7 @@ stand-in refuses clearly instead. Standard library and the ffmpeg/ffprobe binari
 """
 
 import argparse
+import errno
 import json
 import math
 import os
@@ -122,7 +123,7 @@ def parse_arguments():
 
 
 def load_controlnet_specs(cfg):
-    with open(host_path(cfg.controlnet_specs)) as f:
+    with open(host_path(cfg.controlnet_specs, reading=True)) as f:
         controlnet_specs_in = json.load(f)
     controlnet_specs, args = {}, {}
     for hint_key, config in controlnet_specs_in.items():
@@ -177,18 +178,24 @@ def validate_controlnet_specs(cfg, controlnet_specs):
 # ---------------------------------------------------------------------------------------------- helpers
 
 
-def host_path(path):
-    """A path as the container sees it, on this host (the stand-in docker passes its -v mounts)."""
+def host_path(path, reading=False):
+    """A path as the container sees it, on this host (the stand-in docker passes its -v mounts).
+
+    Reading an absolute path outside every mount fails as in a real container, where it does not exist.
+    """
     path = str(path)
-    for dest, source in json.loads(os.environ.get("COSMOS_STANDIN_MOUNTS", "[]")):
+    mounts = json.loads(os.environ.get("COSMOS_STANDIN_MOUNTS", "[]"))
+    for dest, source in mounts:
         if path == dest or path.startswith(dest.rstrip("/") + "/"):
             return source + path[len(dest):]
+    if reading and mounts and os.path.isabs(path):
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), path)
     return path
 
 
 def require_file(path):
     """Open a file the model would read: FileNotFoundError (upstream's failure) if it is missing."""
-    with open(host_path(path), "rb"):
+    with open(host_path(path, reading=True), "rb"):
         pass
 
 
@@ -294,7 +301,7 @@ def demo(cfg, control_inputs):
 
     if cfg.batch_input_path:
         log("INFO", f"Reading batch inputs from path: {cfg.batch_input_path}", (TRANSFER, 262, "demo"))
-        with open(host_path(cfg.batch_input_path)) as f:
+        with open(host_path(cfg.batch_input_path, reading=True)) as f:
             prompts = [json.loads(line) for line in f]
     else:
         prompts = [{"prompt": cfg.prompt, "visual_input": cfg.input_video_path}]
