@@ -286,3 +286,29 @@ def test_two_cycles_at_once_both_finish_and_append_history(project, rehearsal_ho
     assert any("waiting (--wait)" in err for _, err in results)
     lines = records(project)
     assert sorted(r["run"] for r in lines) == ["pair_0", "pair_1"] and {r["status"] for r in lines} == {"ok"}
+
+
+def test_connection_cut_mid_upload_reconnects_and_finishes(project, rehearsal_host):
+    shot = add_shot(project, "big_shot")
+    big = project / "inputs" / "videos" / shot / "extra_plate.bin"  # uploaded with the shot folder
+    with open(big, "wb") as handle:
+        handle.truncate(160 * 1024 * 1024)
+    prompt = write_prompt(project, "cut_upload", shot)
+    part = remote_path(rehearsal_host, f"inputs/videos/{shot}/.extra_plate.bin.cosmos-part")
+    proc = start(project, "full_cycle.sh", prompt, "--no-upscale")
+    deadline = time.monotonic() + 60
+    while not part.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert part.exists(), "the upload never started"
+    for pid in subprocess.run(["pgrep", "-P", str(rehearsal_host.pid)], capture_output=True,
+                              text=True).stdout.split():
+        os.kill(int(pid), signal.SIGKILL)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr
+    assert "connection lost; reconnecting" in stderr
+    sent = remote_path(rehearsal_host, f"inputs/videos/{shot}/extra_plate.bin")
+    assert sent.stat().st_size == big.stat().st_size
+    sent.unlink()  # 160 MB: not kept on the session's host
+    assert not part.exists()
+    (line,) = records(project)
+    assert line["status"] == "ok"
