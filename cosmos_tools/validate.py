@@ -103,6 +103,12 @@ ARG_KEYS = ("prompt", "negative_prompt", "input_video_path", "num_input_frames",
             "num_video_frames", "regional_prompts", *BOOL_FLAGS, *IGNORED_FLAGS, *REFUSED_FLAGS)
 
 
+def _is_box(value) -> bool:
+    """A normalised box [x1, y1, x2, y2]: numbers from 0 to 1, x1 < x2 and y1 < y2."""
+    return (isinstance(value, list) and len(value) == 4 and all(_is_number(v) and 0 <= v <= 1 for v in value)
+            and value[0] < value[2] and value[1] < value[3])
+
+
 def _suggest(word: str, choices) -> str:
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f'; did you mean "{close[0]}"?' if close else ""
@@ -299,12 +305,13 @@ class _Checker:
         if not isinstance(value, list):
             self.error("regional_prompts", f"must be a list of objects, got {_json_type(value)}")
             return
+        definitions = 0
         for i, item in enumerate(value):
             where = f"regional_prompts[{i}]"
             if not isinstance(item, dict):
                 self.error(where, f"must be an object with prompt and region_definitions_path or mask_prompt, "
                                   f"got {_json_type(item)}")
-                continue
+                return
             for field in item:
                 if field not in ("prompt", "region_definitions_path", "mask_prompt"):
                     self.error(f"{where}.{field}", "unknown field; use prompt, region_definitions_path or "
@@ -314,23 +321,42 @@ class _Checker:
             has_regions, has_mask = "region_definitions_path" in item, "mask_prompt" in item
             if has_regions == has_mask:
                 self.error(where, "give exactly one of region_definitions_path and mask_prompt")
+                return
             if has_mask and not isinstance(item["mask_prompt"], str):
                 self.error(f"{where}.mask_prompt", "must be a string naming the objects to mask")
-            if has_regions:
-                self.regions(f"{where}.region_definitions_path", item["region_definitions_path"])
+            count = self.regions(f"{where}.region_definitions_path", item["region_definitions_path"]) \
+                if has_regions else 1
+            if count is None:
+                return
+            definitions += count
+        if definitions != len(value):
+            self.error("regional_prompts", f"{len(value)} regional prompts but their region files hold {definitions} "
+                                           "regions (cosmos needs one region per prompt); give each .json one box")
 
-    def regions(self, where: str, value) -> None:
+    def regions(self, where: str, value) -> int | None:
+        """Check one region_definitions_path; the number of regions it defines, None when it is broken."""
         if isinstance(value, str):
-            if not value.endswith((".json", ".mp4")):
-                self.error(where, "a path must name a .json file of boxes or an .mp4 mask video")
-            else:
-                self.file(where, value, "region file", "create it or list the boxes inline")
-            return
-        boxes_ok = isinstance(value, list) and value and all(
-            isinstance(box, list) and len(box) == 4 and all(_is_number(v) and 0 <= v <= 1 for v in box)
-            for box in value)
-        if not boxes_ok:
-            self.error(where, "must be a path or a list of [x1, y1, x2, y2] boxes with values from 0 to 1")
+            if not value.endswith((".json", ".mp4", ".pt")):
+                self.error(where, "a path must name a .json file of boxes, an .mp4 mask video or a .pt mask")
+                return None
+            local = self.file(where, value, "region file", "create it or give the box inline as [x1, y1, x2, y2]")
+            if local is None or not value.endswith(".json"):
+                return None if local is None else 1
+            try:
+                boxes = json.loads(local.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+                self.error(where, f"{value}: not a readable JSON list of boxes ({exc}); fix the file")
+                return None
+            if not isinstance(boxes, list) or not all(_is_box(box) for box in boxes):
+                self.error(where, f"{value} must hold a JSON list of [x1, y1, x2, y2] boxes (0 to 1, x1 < x2, "
+                                  "y1 < y2)")
+                return None
+            return len(boxes)
+        if not _is_box(value):
+            self.error(where, "must be one box [x1, y1, x2, y2] in 0..1 with x1 < x2 and y1 < y2, or a path to a "
+                              ".json, .mp4 or .pt region file")
+            return None
+        return 1
 
     # -- videos ---------------------------------------------------------------------------------------------------
 

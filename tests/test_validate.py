@@ -36,6 +36,8 @@ def project(tmp_path, videos):
     (root / "weights").mkdir()
     (root / "weights/mask.pt").write_bytes(b"pt")
     (root / "regions.json").write_text("[[0, 0, 1, 1]]")
+    (root / "two.json").write_text("[[0, 0, 0.5, 1], [0.5, 0, 1, 1]]")
+    (root / "bad.json").write_text('{"box": [0, 0, 1, 1]}')
     return root
 
 
@@ -87,7 +89,7 @@ GOOD_VARIANTS = {
     "box checkpoint": {"edge.ckpt_path": "checkpoints/nvidia/Cosmos-Transfer1-7B/edge_control.pt"},
     "local checkpoint": {"edge.ckpt_path": "weights/mask.pt"},
     "seg prompts": {"seg.input_control_prompt": "car . road", "seg.control_weight_prompt": "car"},
-    "regional boxes": {"regional_prompts": [{"prompt": "a red car", "region_definitions_path": [[0, 0, 0.5, 1]]},
+    "regional boxes": {"regional_prompts": [{"prompt": "a red car", "region_definitions_path": [0, 0, 0.5, 1]},
                                             {"prompt": "sky", "mask_prompt": "sky"}]},
     "regional file": {"regional_prompts": [{"prompt": "x", "region_definitions_path": "regions.json"}]},
     "auto seg and depth": {"seg.input_control": DELETE, "depth.input_control": DELETE},
@@ -158,10 +160,20 @@ BAD = {
     "regional no prompt": ({"regional_prompts": [{"mask_prompt": "car"}]}, "regional_prompts[0].prompt",
                            "missing"),
     "regional both": ({"regional_prompts": [{"prompt": "x", "mask_prompt": "car",
-                                             "region_definitions_path": [[0, 0, 1, 1]]}]},
+                                             "region_definitions_path": [0, 0, 1, 1]}]},
                       "regional_prompts[0]", "exactly one"),
-    "regional bad box": ({"regional_prompts": [{"prompt": "x", "region_definitions_path": [[0, 0, 2]]}]},
-                         "regional_prompts[0].region_definitions_path", r"\[x1, y1, x2, y2\]"),
+    "regional bad box": ({"regional_prompts": [{"prompt": "x", "region_definitions_path": [0, 0, 2]}]},
+                         "regional_prompts[0].region_definitions_path", r"one box \[x1, y1, x2, y2\]"),
+    "regional list of boxes": ({"regional_prompts": [{"prompt": "x", "region_definitions_path": [[0, 0, 1, 1]]}]},
+                               "regional_prompts[0].region_definitions_path", r"one box"),
+    "regional inverted box": ({"regional_prompts": [{"prompt": "x", "region_definitions_path": [0.5, 0, 0.2, 1]}]},
+                              "regional_prompts[0].region_definitions_path", r"x1 < x2"),
+    "regional file of two boxes": ({"regional_prompts": [{"prompt": "x", "region_definitions_path": "two.json"}]},
+                                   "regional_prompts", "1 regional prompts but .* 2 regions"),
+    "regional file not boxes": ({"regional_prompts": [{"prompt": "x", "region_definitions_path": "bad.json"}]},
+                                "regional_prompts[0].region_definitions_path", "list of"),
+    "regional other suffix": ({"regional_prompts": [{"prompt": "x", "region_definitions_path": "r.txt"}]},
+                              "regional_prompts[0].region_definitions_path", "a .json file of boxes, an .mp4"),
     "regional missing file": ({"regional_prompts": [{"prompt": "x", "region_definitions_path": "r.json"}]},
                               "regional_prompts[0].region_definitions_path", "not found"),
     "regional unknown field": ({"regional_prompts": [{"prompt": "x", "mask_prompt": "c", "weight": 1}]},
