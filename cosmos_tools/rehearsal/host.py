@@ -107,6 +107,9 @@ def up(dir: Path, seconds: float | None = None) -> HostInfo:
             subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(ssh_dir / name)],
                            check=True, capture_output=True)
     user = getpass.getuser()
+    stale = _read_pid(paths["pidfile"])
+    if stale and _is_our_sshd(stale, root):  # running, but its rehearsal.json is gone or stale
+        _stop_pid(stale)
     _write_authorized_keys(paths)
     if os.geteuid() == 0:
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege-separation directory
@@ -334,7 +337,10 @@ def _running_info(root: Path) -> HostInfo | None:
     if not pid or pid != data.get("pid") or not _is_our_sshd(pid, root):
         return None
     fields = {k: (Path(v) if k in _PATH_FIELDS else v) for k, v in data.items() if k != "reused"}
-    return HostInfo(**fields, reused=True)
+    try:
+        return HostInfo(**fields, reused=True)
+    except TypeError:  # written by another version: start afresh
+        return None
 
 
 _PATH_FIELDS = {"dir", "config", "known_hosts", "client_key", "remote_dir", "remote_home", "bin_dir",
