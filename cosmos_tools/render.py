@@ -24,20 +24,25 @@ UPSCALE_NUM_STEPS = 10  # examples/inference_cosmos_transfer1_7b_4kupscaler.md
 UPSCALED_SUFFIX = "_upscaled"
 
 # Fixed text, no user data: `bash -c RUNNER cosmos-run LOG EXIT_CODE COMMAND...`. It appends the command's
-# output to LOG, forwards TERM/INT to the command's process group (bash as PID 1 would ignore TERM), and writes
-# the exit code to EXIT_CODE atomically when the command ends. `set -m` only around the launch: the command
-# gets its own process group and keeps SIGINT (non-interactive bash would ignore it in background jobs).
+# output to LOG, forwards TERM/INT to the command's process group (bash as PID 1 would ignore TERM; a signal that
+# arrives before the launch is forwarded right after it), and writes the exit code to EXIT_CODE atomically when
+# the command ends. `set -m` only around the launch: the command gets its own process group and keeps SIGINT
+# (non-interactive bash would ignore it in background jobs). `${log%/*}`, not $(dirname): command substitution
+# would eat a trailing newline of the name.
 RUNNER = r"""log=$1 code=$2
 shift 2
 mkdir -p -- "${log%/*}" "${code%/*}"
 rm -f -- "$code"
 { printf '[cosmos-run] %s started:' "$(date -u +%Y-%m-%dT%H:%M:%SZ)"; printf ' %q' "$@"; printf '\n'; } >>"$log"
+child='' pending=''
+forward() { if [ -n "$child" ]; then kill "-$1" -- "-$child" 2>/dev/null; else pending=$1; fi; }
+trap 'forward TERM' TERM
+trap 'forward INT' INT
 set -m
 "$@" >>"$log" 2>&1 </dev/null &
 child=$!
 set +m
-trap 'kill -TERM -- "-$child" 2>/dev/null' TERM
-trap 'kill -INT -- "-$child" 2>/dev/null' INT
+if [ -n "$pending" ]; then forward "$pending"; fi
 while kill -0 "$child" 2>/dev/null; do
   wait "$child"
 done

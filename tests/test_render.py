@@ -397,3 +397,11 @@ def test_cli_render_errors_are_one_line(project, args, message):
     assert done.returncode == 1 and done.stdout == ""
     lines = [line for line in done.stderr.splitlines() if not line.startswith("import time:")]
     assert lines == [lines[0]] and lines[0].startswith(message), done.stderr
+
+
+def test_runner_is_shellcheck_clean(tmp_path):
+    script = tmp_path / "runner.sh"
+    script.write_text("#!/usr/bin/env bash\n" + RUNNER)
+    shellcheck = Path(sys.executable).with_name("shellcheck")
+    done = subprocess.run([str(shellcheck), "-s", "bash", str(script)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
