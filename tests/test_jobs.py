@@ -3,11 +3,28 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
+import socket
+import subprocess
+import threading
 
 import pytest
-from test_cycle import add_shot, remote_path, script, slow_jobs, start, tool, wait_for_line, write_prompt  # noqa: F401
+from test_cycle import (  # noqa: F401 (slow_jobs is a fixture)
+    REPO,
+    add_shot,
+    remote_path,
+    script,
+    slow_jobs,
+    start,
+    tool,
+    wait_for_line,
+    write_prompt,
+)
 
+from cosmos_tools import jobs
+from cosmos_tools.config import load_config
+from cosmos_tools.errors import RemoteError
 from cosmos_tools.jobs import JobState
 
 
@@ -90,3 +107,34 @@ def test_job_verdicts():
     assert JobState("d", exit_code=143).verdict == "stopped"
     assert JobState("d", exit_code=1, output_size=5).verdict == "failed"
     assert "no d/output.mp4" in JobState("d", exit_code=0).failure("r")
+
+
+def test_docker_that_does_not_answer_is_one_clear_line(project, rehearsal_host):
+    done = subprocess.run([str(REPO / ".venv" / "bin" / "cosmos-tools"), "status"], cwd=project, capture_output=True,
+                          text=True, env={**os.environ, "DOCKER_CMD": "no-such-docker"})
+    assert done.returncode == 3
+    assert done.stderr.startswith("error: docker does not answer") and "DOCKER_CMD" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.usefixtures("slow_jobs")
+def test_box_gone_while_following_says_the_job_keeps_running(project, rehearsal_host, monkeypatch):
+    shot = add_shot(project, "gone_shot")
+    prompt = write_prompt(project, "gone", shot)
+    assert script(project, "upload_prompt.sh", prompt, "--quiet").returncode == 0
+    assert script(project, "run_inference_remote.sh", prompt, "--detach").returncode == 0
+    monkeypatch.setattr(jobs, "RECONNECT_DELAYS", (0, 0))
+    cfg = load_config()
+    remote = jobs.Remote(cfg)
+    dead = socket.socket()
+    dead.bind(("127.0.0.1", 0))  # a port nobody listens on: every reconnect is refused
+    monkeypatch.setitem(cfg.values, "REMOTE_PORT", str(dead.getsockname()[1]))
+    threading.Timer(1.0, remote.t.close).start()  # the connection drops while the log streams
+    runner = jobs.Runner(remote, echo=lambda data: None, say=lambda msg: None)
+    try:
+        with pytest.raises(RemoteError, match="could not reconnect.*keeps running.*cosmos-tools attach gone"):
+            runner.follow(jobs.plain_job("gone", jobs.RUN), offset=0)
+    finally:
+        dead.close()
+    assert statuses(project)["gone"]["state"] == "running"
+    assert tool(project, "kill", "gone").returncode == 0
