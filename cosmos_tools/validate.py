@@ -149,6 +149,9 @@ class _Checker:
             self.error(key, f"{value!r} leads out of the project (through a symlink to {resolved}); copy the file "
                             "into the project")
             return None
+        if local.is_dir():
+            self.error(key, f"{value!r} is a folder; name the {what} file inside it")
+            return None
         if not local.is_file():
             self.error(key, f"{what} {value!r} not found (looked at {local}); {fix}")
             return None

@@ -133,6 +133,7 @@ BAD = {
                             "not found.*convert_png_sequences"),
     "missing control video": ({"depth.input_control": "inputs/videos/shot1/d.mp4"}, "depth.input_control",
                               "not found"),
+    "folder as input": ({"input_video_path": "inputs/videos/shot1"}, "input_video_path", "is a folder"),
     "absolute path": ({"input_video_path": "/etc/passwd"}, "input_video_path", "absolute"),
     "dot dot": ({"input_video_path": "inputs/videos/../../outside/color.mp4"}, "input_video_path", r"'\.\.'"),
     "dot dot inside": ({"depth.input_control": "inputs/videos/shot1/../shot1/depth.mp4"}, "depth.input_control",
