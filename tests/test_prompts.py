@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from datetime import datetime
@@ -264,8 +265,6 @@ def test_script_errors_are_one_line(project, args, code, message):
     assert done.returncode == code
     assert "Traceback" not in done.stderr
     assert done.stdout == ""
-    import re
-
     assert re.search(message, done.stderr), done.stderr
     if code == 1:
         assert len(done.stderr.strip().splitlines()) == 1

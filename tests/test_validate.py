@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -190,8 +191,6 @@ BAD = {
 def test_bad_prompts_are_named(project, cfg, changes, key, message):
     found = errors(check_prompt(write(project, mutate(changes)), cfg))
     assert any(p.key == key for p in found), found
-    import re
-
     assert any(re.search(message, p.message) for p in found if p.key == key), found
 
 
