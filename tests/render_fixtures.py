@@ -6,6 +6,7 @@ PNGs are written with numpy + zlib (no Pillow), so every bit depth and colour ty
 
 from __future__ import annotations
 
+import functools
 import struct
 import zlib
 from pathlib import Path
@@ -51,17 +52,27 @@ def write_png(path: Path, image: np.ndarray, palette: np.ndarray | None = None) 
     return path
 
 
+@functools.lru_cache(maxsize=4)
+def _color_canvas(width: int, height: int) -> np.ndarray:
+    """A detailed picture wider than the frame; frames pan across it (3 px a frame)."""
+    wide = width + 3 * 400
+    y, x = np.mgrid[0:height, 0:wide].astype(np.float32)
+    r = 110 + 70 * np.sin(x / 97.0)
+    g = 110 + 70 * np.cos(y / 61.0 + x / 301.0)
+    b = 110 + 70 * np.sin((x + y) / 131.0)
+    texture = 40 * ((x // 4 + y // 4) % 2) + 25 * np.sin(x * y / 700.0)
+    return np.clip(np.stack([r, g, b], axis=-1) + texture[..., None], 0, 255).astype(np.uint8)
+
+
 def color_frame(i: int, width: int, height: int) -> np.ndarray:
-    """Colour with motion and detail: drifting colour gradients, a fine luminance texture, a moving disc."""
-    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
-    r = 110 + 70 * np.sin((x + 3 * i) / 97.0)
-    g = 110 + 70 * np.cos((y - 2 * i) / 61.0)
-    b = 110 + 70 * np.sin((x + y + 4 * i) / 131.0)
-    texture = 40 * ((x // 4 + y // 4 + i // 2) % 2) + 25 * np.sin(x * y / 700.0 + i / 3.0)
-    img = np.stack([r, g, b], axis=-1) + texture[..., None]
-    disc = (x - (width * 0.3 + 2 * i)) ** 2 + (y - height / 2) ** 2 < (min(width, height) / 5) ** 2
+    """Colour with motion and detail: a panning textured picture and a disc moving the other way."""
+    canvas = _color_canvas(width, height)
+    offset = (3 * i) % (canvas.shape[1] - width + 1)
+    img = canvas[:, offset:offset + width].copy()
+    y, x = np.ogrid[0:height, 0:width]
+    disc = (x - (width * 0.7 - 2 * i)) ** 2 + (y - height / 2) ** 2 < (min(width, height) / 5) ** 2
     img[disc] = (235, 225, 200)
-    return np.clip(img, 0, 255).astype(np.uint8)
+    return img
 
 
 def label_frame(i: int, width: int, height: int, labels: int = 13) -> np.ndarray:

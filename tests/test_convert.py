@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import render_fixtures as rf  # noqa: E402
 
 from cosmos_tools.convert import ConvertOptions, convert_shot  # noqa: E402
-from cosmos_tools.convert.depth import depth_range  # noqa: E402
+from cosmos_tools.convert.depth import DepthStats  # noqa: E402
 from cosmos_tools.errors import UserError  # noqa: E402
 from cosmos_tools.probe import probe_video  # noqa: E402
 
@@ -250,7 +250,9 @@ def test_depth_one_range_brighter_is_nearer(project, tmp_path, bits):
     result, _ = run_convert(project, src)
     sources = np.stack([rf.depth_frame(i, 48, 32, bits) for i in range(5)])
     code_max = 65535 if bits == 16 else 255
-    mapping = depth_range(np.bincount(sources.ravel(), minlength=code_max + 1), code_max, False)
+    stats = DepthStats(code_max)
+    stats.add(sources)
+    mapping = stats.mapping(near_bright=False)
     decoded = _decoded_depth(result.folder / "depth.mp4")
     assert np.abs(decoded - mapping.ideal(sources)).max() <= 0.5 + 1e-9
     assert decoded.min() == 0 and decoded.max() == 255  # the shot's range fills the output
@@ -297,11 +299,17 @@ def test_depth_background_is_far_and_outside_the_range(project, tmp_path):
 
 
 def test_depth_extremes_that_are_real_data_are_kept():
-    histogram = np.bincount(np.arange(0, 65536, 7), minlength=65536)  # a continuous ramp 0..65534
-    histogram[65535] = 1
-    mapping = depth_range(histogram, 65535, near_bright=False)
+    stats = DepthStats(65535)
+    stats.add(np.append(np.arange(0, 65536, 7), 65535).astype(np.uint16))  # a continuous ramp 0..65535
+    mapping = stats.mapping(near_bright=False)
     assert not mapping.zero_is_background and not mapping.max_is_background
     assert mapping.lut()[0] == 255 and mapping.lut()[65535] == 0
+    only_background = DepthStats(255)
+    only_background.add(np.array([0, 255], np.uint8))
+    assert only_background.mapping(near_bright=False).lut()[[0, 255]].tolist() == [0, 0]
+    near = DepthStats(255)
+    near.add(np.array([0, 100, 255], np.uint8))
+    assert near.mapping(near_bright=True).lut()[[0, 100, 255]].tolist() == [0, 0, 255]
 
 
 def test_color_psnr_and_readers(project, tmp_path):

@@ -10,8 +10,8 @@ to its extremes; a sentinel stands alone). Background is drawn as 0 (farthest) a
 range, so the scene's own depths use all 256 output codes. In ``near_bright`` mode only 0 can be
 background (the top code is simply the nearest value).
 
-The range is taken from a histogram of every frame (exact, cheap), and the mapping is a lookup table
-applied in numpy: ffmpeg 5.1's lut filters clamp 16-bit values at 65280.
+The range comes from every frame's min/max (exact and cheap), and the mapping is a lookup table applied
+in numpy: ffmpeg 5.1's lut filters clamp 16-bit values at 65280.
 """
 
 from __future__ import annotations
@@ -61,22 +61,38 @@ class DepthRange:
         return np.round(self.ideal(np.arange(self.code_max + 1))).astype(np.uint8)
 
 
-def depth_range(histogram, code_max: int, near_bright: bool) -> DepthRange:
-    """Pick the background codes and the range of the rest from the shot's histogram."""
-    import numpy as np
+class DepthStats:
+    """What the range needs from the whole shot, gathered frame by frame (min/max are cheap in numpy)."""
 
-    present = np.flatnonzero(histogram)
-    if present.size == 0:
-        return DepthRange(0, 0, code_max, near_bright, False, False)
-    gap = max(code_max // 64, 2)
-    inner = present[(present > 0) & (present < code_max)]
-    zero_bg = bool(histogram[0]) and (inner.size == 0 or inner[0] >= gap)
-    max_bg = (not near_bright) and bool(histogram[code_max]) and (inner.size == 0 or inner[-1] <= code_max - gap)
-    real = present
-    if zero_bg:
-        real = real[real != 0]
-    if max_bg:
-        real = real[real != code_max]
-    if real.size == 0:
-        return DepthRange(0, 0, code_max, near_bright, zero_bg, max_bg)
-    return DepthRange(int(real[0]), int(real[-1]), code_max, near_bright, zero_bg, max_bg)
+    def __init__(self, code_max: int) -> None:
+        self.code_max = code_max
+        self.has_zero = False
+        self.has_top = False
+        self.inner_min: int | None = None  # smallest value strictly between 0 and code_max
+        self.inner_max: int | None = None
+
+    def add(self, frame) -> None:
+        low, high = int(frame.min()), int(frame.max())
+        if low == 0 or high == self.code_max:
+            self.has_zero |= low == 0
+            self.has_top |= high == self.code_max
+            inner = frame[(frame > 0) & (frame < self.code_max)]
+            if inner.size == 0:
+                return
+            low, high = int(inner.min()), int(inner.max())
+        self.inner_min = low if self.inner_min is None else min(self.inner_min, low)
+        self.inner_max = high if self.inner_max is None else max(self.inner_max, high)
+
+    def mapping(self, near_bright: bool) -> DepthRange:
+        """Pick the background codes (see the module docstring) and the range of the rest."""
+        gap = max(self.code_max // 64, 2)
+        inner = self.inner_min is not None
+        zero_bg = self.has_zero and (not inner or self.inner_min >= gap)
+        max_bg = (not near_bright) and self.has_top and (not inner or self.inner_max <= self.code_max - gap)
+        lows = [v for v, on in ((0, self.has_zero and not zero_bg), (self.inner_min, inner),
+                                (self.code_max, self.has_top and not max_bg)) if on]
+        if not lows:
+            return DepthRange(0, 0, self.code_max, near_bright, zero_bg, max_bg)
+        highs = [v for v, on in ((self.code_max, self.has_top and not max_bg), (self.inner_max, inner),
+                                 (0, self.has_zero and not zero_bg)) if on]
+        return DepthRange(min(lows), max(highs), self.code_max, near_bright, zero_bg, max_bg)

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import UserError
-from .depth import DepthRange, depth_range
+from .depth import DepthRange, DepthStats
 from .ffmpeg_run import FFMPEG, QUIET, FfmpegFailed, ProcessGroup
 from .geometry import Geometry
 from .sequences import Sequence
@@ -30,6 +30,7 @@ SETTINGS = {
 }
 # What ffprobe reports for each output (h264 decodes 4:0:0 gray as full-range yuvj420p, R=G=B).
 EXPECTED = {"color": ("h264", "yuv420p"), "segmentation": ("h264", "gbrp"), "depth": ("h264", "yuvj420p")}
+BACKGROUND = 5  # niceness of the segmentation and depth processes: the colour encode sets the pace
 KEEP_DEPTH_IN_MEMORY = 1 << 30  # bytes of depth frames kept between the range pass and the encode
 OnFrames = Callable[[int], None]
 
@@ -62,11 +63,12 @@ def encode_segmentation(group: ProcessGroup, seq: Sequence, geo: Geometry, fps: 
     if seq.info.bit_depth != 16:
         vf = ",".join([*geo.filters(s["scale"]), "format=rgb24"])
         args = ["-xerror", *image_input(seq, fps), "-frames:v", str(len(seq.files)), "-vf", vf, *encoder]
-        _run_from_pngs(group, seq, args, on_frames)
+        _run_from_pngs(group, seq, args, on_frames, nice=BACKGROUND)
         return
     import numpy as np
 
-    proc = group.start([*_raw_input(geo, "rgb24", fps), *encoder], f"encoding {seq.label}", on_frames, stdin=True)
+    proc = group.start([*_raw_input(geo, "rgb24", fps), *encoder], f"encoding {seq.label}", on_frames, stdin=True,
+                       nice=BACKGROUND)
     frames = _raw_frames(group, seq, geo, fps, "rgb48le", 3, "<u2", s["scale"])
     _feed(proc, (((f.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8) for f in frames))
 
@@ -86,9 +88,9 @@ def _feed(proc, frames) -> None:
     proc.wait()
 
 
-def _run_from_pngs(group: ProcessGroup, seq: Sequence, args: list[str], on_frames: OnFrames) -> None:
+def _run_from_pngs(group: ProcessGroup, seq: Sequence, args: list[str], on_frames: OnFrames, nice: int = 0) -> None:
     try:
-        group.start(args, f"encoding {seq.label}", on_frames).wait()
+        group.start(args, f"encoding {seq.label}", on_frames, nice=nice).wait()
     except FfmpegFailed as exc:
         raise_broken_png(seq, exc)
 
@@ -112,7 +114,7 @@ def _raw_frames(group: ProcessGroup, seq: Sequence, geo: Geometry, fps: int, pix
     vf = geo.filters(scale_flags)
     args = ["-xerror", *image_input(seq, fps), "-frames:v", str(len(seq.files)),
             *(["-vf", ",".join(vf)] if vf else []), "-f", "rawvideo", "-pix_fmt", pix_fmt, "pipe:1"]
-    proc = group.start(args, f"decoding {seq.label}", raw_stdout=True)
+    proc = group.start(args, f"decoding {seq.label}", raw_stdout=True, nice=BACKGROUND)
     size = geo.width * geo.height * channels * np.dtype(dtype).itemsize
     count = 0
     try:
@@ -143,24 +145,24 @@ def _depth_frames(group: ProcessGroup, seq: Sequence, geo: Geometry, fps: int):
 
 def encode_depth(group: ProcessGroup, seq: Sequence, geo: Geometry, fps: int, out: Path, on_frames: OnFrames,
                  near_bright: bool) -> DepthRange:
-    """Two passes over the depth: the shot's histogram, then the mapped frames into the encoder."""
+    """Two passes over the depth: the shot's range, then the mapped frames into the encoder."""
     import numpy as np
 
     _, _, dtype, code_max = _depth_decode_format(seq)
     keep = len(seq.files) * geo.width * geo.height * np.dtype(dtype).itemsize <= KEEP_DEPTH_IN_MEMORY
     kept = []
-    histogram = np.zeros(code_max + 1, np.int64)
+    stats = DepthStats(code_max)
     for frame in _depth_frames(group, seq, geo, fps):
-        histogram += np.bincount(frame.ravel(), minlength=code_max + 1)
+        stats.add(frame)
         if keep:
             kept.append(frame)
-    mapping = depth_range(histogram, code_max, near_bright)
+    mapping = stats.mapping(near_bright)
     lut = mapping.lut()
     s = SETTINGS["depth"]
     args = [*_raw_input(geo, "gray", fps), "-c:v", s["codec"], "-preset", s["preset"], "-qp", str(s["qp"]),
             "-pix_fmt", s["pix_fmt"], "-color_range", s["color_range"], *_mp4_out(out)]
-    proc = group.start(args, f"encoding {seq.label}", on_frames, stdin=True)
-    _feed(proc, (lut[frame] for frame in (kept if keep else _depth_frames(group, seq, geo, fps))))
+    proc = group.start(args, f"encoding {seq.label}", on_frames, stdin=True, nice=BACKGROUND)
+    _feed(proc, (np.take(lut, frame) for frame in (kept if keep else _depth_frames(group, seq, geo, fps))))
     kept.clear()
     return mapping
 

@@ -131,22 +131,31 @@ def _encode_all(sequences: dict[str, Sequence], geo: Geometry, options: ConvertO
                 bar: _Bar) -> dict:
     """Run the encoders concurrently; the first failure stops the others and is the one reported."""
     group = ProcessGroup()
-    results: dict = {}
+    outputs: dict = {}
+    results: dict = {"outputs": outputs}
+
+    frames = len(sequences["color"].files)
+
+    def checked(modality: str) -> None:
+        outputs[modality] = check_output(tmp / f"{modality}.mp4", modality, frames, geo.width, geo.height)
 
     def color() -> None:
         encode_color(group, sequences["color"], geo, options.fps, tmp / "color.mp4", bar.add)
-        psnr, compared = color_psnr(tmp / "color.mp4", sequences["color"], geo, options.fps, tmp)
+        checked("color")
+        psnr, compared = color_psnr(tmp / "color.mp4", sequences["color"], geo, options.fps)
         results["color_psnr_db"] = round(psnr, 3)
         results["color_psnr_frames"] = compared
 
     def depth() -> None:
         mapping = encode_depth(group, sequences["depth"], geo, options.fps, tmp / "depth.mp4", bar.add,
                                options.depth_near_bright)
+        checked("depth")
         results["depth"] = mapping.as_json()
 
     def segmentation() -> None:
         encode_segmentation(group, sequences["segmentation"], geo, options.fps, tmp / "segmentation.mp4",
                             bar.add)
+        checked("segmentation")
 
     jobs = {"color": color, "depth": depth, "segmentation": segmentation}
     with ThreadPoolExecutor(max_workers=len(sequences), thread_name_prefix="convert") as pool:
@@ -197,8 +206,8 @@ def convert_shot(input_dir: Path, output_name: str, videos_dir: Path, options: C
         with bar.progress:
             measured = _encode_all(sequences, geo, options, tmp, bar)
         seconds = time.monotonic() - started
-        outputs = {m: check_output(tmp / f"{m}.mp4", m, frames, geo.width, geo.height) for m in sequences}
-        record = _record(output_name, sequences, per_modality, geo, options, outputs, measured, fingerprint)
+        measured["outputs"] = {m: measured["outputs"][m] for m in sequences}
+        record = _record(output_name, sequences, per_modality, geo, options, measured, fingerprint)
         record["encode_seconds"] = round(seconds, 3)
         write_json_atomic(tmp / SHOT_JSON, record)
         _usual_permissions(tmp)
@@ -210,7 +219,7 @@ def convert_shot(input_dir: Path, output_name: str, videos_dir: Path, options: C
 
 
 def _record(name: str, sequences: dict[str, Sequence], per_modality: dict[str, str], geo: Geometry,
-            options: ConvertOptions, outputs: dict, measured: dict, fingerprint: str) -> dict:
+            options: ConvertOptions, measured: dict, fingerprint: str) -> dict:
     color = sequences["color"]
     return {
         "shot": name,
@@ -235,7 +244,6 @@ def _record(name: str, sequences: dict[str, Sequence], per_modality: dict[str, s
                      "geometry": {"scaled": [geo.scaled_w, geo.scaled_h], "padded_to": [geo.width, geo.height],
                                   "pad": "edge pixels repeated"},
                      "encoders": {m: SETTINGS[m] for m in sequences}},
-        "outputs": outputs,
         **measured,
         "fingerprint": fingerprint,
     }

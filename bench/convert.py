@@ -1,0 +1,168 @@
+"""Conversion benchmark: our converter against raw ffmpeg with the same settings, same machine, same run.
+
+Generates a 121-frame 1280x704 render (colour with motion and fine detail, 16-bit depth, a 13-label
+segmentation mask), then measures, best of --repeat runs:
+  - ours: `convert_shot` end to end (checks, three concurrent encodes, depth normalisation in numpy,
+    colour PSNR, ffprobe checks, shot.json, atomic swap);
+  - raw ffmpeg, the same encoder settings, as a user would run them: the three commands one after the
+    other, and one ffmpeg process with three outputs. The faster of the two is the reference.
+Then the fidelity of our shot: colour PSNR over every frame, depth max error against the source after
+the shot-wide normalisation, segmentation label accuracy and distinct-colour count.
+Targets: speed ratio >= 0.95; label accuracy 100%; distinct colours == labels.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+import render_fixtures as rf  # noqa: E402
+
+from cosmos_tools.convert import ConvertOptions, convert_shot  # noqa: E402
+from cosmos_tools.convert.depth import DepthStats  # noqa: E402
+from cosmos_tools.convert.encode import SETTINGS  # noqa: E402
+
+FRAMES, WIDTH, HEIGHT, START, LABELS = 121, 1280, 704, 1001, 13
+
+
+def make_shot(folder: Path, frames: int) -> None:
+    """Write the render folder (zlib releases the GIL, so threads share the compression)."""
+    def one(i: int) -> None:
+        tag = f"{START + i:04d}"
+        rf.write_png(folder / f"color.{tag}.png", rf.color_frame(i, WIDTH, HEIGHT))
+        rf.write_png(folder / f"depth.{tag}.png", rf.depth_frame(i, WIDTH, HEIGHT, 16))
+        rf.write_png(folder / f"segmentation.{tag}.png", rf.PALETTE[rf.label_frame(i, WIDTH, HEIGHT, LABELS)])
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(one, range(frames)))
+
+
+def raw_commands(src: Path, out: Path, fps: int) -> list[list[str]]:
+    """The ffmpeg commands a user would type for the same settings (depth without normalisation)."""
+    c, s, d = SETTINGS["color"], SETTINGS["segmentation"], SETTINGS["depth"]
+
+    def inp(name: str) -> list[str]:
+        return ["-framerate", str(fps), "-start_number", str(START), "-i", str(src / f"{name}.%04d.png")]
+
+    base = ["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", "-y"]
+    color = ["-vf", "scale=out_color_matrix=bt709:out_range=tv,format=yuv420p", "-c:v", c["codec"],
+             "-preset", c["preset"], "-crf", str(c["crf"]), "-pix_fmt", c["pix_fmt"], "-colorspace", "bt709",
+             "-color_primaries", "bt709", "-color_trc", "bt709", "-color_range", "tv", "-movflags", "+faststart"]
+    seg = ["-c:v", s["codec"], "-preset", s["preset"], "-crf", str(s["crf"]), "-pix_fmt", s["pix_fmt"],
+           "-movflags", "+faststart"]
+    depth = ["-c:v", d["codec"], "-preset", d["preset"], "-qp", str(d["qp"]), "-pix_fmt", d["pix_fmt"],
+             "-color_range", d["color_range"], "-movflags", "+faststart"]
+    return [
+        [*base, *inp("color"), *color, str(out / "color.mp4")],
+        [*base, *inp("segmentation"), *seg, str(out / "segmentation.mp4")],
+        [*base, *inp("depth"), *depth, str(out / "depth.mp4")],
+    ]
+
+
+def raw_one_process(src: Path, out: Path, fps: int) -> list[str]:
+    """The same three encodes as one ffmpeg process with three inputs and three outputs."""
+    cmds = raw_commands(src, out, fps)
+    argv = cmds[0][:6]
+    for cmd in cmds:
+        argv += cmd[6:12]  # -framerate .. -i pattern
+    for n, cmd in enumerate(cmds):
+        argv += ["-map", f"{n}:v", *cmd[12:]]
+    return argv
+
+
+def timed(run) -> float:
+    start = time.perf_counter()
+    run()
+    return time.perf_counter() - start
+
+
+def decode(video: Path, pix_fmt: str, channels: int) -> np.ndarray:
+    data = subprocess.run(["ffmpeg", "-v", "error", "-i", str(video), "-f", "rawvideo", "-pix_fmt", pix_fmt, "-"],
+                          capture_output=True, check=True).stdout
+    return np.frombuffer(data, np.uint8).reshape(-1, HEIGHT, WIDTH, channels)
+
+
+def full_psnr(video: Path, src: Path, fps: int) -> float:
+    graph = ("[0:v]scale=in_color_matrix=bt709:in_range=tv,format=rgb24[a];[1:v]format=rgb24[b];[a][b]psnr")
+    result = subprocess.run(["ffmpeg", "-hide_banner", "-i", str(video), "-framerate", str(fps), "-start_number",
+                             str(START), "-i", str(src / "color.%04d.png"), "-lavfi", graph, "-f", "null", "-"],
+                            capture_output=True, check=True)
+    return float(re.findall(rb"average:(\S+)", result.stderr)[-1])
+
+
+def fidelity(shot: Path, src: Path, frames: int, fps: int) -> dict:
+    """Decoded shot against the generator's own frames, one frame at a time."""
+    stats = DepthStats(65535)
+    for i in range(frames):
+        stats.add(rf.depth_frame(i, WIDTH, HEIGHT, 16))
+    mapping = stats.mapping(near_bright=False)
+    depth_out = decode(shot / "depth.mp4", "gray", 1)
+    seg = decode(shot / "segmentation.mp4", "rgb24", 3)
+    depth_max, depth_sum, correct, colours = 0.0, 0.0, 0, set()
+    for i in range(frames):
+        err = np.abs(depth_out[i, ..., 0] - mapping.ideal(rf.depth_frame(i, WIDTH, HEIGHT, 16)))
+        depth_max, depth_sum = max(depth_max, float(err.max())), depth_sum + float(err.mean())
+        correct += int((seg[i] == rf.PALETTE[rf.label_frame(i, WIDTH, HEIGHT, LABELS)]).all(axis=-1).sum())
+        packed = seg[i].astype(np.uint32) @ np.array([65536, 256, 1], np.uint32)
+        colours.update(np.unique(packed).tolist())
+    return {"psnr": full_psnr(shot / "color.mp4", src, fps), "depth_max": depth_max,
+            "depth_mean": depth_sum / frames, "labels": correct / (frames * WIDTH * HEIGHT),
+            "colours": len(colours), "span": (mapping.lo, mapping.hi)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each side; the best counts (default 3)")
+    parser.add_argument("--frames", type=int, default=FRAMES)
+    args = parser.parse_args()
+    fps = 24
+    with tempfile.TemporaryDirectory(prefix="cosmos-bench-convert-") as tmp:
+        work = Path(tmp)
+        src, videos, raw = work / "render", work / "videos", work / "raw"
+        raw.mkdir()
+        started = time.perf_counter()
+        make_shot(src, args.frames)
+        print(f"render: {args.frames} frames {WIDTH}x{HEIGHT}, colour 8-bit RGB, depth 16-bit gray, "
+              f"segmentation {LABELS} labels (made in {time.perf_counter() - started:.1f} s)")
+        options = ConvertOptions(fps=fps, force=True, progress=False)
+        ours_runs, seq_runs, one_runs = [], [], []
+        records = []
+        for _ in range(args.repeat):  # interleaved, so a busy moment hurts both sides alike
+            ours_runs.append(timed(lambda: records.append(
+                convert_shot(src, "bench", videos, options, notify=lambda _line: None).record)))
+            seq_runs.append(timed(lambda: [subprocess.run(c, check=True) for c in raw_commands(src, raw, fps)]))
+            one_runs.append(timed(lambda: subprocess.run(raw_one_process(src, raw, fps), check=True)))
+        ours, seq, one = min(ours_runs), min(seq_runs), min(one_runs)
+        reference = min(seq, one)
+        fid = fidelity(videos / "bench", src, args.frames, fps)
+    n = args.frames
+    print(f"{'':38}{'seconds':>9}{'frames/s':>10}")
+    print(f"{'ours (convert_shot, end to end)':38}{ours:9.2f}{n / ours:10.1f}")
+    print(f"{'raw ffmpeg, three commands in turn':38}{seq:9.2f}{n / seq:10.1f}")
+    print(f"{'raw ffmpeg, one process, 3 outputs':38}{one:9.2f}{n / one:10.1f}")
+    ratio = reference / ours
+    print(f"speed ratio ours / fastest raw ffmpeg: {ratio:.2f} (target >= 0.95) "
+          f"{'ok' if ratio >= 0.95 else 'BELOW TARGET'}")
+    record = records[-1]
+    print(f"colour PSNR against the PNGs: {fid['psnr']:.2f} dB over all {n} frames "
+          f"(ours prints {record['color_psnr_db']:.2f} dB over {record['color_psnr_frames']} sampled frames)")
+    print(f"depth max error after normalisation: {fid['depth_max']:.3f} of 255 codes (mean {fid['depth_mean']:.3f}; "
+          f"range {fid['span'][0]}-{fid['span'][1]} of 65535, one for the whole shot)")
+    print(f"segmentation label accuracy: {100 * fid['labels']:.4f}% (target 100%); distinct colours "
+          f"{fid['colours']} for {LABELS} labels")
+    ok = ratio >= 0.95 and fid["labels"] == 1.0 and fid["colours"] == LABELS and fid["depth_max"] <= 0.5
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
