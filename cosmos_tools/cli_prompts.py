@@ -57,6 +57,7 @@ def check_cmd(prompts: tuple[Path, ...], as_json: bool) -> None:
     Applies cosmos-transfer1's own rules and the ones it forgets (files exist and stay in the project, frame
     counts and aspect ratios agree, types, unknown keys). One line per problem on stderr,
     PATH: KEY: message; warnings start with "warning:" and do not fail. Exit 0 only if every prompt would run.
+    Unknown keys are errors; keys starting with "_" are comments (kept out of the spec sent to cosmos).
     """
     from .validate import check_prompt
 

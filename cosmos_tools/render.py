@@ -28,16 +28,16 @@ UPSCALED_SUFFIX = "_upscaled"
 # arrives before the launch is forwarded right after it), and writes the exit code to EXIT_CODE atomically when
 # the command ends. `set -m` only around the launch: the command gets its own process group and keeps SIGINT
 # (non-interactive bash would ignore it in background jobs). `${log%/*}`, not $(dirname): command substitution
-# would eat a trailing newline of the name.
+# would eat a trailing newline of the name. No single quotes inside, so shlex.join shows it readably.
 RUNNER = r"""log=$1 code=$2
 shift 2
 mkdir -p -- "${log%/*}" "${code%/*}"
 rm -f -- "$code"
-{ printf '[cosmos-run] %s started:' "$(date -u +%Y-%m-%dT%H:%M:%SZ)"; printf ' %q' "$@"; printf '\n'; } >>"$log"
-child='' pending=''
+{ printf "[cosmos-run] %s started:" "$(date -u +%Y-%m-%dT%H:%M:%SZ)"; printf " %q" "$@"; printf "\n"; } >>"$log"
+child="" pending=""
 forward() { if [ -n "$child" ]; then kill "-$1" -- "-$child" 2>/dev/null; else pending=$1; fi; }
-trap 'forward TERM' TERM
-trap 'forward INT' INT
+trap "forward TERM" TERM
+trap "forward INT" INT
 set -m
 "$@" >>"$log" 2>&1 </dev/null &
 child=$!
@@ -48,8 +48,8 @@ while kill -0 "$child" 2>/dev/null; do
 done
 wait "$child"
 rc=$?
-printf '[cosmos-run] %s exit code %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$rc" >>"$log"
-printf '%s\n' "$rc" >"$code.tmp.$$"
+printf "[cosmos-run] %s exit code %s\n" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$rc" >>"$log"
+printf "%s\n" "$rc" >"$code.tmp.$$"
 mv -f -- "$code.tmp.$$" "$code"
 exit "$rc"
 """

@@ -399,7 +399,8 @@ def test_cli_render_errors_are_one_line(project, args, message):
     assert lines == [lines[0]] and lines[0].startswith(message), done.stderr
 
 
-def test_runner_is_shellcheck_clean(tmp_path):
+def test_runner_is_shellcheck_clean_and_quotes_readably(tmp_path):
+    assert "'" not in RUNNER  # shlex.join shows it as one '...' word in dry runs
     script = tmp_path / "runner.sh"
     script.write_text("#!/usr/bin/env bash\n" + RUNNER)
     shellcheck = Path(sys.executable).with_name("shellcheck")
