@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -214,6 +215,28 @@ def test_unknown_host_name(project, monkeypatch):
     monkeypatch.setenv("REMOTE_HOST", "no-such-box.invalid")
     with pytest.raises(RemoteError, match=r"cannot resolve REMOTE_HOST 'no-such-box.invalid'"):
         transport.connect(load_config(project))
+
+
+def test_unanswered_connection_times_out(project, monkeypatch):
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(0)
+        port = server.getsockname()[1]
+        waiting = [socket.create_connection(("127.0.0.1", port))]  # fills the backlog: later SYNs go unanswered
+        for _ in range(2):
+            sock = socket.socket()
+            sock.settimeout(0.2)
+            with contextlib.suppress(OSError):
+                sock.connect(("127.0.0.1", port))
+            waiting.append(sock)
+        monkeypatch.setenv("REMOTE_PORT", str(port))
+        monkeypatch.setenv("SSH_TIMEOUT", "1")
+        try:
+            with pytest.raises(RemoteError, match=rf"^timed out after 1 s connecting to 127.0.0.1:{port}"):
+                transport.connect(load_config(project))
+        finally:
+            for sock in waiting:
+                sock.close()
 
 
 def test_silent_server_times_out(project, monkeypatch):
