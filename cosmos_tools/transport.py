@@ -191,13 +191,22 @@ def check_host_key(cfg: Config, name: str, key, user_keys, project_keys) -> None
                           "if this is your GPU box, run: cosmos-tools trust")
 
 
-def scan_host_key(cfg: Config):
-    """(host name as known_hosts files it, the key the box presents, user HostKeys, project HostKeys); no login."""
+def handshake(cfg: Config):
+    """Connect and run the key exchange, no login: (host name as known_hosts files it, paramiko transport,
+    user HostKeys, project HostKeys). The host key is not checked yet."""
+    global CONNECTIONS_OPENED
     _user, host, port, timeout = _settings(cfg)
     name = host_id(host, port)
     user_keys, project_keys = load_known_hosts(cfg)
     known_types = [t for hk in (user_keys, project_keys) for t in (hk.lookup(name) or {}).keys()]
-    ssh = start_transport(open_socket(host, port, timeout), timeout, known_types)
+    sock = open_socket(host, port, timeout)
+    CONNECTIONS_OPENED += 1
+    return name, start_transport(sock, timeout, known_types), user_keys, project_keys
+
+
+def scan_host_key(cfg: Config):
+    """(host name as known_hosts files it, the key the box presents, user HostKeys, project HostKeys)."""
+    name, ssh, user_keys, project_keys = handshake(cfg)
     try:
         return name, ssh.get_remote_server_key(), user_keys, project_keys
     finally:
@@ -226,7 +235,7 @@ def _auth_keys(cfg: Config):
     for name in ("id_ed25519", "id_ecdsa", "id_rsa"):
         path = Path(os.path.expanduser(f"~/.ssh/{name}"))
         if path.is_file():
-            with contextlib.suppress(paramiko.SSHException, OSError, ValueError):
+            with contextlib.suppress(paramiko.SSHException, OSError, ValueError, TypeError):  # TypeError: locked
                 found.append((str(path), paramiko.PKey.from_path(path)))
     return found
 
@@ -334,17 +343,11 @@ class SSHTransport(Transport):
     """One paramiko connection to the box: commands on session channels, files over one SFTP session."""
 
     def __init__(self, cfg: Config) -> None:
-        global CONNECTIONS_OPENED
         import paramiko
 
-        self.user, self.host, self.port, timeout = _settings(cfg)
+        self.user, self.host, self.port, _timeout = _settings(cfg)
         self.remote_dir = cfg["REMOTE_DIR"]
-        name = host_id(self.host, self.port)
-        user_keys, project_keys = load_known_hosts(cfg)
-        known_types = [t for hk in (user_keys, project_keys) for t in (hk.lookup(name) or {}).keys()]
-        sock = open_socket(self.host, self.port, timeout)
-        CONNECTIONS_OPENED += 1
-        self._transport = start_transport(sock, timeout, known_types)
+        name, self._transport, user_keys, project_keys = handshake(cfg)
         self._sftp = None
         try:
             check_host_key(cfg, name, self._transport.get_remote_server_key(), user_keys, project_keys)

@@ -194,9 +194,11 @@ def test_no_key_at_all(project, monkeypatch):
         transport.connect(load_config(project))
 
 
-def test_agent_less_default_key_from_home(project, rehearsal_host, isolated_home, monkeypatch):
+def test_agent_less_default_keys_from_home(project, rehearsal_host, isolated_home, monkeypatch):
     (isolated_home / ".ssh").mkdir()
-    (isolated_home / ".ssh" / "id_ed25519").write_bytes(rehearsal_host.client_key.read_bytes())
+    locked = isolated_home / ".ssh" / "id_ed25519"  # a locked key is passed over, the next one is tried
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "secret", "-f", str(locked)], check=True)
+    (isolated_home / ".ssh" / "id_ecdsa").write_bytes(rehearsal_host.client_key.read_bytes())
     monkeypatch.setenv("SSH_KEY", "")
     with transport.connect(load_config(project)) as t:
         assert t.run(["true"]).rc == 0
