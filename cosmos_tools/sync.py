@@ -278,7 +278,11 @@ def download_tree(t: Transport, remote_rel_dir: str, local_dir: Path, *, progres
                                   f"{got[1][:12]}, box has {hashes[rel]}); was it still being written? "
                                   "run the download again")
         for rel, part, got in fetched:
-            os.replace(part, targets[rel])
+            try:
+                os.replace(part, targets[rel])
+            except OSError as exc:
+                raise UserError(f"{targets[rel]}: cannot replace it ({exc.strerror}); move it away and download "
+                                "again") from None
             report.sent.append(rel)
             report.bytes_sent += got[0]
     finally:

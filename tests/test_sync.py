@@ -278,3 +278,11 @@ def test_file_still_being_written_on_the_box_is_not_placed(ssh, rehearsal_host, 
         writer.join()
     assert not (tmp_path / "out" / "output.mp4").exists()
     assert leftovers(tmp_path / "out") == []
+
+
+def test_local_folder_in_the_way_is_one_line(ssh, rehearsal_host, tmp_path, area):
+    make_file(rehearsal_host.remote_dir / area / "run" / "output.mp4", 10)
+    (tmp_path / "out" / "output.mp4").mkdir(parents=True)
+    with pytest.raises(UserError, match=r"output.mp4: cannot replace it .*move it away"):
+        sync.download_tree(ssh, f"{area}/run", tmp_path / "out", progress=False)
+    assert leftovers(tmp_path / "out") == []
