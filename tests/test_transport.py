@@ -403,3 +403,21 @@ def test_missing_remote_dir_is_named(project, rehearsal_host, monkeypatch):
 
 def test_a_commands_own_exit_97_stays_its_own(ssh):
     assert ssh.run(["sh", "-c", "exit 97"], check=False).rc == 97
+
+
+def test_ssh_remote_script_opens_an_interactive_shell(project, rehearsal_host):
+    import pty
+
+    controller, terminal = pty.openpty()
+    proc = subprocess.Popen([str(REPO / "scripts" / "ssh_remote.sh")], stdin=terminal, stdout=terminal,
+                            stderr=terminal, start_new_session=True)
+    os.close(terminal)
+    os.write(controller, b"echo marker-$((6*7)); exit 3\n")
+    seen = b""
+    deadline = time.monotonic() + 30
+    with contextlib.suppress(OSError):  # EIO once the session has ended
+        while time.monotonic() < deadline and b"marker-42" not in seen:
+            seen += os.read(controller, 4096)
+    assert proc.wait(timeout=30) == 3, seen
+    os.close(controller)
+    assert b"marker-42" in seen
