@@ -99,7 +99,10 @@ def up(dir: Path, seconds: float | None = None) -> HostInfo:
     if running:
         return running
     if not Path(SSHD).is_file():
-        raise UserError(f"{SSHD} not found: install OpenSSH server (apt-get install openssh-server)")
+        raise UserError(f"{SSHD} not found: install the OpenSSH server (apt-get install openssh-server)")
+    for tool in ("ssh", "ssh-keygen"):
+        if not shutil.which(tool):
+            raise UserError(f"{tool} not found on PATH: install the OpenSSH client (apt-get install openssh-client)")
     ssh_dir = paths["ssh"]
     ssh_dir.mkdir(parents=True, exist_ok=True)
     for name, comment in (("host_key", "rehearsal-host"), ("client_key", "rehearsal-client")):
