@@ -134,6 +134,12 @@ def test_up_refuses_unusable_folders_in_one_line(tmp_path, bad):
     assert "Traceback" not in done.stderr
 
 
+def test_up_without_the_openssh_client_says_what_to_install(tmp_path):
+    done = tool("rehearsal", "up", str(tmp_path / "box"), env={**os.environ, "PATH": str(TOOL.parent)})
+    assert done.returncode == 1
+    assert done.stderr == "error: ssh not found on PATH: install the OpenSSH client (apt-get install openssh-client)\n"
+
+
 def test_config_loads_and_ssh_checks_the_host_key_strictly(rehearsal_host, project, tmp_path):
     cfg = load_config(project)
     assert cfg["REMOTE_DIR"] == str(rehearsal_host.remote_dir) and cfg.int("REMOTE_PORT") == rehearsal_host.port
