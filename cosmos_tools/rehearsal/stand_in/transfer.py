@@ -129,7 +129,7 @@ def load_controlnet_specs(cfg):
     for hint_key, config in controlnet_specs_in.items():
         if hint_key in valid_hint_keys:
             controlnet_specs[hint_key] = config
-        elif type(config) == dict:  # noqa: E721 (upstream's exact test)
+        elif type(config) is dict:  # upstream's exact-type test (a dict subclass would pass)
             raise ValueError(f"Invalid hint_key: {hint_key}. Must be one of {valid_hint_keys}")
         else:
             args[hint_key] = config
@@ -154,7 +154,7 @@ def validate_controlnet_specs(cfg, controlnet_specs):
                 if hint_key in DEFAULT_DISTILLED_CKPT:
                     ckpt_path = os.path.join(checkpoint_dir, DEFAULT_DISTILLED_CKPT[hint_key])
                 else:
-                    raise ValueError(
+                    raise ValueError(  # noqa: B904 (chained, as upstream's traceback shows)
                         f"No default distilled checkpoint for {hint_key}. Users must specify ckpt_path in config.")
             config["ckpt_path"] = ckpt_path
             log("INFO", f"Using default checkpoint path: {config['ckpt_path']}",
@@ -170,7 +170,7 @@ def validate_controlnet_specs(cfg, controlnet_specs):
                     if float(weight) < 0:
                         raise ValueError(f"Control weight for {hint_key} must be non-negative.")
                 except ValueError:
-                    raise ValueError(  # noqa: B904 (upstream raises it this way)
+                    raise ValueError(  # noqa: B904 (chained, as upstream's traceback shows)
                         f"Control weight for {hint_key} must be a valid non-negative float or a path to a .pt file.")
     return controlnet_specs
 
@@ -279,8 +279,8 @@ def demo(cfg, control_inputs):
         raise RuntimeError(f"STAND-IN: --num_gpus {cfg.num_gpus} but torchrun started {world} processes; they must "
                            "be equal (upstream would fail or run several copies that race for the same output)")
     if cfg.use_distilled:
-        assert not cfg.is_av_sample  # noqa: S101 (upstream's check)
-        assert not cfg.save_input_noise, "save_input_noise is not supported with the distilled model"  # noqa: S101
+        assert not cfg.is_av_sample  # upstream's check
+        assert not cfg.save_input_noise, "save_input_noise is not supported with the distilled model"
     seconds = float(os.environ.get("COSMOS_STANDIN_SECONDS", "3"))
     base = os.path.join(cfg.checkpoint_dir, BASE_AV_CKPT if cfg.is_av_sample else BASE_CKPT)
     log("INFO", f"Loading base model {base} (stand-in: checking the file exists, loading nothing)",
@@ -296,7 +296,7 @@ def demo(cfg, control_inputs):
         if isinstance(weight, str) and weight.endswith(".pt"):
             require_file(weight)
     if cfg.use_distilled:
-        assert len(control_inputs) == 1, "Distilled model only supports single control input"  # noqa: S101
+        assert len(control_inputs) == 1, "Distilled model only supports single control input"
     pause(seconds * 0.2)
 
     if cfg.batch_input_path:
