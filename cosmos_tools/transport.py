@@ -631,7 +631,8 @@ def interactive_argv(cfg: Config, command: list[str] | None = None) -> list[str]
             "-o", "ForwardAgent=no", "-o", f"ConnectTimeout={max(1, round(timeout))}",
             "-o", f"ServerAliveInterval={KEEPALIVE_SECONDS}"]
     if cfg["SSH_KEY"]:
-        argv += ["-i", str(cfg.local_path("SSH_KEY")), "-o", "IdentitiesOnly=yes"]
+        # -o, not -i: ssh stats an -i path before expanding its %-tokens, so no spelling of a literal % works there
+        argv += ["-o", f"IdentityFile={_ssh_config_word(str(cfg.local_path('SSH_KEY')))}", "-o", "IdentitiesOnly=yes"]
     argv += ["-l", user, "--", host]
     if command:
         argv.append(shlex.join(command))
@@ -639,6 +640,5 @@ def interactive_argv(cfg: Config, command: list[str] | None = None) -> list[str]
 
 
 def _ssh_config_word(path: str) -> str:
-    if '"' in path:
-        raise UserError(f"{path}: a known_hosts path with a double quote cannot be passed to ssh; move the file")
-    return f'"{path}"' if any(c.isspace() for c in path) else path
+    """A path as one word of an ssh_config value: double-quoted, escaped, % doubled (ssh expands %-tokens)."""
+    return '"' + path.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%") + '"'

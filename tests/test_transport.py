@@ -327,6 +327,18 @@ def test_ssh_remote_script_runs_with_the_same_settings(project, rehearsal_host):
     assert not (rehearsal_host.remote_home / "pwned").exists()
 
 
+def test_ssh_remote_script_with_awkward_key_and_known_hosts_paths(project, rehearsal_host, tmp_path):
+    folder = tmp_path / 'we"ird %d \\ dir'
+    folder.mkdir()
+    key = folder / "key %u"
+    key.write_bytes(rehearsal_host.client_key.read_bytes())
+    key.chmod(0o600)
+    known = folder / "known %h"
+    known.write_text(rehearsal_host.known_hosts.read_text())
+    done = run_script("true", env_extra={"SSH_KEY": str(key), "KNOWN_HOSTS": str(known)})
+    assert done.returncode == 0, done.stderr
+
+
 def test_ssh_remote_script_refuses_an_unknown_host(project, monkeypatch):
     done = run_script("true", env_extra={"KNOWN_HOSTS": str(project / "none")})
     assert done.returncode == 255
