@@ -186,8 +186,8 @@ def _upload_one(t: Transport, path: Path, rel: str, target: str, size: int, bar:
     t.remove(part)  # the follower must never open a stale part from an interrupted upload
     followed: list = []
 
-    def follow() -> None:
-        with contextlib.suppress(RemoteError):
+    def follow() -> None:  # best effort: without its answer the part file is hashed again afterwards
+        with contextlib.suppress(Exception):
             done = t.run([*PYTHON, "-c", FOLLOW_SCRIPT, part, str(size), str(FOLLOW_IDLE_SECONDS)], check=False)
             if done.rc == 0:
                 followed.append(_parse_digest(done.stdout.decode().strip()))
