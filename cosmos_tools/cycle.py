@@ -389,4 +389,6 @@ def _summary(cfg, plan: Plan, result: CycleResult, line: str) -> None:
     if result.upscaled and up_video.is_file():
         print(f"upscaled: {local_rel(cfg, up_video)}")
     print(f"log: {local_rel(cfg, outputs / plan.name / 'run.log')}")
+    if result.connections:
+        say(f"{result.durations['total']:.1f} s over {result.connections} SSH connection(s)")
     print(f"history ({local_rel(cfg, history.history_path(cfg))}): {line}")

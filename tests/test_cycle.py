@@ -11,6 +11,7 @@ import select
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -85,9 +86,21 @@ def remote_path(host, rel: str) -> Path:
 @pytest.fixture
 def slow_jobs(rehearsal_host):
     """Stand-in inference that takes a few seconds, so a test can act while a job runs."""
-    set_stand_in_seconds(rehearsal_host.dir, 2.5)
+    set_stand_in_seconds(rehearsal_host.dir, 3)
     yield
     set_stand_in_seconds(rehearsal_host.dir, 0.3)
+
+
+@pytest.fixture
+def endless_jobs(rehearsal_host):
+    """Jobs that run until they are stopped; any left running are killed afterwards (they would hold the box)."""
+    set_stand_in_seconds(rehearsal_host.dir, 600)
+    yield
+    set_stand_in_seconds(rehearsal_host.dir, 0.3)
+    docker = [sys.executable, str(Path(rehearsal_host.bin_dir) / "docker")]
+    running = subprocess.run([*docker, "ps", "-q"], capture_output=True, text=True).stdout.split()
+    if running:
+        subprocess.run([*docker, "kill", *running], capture_output=True)
 
 
 def test_full_cycle_then_rerun_does_nothing_again(project, rehearsal_host):
@@ -130,6 +143,9 @@ def test_full_cycle_then_rerun_does_nothing_again(project, rehearsal_host):
     assert [r["status"] for r in records(project)] == ["ok", "ok", "ok"]
     table = tool(project, "history", "--status", "ok")
     assert table.returncode == 0 and table.stdout.count("city_v1") == 3
+    finished = tool(project, "attach", str(prompt))  # a prompt path works too; a finished job is judged
+    assert finished.returncode == 0 and "ended ok" in finished.stderr and "outputs/city_v1_upscaled: ok" in \
+        finished.stdout
 
 
 def test_upload_checks_first_and_resends_nothing(project, rehearsal_host):
@@ -262,7 +278,7 @@ def test_connection_cut_mid_run_reconnects_without_losing_or_repeating_log(proje
     prompt = write_prompt(project, "cut", shot)
     proc = start(project, "full_cycle.sh", prompt, "--no-upscale")
     wait_for_line(proc, "started cut as container")
-    time.sleep(1)
+    time.sleep(0.5)
     sessions = subprocess.run(["pgrep", "-P", str(rehearsal_host.pid)], capture_output=True, text=True).stdout.split()
     assert sessions, "no sshd session process to cut"
     for pid in sessions:

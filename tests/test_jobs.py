@@ -10,12 +10,12 @@ import subprocess
 import threading
 
 import pytest
-from test_cycle import (  # noqa: F401 (slow_jobs is a fixture)
+from test_cycle import (  # noqa: F401 (fixtures)
     REPO,
     add_shot,
+    endless_jobs,
     remote_path,
     script,
-    slow_jobs,
     start,
     tool,
     wait_for_line,
@@ -34,8 +34,8 @@ def statuses(root) -> dict[str, dict]:
     return {row["run"]: row for row in json.loads(done.stdout) if row["kind"] == "run"}
 
 
-@pytest.mark.usefixtures("slow_jobs")
-def test_detach_status_attach(project, rehearsal_host):
+@pytest.mark.usefixtures("endless_jobs")
+def test_detach_status_attach_kill(project, rehearsal_host):
     shot = add_shot(project)
     prompt = write_prompt(project, "detached job", shot)
     assert script(project, "upload_prompt.sh", prompt, "--quiet").returncode == 0
@@ -45,18 +45,23 @@ def test_detach_status_attach(project, rehearsal_host):
     assert statuses(project)["detached job"]["state"] == "running"
     table = tool(project, "status")
     assert table.stdout.splitlines()[0].split() == ["STATE", "EXIT", "UPDATED", "JOB"]
-    attached = tool(project, "attach", "detached job")
-    assert attached.returncode == 0, attached.stderr
-    assert "Saved video to outputs/detached job/output.mp4" in attached.stdout
+    attached = subprocess.Popen([str(REPO / ".venv" / "bin" / "cosmos-tools"), "attach", "detached job"], cwd=project,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for_line(attached, "attached to detached job")
+    killed = tool(project, "kill", "detached job")
+    assert killed.returncode == 0 and "stopped ct1-run-detached-job-" in killed.stdout
+    stdout, stderr = attached.communicate(timeout=60)
+    assert attached.returncode == 1 and "stopped by a signal" in stderr
+    assert "[cosmos-run]" in stdout and "exit code 1" in stdout  # the live log reached the re-attached terminal
     row = statuses(project)["detached job"]
-    assert row["state"] == "ok" and row["exit_code"] == 0
-    again = tool(project, "attach", str(prompt))  # a prompt path works too; a finished job is judged
-    assert again.returncode == 0 and "ended ok" in again.stderr
+    assert row["state"] == "stopped" and row["exit_code"] in (130, 137, 143)
+    again = tool(project, "kill", "detached job")
+    assert again.returncode == 1 and "no job named 'detached job' is running" in again.stderr
     unknown = tool(project, "attach", "no such run")
     assert unknown.returncode == 1 and "no job named 'no such run'" in unknown.stderr
 
 
-@pytest.mark.usefixtures("slow_jobs")
+@pytest.mark.usefixtures("endless_jobs")
 def test_busy_box_refuses_a_second_run_until_the_first_is_killed(project, rehearsal_host):
     shot = add_shot(project)
     first, second = write_prompt(project, "first", shot), write_prompt(project, "second", shot)
@@ -66,18 +71,15 @@ def test_busy_box_refuses_a_second_run_until_the_first_is_killed(project, rehear
     assert busy.returncode == 3
     assert "busy with ct1-run-first-" in busy.stderr and "--wait" in busy.stderr
     assert not remote_path(rehearsal_host, "outputs/second/run.log").exists()
-    killed = tool(project, "kill", "first")
-    assert killed.returncode == 0 and "stopped ct1-run-first-" in killed.stdout
-    row = statuses(project)["first"]
-    assert row["state"] == "stopped" and row["exit_code"] in (130, 137, 143)
-    again = tool(project, "kill", "first")
-    assert again.returncode == 1 and "no job named 'first' is running" in again.stderr
-    ran = script(project, "run_inference_remote.sh", second, "--detach")
-    assert ran.returncode == 0, ran.stderr
+    waiting = start(project, "run_inference_remote.sh", second, "--wait", "--detach")
+    wait_for_line(waiting, "waiting (--wait)")
+    assert tool(project, "kill", "first").returncode == 0
+    _, stderr = waiting.communicate(timeout=60)
+    assert waiting.returncode == 0 and "started second" in stderr
     assert tool(project, "kill", "second").returncode == 0
 
 
-@pytest.mark.usefixtures("slow_jobs")
+@pytest.mark.usefixtures("endless_jobs")
 def test_ctrl_c_stops_the_remote_job(project, rehearsal_host):
     shot = add_shot(project)
     prompt = write_prompt(project, "interrupted", shot)
@@ -117,7 +119,7 @@ def test_docker_that_does_not_answer_is_one_clear_line(project, rehearsal_host):
     assert len(done.stderr.strip().splitlines()) == 1
 
 
-@pytest.mark.usefixtures("slow_jobs")
+@pytest.mark.usefixtures("endless_jobs")
 def test_box_gone_while_following_says_the_job_keeps_running(project, rehearsal_host, monkeypatch):
     shot = add_shot(project, "gone_shot")
     prompt = write_prompt(project, "gone", shot)
