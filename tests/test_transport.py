@@ -8,6 +8,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -433,3 +434,15 @@ def test_ssh_remote_script_opens_an_interactive_shell(project, rehearsal_host):
     assert proc.wait(timeout=30) == 3, seen
     os.close(controller)
     assert b"marker-42" in seen
+
+
+def test_cli_failure_is_one_line_on_stderr(project, monkeypatch):
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)  # says nothing: paramiko would log a traceback if its logger were not quieted
+        env = {**os.environ, "REMOTE_PORT": str(server.getsockname()[1]), "SSH_TIMEOUT": "1"}
+        done = subprocess.run([str(Path(sys.executable).with_name("cosmos-tools")), "trust", "--yes"], env=env,
+                              capture_output=True, text=True, timeout=60)
+    assert done.returncode == 3
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith("error: 127.0.0.1:"), done.stderr
+    assert "did not complete the SSH handshake" in done.stderr
