@@ -446,3 +446,17 @@ def test_cli_failure_is_one_line_on_stderr(project, monkeypatch):
     assert done.returncode == 3
     assert done.stderr.count("\n") == 1 and done.stderr.startswith("error: 127.0.0.1:"), done.stderr
     assert "did not complete the SSH handshake" in done.stderr
+
+
+def test_ssh_and_trust_with_the_local_transport(project, tmp_path):
+    box = tmp_path / "box 'dir'"
+    box.mkdir()
+    env = {**os.environ, "TRANSPORT": "local", "REMOTE_DIR": str(box)}
+    done = subprocess.run([str(REPO / "scripts" / "ssh_remote.sh"), "pwd"], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert (done.returncode, done.stdout) == (0, f"{box}\n"), done.stderr
+    done = subprocess.run([str(REPO / "scripts" / "ssh_remote.sh"), "pwd"], capture_output=True, text=True,
+                          env={**env, "REMOTE_DIR": str(tmp_path / "missing")}, timeout=60)
+    assert done.returncode == 1 and "REMOTE_DIR" in done.stderr and "missing" in done.stderr
+    refused = CliRunner().invoke(cli, ["trust"], env={"TRANSPORT": "local"})
+    assert refused.exit_code == 1 and "no SSH host key to trust" in refused.output
