@@ -62,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="project root (default: this checkout)")
     parser.add_argument("--keep-host", action="store_true", help="leave the rehearsal host running")
     parser.add_argument("--seconds", type=float, default=None, help="stand-in inference duration per job")
+    parser.add_argument("--frames", type=int, default=48, help="length of the test shot (default 48)")
     args = parser.parse_args(argv)
 
     from .config import load_config
@@ -80,8 +81,8 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.update(env)
         cfg = load_config(root)
         shot = cfg.local_path("LOCAL_VIDEOS_DIR") / SHOT
-        print(f"demo: writing a 48-frame test shot into {shot}", file=sys.stderr)
-        make_shot(shot)
+        print(f"demo: writing a {args.frames}-frame test shot into {shot}", file=sys.stderr)
+        make_shot(shot, frames=args.frames)
         prompt = new_prompt(cfg, "demo", PROMPT_TEXT, shot=SHOT)
         print(f"demo: wrote {prompt.relative_to(root)}; running scripts/full_cycle.sh on it", file=sys.stderr)
         done = subprocess.run([str(root / "scripts" / "full_cycle.sh"), str(prompt)], cwd=root, env=env)
