@@ -24,6 +24,7 @@ LOCK_FILE = ".cosmos-tools/gpu.lock"
 TAIL_LINES = 15
 BUSY, LOST = 75, 4  # exit codes of the start and follow scripts
 RECONNECT_DELAYS = (1, 2, 4, 8)
+MAX_DROPS = 20  # reconnections while following one job before giving up
 WAIT_POLL_SECONDS = 2.0
 GUARDRAIL = "GUARDRAIL BLOCKED"
 STOPPED_CODES = (130, 137, 143)  # ended by SIGINT, SIGKILL or SIGTERM (Ctrl-C, kill, docker stop)
@@ -404,7 +405,9 @@ class Runner:
         verdict = state.verdict
         if verdict == "running":
             if detach:
-                return Outcome("running", state, message=f"{job.label} is already running")
+                self.say(f"{job.label} is already running on the box; follow it with "
+                         f"`cosmos-tools attach {shlex.quote(job.name)}`")
+                return Outcome("running", state, box=box)
             self.say(f"{job.label} is already running on the box; re-attaching to its log")
             return self.follow(job, offset=-20)
         current = state.spec_sha == job.spec_sha
@@ -457,33 +460,48 @@ class Runner:
             if data:
                 self.echo(data)
 
-        from .transport import ConnectionLost
-
-        while True:
+        def stream() -> int:
             start_at, position["header"] = position["offset"], b""
             try:
-                rc = remote.t.stream(["bash", "-c", FOLLOW_SCRIPT, "cosmos-follow", job.log_path, job.exit_code_path,
-                                      str(start_at), job.container, *remote.docker], on_output=on_output)
-            except ConnectionLost as exc:
-                if position["header"] is not None:
+                return remote.t.stream(["bash", "-c", FOLLOW_SCRIPT, "cosmos-follow", job.log_path,
+                                        job.exit_code_path, str(start_at), job.container, *remote.docker],
+                                       on_output=on_output)
+            except BaseException:
+                if position["header"] is not None:  # the offset line never arrived: ask for the same start
                     position["offset"] = start_at
-                try:
-                    remote.reconnect(str(exc), self.say)
-                except RemoteError as gone:
-                    raise RemoteError(f"{gone}; the job keeps running on the box: re-attach with "
-                                      f"`cosmos-tools attach {shlex.quote(job.name)}`") from None
-                continue
-            except KeyboardInterrupt:
-                self.interrupt(job)
-                raise Interrupted(f"interrupted: stopped {job.label} on the box") from None
-            break
-        box = remote.probe(list(dict.fromkeys([job.dir, *self.watch])))
+                raise
+
+        try:
+            rc = self._reconnecting(job, stream)
+        except KeyboardInterrupt:
+            self.interrupt(job)
+            raise Interrupted(f"interrupted: stopped {job.label} on the box") from None
+        box = self._reconnecting(job, lambda: remote.probe(list(dict.fromkeys([job.dir, *self.watch]))))
         state = box.jobs[job.dir]
         if rc == LOST and state.exit_code is None:
             state.running = False
         status = {"ok": "ok", "blocked": "blocked", "stopped": "cancelled"}.get(state.verdict, "failed")
         return Outcome(status, state, seconds=time.monotonic() - started,
                        message="" if status == "ok" else state.failure(job.label), box=box)
+
+    def _reconnecting(self, job: Job, step):
+        """Run ``step``; after a dropped connection reconnect and run it again (the job keeps running)."""
+        from .transport import ConnectionLost
+
+        for _ in range(MAX_DROPS):
+            try:
+                return step()
+            except ConnectionLost as exc:
+                why = str(exc)
+                try:
+                    self.remote.reconnect(why, self.say)
+                except RemoteError as gone:
+                    why = str(gone)
+                    break
+        else:
+            why = f"the connection dropped {MAX_DROPS} times"
+        raise RemoteError(f"{why}; the job keeps running on the box: re-attach with "
+                          f"`cosmos-tools attach {shlex.quote(job.name)}`")
 
     def interrupt(self, job: Job) -> None:
         """Ctrl-C: ask the box to stop the job (a second Ctrl-C gives up waiting)."""
