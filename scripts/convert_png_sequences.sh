@@ -3,13 +3,19 @@
 #
 # Turn a Houdini/Nuke render folder of color/depth/segmentation PNG sequences into
 # inputs/videos/<output_name>/{color,depth,segmentation}.mp4 plus shot.json.
+# Any padding and start frame (color.1001.png, RGB_00000.png, z.7.png); names in any case:
+# color/rgb/beauty, depth/z, segmentation/seg/mask. color is required, depth and seg optional.
+# Gaps, mismatched frame ranges or sizes and broken PNGs stop it with one line; nothing is written
+# and an earlier shot folder of that name is kept. frame_count keeps the first N frames.
 #
-# Options (see `cosmos-tools convert --help` for all):
-#   --fps N           frames per second (default: FPS from config.sh, 24)
-#   --fit             scale or pad to the nearest Cosmos resolution bucket
-#   --depth-near-bright   the depth render is already brighter-is-nearer
-#   --force           encode again even if the sources have not changed
-#   -h, --help        show this help
+# Options (see `cosmos-tools convert --help`):
+#   --fps N               frames per second (default: FPS from config.sh, 24)
+#   --fit                 scale/pad to the closest Cosmos bucket (1280x704, 960x704, 960x960, ...)
+#   --depth-near-bright   the depth render is already brighter-is-nearer (default: inverted)
+#   --force               encode again even if the sources have not changed
+#   --json                print shot.json on stdout
+#   -q, --quiet           no progress bar and no summary
+#   -h, --help            show this help
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname -- "${BASH_SOURCE[0]}")/lib.sh"

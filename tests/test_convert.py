@@ -442,3 +442,26 @@ def test_make_convert_target(project, tmp_path):
     assert probe_video(videos(project) / "from make" / "color.mp4").frames == 2
     missing = subprocess.run([*make], env=user_env(project), capture_output=True, text=True, check=False)
     assert missing.returncode != 0 and "SHOT=" in missing.stderr
+
+
+def test_progress_bar_on_a_terminal(project, tmp_path):
+    import pty
+
+    src = rf.make_render(tmp_path / "r", frames=5)
+    main, secondary = pty.openpty()
+    run = subprocess.run([str(SCRIPT), str(src), "bar"], env=user_env(project), stdout=subprocess.PIPE,
+                         stderr=secondary, check=False)
+    os.close(secondary)
+    drawn = b""
+    while True:
+        try:
+            chunk = os.read(main, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        drawn += chunk
+    os.close(main)
+    assert run.returncode == 0
+    assert b"convert bar [########################] 15/15" in drawn
+    assert b"frames/s" in drawn

@@ -30,7 +30,6 @@ SETTINGS = {
 }
 # What ffprobe reports for each output (h264 decodes 4:0:0 gray as full-range yuvj420p, R=G=B).
 EXPECTED = {"color": ("h264", "yuv420p"), "segmentation": ("h264", "gbrp"), "depth": ("h264", "yuvj420p")}
-BACKGROUND = 5  # niceness of the segmentation and depth processes: the colour encode sets the pace
 KEEP_DEPTH_IN_MEMORY = 1 << 30  # bytes of depth frames kept between the range pass and the encode
 OnFrames = Callable[[int], None]
 
@@ -63,12 +62,11 @@ def encode_segmentation(group: ProcessGroup, seq: Sequence, geo: Geometry, fps: 
     if seq.info.bit_depth != 16:
         vf = ",".join([*geo.filters(s["scale"]), "format=rgb24"])
         args = ["-xerror", *image_input(seq, fps), "-frames:v", str(len(seq.files)), "-vf", vf, *encoder]
-        _run_from_pngs(group, seq, args, on_frames, nice=BACKGROUND)
+        _run_from_pngs(group, seq, args, on_frames)
         return
     import numpy as np
 
-    proc = group.start([*_raw_input(geo, "rgb24", fps), *encoder], f"encoding {seq.label}", on_frames, stdin=True,
-                       nice=BACKGROUND)
+    proc = group.start([*_raw_input(geo, "rgb24", fps), *encoder], f"encoding {seq.label}", on_frames, stdin=True)
     frames = _raw_frames(group, seq, geo, fps, "rgb48le", 3, "<u2", s["scale"])
     _feed(proc, (((f.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8) for f in frames))
 
@@ -88,9 +86,9 @@ def _feed(proc, frames) -> None:
     proc.wait()
 
 
-def _run_from_pngs(group: ProcessGroup, seq: Sequence, args: list[str], on_frames: OnFrames, nice: int = 0) -> None:
+def _run_from_pngs(group: ProcessGroup, seq: Sequence, args: list[str], on_frames: OnFrames) -> None:
     try:
-        group.start(args, f"encoding {seq.label}", on_frames, nice=nice).wait()
+        group.start(args, f"encoding {seq.label}", on_frames).wait()
     except FfmpegFailed as exc:
         raise_broken_png(seq, exc)
 
@@ -114,7 +112,7 @@ def _raw_frames(group: ProcessGroup, seq: Sequence, geo: Geometry, fps: int, pix
     vf = geo.filters(scale_flags)
     args = ["-xerror", *image_input(seq, fps), "-frames:v", str(len(seq.files)),
             *(["-vf", ",".join(vf)] if vf else []), "-f", "rawvideo", "-pix_fmt", pix_fmt, "pipe:1"]
-    proc = group.start(args, f"decoding {seq.label}", raw_stdout=True, nice=BACKGROUND)
+    proc = group.start(args, f"decoding {seq.label}", raw_stdout=True)
     size = geo.width * geo.height * channels * np.dtype(dtype).itemsize
     count = 0
     try:
@@ -161,7 +159,7 @@ def encode_depth(group: ProcessGroup, seq: Sequence, geo: Geometry, fps: int, ou
     s = SETTINGS["depth"]
     args = [*_raw_input(geo, "gray", fps), "-c:v", s["codec"], "-preset", s["preset"], "-qp", str(s["qp"]),
             "-pix_fmt", s["pix_fmt"], "-color_range", s["color_range"], *_mp4_out(out)]
-    proc = group.start(args, f"encoding {seq.label}", on_frames, stdin=True, nice=BACKGROUND)
+    proc = group.start(args, f"encoding {seq.label}", on_frames, stdin=True)
     _feed(proc, (np.take(lut, frame) for frame in (kept if keep else _depth_frames(group, seq, geo, fps))))
     kept.clear()
     return mapping

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import threading
 from collections.abc import Callable
@@ -22,12 +21,10 @@ class FfmpegFailed(UserError):
 
 
 class FfmpegProcess:
-    """``ffmpeg <args> -progress pipe:1``; ``on_frames(n)`` is called with each batch of new frames.
-
-    ``nice`` lowers the process's priority (the background modalities use it)."""
+    """``ffmpeg <args> -progress pipe:1``; ``on_frames(n)`` is called with each batch of new frames."""
 
     def __init__(self, args: list[str], what: str, on_frames: Callable[[int], None] | None = None,
-                 stdin: bool = False, raw_stdout: bool = False, nice: int = 0) -> None:
+                 stdin: bool = False, raw_stdout: bool = False) -> None:
         self.what = what
         progress = [] if raw_stdout else ["-progress", "pipe:1", "-nostats"]
         argv = [FFMPEG, *QUIET, *progress, *args]
@@ -36,11 +33,6 @@ class FfmpegProcess:
                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         except FileNotFoundError:
             raise UserError("ffmpeg not found; install it (sudo apt-get install ffmpeg)") from None
-        if nice:  # a shorter job yields the CPU to the longest one (the colour), which sets the pace
-            try:
-                os.setpriority(os.PRIO_PROCESS, self.proc.pid, nice)
-            except OSError:
-                pass
         self._stderr: list[bytes] = []
         self._threads = [threading.Thread(target=self._read_stderr, daemon=True)]
         if not raw_stdout:

@@ -42,6 +42,7 @@ class ConvertOptions:
     depth_near_bright: bool = False
     force: bool = False
     progress: bool = True
+    concurrent: bool = True  # False encodes one modality after the other (the benchmark measures the gain)
 
 
 @dataclass
@@ -158,7 +159,8 @@ def _encode_all(sequences: dict[str, Sequence], geo: Geometry, options: ConvertO
         checked("segmentation")
 
     jobs = {"color": color, "depth": depth, "segmentation": segmentation}
-    with ThreadPoolExecutor(max_workers=len(sequences), thread_name_prefix="convert") as pool:
+    workers = len(sequences) if options.concurrent else 1
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="convert") as pool:
         futures = [pool.submit(jobs[m]) for m in sequences]
         try:
             done, _ = wait(futures, return_when=FIRST_EXCEPTION)
