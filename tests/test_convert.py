@@ -465,3 +465,34 @@ def test_progress_bar_on_a_terminal(project, tmp_path):
     assert run.returncode == 0
     assert b"convert bar [########################] 15/15" in drawn
     assert b"frames/s" in drawn
+
+
+def test_depth_decoded_twice_when_too_big_to_keep(project, tmp_path, monkeypatch):
+    from cosmos_tools.convert import encode
+
+    src = rf.make_render(tmp_path / "r", frames=3, width=32, height=24, names=("color", "depth", None))
+    kept, _ = run_convert(project, src, "kept")
+    monkeypatch.setattr(encode, "KEEP_DEPTH_IN_MEMORY", 0)
+    twice, _ = run_convert(project, src, "twice")
+    assert np.array_equal(_decoded_depth(kept.folder / "depth.mp4"), _decoded_depth(twice.folder / "depth.mp4"))
+
+
+def test_interrupt_leaves_nothing_behind(project, tmp_path):
+    import signal
+    import time
+
+    src = rf.make_render(tmp_path / "r", frames=40, width=640, height=352)
+    good = rf.make_render(tmp_path / "good", frames=2)
+    run_convert(project, good, "shot")
+    before = {p.name: p.read_bytes() for p in (videos(project) / "shot").iterdir()}
+    proc = subprocess.Popen([str(SCRIPT), str(src), "shot", "--force"], env=user_env(project),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    while not leftovers(project) and proc.poll() is None:  # wait until the encoders are writing
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    if proc.returncode == 0:
+        pytest.skip("the conversion finished before the interrupt arrived")
+    assert proc.returncode != 0 and b"Traceback" not in err, err  # click prints "Aborted!"
+    assert leftovers(project) == []
+    assert {p.name: p.read_bytes() for p in (videos(project) / "shot").iterdir()} == before
