@@ -142,10 +142,15 @@ def truncate(path: Path, keep: float = 0.5) -> None:
     path.write_bytes(data[: int(len(data) * keep)])
 
 
-def corrupt_pixels(path: Path) -> None:
-    """Keep the PNG's structure but scramble its compressed pixel data (bad disk, bad copy)."""
+def corrupt_pixels(path: Path, fix_crc: bool = False) -> None:
+    """Scramble a PNG's compressed pixel data (bad disk, bad copy); ``fix_crc`` re-signs the chunk,
+    as a broken writer would, so only decompressing the data finds the fault."""
     data = bytearray(path.read_bytes())
-    start = data.index(b"IDAT") + 8
-    for k in range(start, min(start + 64, len(data) - 16)):
+    kind = data.index(b"IDAT")
+    (length,) = struct.unpack(">I", data[kind - 4:kind])
+    for k in range(kind + 6, min(kind + 70, kind + 4 + length)):
         data[k] ^= 0x5A
+    if fix_crc:
+        crc = zlib.crc32(bytes(data[kind:kind + 4 + length])) & 0xFFFFFFFF
+        data[kind + 4 + length:kind + 8 + length] = struct.pack(">I", crc)
     path.write_bytes(bytes(data))

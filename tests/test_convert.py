@@ -159,7 +159,13 @@ def test_not_a_png(project, tmp_path):
 def test_corrupt_pixel_data_named(project, tmp_path):
     src = rf.make_render(tmp_path / "r", frames=4)
     rf.corrupt_pixels(src / "segmentation.0003.png")
-    _fails(project, src, "segmentation.0003.png", "corrupt PNG")
+    _fails(project, src, "segmentation.0003.png", "corrupt PNG", "checksum")
+
+
+def test_undecodable_pixel_data_with_valid_checksums_named(project, tmp_path):
+    src = rf.make_render(tmp_path / "r", frames=4)
+    rf.corrupt_pixels(src / "color.0002.png", fix_crc=True)
+    _fails(project, src, "color.0002.png", "corrupt PNG", "pixel data")
 
 
 def test_mixed_padding_and_duplicate_frames(project, tmp_path):

@@ -9,14 +9,13 @@
 from __future__ import annotations
 
 import struct
-import subprocess
 import zlib
 from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import UserError
 from .depth import DepthRange, DepthStats
-from .ffmpeg_run import FFMPEG, QUIET, FfmpegFailed, ProcessGroup
+from .ffmpeg_run import FfmpegFailed, ProcessGroup
 from .geometry import Geometry
 from .sequences import Sequence
 
@@ -90,7 +89,7 @@ def _run_from_pngs(group: ProcessGroup, seq: Sequence, args: list[str], on_frame
     try:
         group.start(args, f"encoding {seq.label}", on_frames).wait()
     except FfmpegFailed as exc:
-        raise_broken_png(seq, exc)
+        raise_broken_png(group, seq, exc)
 
 
 def _depth_decode_format(seq: Sequence) -> tuple[str, int, str, int]:
@@ -124,7 +123,7 @@ def _raw_frames(group: ProcessGroup, seq: Sequence, geo: Geometry, fps: int, pix
             yield np.frombuffer(data, dtype).reshape(geo.height, geo.width, channels)
         proc.wait()
     except FfmpegFailed as exc:
-        raise_broken_png(seq, exc)
+        raise_broken_png(group, seq, exc)
     finally:
         proc.kill()
     if count != len(seq.files):
@@ -165,29 +164,26 @@ def encode_depth(group: ProcessGroup, seq: Sequence, geo: Geometry, fps: int, ou
     return mapping
 
 
-def raise_broken_png(seq: Sequence, exc: FfmpegFailed) -> None:
-    """ffmpeg failed on a sequence: name the broken file if there is one, else pass ffmpeg's line on."""
+def raise_broken_png(group: ProcessGroup, seq: Sequence, exc: FfmpegFailed) -> None:
+    """ffmpeg failed on a sequence: name the broken file if there is one, else pass ffmpeg's line on.
+
+    Not when the conversion was cancelled (another modality failed, or Ctrl-C): the kill is the cause."""
+    if group.cancelled.is_set():
+        raise exc
     for path in seq.files:
         problem = png_problem(path)
         if problem:
             raise UserError(f"{path}: {problem}; re-render or copy this frame again") from None
-    for path in seq.files:
-        result = subprocess.run([FFMPEG, *QUIET, "-xerror", "-i", str(path), "-f", "null", "-"],
-                                capture_output=True, check=False)
-        if result.returncode != 0:
-            line = result.stderr.decode("utf-8", "replace").strip().splitlines()
-            raise UserError(f"{path}: ffmpeg cannot decode it ({line[-1] if line else 'error'}); "
-                            "re-render or copy this frame again") from None
     raise exc
 
 
 def png_problem(path: Path) -> str | None:
-    """A PNG's first structural fault (chunk lengths, CRCs, IEND), or None when it is sound."""
+    """A PNG's first fault (chunk lengths, CRCs, IEND, compressed pixel data), or None when it is sound."""
     try:
         data = path.read_bytes()
     except OSError as exc:
         return f"cannot read ({exc.strerror})"
-    pos = 8
+    pos, pixels = 8, zlib.decompressobj()
     while pos + 12 <= len(data):
         (length,) = struct.unpack(">I", data[pos:pos + 4])
         kind = data[pos + 4:pos + 8]
@@ -197,7 +193,12 @@ def png_problem(path: Path) -> str | None:
         (crc,) = struct.unpack(">I", data[end - 4:end])
         if zlib.crc32(data[pos + 4:end - 4]) & 0xFFFFFFFF != crc:
             return f"corrupt PNG (bad checksum in the {kind.decode('latin-1')} chunk at byte {pos})"
+        if kind == b"IDAT":
+            try:
+                pixels.decompress(data[pos + 8:end - 4])  # checks the stream; the pixels are dropped
+            except zlib.error as exc:
+                return f"corrupt PNG (pixel data does not decompress: {exc})"
         if kind == b"IEND":
-            return None
+            return None if pixels.eof else "corrupt PNG (pixel data ends early)"
         pos = end
     return "truncated PNG (no IEND chunk)"
