@@ -86,7 +86,7 @@ def remote_path(host, rel: str) -> Path:
 @pytest.fixture
 def slow_jobs(rehearsal_host):
     """Stand-in inference that takes a few seconds, so a test can act while a job runs."""
-    set_stand_in_seconds(rehearsal_host.dir, 3)
+    set_stand_in_seconds(rehearsal_host.dir, 2)
     yield
     set_stand_in_seconds(rehearsal_host.dir, 0.3)
 
@@ -296,10 +296,13 @@ def test_two_cycles_at_once_both_finish_and_append_history(project, rehearsal_ho
     shot = add_shot(project)
     prompts = [write_prompt(project, f"pair_{i}", shot) for i in range(2)]
     script(project, "upload_prompt.sh", prompts[0], "--quiet")  # the shared shot is on the box once
-    procs = [start(project, "full_cycle.sh", p, "--no-upscale", "--wait") for p in prompts]
+    first = start(project, "full_cycle.sh", prompts[0], "--no-upscale", "--wait")
+    seen = wait_for_line(first, "started pair_0")  # the second cycle comes while the first job holds the box
+    procs = [first, start(project, "full_cycle.sh", prompts[1], "--no-upscale", "--wait")]
     results = [p.communicate(timeout=180) for p in procs]
+    results[0] = (results[0][0], seen + results[0][1])
     assert [p.returncode for p in procs] == [0, 0], [r[1] for r in results]
-    assert any("waiting (--wait)" in err for _, err in results)
+    assert "waiting (--wait)" in results[1][1]
     lines = records(project)
     assert sorted(r["run"] for r in lines) == ["pair_0", "pair_1"] and {r["status"] for r in lines} == {"ok"}
 
