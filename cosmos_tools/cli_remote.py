@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import datetime, timezone
 from pathlib import Path
 
 import click
@@ -184,9 +183,7 @@ def status_cmd(as_json: bool) -> None:
         return
     table = [("STATE", "EXIT", "UPDATED", "JOB")]
     for row in rows:
-        updated = datetime.fromtimestamp(row["updated"], timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ") \
-            if row["updated"] else ""
-        table.append((row["state"], "" if row["exit_code"] is None else str(row["exit_code"]), updated,
+        table.append((row["state"], "" if row["exit_code"] is None else str(row["exit_code"]), row["updated"],
                       _shown(row["job"])))
     widths = [max(len(r[i]) for r in table) for i in range(3)]
     for r in table:

@@ -9,6 +9,7 @@ reopened (a few tries) and the interrupted step repeated. docs/remote.md has the
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from . import history
 from .errors import UserError
 from .jobs import RUN, UPSCALE, Box, Interrupted, Job, Outcome, Remote, Runner, job_dir, job_from_rendered
 
+RESULT_FILES = ("output.mp4", "output.txt", "exit_code")
 MAX_UPSCALE_FRAMES = 121  # cosmos-transfer1 issue #150: the second 121-frame chunk of an upscale fails
 STEP_RETRIES = 3
 
@@ -236,6 +238,10 @@ class Session:
         local = self.cfg.local_path("LOCAL_OUTPUTS_DIR") / PurePosixPath(rel).name
         report = self.retrying("download", lambda: download_tree(self.remote.t, rel, local,
                                                                  progress=not self.quiet, missing_ok=missing_ok))
+        on_box = set(report.sent) | set(report.skipped)
+        for name in RESULT_FILES:  # results of an earlier attempt that the box no longer has
+            if (local / name).is_file() and name not in on_box:
+                os.replace(local / name, local / f"{name}.prev")
         self.say(f"download {rel}: {len(report.sent)} fetched ({report.bytes_sent / 1e6:.1f} MB), "
                  f"{len(report.skipped)} unchanged, {report.seconds:.1f} s")
         return report
@@ -383,7 +389,7 @@ def _summary(cfg, plan: Plan, result: CycleResult, line: str) -> None:
     outputs = cfg.local_path("LOCAL_OUTPUTS_DIR")
     print(f"status: {result.status}" + (f" ({result.error})" if result.error else ""))
     run_video = outputs / plan.name / "output.mp4"
-    if run_video.is_file():
+    if result.status == "ok" and run_video.is_file():
         print(f"result: {local_rel(cfg, run_video)}")
     up_video = outputs / f"{plan.name}_upscaled" / "output.mp4"
     if result.upscaled and up_video.is_file():

@@ -608,10 +608,19 @@ def job_rows(remote: Remote) -> list[dict]:
         state = JobState(dir=f"outputs/{folder}", exit_code=row["exit_code"], log_size=1,
                          output_size=row["output_size"], blocked=row["blocked"], running=live)
         out.append({"job": f"outputs/{folder}", "run": name, "kind": kind, "state": state.verdict,
-                    "exit_code": row["exit_code"], "updated": row["updated"], "output_size": row["output_size"]})
+                    "exit_code": row["exit_code"], "updated": _iso(row["updated"]),
+                    "output_size": row["output_size"]})
     for container in running:
         if container not in seen:
             out.append({"job": container, "run": "", "kind": "", "state": "running", "exit_code": None,
-                        "updated": 0, "output_size": 0})
-    out.sort(key=lambda r: (r["state"] != "running", -r["updated"]))
+                        "updated": "", "output_size": 0})
+    out.sort(key=lambda r: r["updated"], reverse=True)
+    out.sort(key=lambda r: r["state"] != "running")
     return out
+
+
+def _iso(epoch: float) -> str:
+    """A file time as UTC ``YYYY-MM-DDTHH:MM:SSZ`` ("" if unknown)."""
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") if epoch else ""

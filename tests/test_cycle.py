@@ -148,7 +148,7 @@ def test_full_cycle_then_rerun_does_nothing_again(project, rehearsal_host):
         finished.stdout
 
 
-def test_upload_checks_first_and_resends_nothing(project, rehearsal_host):
+def test_upload_checks_first_and_resends_nothing(project, rehearsal_host, tmp_path):
     shot = add_shot(project, "upload_shot")  # the rehearsal host lives for the session: a shot of its own
     bad = write_prompt(project, "bad", shot, vis={"control_weight": -1})
     refused = script(project, "upload_prompt.sh", bad)
@@ -162,6 +162,11 @@ def test_upload_checks_first_and_resends_nothing(project, rehearsal_host):
     for name in ("color.mp4", "depth.mp4", "segmentation.mp4"):
         assert remote_path(rehearsal_host, f"inputs/videos/{shot}/{name}").read_bytes() == \
             (project / "inputs" / "videos" / shot / name).read_bytes()
+    outside = tmp_path / "elsewhere" / "outside.json"  # a prompt outside inputs/prompts goes there on the box
+    outside.parent.mkdir()
+    outside.write_bytes(good.read_bytes())
+    assert script(project, "upload_prompt.sh", outside, "--quiet").returncode == 0
+    assert remote_path(rehearsal_host, "inputs/prompts/outside.json").read_bytes() == good.read_bytes()
     quiet = script(project, "upload_prompt.sh", good, "--quiet")
     assert quiet.returncode == 0 and quiet.stdout == "" and quiet.stderr == ""
     again = script(project, "upload_prompt.sh", good)
@@ -179,16 +184,23 @@ def test_videos_subdir_override_must_match_the_prompt(project, rehearsal_host):
     assert not remote_path(rehearsal_host, "inputs/videos/shot_b").exists()
 
 
-def test_guardrail_block_is_reported_failed_with_the_log_tail(project, rehearsal_host):
+def test_changed_prompt_runs_again_and_a_guardrail_block_is_reported_with_the_log_tail(project, rehearsal_host):
     shot = add_shot(project)
-    prompt = write_prompt(project, "blocked", shot, text="GUARDRAIL_BLOCK_ME please")
+    prompt = write_prompt(project, "blocked", shot)
+    assert script(project, "full_cycle.sh", prompt, "--no-upscale").returncode == 0
+    write_prompt(project, "blocked", shot, text="GUARDRAIL_BLOCK_ME please")  # edited: the spec changed
     done = script(project, "full_cycle.sh", prompt)
     assert done.returncode == 1
     assert "guardrail blocked it" in done.stderr and "last" in done.stderr and "GUARDRAIL BLOCKED" in done.stderr
-    assert "GUARDRAIL BLOCKED" in (project / "outputs" / "blocked" / "run.log").read_text()  # the log came back
+    out = project / "outputs" / "blocked"
+    assert "GUARDRAIL BLOCKED" in (out / "run.log").read_text()  # the failed run's log came back
+    assert not (out / "output.mp4").exists() and (out / "output.mp4.prev").is_file()  # no stale result
+    assert "result:" not in done.stdout
+    assert remote_path(rehearsal_host, "outputs/blocked/run.log.prev").is_file()
     assert not (project / "outputs" / "blocked_upscaled").exists()
-    (line,) = records(project)
-    assert line["status"] == "blocked" and "guardrail" in line["error"] and line["upscale"] == "0.5"
+    first, second = records(project)
+    assert first["status"] == "ok" and second["status"] == "blocked" and "guardrail" in second["error"]
+    assert second["upscale"] == "0.5" and "upscaled" not in second
 
 
 def test_run_refused_by_transfer_py_fails_with_its_error(project, rehearsal_host):
