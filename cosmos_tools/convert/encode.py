@@ -79,7 +79,7 @@ def _feed(proc, frames) -> None:
     """Write raw frames to an encoder's stdin, then wait for it (its error line wins over a broken pipe)."""
     try:
         for frame in frames:
-            proc.proc.stdin.write(frame.tobytes())
+            proc.proc.stdin.write(frame.data)  # contiguous arrays: no copy
     except (BrokenPipeError, OSError):
         pass
     proc.wait()
