@@ -198,6 +198,12 @@ def test_replacing_a_shot_swaps_it_whole(project, tmp_path):
     assert leftovers(project) == []
 
 
+def test_output_name_taken_by_a_file(project, tmp_path):
+    (videos(project) / "shot").write_text("not a folder")
+    _fails(project, rf.make_render(tmp_path / "r", frames=2), "exists and is not a shot folder")
+    assert (videos(project) / "shot").read_text() == "not a folder"
+
+
 @pytest.mark.parametrize("name", ["", ".", "..", "a/b", "../up"])
 def test_bad_output_names(project, tmp_path, name):
     src = rf.make_render(tmp_path / "r", frames=2, names=("color", None, None))

@@ -88,23 +88,29 @@ def _up_to_date(target: Path, fingerprint: str) -> dict | None:
         return None
 
 
+def _check_target(target: Path) -> None:
+    if (target.exists() or target.is_symlink()) and (not target.is_dir() or target.is_symlink()):
+        raise UserError(f"{target} exists and is not a shot folder; move it away or pick another name")
+
+
 def _swap_in(tmp: Path, target: Path) -> None:
-    """Rename the finished folder into place; an earlier shot is moved aside first and deleted last."""
+    """Rename the finished folder into place; an earlier shot is moved aside first and deleted last.
+
+    Whatever interrupts it (an error, Ctrl-C), the earlier shot is moved back if the new one is not in."""
+    _check_target(target)
     old = None
-    if target.exists() or target.is_symlink():
-        if not target.is_dir() or target.is_symlink():
-            raise UserError(f"{target} exists and is not a shot folder; move it away or pick another name")
-        old = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX + "old-", dir=target.parent))
-        os.rename(target, old / "shot")
     try:
+        if target.exists():
+            old = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX + "old-", dir=target.parent))
+            os.rename(target, old / "shot")
         os.rename(tmp, target)
-    except OSError:
-        if old is not None:
+    except BaseException:
+        if old is not None and (old / "shot").exists() and not target.exists():
             os.rename(old / "shot", target)
-            shutil.rmtree(old, ignore_errors=True)
         raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if old is not None and target.is_dir():  # never delete the earlier shot while it is not back in place
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def _usual_permissions(folder: Path) -> None:
@@ -196,6 +202,7 @@ def convert_shot(input_dir: Path, output_name: str, videos_dir: Path, options: C
     fingerprint, per_modality = _fingerprint(sequences, options)
     videos_dir = Path(videos_dir)
     target = videos_dir / output_name
+    _check_target(target)
     if not options.force:
         record = _up_to_date(target, fingerprint)
         if record is not None:
