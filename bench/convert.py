@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import resource
 import subprocess
 import sys
@@ -35,6 +34,9 @@ import render_fixtures as rf  # noqa: E402
 from cosmos_tools.convert import ConvertOptions, convert_shot  # noqa: E402
 from cosmos_tools.convert.depth import DepthStats  # noqa: E402
 from cosmos_tools.convert.encode import SETTINGS  # noqa: E402
+from cosmos_tools.convert.geometry import plan_geometry  # noqa: E402
+from cosmos_tools.convert.sequences import find_sequences  # noqa: E402
+from cosmos_tools.convert.verify import color_psnr  # noqa: E402
 
 FRAMES, WIDTH, HEIGHT, START, LABELS = 121, 1280, 704, 1001, 13
 
@@ -103,14 +105,6 @@ def decode(video: Path, pix_fmt: str, channels: int) -> np.ndarray:
     return np.frombuffer(data, np.uint8).reshape(-1, HEIGHT, WIDTH, channels)
 
 
-def full_psnr(video: Path, src: Path, fps: int) -> float:
-    graph = ("[0:v]scale=in_color_matrix=bt709:in_range=tv,format=rgb24[a];[1:v]format=rgb24[b];[a][b]psnr")
-    result = subprocess.run(["ffmpeg", "-hide_banner", "-i", str(video), "-framerate", str(fps), "-start_number",
-                             str(START), "-i", str(src / "color.%04d.png"), "-lavfi", graph, "-f", "null", "-"],
-                            capture_output=True, check=True)
-    return float(re.findall(rb"average:(\S+)", result.stderr)[-1])
-
-
 def fidelity(shot: Path, src: Path, frames: int, fps: int) -> dict:
     """Decoded shot against the generator's own frames, one frame at a time."""
     stats = DepthStats(65535)
@@ -126,7 +120,9 @@ def fidelity(shot: Path, src: Path, frames: int, fps: int) -> dict:
         correct += int((seg[i] == rf.PALETTE[rf.label_frame(i, WIDTH, HEIGHT, LABELS)]).all(axis=-1).sum())
         packed = seg[i].astype(np.uint32) @ np.array([65536, 256, 1], np.uint32)
         colours.update(np.unique(packed).tolist())
-    return {"psnr": full_psnr(shot / "color.mp4", src, fps), "depth_max": depth_max,
+    color = find_sequences(src)["color"]
+    psnr, _ = color_psnr(shot / "color.mp4", color, plan_geometry(WIDTH, HEIGHT, False), fps, frames=None)
+    return {"psnr": psnr, "depth_max": depth_max,
             "depth_mean": depth_sum / frames, "labels": correct / (frames * WIDTH * HEIGHT),
             "colours": len(colours), "span": (mapping.lo, mapping.hi)}
 

@@ -337,6 +337,16 @@ def test_color_psnr_and_readers(project, tmp_path):
     assert (info.codec, info.pix_fmt) == ("h264", "yuv420p")
 
 
+def test_printed_psnr_is_the_psnr_of_those_frames(project, tmp_path):
+    src = rf.make_render(tmp_path / "r", frames=14, width=160, height=96, names=("color", None, None))
+    result, _ = run_convert(project, src)
+    compared = result.record["color_psnr_frames"]
+    decoded = read_imageio(result.folder / "color.mp4")[:compared]
+    mse = [np.mean((f.astype(float) - rf.color_frame(i, 160, 96)) ** 2) for i, f in enumerate(decoded)]
+    ours = np.mean([10 * np.log10(255 ** 2 / m) for m in mse])
+    assert compared == 8 and abs(result.record["color_psnr_db"] - ours) < 0.5
+
+
 def test_frame_count_and_fps(project, tmp_path):
     src = rf.make_render(tmp_path / "r", frames=6, start=1001)
     result, notes = run_convert(project, src, frame_count=4, fps=30)
