@@ -35,8 +35,8 @@ from cosmos_tools.convert import ConvertOptions, convert_shot  # noqa: E402
 from cosmos_tools.convert.depth import DepthStats  # noqa: E402
 from cosmos_tools.convert.encode import SETTINGS  # noqa: E402
 from cosmos_tools.convert.geometry import plan_geometry  # noqa: E402
+from cosmos_tools.convert.psnr import color_psnr  # noqa: E402
 from cosmos_tools.convert.sequences import find_sequences  # noqa: E402
-from cosmos_tools.convert.verify import color_psnr  # noqa: E402
 
 FRAMES, WIDTH, HEIGHT, START, LABELS = 121, 1280, 704, 1001, 13
 
@@ -121,7 +121,8 @@ def fidelity(shot: Path, src: Path, frames: int, fps: int) -> dict:
         packed = seg[i].astype(np.uint32) @ np.array([65536, 256, 1], np.uint32)
         colours.update(np.unique(packed).tolist())
     color = find_sequences(src)["color"]
-    psnr, _ = color_psnr(shot / "color.mp4", color, plan_geometry(WIDTH, HEIGHT, False), fps, frames=None)
+    psnr, _ = color_psnr(shot / "color.mp4", color, plan_geometry(WIDTH, HEIGHT, False), fps,
+                         SETTINGS["color"]["scale"])
     return {"psnr": psnr, "depth_max": depth_max,
             "depth_mean": depth_sum / frames, "labels": correct / (frames * WIDTH * HEIGHT),
             "colours": len(colours), "span": (mapping.lo, mapping.hi)}

@@ -17,6 +17,7 @@ from ..errors import UserError
 from .depth import DepthRange, DepthStats
 from .ffmpeg_run import FfmpegFailed, ProcessGroup
 from .geometry import Geometry
+from .psnr import PSNR_FRAMES, psnr_args, read_psnr
 from .sequences import Sequence
 
 SETTINGS = {
@@ -33,22 +34,36 @@ KEEP_DEPTH_IN_MEMORY = 1 << 30  # bytes of depth frames kept between the range p
 OnFrames = Callable[[int], None]
 
 
-def image_input(seq: Sequence, fps: int) -> list[str]:
-    return ["-f", "image2", "-framerate", str(fps), "-start_number", str(seq.first), "-i", seq.ffmpeg_pattern()]
-
-
 def _mp4_out(out: Path) -> list[str]:
     return ["-movflags", "+faststart", "-y", str(out)]
 
 
-def encode_color(group: ProcessGroup, seq: Sequence, geo: Geometry, fps: int, out: Path, on_frames: OnFrames) -> None:
+def encode_color(group: ProcessGroup, seq: Sequence, geo: Geometry, fps: int, out: Path,
+                 on_frames: OnFrames) -> tuple[float, int]:
+    """Encode, and measure the PSNR of the first frames while the encode goes on.
+
+    ffmpeg's tee muxer writes the MP4 and streams the same packets to a second ffmpeg that decodes
+    them and compares with the PNGs; when it has its frames it exits and the tee drops that branch
+    (``onfail=ignore``). Measuring after the encode instead left 0.35 s of one busy core at the end.
+    Returns (PSNR dB, frames compared).
+    """
     s = SETTINGS["color"]
     vf = ",".join([*geo.filters(s["scale"]), "scale=out_color_matrix=bt709:out_range=tv", "format=yuv420p"])
-    args = ["-xerror", *image_input(seq, fps), "-frames:v", str(len(seq.files)), "-vf", vf,
+    args = ["-xerror", *seq.ffmpeg_input(fps), "-frames:v", str(len(seq.files)), "-vf", vf,
             "-c:v", s["codec"], "-preset", s["preset"], "-crf", str(s["crf"]), "-pix_fmt", s["pix_fmt"],
             "-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709", "-color_range", "tv",
-            *_mp4_out(out)]
-    _run_from_pngs(group, seq, args, on_frames)
+            "-map", "0:v", "-f", "tee", f"[movflags=+faststart]{out.name}|[f=nut:onfail=ignore]pipe:1"]
+    count = min(len(seq.files), PSNR_FRAMES)
+    try:
+        encoder = group.start(args, f"encoding {seq.label}", on_frames, stdout=True, cwd=out.parent)
+        checker = group.start(psnr_args(["-f", "nut", "-i", "pipe:0"], seq, geo, fps, count, s["scale"]),
+                              f"measuring the PSNR of {out.name}", stdin=encoder.proc.stdout, cwd=out.parent)
+        encoder.proc.stdout.close()  # the checker holds the pipe now; its exit must reach the encoder
+        encoder.wait()
+    except FfmpegFailed as exc:
+        raise_broken_png(group, seq, exc)
+    checker.wait()
+    return read_psnr(out.parent, count, out.name), count
 
 
 def encode_segmentation(group: ProcessGroup, seq: Sequence, geo: Geometry, fps: int, out: Path,
@@ -60,7 +75,7 @@ def encode_segmentation(group: ProcessGroup, seq: Sequence, geo: Geometry, fps: 
                *_mp4_out(out)]
     if seq.info.bit_depth != 16:
         vf = ",".join([*geo.filters(s["scale"]), "format=rgb24"])
-        args = ["-xerror", *image_input(seq, fps), "-frames:v", str(len(seq.files)), "-vf", vf, *encoder]
+        args = ["-xerror", *seq.ffmpeg_input(fps), "-frames:v", str(len(seq.files)), "-vf", vf, *encoder]
         _run_from_pngs(group, seq, args, on_frames)
         return
     import numpy as np
@@ -109,9 +124,9 @@ def _raw_frames(group: ProcessGroup, seq: Sequence, geo: Geometry, fps: int, pix
     import numpy as np
 
     vf = geo.filters(scale_flags)
-    args = ["-xerror", *image_input(seq, fps), "-frames:v", str(len(seq.files)),
+    args = ["-xerror", *seq.ffmpeg_input(fps), "-frames:v", str(len(seq.files)),
             *(["-vf", ",".join(vf)] if vf else []), "-f", "rawvideo", "-pix_fmt", pix_fmt, "pipe:1"]
-    proc = group.start(args, f"decoding {seq.label}", raw_stdout=True)
+    proc = group.start(args, f"decoding {seq.label}", stdout=True)
     size = geo.width * geo.height * channels * np.dtype(dtype).itemsize
     count = 0
     try:

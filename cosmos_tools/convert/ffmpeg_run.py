@@ -1,10 +1,12 @@
-"""Run one ffmpeg process: argv only, progress from ``-progress pipe:1``, stderr kept for the error line."""
+"""Run one ffmpeg process: argv only, progress from ``-progress pipe:N``, stderr kept for the error line."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 from ..errors import UserError
 
@@ -21,22 +23,30 @@ class FfmpegFailed(UserError):
 
 
 class FfmpegProcess:
-    """``ffmpeg <args> -progress pipe:1``; ``on_frames(n)`` is called with each batch of new frames."""
+    """``ffmpeg <args>`` with ``-progress`` on a pipe of its own; ``on_frames(n)`` gets each batch of new frames.
+
+    ``stdin``: False (none), True (we write raw frames) or another process's stdout; ``stdout``: True
+    when ffmpeg writes data there (raw frames, or a stream for another process); ``cwd``: where relative
+    output names land (used to keep user paths out of ffmpeg's escaped option syntax).
+    """
 
     def __init__(self, args: list[str], what: str, on_frames: Callable[[int], None] | None = None,
-                 stdin: bool = False, raw_stdout: bool = False) -> None:
+                 stdin=False, stdout: bool = False, cwd: Path | None = None) -> None:
         self.what = what
-        progress = [] if raw_stdout else ["-progress", "pipe:1", "-nostats"]
-        argv = [FFMPEG, *QUIET, *progress, *args]
+        progress_read, progress_write = os.pipe()
+        argv = [FFMPEG, *QUIET, "-progress", f"pipe:{progress_write}", "-nostats", *args]
+        source = subprocess.PIPE if stdin is True else (stdin or subprocess.DEVNULL)
         try:
-            self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
-                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            self.proc = subprocess.Popen(argv, stdin=source, stdout=subprocess.PIPE if stdout else subprocess.DEVNULL,
+                                         stderr=subprocess.PIPE, pass_fds=(progress_write,), cwd=cwd)
         except FileNotFoundError:
+            os.close(progress_read)
             raise UserError("ffmpeg not found; install it (sudo apt-get install ffmpeg)") from None
+        finally:
+            os.close(progress_write)
         self._stderr: list[bytes] = []
-        self._threads = [threading.Thread(target=self._read_stderr, daemon=True)]
-        if not raw_stdout:
-            self._threads.append(threading.Thread(target=self._read_progress, args=(on_frames,), daemon=True))
+        self._threads = [threading.Thread(target=self._read_stderr, daemon=True),
+                         threading.Thread(target=self._read_progress, args=(progress_read, on_frames), daemon=True)]
         for thread in self._threads:
             thread.start()
 
@@ -45,14 +55,15 @@ class FfmpegProcess:
             self._stderr.append(line)
             del self._stderr[:-20]
 
-    def _read_progress(self, on_frames: Callable[[int], None] | None) -> None:
+    def _read_progress(self, fd: int, on_frames: Callable[[int], None] | None) -> None:
         done = 0
-        for line in self.proc.stdout:
-            if line.startswith(b"frame="):
-                frame = int(line[6:].strip() or 0)
-                if on_frames and frame > done:
-                    on_frames(frame - done)
-                done = max(done, frame)
+        with open(fd, "rb") as progress:
+            for line in progress:
+                if line.startswith(b"frame="):
+                    frame = int(line[6:].strip() or 0)
+                    if on_frames and frame > done:
+                        on_frames(frame - done)
+                    done = max(done, frame)
 
     def error_line(self) -> str:
         lines = [ln.decode("utf-8", "replace").strip() for ln in self._stderr]

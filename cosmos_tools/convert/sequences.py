@@ -63,6 +63,10 @@ class Sequence:
         """How people write the sequence: ``color.####.png``."""
         return f"{self.prefix}{'#' * self.pad}{self.suffix}"
 
+    def ffmpeg_input(self, fps: int) -> list[str]:
+        """ffmpeg input options reading this sequence as an image2 stream at ``fps``."""
+        return ["-f", "image2", "-framerate", str(fps), "-start_number", str(self.first), "-i", self.ffmpeg_pattern()]
+
     def ffmpeg_pattern(self) -> str:
         """The image2 pattern; a literal % in the folder or name is doubled so ffmpeg keeps it."""
         number = "%d" if self.pad == 1 else f"%0{self.pad}d"

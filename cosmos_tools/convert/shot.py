@@ -28,7 +28,7 @@ from .encode import SETTINGS, encode_color, encode_depth, encode_segmentation
 from .ffmpeg_run import ProcessGroup
 from .geometry import Geometry, geometry_notes, plan_geometry
 from .sequences import Sequence, check_sequences, find_sequences, keep_first
-from .verify import check_output, color_psnr
+from .verify import check_output
 
 SHOT_JSON = "shot.json"
 TEMP_PREFIX = ".cosmos-convert-"
@@ -147,9 +147,8 @@ def _encode_all(sequences: dict[str, Sequence], geo: Geometry, options: ConvertO
         outputs[modality] = check_output(tmp / f"{modality}.mp4", modality, frames, geo.width, geo.height)
 
     def color() -> None:
-        encode_color(group, sequences["color"], geo, options.fps, tmp / "color.mp4", bar.add)
+        psnr, compared = encode_color(group, sequences["color"], geo, options.fps, tmp / "color.mp4", bar.add)
         checked("color")
-        psnr, compared = color_psnr(tmp / "color.mp4", sequences["color"], geo, options.fps)
         results["color_psnr_db"] = round(psnr, 3)
         results["color_psnr_frames"] = compared
 
