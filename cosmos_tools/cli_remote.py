@@ -5,6 +5,7 @@ Thin: parse, call cycle.py / jobs.py / history.py, print. Failures raise UserErr
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from pathlib import Path
@@ -18,6 +19,20 @@ PROMPT = click.argument("prompt", type=click.Path(dir_okay=False, path_type=Path
 GPUS = click.option("--num-gpu", type=click.IntRange(min=1), default=None,
                     help="GPUs for this run (default NUM_GPU); more than 1 uses torchrun.")
 WAIT = click.option("--wait", is_flag=True, help="If the GPU box is busy with another job, wait for it.")
+
+
+def interruptible(command):
+    """Ctrl-C anywhere in a remote command: exit 130 with one line (click alone would say "Aborted!", exit 1)."""
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        from .jobs import Interrupted
+
+        try:
+            return command(*args, **kwargs)
+        except KeyboardInterrupt:
+            raise Interrupted("interrupted") from None
+
+    return wrapper
 
 
 def _session(cfg, prompt: Path, override: str | None = None, *, check: bool = False, **kwargs):
@@ -43,6 +58,7 @@ def _finish(outcome, session) -> None:
 @PROMPT
 @click.argument("videos_subdir", required=False)
 @click.option("--quiet", is_flag=True, help="Print nothing but errors.")
+@interruptible
 def upload_cmd(prompt: Path, videos_subdir: str | None, quiet: bool) -> None:
     """Check PROMPT, then send it and its shot folder to the same paths under REMOTE_DIR.
 
@@ -63,6 +79,7 @@ def upload_cmd(prompt: Path, videos_subdir: str | None, quiet: bool) -> None:
 @WAIT
 @GPUS
 @click.option("--force", is_flag=True, help="Run again even if the job already finished ok with the same spec.")
+@interruptible
 def run_cmd(prompt: Path, detach: bool, wait: bool, num_gpu: int | None, force: bool) -> None:
     """Run PROMPT on the GPU box as a detached, named job and stream its log (Ctrl-C stops the job).
 
@@ -84,6 +101,7 @@ def run_cmd(prompt: Path, detach: bool, wait: bool, num_gpu: int | None, force: 
 @click.argument("control_weight", required=False)
 @WAIT
 @GPUS
+@interruptible
 def upscale_cmd(prompt: Path, control_weight: str | None, wait: bool, num_gpu: int | None) -> None:
     """4K-upscale the run's outputs/NAME/output.mp4 into outputs/NAME_upscaled/ (weight default UPSCALE_WEIGHT).
 
@@ -105,6 +123,7 @@ def upscale_cmd(prompt: Path, control_weight: str | None, wait: bool, num_gpu: i
 
 @click.command("download")
 @PROMPT
+@interruptible
 def download_cmd(prompt: Path) -> None:
     """Fetch outputs/NAME/ and outputs/NAME_upscaled/ from the box (verified, identical files skipped)."""
     from .jobs import RUN, UPSCALE
@@ -126,6 +145,7 @@ def download_cmd(prompt: Path) -> None:
               "UPSCALE_WEIGHT).")
 @WAIT
 @GPUS
+@interruptible
 def cycle_cmd(prompt: Path, videos_subdir: str | None, no_upscale: bool, upscale_weight: str | None, wait: bool,
               num_gpu: int | None) -> None:
     """Upload, run (live log), upscale, download, and append a line to notes/run_history.log.
@@ -165,6 +185,7 @@ def _shown(text: str) -> str:
 
 @click.command("status")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list for tools.")
+@interruptible
 def status_cmd(as_json: bool) -> None:
     """List the jobs on the GPU box: running, ok, blocked or failed (with exit code)."""
     from .jobs import job_rows
@@ -192,6 +213,7 @@ def status_cmd(as_json: bool) -> None:
 
 @click.command("attach")
 @click.argument("run")
+@interruptible
 def attach_cmd(run: str) -> None:
     """Re-attach to the live log of job RUN (a run name or its prompt file) and follow it to the end."""
     from .jobs import attach
@@ -212,6 +234,7 @@ def attach_cmd(run: str) -> None:
 
 @click.command("kill")
 @click.argument("run")
+@interruptible
 def kill_cmd(run: str) -> None:
     """Stop job RUN on the GPU box (its run or its upscale, whichever is running)."""
     from .jobs import kill

@@ -9,10 +9,13 @@ with its data as positional parameters (never pasted into the script).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import shlex
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -422,7 +425,12 @@ class Runner:
         waited_for: list[str] | None = None
         own_since = time.monotonic()
         while True:
-            busy = remote.start(job.dir, job.docker)
+            with deferred_sigint() as pending:  # a start cut in half would leave an unknown job behind
+                busy = remote.start(job.dir, job.docker)
+            if pending and busy is None:
+                raise self.interrupt(job)
+            if pending:
+                raise Interrupted(f"interrupted before {job.label} started")
             if busy is None:
                 break
             others = [n for n in busy if not _same_run(n, job)]
@@ -436,11 +444,14 @@ class Runner:
                 self.say(f"the GPU box is busy with {', '.join(busy)}; waiting (--wait)")
                 waited_for = busy
             time.sleep(WAIT_POLL_SECONDS)
-        self.say(f"started {job.label} as container {job.container}")
-        if detach:
-            self.say(f"detached: follow it with `cosmos-tools attach {shlex.quote(job.name)}`, "
-                     f"stop it with `cosmos-tools kill {shlex.quote(job.name)}`")
-            return Outcome("detached", JobState(dir=job.dir, running=True))
+        try:
+            self.say(f"started {job.label} as container {job.container}")
+            if detach:
+                self.say(f"detached: follow it with `cosmos-tools attach {shlex.quote(job.name)}`, "
+                         f"stop it with `cosmos-tools kill {shlex.quote(job.name)}`")
+                return Outcome("detached", JobState(dir=job.dir, running=True))
+        except KeyboardInterrupt:
+            raise self.interrupt(job) from None
         return self.follow(job, offset=0)
 
     def follow(self, job: Job, offset: int) -> Outcome:
@@ -474,8 +485,7 @@ class Runner:
         try:
             rc = self._reconnecting(job, stream)
         except KeyboardInterrupt:
-            self.interrupt(job)
-            raise Interrupted(f"interrupted: stopped {job.label} on the box") from None
+            raise self.interrupt(job) from None
         box = self._reconnecting(job, lambda: remote.probe(list(dict.fromkeys([job.dir, *self.watch]))))
         state = box.jobs[job.dir]
         if rc == LOST and state.exit_code is None:
@@ -503,16 +513,45 @@ class Runner:
         raise RemoteError(f"{why}; the job keeps running on the box: re-attach with "
                           f"`cosmos-tools attach {shlex.quote(job.name)}`")
 
-    def interrupt(self, job: Job) -> None:
-        """Ctrl-C: ask the box to stop the job (a second Ctrl-C gives up waiting)."""
+    def interrupt(self, job: Job) -> Interrupted:
+        """Ctrl-C: ask the box to stop the job (a second Ctrl-C gives up); the error to raise.
+
+        A Ctrl-C can land in the middle of an SSH packet and break the connection, so the stop is
+        tried once more over a new one.
+        """
+        from .transport import ConnectionLost, connect
+
         self.say(f"Ctrl-C: stopping {job.label} on the box (Ctrl-C again to leave it running)")
+        hint = f"stop it with `cosmos-tools kill {shlex.quote(job.name)}`"
         try:
-            if not self.remote.stop(job.container):
-                self.say(f"{job.label} was not running any more")
+            try:
+                stopped = self.remote.stop(job.container)
+            except ConnectionLost:
+                self.remote.t.close()
+                self.remote.t = connect(self.remote.cfg)
+                self.remote.connections += 1
+                stopped = self.remote.stop(job.container)
         except KeyboardInterrupt:
-            self.say(f"left {job.label} running; stop it with `cosmos-tools kill {shlex.quote(job.name)}`")
+            return Interrupted(f"interrupted: left {job.label} running on the box; {hint}")
         except RemoteError as exc:
-            self.say(f"could not stop {job.label} ({exc}); stop it with `cosmos-tools kill {shlex.quote(job.name)}`")
+            return Interrupted(f"interrupted: could not stop {job.label} ({exc}); {hint}")
+        if not stopped:
+            return Interrupted(f"interrupted: {job.label} was not running on the box")
+        return Interrupted(f"interrupted: stopped {job.label} on the box")
+
+
+@contextlib.contextmanager
+def deferred_sigint():
+    """Hold Ctrl-C during the block; the yielded list is non-empty afterwards if one came."""
+    pending: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield pending
+        return
+    previous = signal.signal(signal.SIGINT, lambda *_: pending.append(1))
+    try:
+        yield pending
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _same_run(container: str, job: Job) -> bool:
