@@ -3,7 +3,9 @@
 #
 # Open an interactive shell on the GPU box (or run one command there) with the settings of
 # config.sh, verifying its host key against known_hosts. Trust a new box first with
-# `cosmos-tools trust`.
+# `cosmos-tools trust`. Each command word reaches the box as one word (nothing is re-parsed
+# by the remote shell); for shell syntax say so: ssh_remote.sh bash -c 'nvidia-smi | head'.
+# No agent forwarding.
 #
 # Options:
 #   -h, --help        show this help
