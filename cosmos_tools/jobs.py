@@ -516,18 +516,19 @@ class Runner:
     def interrupt(self, job: Job) -> Interrupted:
         """Ctrl-C: ask the box to stop the job (a second Ctrl-C gives up); the error to raise.
 
-        A Ctrl-C can land in the middle of an SSH packet and break the connection, so the stop is
+        A Ctrl-C can land in the middle of paramiko and break the connection, so a failed stop is
         tried once more over a new one.
         """
-        from .transport import ConnectionLost, connect
+        from .transport import connect
 
         self.say(f"Ctrl-C: stopping {job.label} on the box (Ctrl-C again to leave it running)")
         hint = f"stop it with `cosmos-tools kill {shlex.quote(job.name)}`"
         try:
             try:
                 stopped = self.remote.stop(job.container)
-            except ConnectionLost:
-                self.remote.t.close()
+            except Exception:  # paramiko's state after an interrupt inside it is anyone's guess
+                with contextlib.suppress(Exception):
+                    self.remote.t.close()
                 self.remote.t = connect(self.remote.cfg)
                 self.remote.connections += 1
                 stopped = self.remote.stop(job.container)
