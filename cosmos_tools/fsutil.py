@@ -10,6 +10,17 @@ import tempfile
 from pathlib import Path
 
 
+def _read_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# mkstemp/mkdtemp make private (0600/0700) files; what we publish gets the modes the user's umask gives.
+FILE_MODE = 0o666 & ~_read_umask()
+DIR_MODE = 0o777 & ~_read_umask()
+
+
 @contextlib.contextmanager
 def atomic_path(target: Path):
     """Yield a temporary path beside ``target``; rename it over ``target`` only if the block succeeds."""
@@ -19,6 +30,7 @@ def atomic_path(target: Path):
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, FILE_MODE)
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -43,6 +55,7 @@ def create_exclusive(target: Path, text: str) -> bool:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
+        os.chmod(tmp, FILE_MODE)
         try:
             os.link(tmp, target)  # atomic, and fails instead of overwriting
         except FileExistsError:

@@ -146,3 +146,4 @@ def test_bash_lib_gives_environment_precedence(tmp_path):
     out = subprocess.run(["bash", "-c", f"set -euo pipefail; {script}"], capture_output=True, text=True, check=True,
                          env={**env, "COSMOS_CONFIG": str(cfg), "REMOTE_HOST": "from-env"}).stdout
     assert out == "from-env file-user"
+

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..errors import UserError
-from ..fsutil import write_json_atomic
+from ..fsutil import DIR_MODE, FILE_MODE, write_json_atomic
 from ..progress import Progress
 from .encode import SETTINGS, encode_color, encode_depth, encode_segmentation
 from .ffmpeg_run import ProcessGroup
@@ -114,12 +114,10 @@ def _swap_in(tmp: Path, target: Path) -> None:
 
 
 def _usual_permissions(folder: Path) -> None:
-    """mkdtemp/mkstemp make private files; a shot folder gets the same modes as any file the user makes."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(folder, 0o777 & ~umask)
+    """mkdtemp makes a private folder; a shot folder gets the same modes as any folder the user makes."""
+    os.chmod(folder, DIR_MODE)
     for path in folder.iterdir():
-        os.chmod(path, 0o666 & ~umask)
+        os.chmod(path, FILE_MODE)
 
 
 class _Bar:
