@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import pty
-import signal
 import subprocess
 import sys
 import threading
@@ -14,30 +13,13 @@ import uuid
 from pathlib import Path
 
 import pytest
+from net_faults import cut_connections
 
 from cosmos_tools import sync, transport
 from cosmos_tools.config import load_config
 from cosmos_tools.errors import RemoteError, UserError
 
 HOSTILE_NAMES = ["shot 1", "it's", 'say "hi"', "$(touch pwned)", "`touch pwned`", "new\nline", "ünïcødé ✓", "-rf"]
-
-
-def session_pids(info) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == info.pid:
-                    found.append(int(entry.name))
-            except (OSError, IndexError, ValueError):
-                continue
-    return found
-
-
-def cut_connections(info) -> None:
-    """Drop every live SSH connection to the rehearsal host, as a network cut would."""
-    for pid in session_pids(info):
-        os.kill(pid, signal.SIGKILL)
 
 
 def make_file(path: Path, size: int, seed: int = 0) -> Path:

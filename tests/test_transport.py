@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from net_faults import cut_connections
 
 from cosmos_tools import transport
 from cosmos_tools.cli import cli
@@ -30,25 +30,6 @@ def fingerprint_of(pub: Path) -> str:
     """ssh-keygen's fingerprint of a public key: 'SHA256:...'."""
     return subprocess.run(["ssh-keygen", "-l", "-f", str(pub)], capture_output=True, text=True,
                           check=True).stdout.split()[1]
-
-
-def session_pids(info) -> list[int]:
-    """The sshd processes serving connections to the rehearsal host (children of its listener)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == info.pid:
-                    found.append(int(entry.name))
-            except (OSError, IndexError, ValueError):
-                continue
-    return found
-
-
-def cut_connections(info) -> None:
-    """Drop every live SSH connection to the rehearsal host, as a network cut would."""
-    for pid in session_pids(info):
-        os.kill(pid, signal.SIGKILL)
 
 
 @pytest.fixture
