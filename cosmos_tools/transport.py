@@ -332,6 +332,16 @@ class Transport:
         raise NotImplementedError
 
 
+def copy_hashing(src, dst, on_bytes, chunk: int) -> str:
+    """Copy one open file to another in ``chunk``-sized blocks; return the sha256 of what passed."""
+    digest = hashlib.sha256()
+    while block := src.read(chunk):
+        digest.update(block)
+        dst.write(block)
+        on_bytes(len(block))
+    return digest.hexdigest()
+
+
 def _open_local(path: Path, mode: str):
     try:
         return open(path, mode)  # closed by the transfer that uses it
@@ -485,15 +495,10 @@ class SSHTransport(Transport):
         src = _open_local(local, "rb")
 
         def send() -> str:
-            digest = hashlib.sha256()
             with src, sftp.open(remote, "wb", bufsize=0) as dst:
                 dst.MAX_REQUEST_SIZE = CHUNK
                 dst.set_pipelined(True)
-                while block := src.read(CHUNK):
-                    digest.update(block)
-                    dst.write(block)
-                    on_bytes(len(block))
-            return digest.hexdigest()
+                return copy_hashing(src, dst, on_bytes, CHUNK)
 
         return self._file_op(f"uploading {remote}", send)
 
@@ -502,15 +507,10 @@ class SSHTransport(Transport):
         dst = _open_local(local, "wb")
 
         def fetch() -> str:
-            digest = hashlib.sha256()
             with dst, sftp.open(remote, "rb") as src:
                 src.MAX_REQUEST_SIZE = CHUNK
                 src.prefetch()
-                while block := src.read(CHUNK):
-                    digest.update(block)
-                    dst.write(block)
-                    on_bytes(len(block))
-            return digest.hexdigest()
+                return copy_hashing(src, dst, on_bytes, CHUNK)
 
         return self._file_op(f"downloading {remote}", fetch)
 
@@ -578,16 +578,11 @@ class LocalTransport(Transport):
             raise RemoteError(f"creating {path}: {exc.strerror}") from None
 
     def _copy(self, src, dst, on_bytes, doing: str) -> str:
-        digest = hashlib.sha256()
         try:
             with open(src, "rb") as fin, open(dst, "wb") as fout:
-                while block := fin.read(1024 * 1024):
-                    digest.update(block)
-                    fout.write(block)
-                    on_bytes(len(block))
+                return copy_hashing(fin, fout, on_bytes, 1024 * 1024)
         except OSError as exc:
             raise RemoteError(f"{doing}: {exc.strerror or exc}") from None
-        return digest.hexdigest()
 
     def put(self, local: Path, remote: str, on_bytes) -> str:
         return self._copy(local, remote, on_bytes, f"copying {local} to {remote}")
