@@ -25,10 +25,11 @@ def interruptible(command):
     """Ctrl-C anywhere in a remote command: exit 130 with one line (click alone would say "Aborted!", exit 1)."""
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
-        from .jobs import Interrupted
+        from .jobs import Interrupted, paramiko_safe_sigint
 
         try:
-            return command(*args, **kwargs)
+            with paramiko_safe_sigint():
+                return command(*args, **kwargs)
         except KeyboardInterrupt:
             raise Interrupted("interrupted") from None
 
