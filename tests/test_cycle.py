@@ -343,3 +343,17 @@ def test_connection_cut_mid_upload_reconnects_and_finishes(project, rehearsal_ho
     assert not part.exists()
     (line,) = records(project)
     assert line["status"] == "ok"
+
+
+def test_ctrl_c_during_a_cycle_stops_the_job_and_records_it_cancelled(project, rehearsal_host, endless_jobs):
+    shot = add_shot(project)
+    prompt = write_prompt(project, "cancelled", shot)
+    proc = start(project, "full_cycle.sh", prompt)
+    wait_for_line(proc, "started cancelled as container")
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "interrupted: stopped cancelled on the box" in stderr and "Traceback" not in stderr
+    (line,) = records(project)
+    assert line["status"] == "cancelled" and "interrupted" in line["error"]
+    assert remote_path(rehearsal_host, "outputs/cancelled/exit_code").read_text().strip() in ("130", "137", "143")
