@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -132,6 +133,11 @@ def download_cmd(prompt: Path) -> None:
     cfg = load_config()
     session = _session(cfg, prompt)
     try:
+        box = session.probe()
+        for job in (session.named_job(RUN), session.named_job(UPSCALE)):
+            if job.container in box.running:
+                raise UserError(f"{job.label} is still running on the box: follow it with `cosmos-tools attach "
+                                f"{shlex.quote(job.name)}` and download when it has finished")
         session.download(RUN, missing_ok=False)
         session.download(UPSCALE, missing_ok=True)
     finally:

@@ -204,6 +204,12 @@ class Session:
         box = self.box or self.probe()
         return {"num_gpu": self.num_gpu, "docker_user": f"{box.uid}:{box.gid}", "remote_home": box.home}
 
+    def named_job(self, kind: str) -> Job:
+        """This prompt's run or upscale as known by name (container and files), without rendering it."""
+        from .jobs import plain_job
+
+        return plain_job(self.plan.name, kind)
+
     def run_job(self) -> Job:
         from .render import render_run
 

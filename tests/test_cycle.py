@@ -143,6 +143,10 @@ def test_full_cycle_then_rerun_does_nothing_again(project, rehearsal_host):
     assert [r["status"] for r in records(project)] == ["ok", "ok", "ok"]
     table = tool(project, "history", "--status", "ok")
     assert table.returncode == 0 and table.stdout.count("city_v1") == 3
+    shutil.rmtree(out)
+    fetched = script(project, "download_results.sh", prompt)
+    assert fetched.returncode == 0, fetched.stderr
+    assert (out / "output.mp4").read_bytes() == remote_path(rehearsal_host, "outputs/city_v1/output.mp4").read_bytes()
     finished = tool(project, "attach", str(prompt))  # a prompt path works too; a finished job is judged
     assert finished.returncode == 0 and "ended ok" in finished.stderr and "outputs/city_v1_upscaled: ok" in \
         finished.stdout

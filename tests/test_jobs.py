@@ -43,6 +43,8 @@ def test_detach_status_attach_kill(project, rehearsal_host):
     assert started.returncode == 0, started.stderr
     assert "cosmos-tools attach 'detached job'" in started.stderr
     assert statuses(project)["detached job"]["state"] == "running"
+    early = script(project, "download_results.sh", prompt)
+    assert early.returncode == 1 and "still running on the box" in early.stderr
     table = tool(project, "status")
     assert table.stdout.splitlines()[0].split() == ["STATE", "EXIT", "UPDATED", "JOB"]
     attached = subprocess.Popen([str(REPO / ".venv" / "bin" / "cosmos-tools"), "attach", "detached job"], cwd=project,
