@@ -57,11 +57,12 @@ for d; do
 done
 """
 
-# $1 = job folder, $2 = number of docker words, then the full `docker run` argv (docker words first).
-# Under the GPU lock: refuse (exit 75, running names on stdout) when a job runs, else rotate the
-# previous attempt's log, clear its result and start the container.
+# $1 = job folder, $2 = container, $3 = number of docker words, then the full `docker run` argv (docker
+# words first). Under the GPU lock: refuse (exit 75, running names on stdout) when a job runs, else rotate
+# the previous attempt's log, clear its result, remove a stopped leftover container of that name (one
+# that was never auto-removed) and start the container.
 START_SCRIPT = r"""
-d=$1 nd=$2; shift 2
+d=$1 container=$2 nd=$3; shift 3
 docker=("${@:1:nd}")
 mkdir -p .cosmos-tools "$d" || exit 96
 command -v flock >/dev/null || { echo "flock is not installed on the GPU box (util-linux)" >&2; exit 96; }
@@ -73,6 +74,7 @@ fi
 if [ -n "$names" ]; then printf '%s\n' "$names"; exit 75; fi
 if [ -f "$d/run.log" ]; then mv -f "$d/run.log" "$d/run.log.prev"; fi
 rm -f "$d/exit_code" "$d/output.mp4" "$d/output.txt"
+"${docker[@]}" rm "$container" </dev/null >/dev/null 2>&1 9>&-
 "$@" </dev/null 9>&-
 """
 
@@ -289,9 +291,9 @@ class Remote:
             raise RemoteError(f"could not write {', '.join(files)} into {folder} on {self.t.describe()} "
                               f"(exit {done.rc}): {_last_line(done)}")
 
-    def start(self, folder: str, docker_argv: list[str]) -> list[str] | None:
+    def start(self, folder: str, container: str, docker_argv: list[str]) -> list[str] | None:
         """Start the job under the GPU lock; the running container names instead if the box is busy."""
-        done = self.bash(START_SCRIPT, "cosmos-start", folder, str(len(self.docker)), *docker_argv)
+        done = self.bash(START_SCRIPT, "cosmos-start", folder, container, str(len(self.docker)), *docker_argv)
         if done.rc == BUSY:
             return [n for n in done.stdout.decode("utf-8", "replace").splitlines() if n]
         if done.rc != 0:
@@ -427,7 +429,7 @@ class Runner:
         own_since = time.monotonic()
         while True:
             with deferred_sigint() as pending:  # a start cut in half would leave an unknown job behind
-                busy = remote.start(job.dir, job.docker)
+                busy = remote.start(job.dir, job.container, job.docker)
             if pending and busy is None:
                 raise self.interrupt(job)
             if pending:
