@@ -147,6 +147,7 @@ def test_box_gone_while_following_says_the_job_keeps_running(project, rehearsal_
 
 
 def test_a_stopped_leftover_container_of_the_same_name_does_not_block_the_run(project, rehearsal_host):
+    from cosmos_tools.rehearsal.host import DOCKER_IMAGE
     from cosmos_tools.render import container_name
 
     shot = add_shot(project, "leftover_shot")
@@ -154,7 +155,7 @@ def test_a_stopped_leftover_container_of_the_same_name_does_not_block_the_run(pr
     assert script(project, "upload_prompt.sh", prompt, "--quiet").returncode == 0
     docker = [sys.executable, str(Path(rehearsal_host.bin_dir) / "docker")]
     made = subprocess.run([*docker, "run", "--name", container_name("leftover", "run"), "-v",
-                           f"{rehearsal_host.remote_dir}:/workspace", "-w", "/workspace", "img", "true"],
+                           f"{rehearsal_host.remote_dir}:/workspace", "-w", "/workspace", DOCKER_IMAGE, "true"],
                           capture_output=True, text=True)  # exited, never removed (no --rm)
     assert made.returncode == 0, made.stderr
     ran = script(project, "run_inference_remote.sh", prompt)
