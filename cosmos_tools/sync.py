@@ -1,6 +1,7 @@
 """Verified, skip-if-same transfers between the project and REMOTE_DIR.
 
-Every file travels under a temporary name (``.<name>.cosmos-part``), is checked (size and sha256
+Every file travels under a temporary name of its own (``.<name>.<token>.cosmos-part``, so two
+clients sending the same file never write into one temporary file), is checked (size and sha256
 computed on the receiving side against the sha256 of the bytes read on the sending side), and only
 then renamed over its real name: an interrupted transfer never leaves a truncated file under the
 real name. Files already identical on the other side are not sent. One remote command hashes all
@@ -13,6 +14,7 @@ import contextlib
 import hashlib
 import os
 import posixpath
+import secrets
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -45,10 +47,32 @@ def digest(path):
         return "-"
 """
 
-# One line per argument, in order: "<size> <sha256>", or "-" where there is no regular file.
+# argv[1]: remove temporary files of these paths left untouched for that many seconds (0: none);
+# then one line per further argument, in order: "<size> <sha256>", or "-" where there is no regular file.
 HASH_SCRIPT = _DIGEST + r"""
-sys.stdout.write("".join(digest(p) + "\n" for p in sys.argv[1:]))
+import time
+
+stale, paths = float(sys.argv[1]), sys.argv[2:]
+for p in paths if stale else ():
+    folder, name = os.path.split(p)
+    try:
+        entries = os.listdir(folder or ".")
+    except OSError:
+        continue
+    for entry in entries:
+        if entry.startswith("." + name + ".") and entry.endswith(".cosmos-part"):
+            part = os.path.join(folder, entry)
+            try:
+                if time.time() - os.lstat(part).st_mtime > stale:
+                    os.unlink(part)
+            except OSError:
+                pass
+sys.stdout.write("".join(digest(p) + "\n" for p in paths))
 """
+# A temporary file nobody has written to for this long is a leftover of an interrupted upload.
+STALE_PART_SECONDS = 600
+# Temporary files of this process's uploads that a dropped connection interrupted: removed on the next upload.
+_abandoned_parts: set[str] = set()
 
 # "<size> <path relative to argv[1]>\0" for every regular file under argv[1] (temporary files excluded);
 # exit 44 if argv[1] is not a folder.
@@ -120,11 +144,15 @@ def local_digest(path: Path, stop: threading.Event | None = None) -> Digest | No
     return size, digest.hexdigest()
 
 
-def remote_digests(t: Transport, paths: list[str]) -> list[Digest | None]:
-    """(size, sha256) of each remote path, None where there is no regular file; one remote command."""
+def remote_digests(t: Transport, paths: list[str], clean_stale: bool = False) -> list[Digest | None]:
+    """(size, sha256) of each remote path, None where there is no regular file; one remote command.
+
+    ``clean_stale`` also removes the paths' temporary files left by interrupted uploads.
+    """
     if not paths:
         return []
-    out = t.run([*PYTHON, "-c", HASH_SCRIPT, *paths]).stdout.decode().splitlines()
+    stale = str(STALE_PART_SECONDS if clean_stale else 0)
+    out = t.run([*PYTHON, "-c", HASH_SCRIPT, stale, *paths]).stdout.decode().splitlines()
     if len(out) != len(paths):
         raise RemoteError(f"hashing files on {t.describe()} gave {len(out)} answers for {len(paths)} files; "
                           "is python3 installed there?")
@@ -132,9 +160,9 @@ def remote_digests(t: Transport, paths: list[str]) -> list[Digest | None]:
 
 
 def part_name(path: str) -> str:
-    """The temporary name a file travels under, beside its target."""
+    """A fresh temporary name for a file to travel under, beside its target."""
     folder, name = posixpath.split(path)
-    return posixpath.join(folder, f".{name}{PART_SUFFIX}")
+    return posixpath.join(folder, f".{name}.{secrets.token_hex(4)}{PART_SUFFIX}")
 
 
 def _check_relative(rel: str) -> None:
@@ -151,11 +179,14 @@ def upload_files(t: Transport, files: list[tuple[Path, str]], *, progress: bool 
         if not Path(local).is_file():
             raise UserError(f"{local}: file to upload not found")
     targets = [t.abspath(rel) for _, rel in files]
+    if _abandoned_parts:
+        t.run(["rm", "-f", "--", *sorted(_abandoned_parts)], check=False)
+        _abandoned_parts.clear()
     sizes = [Path(p).stat().st_size for p, _ in files]
     stops = [threading.Event() for _ in files]
     with ThreadPoolExecutor(1) as pool:  # hash here while the box hashes there
         local = [pool.submit(local_digest, Path(p), stop) for (p, _), stop in zip(files, stops, strict=True)]
-        remote = remote_digests(t, targets)
+        remote = remote_digests(t, targets, clean_stale=True)
         for stop, size, theirs in zip(stops, sizes, remote, strict=True):
             if theirs is None or theirs[0] != size:
                 stop.set()  # it will be sent anyway: no need to finish hashing it
@@ -183,7 +214,6 @@ def _upload_one(t: Transport, path: Path, rel: str, target: str, size: int, bar:
     pass over the data; if that hash is missing or differs, the file is hashed again after the upload.
     """
     part = part_name(target)
-    t.remove(part)  # the follower must never open a stale part from an interrupted upload
     followed: list = []
 
     def follow() -> None:  # best effort: without its answer the part file is hashed again afterwards
@@ -201,6 +231,7 @@ def _upload_one(t: Transport, path: Path, rel: str, target: str, size: int, bar:
         sent += n
         bar.update(n)
 
+    _abandoned_parts.add(part)
     digest = t.put(path, part, count)
     if sent == size:
         follower.join(FOLLOW_IDLE_SECONDS + 30)
@@ -211,6 +242,7 @@ def _upload_one(t: Transport, path: Path, rel: str, target: str, size: int, bar:
         raise RemoteError(f"upload of {rel} arrived damaged on {t.describe()} (sent {sent} bytes sha256 {digest[:12]}, "
                           f"found {arrived}); run the upload again")
     t.rename(part, target)
+    _abandoned_parts.discard(part)
     return sent
 
 
@@ -296,7 +328,7 @@ def download_tree(t: Transport, remote_rel_dir: str, local_dir: Path, *, progres
 def _fetch(t: Transport, base: str, rel: str, target: Path, bar: Progress) -> tuple[str, Path, Digest]:
     """Copy one remote file to a temporary name beside ``target``: (rel, temporary path, (size, sha256))."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    part = target.with_name(f".{target.name}{PART_SUFFIX}")
+    part = Path(part_name(str(target)))
     got = 0
 
     def count(n: int) -> None:

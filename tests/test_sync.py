@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pty
+import re
 import subprocess
 import sys
 import threading
@@ -173,12 +174,50 @@ def test_connection_cut_mid_upload_leaves_no_real_file_and_a_rerun_completes(cfg
             sync.upload_files(t, [(src, rel)], progress=False)
         cutter.join()
     assert not (folder / "big.mp4").exists()
-    assert leftovers(folder) == [f".big.mp4{sync.PART_SUFFIX}"]
+    (left,) = leftovers(folder)
+    assert re.fullmatch(rf"\.big\.mp4\.[0-9a-f]{{8}}{re.escape(sync.PART_SUFFIX)}", left)
     with transport.connect(cfg) as t:
         done = sync.upload_files(t, [(src, rel)], progress=False)
     assert done.sent == [rel]
     assert (folder / "big.mp4").stat().st_size == src.stat().st_size
-    assert leftovers(folder) == []
+    assert leftovers(folder) == [], "this process's abandoned part file is removed on the next upload"
+
+
+def test_stale_part_files_are_cleaned_and_fresh_ones_of_other_clients_kept(cfg, rehearsal_host, tmp_path, area):
+    src = make_file(tmp_path / "x.mp4", 1000)
+    folder = rehearsal_host.remote_dir / area
+    folder.mkdir(parents=True, exist_ok=True)
+    stale, fresh = folder / f".x.mp4.0badf00d{sync.PART_SUFFIX}", folder / f".x.mp4.0c0ffee0{sync.PART_SUFFIX}"
+    for part in (stale, fresh):
+        part.write_bytes(b"half")
+    old = time.time() - sync.STALE_PART_SECONDS - 5
+    os.utime(stale, (old, old))
+    with transport.connect(cfg) as t:
+        assert sync.upload_files(t, [(src, f"{area}/x.mp4")], progress=False).sent == [f"{area}/x.mp4"]
+    assert leftovers(folder) == [fresh.name], "only the part nobody has written to for a long time goes"
+
+
+def test_two_clients_sending_the_same_file_at_once_both_succeed(cfg, rehearsal_host, tmp_path, area):
+    src = make_file(tmp_path / "same.mp4", 40_000_000)
+    rel = f"{area}/same.mp4"
+    errors = []
+
+    def send() -> None:
+        try:
+            with transport.connect(cfg) as t:
+                sync.upload_files(t, [(src, rel)], progress=False)
+        except Exception as exc:  # collected: the test fails below with it
+            errors.append(exc)
+
+    senders = [threading.Thread(target=send) for _ in range(2)]
+    for sender in senders:
+        sender.start()
+    for sender in senders:
+        sender.join()
+    assert errors == []
+    with transport.connect(cfg) as t:
+        assert sync.upload_files(t, [(src, rel)], progress=False).skipped == [rel]
+    assert leftovers(rehearsal_host.remote_dir / area) == []
 
 
 UPLOADER = """
@@ -202,9 +241,10 @@ def test_killed_uploader_leaves_no_real_file(project, cfg, rehearsal_host, tmp_p
         proc.kill()
         proc.wait()
     assert not (folder / "big.mp4").exists()
+    (left,) = leftovers(folder)
     with transport.connect(cfg) as t:
         assert sync.upload_files(t, [(src, rel)], progress=False).sent == [rel]
-    assert leftovers(folder) == []
+    assert leftovers(folder) == [left], "another process's fresh part file is left until it goes stale"
 
 
 def test_connection_cut_mid_download_keeps_the_old_local_file(cfg, rehearsal_host, tmp_path, area):
