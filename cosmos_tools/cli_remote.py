@@ -277,7 +277,7 @@ def history_cmd(status, shot, since, until, grep, limit, as_json) -> None:
     except ValueError as exc:
         raise UserError(f"{exc}") from None
     if as_json:
-        click.echo(json.dumps(kept, indent=2, ensure_ascii=False))
+        click.echo(json.dumps([history.typed(r) for r in kept], indent=2, ensure_ascii=False))
         return
     if not records:
         click.echo(f"no runs recorded yet in {path}", err=True)

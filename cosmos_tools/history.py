@@ -131,6 +131,20 @@ def append_record(path: Path, record: dict) -> str:
     return line
 
 
+def typed(record: dict[str, str]) -> dict:
+    """The record for JSON: counts and durations as numbers (gpus, exit, *_s), the rest as written."""
+    out: dict = {}
+    for key, value in record.items():
+        if value and (key in ("gpus", "exit") or key.endswith("_s")):
+            try:
+                out[key] = int(value) if key in ("gpus", "exit") else float(value)
+                continue
+            except ValueError:
+                pass
+        out[key] = value
+    return out
+
+
 def read_records(path: Path, warn=None) -> list[dict[str, str]]:
     """Every record of the file in order; a corrupt line is skipped with a warning (file:line: why)."""
     path = Path(path)

@@ -113,7 +113,8 @@ def test_history_command_table_json_and_filters(tmp_path):
     as_json = _cli(["--json", "--status", "failed"], tmp_path)
     assert as_json.returncode == 0, as_json.stderr
     assert [r["run"] for r in json.loads(as_json.stdout)] == ["evil\n$(x)"]
-    assert json.loads(_cli(["--json", "--grep", "FIRST"], tmp_path).stdout)[0]["shot"] == "s1"
+    (first,) = json.loads(_cli(["--json", "--grep", "FIRST"], tmp_path).stdout)
+    assert first["shot"] == "s1" and first["upload_s"] == 1.5, "durations are numbers for tools"
     bad = _cli(["--since", "someday"], tmp_path)
     assert bad.returncode != 0 and bad.stderr.startswith("error:") and "Traceback" not in bad.stderr
 
