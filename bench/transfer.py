@@ -122,13 +122,14 @@ class Bench:
         self.add("  same, on an open connection", open_again, "rsync -a", rsync_again, 0, "(info)")
 
     def cycle_connections(self) -> str:
-        try:
-            from cosmos_tools import cycle
-            from cosmos_tools.demo import make_shot
-            from cosmos_tools.prompts import new_prompt
-        except ImportError:
-            return "n/a (cosmos_tools.cycle not available)"
-        make_shot(self.cfg.local_path("LOCAL_VIDEOS_DIR") / "bench_shot", frames=24)
+        from cosmos_tools import cycle
+        from cosmos_tools.convert.shot import ConvertOptions, convert_shot
+        from cosmos_tools.demo import make_render
+        from cosmos_tools.prompts import new_prompt
+
+        render = make_render(self.cfg.root / "art" / "bench_render", frames=24)
+        convert_shot(render, "bench_shot", self.cfg.local_path("LOCAL_VIDEOS_DIR"), ConvertOptions(progress=False),
+                     notify=lambda message: None)
         prompt = new_prompt(self.cfg, "bench", "a quiet street at dusk", shot="bench_shot")
         before = transport.CONNECTIONS_OPENED
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):

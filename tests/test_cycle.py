@@ -16,9 +16,10 @@ import time
 from pathlib import Path
 
 import pytest
+from prompt_fixtures import make_video
 
 from cosmos_tools import history, transport
-from cosmos_tools.demo import make_shot
+from cosmos_tools.prompts import MODALITY_FILES
 from cosmos_tools.rehearsal.host import set_stand_in_seconds
 
 REPO = Path(__file__).resolve().parents[1]
@@ -27,7 +28,8 @@ HOSTILE_SHOT = "sh'o\"t $(touch HACKED3) ü"
 
 
 def add_shot(root: Path, shot: str = "shot1", frames: int = 8) -> str:
-    make_shot(root / "inputs" / "videos" / shot, frames=frames, width=64, height=36)
+    for name in MODALITY_FILES.values():
+        make_video(root / "inputs" / "videos" / shot / name, frames=frames)
     return shot
 
 
