@@ -26,7 +26,7 @@ from .errors import RemoteError, UserError
 RUN, UPSCALE = "run", "up"
 LOCK_FILE = ".cosmos-tools/gpu.lock"
 TAIL_LINES = 15
-BUSY, LOST = 75, 4  # exit codes of the start and follow scripts
+BUSY, LOST, DOCKER_SILENT = 75, 4, 6  # exit codes of the start and follow scripts
 RECONNECT_DELAYS = (1, 2, 4, 8)
 MAX_DROPS = 20  # reconnections while following one job before giving up
 WAIT_POLL_SECONDS = 2.0
@@ -80,7 +80,8 @@ rm -f "$d/exit_code" "$d/output.mp4" "$d/output.txt"
 
 # $1 = log, $2 = exit-code file, $3 = byte offset (negative: start at the last -N lines), $4 = container,
 # then the docker words. Prints the starting offset on a line of its own, then copies the log from it
-# until the exit-code file exists; exits 4 if the container is gone without one.
+# until the exit-code file exists; exits 4 if the container is gone without one, 6 if docker has not
+# answered for about a minute (so a follower whose job and docker are gone never polls for ever).
 FOLLOW_SCRIPT = r"""
 exec 2>/dev/null
 log=$1 code=$2 off=$3 container=$4; shift 4
@@ -90,7 +91,7 @@ if [ "$off" -lt 0 ]; then
   off=$(( size - $(tail -n "${off#-}" "$log" | wc -c) ))
 fi
 echo "$off"
-polls=0
+polls=0 failures=0
 while :; do
   finished=0; [ -e "$code" ] && finished=1
   size=$(stat -c %s "$log" || echo 0)
@@ -98,11 +99,16 @@ while :; do
   if [ "$size" -gt "$off" ]; then tail -c "+$(( off + 1 ))" "$log" | head -c "$(( size - off ))"; off=$size; fi
   [ "$finished" = 1 ] && exit 0
   polls=$(( polls + 1 ))
-  if [ $(( polls % 8 )) = 0 ] &&
-     names=$("${docker[@]}" ps --filter label=cosmos-tools.run --format '{{.Names}}' </dev/null); then
-    if ! printf '%s\n' "$names" | grep -qxF -- "$container"; then
-      sleep 1
-      [ -e "$code" ] || exit 4
+  if [ $(( polls % 8 )) = 0 ]; then
+    if names=$("${docker[@]}" ps --filter label=cosmos-tools.run --format '{{.Names}}' </dev/null); then
+      failures=0
+      if ! printf '%s\n' "$names" | grep -qxF -- "$container"; then
+        sleep 1
+        [ -e "$code" ] || exit 4
+      fi
+    else
+      failures=$(( failures + 1 ))
+      [ "$failures" -lt 30 ] || exit 6
     fi
   fi
   sleep 0.25
@@ -489,6 +495,10 @@ class Runner:
             rc = self._reconnecting(job, stream)
         except KeyboardInterrupt:
             raise self.interrupt(job) from None
+        if rc == DOCKER_SILENT:
+            raise RemoteError(f"docker on {remote.t.describe()} stopped answering while {job.label} ran; it may "
+                              f"still be running: check with `cosmos-tools status`, re-attach with "
+                              f"`cosmos-tools attach {shlex.quote(job.name)}`")
         box = self._reconnecting(job, lambda: remote.probe(list(dict.fromkeys([job.dir, *self.watch]))))
         state = box.jobs[job.dir]
         if rc == LOST and state.exit_code is None:

@@ -160,3 +160,14 @@ def test_a_stopped_leftover_container_of_the_same_name_does_not_block_the_run(pr
     assert made.returncode == 0, made.stderr
     ran = script(project, "run_inference_remote.sh", prompt)
     assert ran.returncode == 0, ran.stderr
+
+
+def test_follower_gives_up_when_docker_stops_answering(tmp_path):
+    """A follower whose docker never answers ends (exit 6) instead of polling for ever on the box."""
+    log, code = tmp_path / "run.log", tmp_path / "exit_code"
+    log.write_text("line\n")
+    fast = "sleep() { command sleep 0.001; }\n" + jobs.FOLLOW_SCRIPT  # the same script, without its pauses
+    done = subprocess.run(["bash", "-c", fast, "cosmos-follow", str(log), str(code), "0", "ct1-x", "false"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == jobs.DOCKER_SILENT
+    assert done.stdout == "0\nline\n"
