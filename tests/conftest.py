@@ -6,6 +6,8 @@ import shutil
 
 import pytest
 
+from cosmos_tools import transport
+from cosmos_tools.config import load_config
 from cosmos_tools.rehearsal.host import HostInfo, down, up
 
 
@@ -38,3 +40,16 @@ def project(tmp_path, rehearsal_host, monkeypatch):
     monkeypatch.setenv("COSMOS_PROJECT_ROOT", str(root))
     monkeypatch.setenv("COSMOS_CONFIG", str(root / "config.sh"))
     return root
+
+
+@pytest.fixture
+def cfg(project):
+    """The project's effective config (the rehearsal host's)."""
+    return load_config(project)
+
+
+@pytest.fixture
+def ssh(cfg):
+    """One open connection to the rehearsal host."""
+    with transport.connect(cfg) as t:
+        yield t

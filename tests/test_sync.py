@@ -33,17 +33,6 @@ def make_file(path: Path, size: int, seed: int = 0) -> Path:
 
 
 @pytest.fixture
-def cfg(project):
-    return load_config(project)
-
-
-@pytest.fixture
-def ssh(cfg):
-    with transport.connect(cfg) as t:
-        yield t
-
-
-@pytest.fixture
 def area():
     """A fresh folder under REMOTE_DIR for one test (the rehearsal host is shared by the session)."""
     return f"inputs/videos/t-{uuid.uuid4().hex[:8]}"

@@ -32,17 +32,6 @@ def fingerprint_of(pub: Path) -> str:
                           check=True).stdout.split()[1]
 
 
-@pytest.fixture
-def cfg(project):
-    return load_config(project)
-
-
-@pytest.fixture
-def ssh(cfg):
-    with transport.connect(cfg) as t:
-        yield t
-
-
 def test_run_passes_hostile_argv_as_data(ssh, rehearsal_host):
     done = ssh.run(["printf", "%s\\0", *HOSTILE])
     assert done.stdout.decode().split("\0")[:-1] == HOSTILE
