@@ -42,7 +42,7 @@ class Plan:
 
 
 def _spec_paths(spec: dict) -> list[str]:
-    """The project files a spec points at: input video, control videos, .pt weight maps, region files."""
+    """The project files a spec points at: input video, control videos, checkpoints, .pt weight maps, region files."""
     found: list[str] = []
 
     def add(value) -> None:
@@ -56,6 +56,7 @@ def _spec_paths(spec: dict) -> list[str]:
     for value in spec.values():
         if isinstance(value, dict):
             add(value.get("input_control"))
+            add(value.get("ckpt_path"))
             weight = value.get("control_weight")
             if isinstance(weight, str) and weight.endswith(".pt"):
                 add(weight)
@@ -109,9 +110,11 @@ def plan_prompt(cfg, path: str | Path, override: str | None = None, *, check: bo
             if file.is_file() and not any(part.startswith(".") for part in rel.parts):
                 uploads.append((file, f"inputs/videos/{shot}/{rel.as_posix()}"))
     known = {rel for _, rel in uploads}
+    box_checkpoints = PurePosixPath(cfg["CHECKPOINT_DIR_REMOTE"]).parts
     for spec_path in _spec_paths(prompt):
         rel = PurePosixPath(spec_path).as_posix()
-        if _clean_relative(spec_path) and rel not in known and local_file(cfg, spec_path).is_file():
+        on_box_only = PurePosixPath(rel).parts[:len(box_checkpoints)] == box_checkpoints  # never send model weights
+        if _clean_relative(spec_path) and rel not in known and not on_box_only and local_file(cfg, spec_path).is_file():
             uploads.append((local_file(cfg, spec_path), rel))
             known.add(rel)
     return Plan(path=path, name=name, prompt=prompt, text=path.read_bytes(), shot=shot, uploads=uploads)

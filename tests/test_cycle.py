@@ -364,3 +364,20 @@ def test_ctrl_c_during_a_cycle_stops_the_job_and_records_it_cancelled(project, r
     (line,) = records(project)
     assert line["status"] == "cancelled" and "interrupted" in line["error"]
     assert remote_path(rehearsal_host, "outputs/cancelled/exit_code").read_text().strip() in ("130", "137", "143")
+
+
+def test_upload_plan_sends_the_files_a_spec_names_but_never_box_checkpoints(project):
+    from cosmos_tools.config import load_config
+    from cosmos_tools.cycle import plan_prompt
+
+    shot = add_shot(project, "plan_shot", frames=2)
+    for rel in ("inputs/weights/my_seg.pt", "inputs/weights/seg_map.pt", "checkpoints/nvidia/big.pt"):
+        (project / rel).parent.mkdir(parents=True, exist_ok=True)
+        (project / rel).write_bytes(b"weights")
+    prompt = write_prompt(project, "planned", shot, seg={"control_weight": "inputs/weights/seg_map.pt",
+                                                         "ckpt_path": "inputs/weights/my_seg.pt",
+                                                         "input_control": f"inputs/videos/{shot}/segmentation.mp4"},
+                          edge={"control_weight": 0.2, "ckpt_path": "checkpoints/nvidia/big.pt"})
+    sent = {rel for _, rel in plan_prompt(load_config(project), prompt, check=False).uploads}
+    assert {"inputs/weights/my_seg.pt", "inputs/weights/seg_map.pt"} <= sent
+    assert "checkpoints/nvidia/big.pt" not in sent
