@@ -18,6 +18,7 @@ import select
 import shlex
 import shutil
 import socket
+import stat
 import subprocess
 import threading
 import time
@@ -486,7 +487,16 @@ class SSHTransport(Transport):
                     todo.append(folder)
                     folder = posixpath.dirname(folder)
             for folder in reversed(todo):
-                sftp.mkdir(folder)
+                try:
+                    sftp.mkdir(folder)
+                except OSError as exc:
+                    # another client may have made it meanwhile (SFTP says only "Failure"): fine if it exists now
+                    try:
+                        made = stat.S_ISDIR(sftp.stat(folder).st_mode)
+                    except OSError:
+                        made = False
+                    if not made:
+                        raise exc from None
 
         self._file_op(f"creating {path}", make)
 

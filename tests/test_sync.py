@@ -297,3 +297,19 @@ def test_local_folder_in_the_way_is_one_line(ssh, rehearsal_host, tmp_path, area
     with pytest.raises(UserError, match=r"output.mp4: cannot replace it .*move it away"):
         sync.download_tree(ssh, f"{area}/run", tmp_path / "out", progress=False)
     assert leftovers(tmp_path / "out") == []
+
+
+def test_makedirs_accepts_a_folder_another_client_made_meanwhile(ssh, rehearsal_host, area):
+    """Two clients creating one folder at once: the loser's SFTP mkdir says only "Failure"."""
+    folder = rehearsal_host.remote_dir / area / "made by the other client"
+    made = []
+    original = ssh.sftp().mkdir
+
+    def racing_mkdir(path, *args):
+        folder.mkdir(parents=True, exist_ok=True)  # the other client wins the race
+        made.append(path)
+        return original(path, *args)
+
+    ssh.sftp().mkdir = racing_mkdir
+    ssh.makedirs(str(folder))
+    assert made and folder.is_dir()
