@@ -53,3 +53,14 @@ def ssh(cfg):
     """One open connection to the rehearsal host."""
     with transport.connect(cfg) as t:
         yield t
+
+
+@pytest.fixture
+def local(project, tmp_path, monkeypatch):
+    """A local transport (TRANSPORT=local) whose REMOTE_DIR has a hostile name."""
+    remote = tmp_path / "box dir $(x)"
+    remote.mkdir()
+    monkeypatch.setenv("TRANSPORT", "local")
+    monkeypatch.setenv("REMOTE_DIR", str(remote))
+    with transport.connect(load_config(project)) as t:
+        yield t

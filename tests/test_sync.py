@@ -17,7 +17,6 @@ import pytest
 from net_faults import cut_connections
 
 from cosmos_tools import sync, transport
-from cosmos_tools.config import load_config
 from cosmos_tools.errors import RemoteError, UserError
 
 HOSTILE_NAMES = ["shot 1", "it's", 'say "hi"', "$(touch pwned)", "`touch pwned`", "new\nline", "ünïcødé ✓", "-rf"]
@@ -36,16 +35,6 @@ def make_file(path: Path, size: int, seed: int = 0) -> Path:
 def area():
     """A fresh folder under REMOTE_DIR for one test (the rehearsal host is shared by the session)."""
     return f"inputs/videos/t-{uuid.uuid4().hex[:8]}"
-
-
-@pytest.fixture
-def local(project, tmp_path, monkeypatch):
-    remote = tmp_path / "box dir"
-    remote.mkdir()
-    monkeypatch.setenv("TRANSPORT", "local")
-    monkeypatch.setenv("REMOTE_DIR", str(remote))
-    with transport.connect(load_config(project)) as t:
-        yield t
 
 
 def leftovers(folder: Path) -> list[str]:

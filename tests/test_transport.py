@@ -328,16 +328,6 @@ def test_interactive_argv(project, rehearsal_host):
 # --- local transport -----------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def local(project, tmp_path, monkeypatch):
-    remote = tmp_path / "box dir $(x)"
-    remote.mkdir()
-    monkeypatch.setenv("TRANSPORT", "local")
-    monkeypatch.setenv("REMOTE_DIR", str(remote))
-    with transport.connect(load_config(project)) as t:
-        yield t
-
-
 def test_local_transport_parity(local):
     assert isinstance(local, transport.LocalTransport)
     assert local.run(["printf", "%s\\0", *HOSTILE]).stdout.decode().split("\0")[:-1] == HOSTILE
