@@ -17,6 +17,7 @@ import posixpath
 import select
 import shlex
 import shutil
+import signal
 import socket
 import stat
 import subprocess
@@ -631,19 +632,57 @@ def interactive_argv(cfg: Config, command: list[str] | None = None) -> list[str]
     user, host, port, timeout = _settings(cfg)
     if shutil.which("ssh") is None:
         raise UserError("ssh (OpenSSH client) is not installed; install openssh-client")
-    files = " ".join(_ssh_config_word(str(p)) for p in (user_known_hosts(), cfg.local_path("KNOWN_HOSTS")))
+    files = " ".join(ssh_config_word(str(p)) for p in (user_known_hosts(), cfg.local_path("KNOWN_HOSTS")))
     argv = ["ssh", "-p", str(port), "-o", f"UserKnownHostsFile={files}", "-o", "StrictHostKeyChecking=yes",
             "-o", "ForwardAgent=no", "-o", f"ConnectTimeout={max(1, round(timeout))}",
             "-o", f"ServerAliveInterval={KEEPALIVE_SECONDS}"]
     if cfg["SSH_KEY"]:
         # -o, not -i: ssh stats an -i path before expanding its %-tokens, so no spelling of a literal % works there
-        argv += ["-o", f"IdentityFile={_ssh_config_word(str(cfg.local_path('SSH_KEY')))}", "-o", "IdentitiesOnly=yes"]
+        argv += ["-o", f"IdentityFile={ssh_config_word(str(cfg.local_path('SSH_KEY')))}", "-o", "IdentitiesOnly=yes"]
     argv += ["-l", user, "--", host]
     if command:
         argv.append(shlex.join(command))
     return argv
 
 
-def _ssh_config_word(path: str) -> str:
-    """A path as one word of an ssh_config value: double-quoted, escaped, % doubled (ssh expands %-tokens)."""
-    return '"' + path.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%") + '"'
+def ssh_config_word(path, percent: bool = True) -> str:
+    """A path as one word of an ssh/sshd config value: double-quoted and escaped; ``percent`` doubles %
+    for keywords that expand %-tokens (IdentityFile, UserKnownHostsFile, AuthorizedKeysFile)."""
+    text = str(path).replace("\\", "\\\\").replace('"', '\\"')
+    return '"' + (text.replace("%", "%%") if percent else text) + '"'
+
+
+def _inside_paramiko(frame) -> bool:
+    while frame is not None:
+        if f"{os.sep}paramiko{os.sep}" in frame.f_code.co_filename:
+            return True
+        frame = frame.f_back
+    return False
+
+
+@contextlib.contextmanager
+def paramiko_safe_sigint():
+    """Ctrl-C never lands inside paramiko: it is raised as soon as the main thread is back in our code.
+
+    A KeyboardInterrupt between paramiko's acquire of its send lock and the ``try`` that releases it
+    leaves the lock held: every later call on the connection (the ``docker stop`` of Ctrl-C, even the
+    keepalive) then waits forever. So a Ctrl-C that arrives inside paramiko is re-checked every 50 ms.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(_signum, frame) -> None:
+        if _inside_paramiko(frame):
+            signal.setitimer(signal.ITIMER_REAL, 0.05)
+            return
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, handler), signal.signal(signal.SIGALRM, handler)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGINT, previous[0])
+        signal.signal(signal.SIGALRM, previous[1])

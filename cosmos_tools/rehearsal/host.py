@@ -28,6 +28,7 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..fsutil import write_json_atomic, write_text_atomic
+from ..transport import ssh_config_word
 
 SSHD = "/usr/sbin/sshd"
 STAND_IN = Path(__file__).with_name("stand_in")
@@ -66,11 +67,9 @@ class HostInfo:
 
     def ssh_argv(self, *command: str) -> list[str]:
         """An ``ssh`` argv that logs in with the client key and checks the host key strictly."""
-        def quoted(path: Path) -> str:  # ssh -o values: quoted, with %-tokens escaped
-            return '"' + str(path).replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%") + '"'
-
-        return ["ssh", "-F", "/dev/null", "-o", f"IdentityFile={quoted(self.client_key)}", "-o", "IdentitiesOnly=yes",
-                "-o", "IdentityAgent=none", "-o", f"UserKnownHostsFile={quoted(self.known_hosts)}",
+        return ["ssh", "-F", "/dev/null", "-o", f"IdentityFile={ssh_config_word(self.client_key)}",
+                "-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none",
+                "-o", f"UserKnownHostsFile={ssh_config_word(self.known_hosts)}",
                 "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10",
                 "-p", str(self.port), f"{self.user}@127.0.0.1", *command]
 
@@ -256,16 +255,12 @@ def _write_authorized_keys(paths: dict[str, Path]) -> None:
 
 
 def _sshd_config(paths: dict[str, Path], port: int, user: str) -> str:
-    def quoted(path: Path, percent: bool = False) -> str:
-        text = str(path).replace("\\", "\\\\").replace('"', '\\"')
-        return '"' + (text.replace("%", "%%") if percent else text) + '"'
-
     return "\n".join([
         "# sshd of a cosmos-tools rehearsal host (started by `cosmos-tools rehearsal up`)",
         f"ListenAddress 127.0.0.1:{port}",
-        f"HostKey {quoted(paths['ssh'] / 'host_key')}",
-        f"PidFile {quoted(paths['pidfile'])}",
-        f"AuthorizedKeysFile {quoted(paths['ssh'] / 'authorized_keys', percent=True)}",
+        f"HostKey {ssh_config_word(paths['ssh'] / 'host_key', percent=False)}",
+        f"PidFile {ssh_config_word(paths['pidfile'], percent=False)}",
+        f"AuthorizedKeysFile {ssh_config_word(paths['ssh'] / 'authorized_keys')}",
         f"AllowUsers {user}",
         "PermitUserEnvironment PATH,HOME",
         "PubkeyAuthentication yes",
