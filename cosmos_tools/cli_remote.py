@@ -26,7 +26,8 @@ def interruptible(command):
     """Ctrl-C anywhere in a remote command: exit 130 with one line (click alone would say "Aborted!", exit 1)."""
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
-        from .jobs import Interrupted, paramiko_safe_sigint
+        from .jobs import Interrupted
+        from .transport import paramiko_safe_sigint
 
         try:
             with paramiko_safe_sigint():

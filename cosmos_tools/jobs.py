@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import shlex
 import signal
 import sys
@@ -561,7 +560,7 @@ def deferred_sigint():
     if threading.current_thread() is not threading.main_thread():
         yield pending
         return
-    if signal.getitimer(signal.ITIMER_REAL)[0] > 0:  # a Ctrl-C that paramiko_safe_sigint is still holding
+    if signal.getitimer(signal.ITIMER_REAL)[0] > 0:  # a Ctrl-C that transport.paramiko_safe_sigint still holds
         signal.setitimer(signal.ITIMER_REAL, 0)
         pending.append(1)
     previous = signal.signal(signal.SIGINT, lambda *_: pending.append(1))
@@ -569,42 +568,6 @@ def deferred_sigint():
         yield pending
     finally:
         signal.signal(signal.SIGINT, previous)
-
-
-def _inside_paramiko(frame) -> bool:
-    while frame is not None:
-        if f"{os.sep}paramiko{os.sep}" in frame.f_code.co_filename:
-            return True
-        frame = frame.f_back
-    return False
-
-
-@contextlib.contextmanager
-def paramiko_safe_sigint():
-    """Ctrl-C never lands inside paramiko: it is raised as soon as the main thread is back in our code.
-
-    A KeyboardInterrupt between paramiko's acquire of its send lock and the ``try`` that releases it
-    leaves the lock held: every later call on the connection (the ``docker stop`` of Ctrl-C, even the
-    keepalive) then waits forever. So a Ctrl-C that arrives inside paramiko is re-checked every 50 ms.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(_signum, frame) -> None:
-        if _inside_paramiko(frame):
-            signal.setitimer(signal.ITIMER_REAL, 0.05)
-            return
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGINT, handler), signal.signal(signal.SIGALRM, handler)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGINT, previous[0])
-        signal.signal(signal.SIGALRM, previous[1])
 
 
 def _same_run(container: str, job: Job) -> bool:
