@@ -47,6 +47,13 @@ def cfg(project, monkeypatch):
     return project_config(project, monkeypatch)
 
 
+def replace_shot_videos(project: Path, videos, kind: str) -> None:
+    """Swap every video of inputs/videos/shot1 for one of another ``kind`` (frames, size or fps)."""
+    for name in FULL_SHOT:
+        os.unlink(project / "inputs/videos/shot1" / name)
+        videos.put(kind, project / "inputs/videos/shot1" / name)
+
+
 def write(project: Path, spec, name: str = "p.json") -> Path:
     path = project / "inputs/prompts" / name
     path.write_text(spec if isinstance(spec, str) else json.dumps(spec), encoding="utf-8")
@@ -241,32 +248,24 @@ def test_controls_agree_among_themselves_without_input(project, cfg, videos):
 
 
 def test_one_frame_input_is_an_error(project, cfg, videos):
-    for name in FULL_SHOT:
-        os.unlink(project / "inputs/videos/shot1" / name)
-        videos.put("one", project / "inputs/videos/shot1" / name)
+    replace_shot_videos(project, videos, "one")
     found = errors(check_prompt(write(project, GOOD), cfg))
     assert [p.key for p in found] == ["input_video_path"] and "at least 2 frames" in found[0].message
 
 
 def test_short_input_is_a_warning(project, cfg, videos):
-    for name in FULL_SHOT:
-        os.unlink(project / "inputs/videos/shot1" / name)
-        videos.put("short", project / "inputs/videos/shot1" / name)
+    replace_shot_videos(project, videos, "short")
     found = check_prompt(write(project, GOOD), cfg)
     assert [(p.key, p.warning) for p in found] == [("input_video_path", True)]
     assert "24 frames" in found[0].message and "#211" in found[0].message
 
 
 def test_odd_aspect_and_fps_are_warnings(project, cfg, videos):
-    for name in FULL_SHOT:
-        os.unlink(project / "inputs/videos/shot1" / name)
-        videos.put("wide", project / "inputs/videos/shot1" / name)
+    replace_shot_videos(project, videos, "wide")
     found = check_prompt(write(project, GOOD), cfg)
     assert [(p.key, p.warning) for p in found] == [("input_video_path", True)]
     assert "stretched to 1280x704" in found[0].message
-    for name in FULL_SHOT:
-        os.unlink(project / "inputs/videos/shot1" / name)
-        videos.put("fps30", project / "inputs/videos/shot1" / name)
+    replace_shot_videos(project, videos, "fps30")
     found = check_prompt(write(project, GOOD), cfg)
     assert [(p.key, p.warning) for p in found] == [("input_video_path", True)] and '"fps": 30' in found[0].message
     assert check_prompt(write(project, mutate({"fps": 30})), cfg) == []
@@ -359,9 +358,7 @@ def test_cli_check_json(project):
 
 
 def test_cli_check_warnings_keep_exit_zero(project, videos):
-    for name in FULL_SHOT:
-        os.unlink(project / "inputs/videos/shot1" / name)
-        videos.put("short", project / "inputs/videos/shot1" / name)
+    replace_shot_videos(project, videos, "short")
     done = cosmos_tools(project, "check", str(write(project, GOOD)))
     assert done.returncode == 0
     assert done.stderr.startswith("warning: ") and "ok: " in done.stdout
