@@ -24,7 +24,7 @@ def ssh(command: tuple[str, ...]) -> None:
     Uses OpenSSH with the settings the toolkit uses: SSH_KEY, both known_hosts files, strict host
     key checking, no agent forwarding. With TRANSPORT=local, runs in REMOTE_DIR on this machine.
     """
-    from .transport import interactive_argv
+    from .ssh import interactive_argv
 
     cfg = load_config()
     if cfg["TRANSPORT"] == "local":
@@ -75,7 +75,8 @@ def _confirm(question: str) -> bool:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object; records only with --yes.")
 def trust(yes: bool, replace: bool, as_json: bool) -> None:
     """Show the GPU box's host key (type and SHA256 fingerprint) and record it in KNOWN_HOSTS when you confirm."""
-    from .transport import classify_host_key, fingerprint, scan_host_key
+    from .hostkeys import check_host_key, classify_host_key, fingerprint
+    from .ssh import scan_host_key
 
     cfg = load_config()
     if cfg["TRANSPORT"] == "local":
@@ -89,8 +90,6 @@ def trust(yes: bool, replace: bool, as_json: bool) -> None:
     if not as_json:
         click.echo(f"{name} presents host key {kind} {fp}")
     if status == "changed" and not (replace and where == project_file):
-        from .transport import check_host_key
-
         check_host_key(cfg, name, key, user_keys, project_keys)  # raises the one-line warning with the fix
     if status == "known":
         if not as_json:

@@ -20,6 +20,7 @@ from cosmos_tools import transport
 from cosmos_tools.cli import cli
 from cosmos_tools.config import load_config
 from cosmos_tools.errors import RemoteError, UserError
+from cosmos_tools.ssh import interactive_argv
 
 REPO = Path(__file__).resolve().parents[1]
 HOSTILE = ["a b", "it's", 'say "hi"', "$(touch pwned)", "`touch pwned`", "semi;colon", "new\nline", "ünïcødé ✓",
@@ -317,7 +318,7 @@ def test_ssh_remote_script_refuses_an_unknown_host(project, monkeypatch):
 
 
 def test_interactive_argv(project, rehearsal_host):
-    argv = transport.interactive_argv(load_config(project), ["ls", "a b"])
+    argv = interactive_argv(load_config(project), ["ls", "a b"])
     assert argv[0] == "ssh" and argv[-3:] == ["--", "127.0.0.1", "ls 'a b'"]
     assert ["-o", "StrictHostKeyChecking=yes"] == argv[argv.index("StrictHostKeyChecking=yes") - 1:][:2]
     assert "ForwardAgent=no" in argv and "IdentitiesOnly=yes" in argv

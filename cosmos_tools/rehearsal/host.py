@@ -28,7 +28,7 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..fsutil import write_json_atomic, write_text_atomic
-from ..transport import ssh_config_word
+from ..ssh import ssh_config_word
 
 SSHD = "/usr/sbin/sshd"
 STAND_IN = Path(__file__).with_name("stand_in")

@@ -1,0 +1,393 @@
+"""SSH to the GPU box: reach it, run the key exchange, log in, and work over one paramiko connection
+(``SSHTransport``: commands on session channels, files over one SFTP session); plus the OpenSSH
+``ssh`` argv with the same settings for ``cosmos-tools ssh``. Host keys are judged by ``hostkeys``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import posixpath
+import select
+import shlex
+import shutil
+import socket
+import stat
+import threading
+import time
+from pathlib import Path
+
+from . import transport
+from .config import Config
+from .errors import RemoteError, UserError
+from .hostkeys import check_host_key, host_id, load_known_hosts, user_known_hosts
+from .transport import NO_FOLDER, Completed, ConnectionLost, Transport, copy_hashing
+
+KEEPALIVE_SECONDS = 15
+DEAD_AFTER_SECONDS = 60  # data unacknowledged this long: the connection is gone (TCP_USER_TIMEOUT)
+CHUNK = 128 * 1024  # SFTP request size: pipelined writes and prefetched reads (OpenSSH allows 261120)
+FAST_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "aes128-ctr", "aes256-ctr")
+
+
+def _settings(cfg: Config) -> tuple[str, str, int, float]:
+    cfg.require("REMOTE_HOST")
+    return cfg["REMOTE_USER"], cfg["REMOTE_HOST"], cfg.int("REMOTE_PORT"), cfg.float("SSH_TIMEOUT")
+
+
+def open_socket(host: str, port: int, timeout: float) -> socket.socket:
+    """A TCP connection with TCP_NODELAY, or one clear line saying why the box cannot be reached."""
+    where = f"{host}:{port}"
+    try:
+        sock = socket.create_connection((host, port), timeout=timeout or None)
+    except socket.gaierror as exc:
+        raise RemoteError(f"cannot resolve REMOTE_HOST {host!r} ({exc.strerror}); check REMOTE_HOST in config.sh"
+                          ) from None
+    except ConnectionRefusedError:
+        raise RemoteError(f"{where} refused the connection: is the box up, sshd running, REMOTE_PORT right?"
+                          ) from None
+    except TimeoutError:
+        raise RemoteError(f"timed out after {timeout:g} s connecting to {where}: is the box up and the address "
+                          "right? (SSH_TIMEOUT sets the wait)") from None
+    except OSError as exc:
+        raise RemoteError(f"cannot reach {where}: {exc.strerror or exc}; check REMOTE_HOST/REMOTE_PORT and "
+                          "your network") from None
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if hasattr(socket, "TCP_USER_TIMEOUT"):  # Linux: with the keepalives, a silent network cut ends the connection
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, DEAD_AFTER_SECONDS * 1000)
+    return sock
+
+
+def _quiet_prefetch_hook(previous):
+    """Keep paramiko's download prefetch thread quiet when the connection drops: the reader reports it."""
+    import paramiko
+
+    def hook(args) -> None:
+        if "_prefetch_thread" in (args.thread.name if args.thread else "") and issubclass(
+                args.exc_type, (EOFError, OSError, paramiko.SSHException)):
+            return
+        previous(args)
+
+    return hook
+
+
+def start_transport(sock: socket.socket, timeout: float, known_types: list[str]):
+    """An SSH transport over ``sock`` with fast ciphers and the host key types we already know first."""
+    import paramiko
+
+    log = logging.getLogger("paramiko")
+    if not log.handlers:
+        log.addHandler(logging.NullHandler())  # our errors are one line, not paramiko's log on stderr
+        threading.excepthook = _quiet_prefetch_hook(threading.excepthook)
+    conn = paramiko.Transport(sock)
+    opts = conn.get_security_options()
+    opts.ciphers = [c for c in FAST_CIPHERS if c in opts.ciphers] + [c for c in opts.ciphers if c not in FAST_CIPHERS]
+    wanted = []
+    for kind in known_types:
+        wanted += ["rsa-sha2-512", "rsa-sha2-256", kind] if kind == "ssh-rsa" else [kind]
+    opts.key_types = [k for k in wanted if k in opts.key_types] + [k for k in opts.key_types if k not in wanted]
+    host, port = sock.getpeername()[:2]
+    try:
+        conn.start_client(timeout=timeout or None)  # returns at the timeout even if unfinished
+        why = None if conn.host_key is not None else f"no answer within {timeout:g} s"
+    except (paramiko.SSHException, EOFError, OSError) as exc:
+        why = str(exc)
+    if why:
+        conn.close()
+        raise RemoteError(f"{host}:{port} did not complete the SSH handshake ({why}); is it an SSH server? "
+                          "(SSH_TIMEOUT sets the wait)")
+    return conn
+
+
+def handshake(cfg: Config):
+    """Connect and run the key exchange, no login: (host name as known_hosts files it, paramiko transport,
+    user HostKeys, project HostKeys). The host key is not checked yet."""
+    _user, host, port, timeout = _settings(cfg)
+    name = host_id(host, port)
+    user_keys, project_keys = load_known_hosts(cfg)
+    known_types = [t for hk in (user_keys, project_keys) for t in (hk.lookup(name) or {}).keys()]
+    sock = open_socket(host, port, timeout)
+    transport.CONNECTIONS_OPENED += 1
+    return name, start_transport(sock, timeout, known_types), user_keys, project_keys
+
+
+def scan_host_key(cfg: Config):
+    """(host name as known_hosts files it, the key the box presents, user HostKeys, project HostKeys)."""
+    name, ssh, user_keys, project_keys = handshake(cfg)
+    try:
+        return name, ssh.get_remote_server_key(), user_keys, project_keys
+    finally:
+        ssh.close()
+
+
+def _auth_keys(cfg: Config):
+    """The private keys to offer: SSH_KEY alone, else the agent's and ~/.ssh/id_*."""
+    import paramiko
+
+    if cfg["SSH_KEY"]:
+        path = cfg.local_path("SSH_KEY")
+        if not path.is_file():
+            raise UserError(f"SSH_KEY {path} does not exist; fix SSH_KEY in config.sh or leave it empty to use "
+                            "ssh-agent and ~/.ssh/id_*")
+        try:
+            return [(str(path), paramiko.PKey.from_path(path))]
+        except (paramiko.PasswordRequiredException, TypeError):  # TypeError: cryptography's "password-protected"
+            raise UserError(f"SSH_KEY {path} is protected by a passphrase: load it into ssh-agent "
+                            f"(ssh-add '{path}') and leave SSH_KEY empty") from None
+        except (paramiko.SSHException, OSError, ValueError) as exc:
+            raise UserError(f"SSH_KEY {path} is not a private key paramiko can read ({exc})") from None
+    found = []
+    with contextlib.suppress(paramiko.SSHException):
+        found += [(f"agent key {k.fingerprint}", k) for k in paramiko.Agent().get_keys()]
+    for name in ("id_ed25519", "id_ecdsa", "id_rsa"):
+        path = Path(os.path.expanduser(f"~/.ssh/{name}"))
+        if path.is_file():
+            with contextlib.suppress(paramiko.SSHException, OSError, ValueError, TypeError):  # TypeError: locked
+                found.append((str(path), paramiko.PKey.from_path(path)))
+    return found
+
+
+def _authenticate(conn, cfg: Config, user: str, where: str) -> None:
+    import paramiko
+
+    keys = _auth_keys(cfg)
+    if not keys:
+        raise RemoteError(f"no SSH key to offer {user}@{where}: set SSH_KEY in config.sh, or start ssh-agent and "
+                          "ssh-add your key")
+    for _label, key in keys:
+        try:
+            conn.auth_publickey(user, key)
+            return
+        except paramiko.AuthenticationException:
+            continue
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            raise RemoteError(f"{where} dropped the connection during login ({exc})") from None
+    labels = ", ".join(label for label, _ in keys)
+    raise RemoteError(f"{user}@{where} refused our key ({labels}): check REMOTE_USER and SSH_KEY, and that the "
+                      "public key is in ~/.ssh/authorized_keys on the box")
+
+
+def _open_local(path: Path, mode: str):
+    try:
+        return open(path, mode)  # closed by the transfer that uses it
+    except OSError as exc:
+        raise UserError(f"{path}: {exc.strerror}; check the file and its folder") from None
+
+
+class SSHTransport(Transport):
+    """One paramiko connection to the box: commands on session channels, files over one SFTP session."""
+
+    def __init__(self, cfg: Config) -> None:
+        import paramiko
+
+        self.user, self.host, self.port, _timeout = _settings(cfg)
+        self.remote_dir = cfg["REMOTE_DIR"]
+        name, self._transport, user_keys, project_keys = handshake(cfg)
+        self._sftp = None
+        try:
+            check_host_key(cfg, name, self._transport.get_remote_server_key(), user_keys, project_keys)
+            _authenticate(self._transport, cfg, self.user, f"{self.host}:{self.port}")
+        except BaseException:
+            self._transport.close()
+            raise
+        self._transport.set_keepalive(KEEPALIVE_SECONDS)
+        self._paramiko = paramiko
+
+    def describe(self) -> str:
+        return f"{self.user}@{self.host}:{self.port}"
+
+    def close(self) -> None:
+        if self._sftp is not None:
+            with contextlib.suppress(Exception):
+                self._sftp.close()
+            self._sftp = None
+        self._transport.close()
+
+    def dropped(self) -> bool:
+        """True if the connection is gone (paramiko closes the channels just before its thread ends)."""
+        self._transport.join(2)
+        return not self._transport.is_alive()
+
+    def lost(self, doing: str) -> ConnectionLost:
+        return ConnectionLost(f"connection to {self.describe()} lost while {doing}; run the same command again "
+                              "(finished work is kept)")
+
+    def _session(self, doing: str):
+        try:
+            return self._transport.open_session(timeout=30)
+        except (self._paramiko.SSHException, EOFError, OSError):
+            raise self.lost(doing) from None
+
+    def _pump(self, chan, on_out, on_err, deadline: float | None, doing: str) -> int:
+        """Read a channel until EOF; return its exit status."""
+        while True:
+            eof = chan.eof_received or chan.closed  # read first: data before EOF is then all buffered
+            while chan.recv_ready():
+                on_out(chan.recv(65536))
+            while chan.recv_stderr_ready():
+                on_err(chan.recv_stderr(65536))
+            if eof:
+                break
+            if not self._transport.is_active():
+                raise self.lost(doing)
+            if deadline is not None and time.monotonic() > deadline:
+                chan.close()
+                raise RemoteError(f"{doing} on {self.describe()} did not finish in time")
+            select.select([chan], [], [], 1.0)
+        chan.status_event.wait(30)
+        rc = chan.exit_status  # -1: no exit status came (killed by a signal, or the connection dropped)
+        if rc == -1 and self.dropped():
+            raise self.lost(doing)
+        chan.close()
+        return rc
+
+    def _run(self, argv, cwd, input, timeout) -> Completed:
+        doing = f"running {argv[0]}"
+        chan = self._session(doing)
+        out: list[bytes] = []
+        err: list[bytes] = []
+        try:
+            chan.exec_command(self._command(argv, cwd))
+            if input:
+                chan.sendall(input)
+            chan.shutdown_write()
+            deadline = time.monotonic() + timeout if timeout else None
+            rc = self._pump(chan, out.append, err.append, deadline, doing)
+        except (self._paramiko.SSHException, EOFError, OSError):
+            raise self.lost(doing) from None
+        self._check_folder(rc, cwd)
+        return Completed(rc, b"".join(out), b"".join(err))
+
+    def _check_folder(self, rc: int, cwd: str | None) -> None:
+        """Turn the exit status of a failed ``cd`` into one line naming the missing folder."""
+        if rc == NO_FOLDER and self.size(self.abspath(cwd or ".")) is None:
+            raise self.no_folder(cwd)
+
+    def stream(self, argv, *, cwd=None, on_output) -> int:
+        doing = f"running {argv[0]}"
+        chan = self._session(doing)
+        try:
+            chan.exec_command(self._command(argv, cwd))
+            chan.shutdown_write()
+            rc = self._pump(chan, on_output, on_output, None, doing)
+        except (self._paramiko.SSHException, EOFError, OSError):
+            raise self.lost(doing) from None
+        self._check_folder(rc, cwd)
+        return rc
+
+    def sftp(self):
+        """The connection's SFTP session (opened once)."""
+        if self._sftp is None:
+            try:
+                self._sftp = self._paramiko.SFTPClient.from_transport(self._transport)
+            except (self._paramiko.SSHException, EOFError, OSError) as exc:
+                if self.dropped():
+                    raise self.lost("opening SFTP") from None
+                raise RemoteError(f"{self.describe()} has no SFTP service ({exc}); enable the sftp subsystem in "
+                                  "sshd_config") from None
+        return self._sftp
+
+    def _file_op(self, doing: str, op):
+        try:
+            return op()
+        except (OSError, self._paramiko.SSHException, EOFError) as exc:
+            if getattr(exc, "errno", None):  # the SFTP server answered: a real file error
+                raise RemoteError(f"{doing} on {self.describe()}: {exc.strerror or exc}") from None
+            if self.dropped():
+                raise self.lost(doing) from None
+            raise RemoteError(f"{doing} on {self.describe()}: {exc}") from None
+
+    def makedirs(self, path: str) -> None:
+        sftp = self.sftp()
+
+        def make() -> None:
+            todo = []
+            folder = path
+            while folder not in ("", "/"):
+                try:
+                    sftp.stat(folder)
+                    break
+                except FileNotFoundError:
+                    todo.append(folder)
+                    folder = posixpath.dirname(folder)
+            for folder in reversed(todo):
+                try:
+                    sftp.mkdir(folder)
+                except OSError as exc:
+                    # another client may have made it meanwhile (SFTP says only "Failure"): fine if it exists now
+                    try:
+                        made = stat.S_ISDIR(sftp.stat(folder).st_mode)
+                    except OSError:
+                        made = False
+                    if not made:
+                        raise exc from None
+
+        self._file_op(f"creating {path}", make)
+
+    def put(self, local: Path, remote: str, on_bytes) -> str:
+        sftp = self.sftp()
+        src = _open_local(local, "rb")
+
+        def send() -> str:
+            with src, sftp.open(remote, "wb", bufsize=0) as dst:
+                dst.MAX_REQUEST_SIZE = CHUNK
+                dst.set_pipelined(True)
+                return copy_hashing(src, dst, on_bytes, CHUNK)
+
+        return self._file_op(f"uploading {remote}", send)
+
+    def get(self, remote: str, local: Path, on_bytes) -> str:
+        sftp = self.sftp()
+        dst = _open_local(local, "wb")
+
+        def fetch() -> str:
+            with dst, sftp.open(remote, "rb") as src:
+                src.MAX_REQUEST_SIZE = CHUNK
+                src.prefetch()
+                return copy_hashing(src, dst, on_bytes, CHUNK)
+
+        return self._file_op(f"downloading {remote}", fetch)
+
+    def rename(self, src: str, dst: str) -> None:
+        self._file_op(f"renaming {src}", lambda: self.sftp().posix_rename(src, dst))
+
+    def remove(self, path: str) -> None:
+        def remove() -> None:
+            with contextlib.suppress(FileNotFoundError):
+                self.sftp().remove(path)
+
+        self._file_op(f"removing {path}", remove)
+
+    def size(self, path: str) -> int | None:
+        def size() -> int | None:
+            try:
+                return self.sftp().stat(path).st_size
+            except FileNotFoundError:
+                return None
+
+        return self._file_op(f"checking {path}", size)
+
+
+def interactive_argv(cfg: Config, command: list[str] | None = None) -> list[str]:
+    """OpenSSH ``ssh`` argv with the settings paramiko uses (key, known_hosts, strict checking, no forwarding)."""
+    user, host, port, timeout = _settings(cfg)
+    if shutil.which("ssh") is None:
+        raise UserError("ssh (OpenSSH client) is not installed; install openssh-client")
+    files = " ".join(ssh_config_word(str(p)) for p in (user_known_hosts(), cfg.local_path("KNOWN_HOSTS")))
+    argv = ["ssh", "-p", str(port), "-o", f"UserKnownHostsFile={files}", "-o", "StrictHostKeyChecking=yes",
+            "-o", "ForwardAgent=no", "-o", f"ConnectTimeout={max(1, round(timeout))}",
+            "-o", f"ServerAliveInterval={KEEPALIVE_SECONDS}"]
+    if cfg["SSH_KEY"]:
+        # -o, not -i: ssh stats an -i path before expanding its %-tokens, so no spelling of a literal % works there
+        argv += ["-o", f"IdentityFile={ssh_config_word(str(cfg.local_path('SSH_KEY')))}", "-o", "IdentitiesOnly=yes"]
+    argv += ["-l", user, "--", host]
+    if command:
+        argv.append(shlex.join(command))
+    return argv
+
+
+def ssh_config_word(path, percent: bool = True) -> str:
+    """A path as one word of an ssh/sshd config value: double-quoted and escaped; ``percent`` doubles %
+    for keywords that expand %-tokens (IdentityFile, UserKnownHostsFile, AuthorizedKeysFile)."""
+    text = str(path).replace("\\", "\\\\").replace('"', '\\"')
+    return '"' + (text.replace("%", "%%") if percent else text) + '"'
