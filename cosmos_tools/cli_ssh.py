@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from pathlib import Path
 
 import click
 
@@ -43,7 +44,7 @@ def ssh(command: tuple[str, ...]) -> None:
         raise UserError(f"cannot run {argv[0]}: {exc.strerror}") from None
 
 
-def _record(path, line: str, name: str, replace: bool) -> None:
+def _record(path: Path, line: str, name: str, replace: bool) -> None:
     """Append ``line`` to a known_hosts file; with ``replace``, first drop the lines for host ``name``."""
     if replace and path.is_file():
         from paramiko import HostKeys

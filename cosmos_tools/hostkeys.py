@@ -8,14 +8,20 @@ import base64
 import hashlib
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 from .config import Config
 from .errors import RemoteError, UserError
 
+if TYPE_CHECKING:
+    from paramiko import HostKeys, PKey
+
+Verdict = Literal["known", "changed", "unknown"]
 KEY_TYPE_NAMES = {"ssh-ed25519": "ED25519", "ssh-rsa": "RSA", "ssh-dss": "DSA"}
 
 
 def user_known_hosts() -> Path:
+    """The user's own OpenSSH known_hosts file."""
     return Path(os.path.expanduser("~/.ssh/known_hosts"))
 
 
@@ -24,7 +30,7 @@ def host_id(host: str, port: int) -> str:
     return host if port == 22 else f"[{host}]:{port}"
 
 
-def fingerprint(key) -> str:
+def fingerprint(key: PKey) -> str:
     """``ED25519 SHA256:...``, as ``ssh-keygen -l`` prints it."""
     digest = base64.b64encode(hashlib.sha256(key.asbytes()).digest()).decode().rstrip("=")
     name = key.get_name()
@@ -32,12 +38,12 @@ def fingerprint(key) -> str:
     return f"{kind} SHA256:{digest}"
 
 
-def load_known_hosts(cfg: Config):
+def load_known_hosts(cfg: Config) -> tuple[HostKeys, HostKeys]:
     """(user HostKeys, project HostKeys), each empty when its file is missing."""
     return read_known_hosts(user_known_hosts()), read_known_hosts(cfg.local_path("KNOWN_HOSTS"))
 
 
-def read_known_hosts(path: Path):
+def read_known_hosts(path: Path) -> HostKeys:
     """The keys of a known_hosts file, line by line: lines paramiko cannot read (markers such as
     @cert-authority, key types it lacks, damaged lines) are skipped instead of losing the whole file."""
     import paramiko
@@ -62,7 +68,8 @@ def read_known_hosts(path: Path):
     return keys
 
 
-def classify_host_key(cfg: Config, name: str, key, user_keys, project_keys) -> tuple[str, Path | None, object]:
+def classify_host_key(cfg: Config, name: str, key: PKey, user_keys: HostKeys, project_keys: HostKeys
+                      ) -> tuple[Verdict, Path | None, PKey | None]:
     """("known", file, key) | ("changed", file, old key) | ("unknown", None, None) for a host's key."""
     files = ((user_known_hosts(), user_keys), (cfg.local_path("KNOWN_HOSTS"), project_keys))
     same_type = [(path, entries[key.get_name()]) for path, hk in files
@@ -75,10 +82,10 @@ def classify_host_key(cfg: Config, name: str, key, user_keys, project_keys) -> t
     return "unknown", None, None
 
 
-def check_host_key(cfg: Config, name: str, key, user_keys, project_keys) -> None:
+def check_host_key(cfg: Config, name: str, key: PKey, user_keys: HostKeys, project_keys: HostKeys) -> None:
     """Refuse a host key that neither known_hosts file vouches for; accept one that matches."""
     status, path, old = classify_host_key(cfg, name, key, user_keys, project_keys)
-    if status == "changed":
+    if status == "changed" and old is not None:  # "changed" always comes with the old key
         fix = (f"run: ssh-keygen -R '{name}' -f '{path}'" if path == user_known_hosts()
                else "run: cosmos-tools trust --replace")
         raise RemoteError(f"HOST KEY OF {name} HAS CHANGED (now {fingerprint(key)}, {path} has {fingerprint(old)}): "

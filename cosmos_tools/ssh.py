@@ -16,13 +16,20 @@ import socket
 import stat
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import IO, TYPE_CHECKING, TypeVar
 
 from . import transport
 from .config import Config
 from .errors import RemoteError, UserError
 from .hostkeys import check_host_key, host_id, load_known_hosts, user_known_hosts
 from .transport import NO_FOLDER, Completed, ConnectionLost, Transport, copy_hashing
+
+if TYPE_CHECKING:
+    import paramiko
+
+T = TypeVar("T")
 
 KEEPALIVE_SECONDS = 15
 DEAD_AFTER_SECONDS = 60  # data unacknowledged this long: the connection is gone (TCP_USER_TIMEOUT)
@@ -58,11 +65,12 @@ def open_socket(host: str, port: int, timeout: float) -> socket.socket:
     return sock
 
 
-def _quiet_prefetch_hook(previous):
+def _quiet_prefetch_hook(previous: Callable[[threading.ExceptHookArgs], object]
+                         ) -> Callable[[threading.ExceptHookArgs], None]:
     """Keep paramiko's download prefetch thread quiet when the connection drops: the reader reports it."""
     import paramiko
 
-    def hook(args) -> None:
+    def hook(args: threading.ExceptHookArgs) -> None:
         if "_prefetch_thread" in (args.thread.name if args.thread else "") and issubclass(
                 args.exc_type, (EOFError, OSError, paramiko.SSHException)):
             return
@@ -71,7 +79,7 @@ def _quiet_prefetch_hook(previous):
     return hook
 
 
-def start_transport(sock: socket.socket, timeout: float, known_types: list[str]):
+def start_transport(sock: socket.socket, timeout: float, known_types: list[str]) -> paramiko.Transport:
     """An SSH transport over ``sock`` with fast ciphers and the host key types we already know first."""
     import paramiko
 
@@ -99,7 +107,7 @@ def start_transport(sock: socket.socket, timeout: float, known_types: list[str])
     return conn
 
 
-def handshake(cfg: Config):
+def handshake(cfg: Config) -> tuple[str, paramiko.Transport, paramiko.HostKeys, paramiko.HostKeys]:
     """Connect and run the key exchange, no login: (host name as known_hosts files it, paramiko transport,
     user HostKeys, project HostKeys). The host key is not checked yet."""
     _user, host, port, timeout = _settings(cfg)
@@ -111,7 +119,7 @@ def handshake(cfg: Config):
     return name, start_transport(sock, timeout, known_types), user_keys, project_keys
 
 
-def scan_host_key(cfg: Config):
+def scan_host_key(cfg: Config) -> tuple[str, paramiko.PKey, paramiko.HostKeys, paramiko.HostKeys]:
     """(host name as known_hosts files it, the key the box presents, user HostKeys, project HostKeys)."""
     name, ssh, user_keys, project_keys = handshake(cfg)
     try:
@@ -120,7 +128,7 @@ def scan_host_key(cfg: Config):
         ssh.close()
 
 
-def _auth_keys(cfg: Config):
+def _auth_keys(cfg: Config) -> list[tuple[str, paramiko.PKey]]:
     """The private keys to offer: SSH_KEY alone, else the agent's and ~/.ssh/id_*."""
     import paramiko
 
@@ -136,7 +144,7 @@ def _auth_keys(cfg: Config):
                             f"(ssh-add '{path}') and leave SSH_KEY empty") from None
         except (paramiko.SSHException, OSError, ValueError) as exc:
             raise UserError(f"SSH_KEY {path} is not a private key paramiko can read ({exc})") from None
-    found = []
+    found: list[tuple[str, paramiko.PKey]] = []
     with contextlib.suppress(paramiko.SSHException):
         found += [(f"agent key {k.fingerprint}", k) for k in paramiko.Agent().get_keys()]
     for name in ("id_ed25519", "id_ecdsa", "id_rsa"):
@@ -147,7 +155,7 @@ def _auth_keys(cfg: Config):
     return found
 
 
-def _authenticate(conn, cfg: Config, user: str, where: str) -> None:
+def _authenticate(conn: paramiko.Transport, cfg: Config, user: str, where: str) -> None:
     import paramiko
 
     keys = _auth_keys(cfg)
@@ -167,7 +175,7 @@ def _authenticate(conn, cfg: Config, user: str, where: str) -> None:
                       "public key is in ~/.ssh/authorized_keys on the box")
 
 
-def _open_local(path: Path, mode: str):
+def _open_local(path: Path, mode: str) -> IO[bytes]:
     try:
         return open(path, mode)  # closed by the transfer that uses it
     except OSError as exc:
@@ -183,7 +191,7 @@ class SSHTransport(Transport):
         self.user, self.host, self.port, _timeout = _settings(cfg)
         self.remote_dir = cfg["REMOTE_DIR"]
         name, self._transport, user_keys, project_keys = handshake(cfg)
-        self._sftp = None
+        self._sftp: paramiko.SFTPClient | None = None
         try:
             check_host_key(cfg, name, self._transport.get_remote_server_key(), user_keys, project_keys)
             _authenticate(self._transport, cfg, self.user, f"{self.host}:{self.port}")
@@ -212,13 +220,14 @@ class SSHTransport(Transport):
         return ConnectionLost(f"connection to {self.describe()} lost while {doing}; run the same command again "
                               "(finished work is kept)")
 
-    def _session(self, doing: str):
+    def _session(self, doing: str) -> paramiko.Channel:
         try:
             return self._transport.open_session(timeout=30)
         except (self._paramiko.SSHException, EOFError, OSError):
             raise self.lost(doing) from None
 
-    def _pump(self, chan, on_out, on_err, deadline: float | None, doing: str) -> int:
+    def _pump(self, chan: paramiko.Channel, on_out: Callable[[bytes], None], on_err: Callable[[bytes], None],
+              deadline: float | None, doing: str) -> int:
         """Read a channel until EOF; return its exit status."""
         while True:
             eof = chan.eof_received or chan.closed  # read first: data before EOF is then all buffered
@@ -241,7 +250,7 @@ class SSHTransport(Transport):
         chan.close()
         return rc
 
-    def _run(self, argv, cwd, input, timeout) -> Completed:
+    def _run(self, argv: list[str], cwd: str | None, input: bytes | None, timeout: float | None) -> Completed:
         doing = f"running {argv[0]}"
         chan = self._session(doing)
         out: list[bytes] = []
@@ -263,7 +272,7 @@ class SSHTransport(Transport):
         if rc == NO_FOLDER and self.size(self.abspath(cwd or ".")) is None:
             raise self.no_folder(cwd)
 
-    def stream(self, argv, *, cwd=None, on_output) -> int:
+    def stream(self, argv: list[str], *, cwd: str | None = None, on_output: Callable[[bytes], None]) -> int:
         doing = f"running {argv[0]}"
         chan = self._session(doing)
         try:
@@ -275,23 +284,26 @@ class SSHTransport(Transport):
         self._check_folder(rc, cwd)
         return rc
 
-    def sftp(self):
+    def sftp(self) -> paramiko.SFTPClient:
         """The connection's SFTP session (opened once)."""
         if self._sftp is None:
             try:
-                self._sftp = self._paramiko.SFTPClient.from_transport(self._transport)
+                sftp = self._paramiko.SFTPClient.from_transport(self._transport)
             except (self._paramiko.SSHException, EOFError, OSError) as exc:
                 if self.dropped():
                     raise self.lost("opening SFTP") from None
                 raise RemoteError(f"{self.describe()} has no SFTP service ({exc}); enable the sftp subsystem in "
                                   "sshd_config") from None
+            if sftp is None:  # paramiko's answer when the connection could not open a channel
+                raise self.lost("opening SFTP")
+            self._sftp = sftp
         return self._sftp
 
-    def _file_op(self, doing: str, op):
+    def _file_op(self, doing: str, op: Callable[[], T]) -> T:
         try:
             return op()
         except (OSError, self._paramiko.SSHException, EOFError) as exc:
-            if getattr(exc, "errno", None):  # the SFTP server answered: a real file error
+            if isinstance(exc, OSError) and exc.errno:  # the SFTP server answered: a real file error
                 raise RemoteError(f"{doing} on {self.describe()}: {exc.strerror or exc}") from None
             if self.dropped():
                 raise self.lost(doing) from None
@@ -316,7 +328,7 @@ class SSHTransport(Transport):
                 except OSError as exc:
                     # another client may have made it meanwhile (SFTP says only "Failure"): fine if it exists now
                     try:
-                        made = stat.S_ISDIR(sftp.stat(folder).st_mode)
+                        made = stat.S_ISDIR(sftp.stat(folder).st_mode or 0)
                     except OSError:
                         made = False
                     if not made:
@@ -324,7 +336,7 @@ class SSHTransport(Transport):
 
         self._file_op(f"creating {path}", make)
 
-    def put(self, local: Path, remote: str, on_bytes) -> str:
+    def put(self, local: Path, remote: str, on_bytes: Callable[[int], None]) -> str:
         sftp = self.sftp()
         src = _open_local(local, "rb")
 
@@ -336,7 +348,7 @@ class SSHTransport(Transport):
 
         return self._file_op(f"uploading {remote}", send)
 
-    def get(self, remote: str, local: Path, on_bytes) -> str:
+    def get(self, remote: str, local: Path, on_bytes: Callable[[int], None]) -> str:
         sftp = self.sftp()
         dst = _open_local(local, "wb")
 
@@ -386,7 +398,7 @@ def interactive_argv(cfg: Config, command: list[str] | None = None) -> list[str]
     return argv
 
 
-def ssh_config_word(path, percent: bool = True) -> str:
+def ssh_config_word(path: str | os.PathLike[str], percent: bool = True) -> str:
     """A path as one word of an ssh/sshd config value: double-quoted and escaped; ``percent`` doubles %
     for keywords that expand %-tokens (IdentityFile, UserKnownHostsFile, AuthorizedKeysFile)."""
     text = str(path).replace("\\", "\\\\").replace('"', '\\"')

@@ -9,21 +9,36 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import os
 import posixpath
 import shlex
 import signal
 import subprocess
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
+from typing import Protocol, cast
 
 from .config import Config
 from .errors import RemoteError
 
 CONNECTIONS_OPENED = 0  # SSH connections this process opened (ssh.py counts them, the benchmark reads them)
 NO_FOLDER = 97  # exit status of a remote command whose working folder is missing
+
+
+class Readable(Protocol):
+    """A file open for reading bytes: a local file or an SFTP file."""
+
+    def read(self, size: int, /) -> bytes: ...
+
+
+class Writable(Protocol):
+    """A file open for writing bytes: a local file or an SFTP file."""
+
+    def write(self, data: bytes, /) -> object: ...
 
 
 class ConnectionLost(RemoteError):
@@ -45,7 +60,7 @@ class Transport:
     def __enter__(self) -> Transport:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def close(self) -> None:
@@ -77,7 +92,7 @@ class Transport:
             raise RemoteError(f"{argv[0]} failed on {self.describe()} (exit {done.rc}): {tail or 'no error output'}")
         return done
 
-    def _run(self, argv, cwd, input, timeout) -> Completed:
+    def _run(self, argv: list[str], cwd: str | None, input: bytes | None, timeout: float | None) -> Completed:
         raise NotImplementedError
 
     def stream(self, argv: list[str], *, cwd: str | None = None, on_output: Callable[[bytes], None]) -> int:
@@ -109,7 +124,7 @@ class Transport:
         raise NotImplementedError
 
 
-def copy_hashing(src, dst, on_bytes, chunk: int) -> str:
+def copy_hashing(src: Readable, dst: Writable, on_bytes: Callable[[int], None], chunk: int) -> str:
     """Copy one open file to another in ``chunk``-sized blocks; return the sha256 of what passed."""
     digest = hashlib.sha256()
     while block := src.read(chunk):
@@ -134,7 +149,7 @@ class LocalTransport(Transport):
             raise self.no_folder(cwd)
         return folder
 
-    def _run(self, argv, cwd, input, timeout) -> Completed:
+    def _run(self, argv: list[str], cwd: str | None, input: bytes | None, timeout: float | None) -> Completed:
         try:
             done = subprocess.run(argv, cwd=self._cwd(cwd), input=input or b"", capture_output=True,
                                   timeout=timeout)
@@ -144,15 +159,16 @@ class LocalTransport(Transport):
             raise RemoteError(f"running {argv[0]} on {self.describe()} did not finish in time") from None
         return Completed(done.returncode, done.stdout, done.stderr)
 
-    def stream(self, argv, *, cwd=None, on_output) -> int:
+    def stream(self, argv: list[str], *, cwd: str | None = None, on_output: Callable[[bytes], None]) -> int:
         try:
             proc = subprocess.Popen(argv, cwd=self._cwd(cwd), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                     stderr=subprocess.STDOUT)
         except FileNotFoundError:
             on_output(f"{argv[0]}: command not found\n".encode())
             return 127
+        stdout = cast(io.BufferedReader, proc.stdout)  # stdout=PIPE, default buffering
         with proc:
-            while block := proc.stdout.read1(65536):
+            while block := stdout.read1(65536):
                 on_output(block)
         return proc.returncode
 
@@ -162,17 +178,17 @@ class LocalTransport(Transport):
         except OSError as exc:
             raise RemoteError(f"creating {path}: {exc.strerror}") from None
 
-    def _copy(self, src, dst, on_bytes, doing: str) -> str:
+    def _copy(self, src: str | Path, dst: str | Path, on_bytes: Callable[[int], None], doing: str) -> str:
         try:
             with open(src, "rb") as fin, open(dst, "wb") as fout:
                 return copy_hashing(fin, fout, on_bytes, 1024 * 1024)
         except OSError as exc:
             raise RemoteError(f"{doing}: {exc.strerror or exc}") from None
 
-    def put(self, local: Path, remote: str, on_bytes) -> str:
+    def put(self, local: Path, remote: str, on_bytes: Callable[[int], None]) -> str:
         return self._copy(local, remote, on_bytes, f"copying {local} to {remote}")
 
-    def get(self, remote: str, local: Path, on_bytes) -> str:
+    def get(self, remote: str, local: Path, on_bytes: Callable[[int], None]) -> str:
         return self._copy(remote, local, on_bytes, f"copying {remote} to {local}")
 
     def rename(self, src: str, dst: str) -> None:
@@ -205,7 +221,7 @@ def connect(cfg: Config) -> Transport:
     return SSHTransport(cfg)
 
 
-def _inside_paramiko(frame) -> bool:
+def _inside_paramiko(frame: FrameType | None) -> bool:
     while frame is not None:
         if f"{os.sep}paramiko{os.sep}" in frame.f_code.co_filename:
             return True
@@ -214,7 +230,7 @@ def _inside_paramiko(frame) -> bool:
 
 
 @contextlib.contextmanager
-def paramiko_safe_sigint():
+def paramiko_safe_sigint() -> Iterator[None]:
     """Ctrl-C never lands inside paramiko: it is raised as soon as the main thread is back in our code.
 
     A KeyboardInterrupt between paramiko's acquire of its send lock and the ``try`` that releases it
@@ -225,7 +241,7 @@ def paramiko_safe_sigint():
         yield
         return
 
-    def handler(_signum, frame) -> None:
+    def handler(_signum: int, frame: FrameType | None) -> None:
         if _inside_paramiko(frame):
             signal.setitimer(signal.ITIMER_REAL, 0.05)
             return
