@@ -192,7 +192,7 @@ class Remote:
         return self.t.run(["bash", "-c", script(name), f"cosmos-{name.removesuffix('.sh')}", *args], input=input,
                           check=check)
 
-    def read_jobs(self, dirs: list[str] | None) -> Box:
+    def probe(self, dirs: list[str] | None) -> Box:
         """The remote user, running containers and job folders (``dirs``; None: every one), in one round trip."""
         scope, folders = ("all", []) if dirs is None else ("named", dirs)
         done = self.bash("job_state.sh", scope, str(len(self.docker)), *self.docker, *folders)
@@ -202,10 +202,6 @@ class Remote:
         if box is None or (dirs is not None and list(box.jobs) != list(dict.fromkeys(dirs))):
             raise RemoteError(f"unexpected answer from {self.t.describe()} when reading job state; is bash there?")
         return box
-
-    def probe(self, dirs: list[str]) -> Box:
-        """uid, gid, home, running containers and the state of ``dirs``, in one round trip."""
-        return self.read_jobs(dirs)
 
     def write_files(self, folder: str, files: dict[str, bytes]) -> None:
         """Write text files (no NUL bytes) into ``folder`` on the box, each atomically; one round trip."""
@@ -527,7 +523,7 @@ def kill(remote: Remote, name: str) -> list[str]:
 
 def job_rows(remote: Remote) -> list[dict]:
     """Every job folder on the box with its state (running, ok, blocked, failed, lost), newest first."""
-    box = remote.read_jobs(None)
+    box = remote.probe(None)
     seen = set()
     out = []
     for state in box.jobs.values():

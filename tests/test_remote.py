@@ -118,3 +118,72 @@ def test_status_and_probe_read_the_same_state(local, project, tmp_path, monkeypa
     assert box.jobs["outputs/not a job"].verdict == "absent"
     assert rows["ct1-run-other-0123456789"]["state"] == "running"
     assert box.account.uid.isdigit() and box.account.home
+
+
+class _FakeTransport:
+    def close(self) -> None:
+        pass
+
+
+def _remote(monkeypatch, connects: list) -> jobs.Remote:
+    """A Remote over a fake transport; reconnecting appends to ``connects`` (no waiting)."""
+    monkeypatch.setattr(jobs, "RECONNECT_DELAYS", (0, 0))
+    monkeypatch.setattr(transport, "connect", lambda cfg: connects.append(1) or _FakeTransport())
+    return jobs.Remote({"DOCKER_CMD": "docker"}, transport=_FakeTransport(), say=lambda msg: None)
+
+
+def _dropping(times: int):
+    calls = []
+
+    def step():
+        calls.append(1)
+        if len(calls) <= times:
+            raise transport.ConnectionLost("cut")
+        return "done"
+    return step, calls
+
+
+def test_retrying_reconnects_and_repeats_the_step(monkeypatch):
+    connects: list = []
+    remote = _remote(monkeypatch, connects)
+    step, calls = _dropping(2)
+    assert remote.retrying("upload", step) == "done"
+    assert len(calls) == 3 and len(connects) == 2 and remote.connections == 3
+
+
+def test_retrying_gives_up_after_its_budget_with_the_hint(monkeypatch):
+    remote = _remote(monkeypatch, [])
+    step, calls = _dropping(99)
+    with pytest.raises(jobs.RemoteError, match="upload: the connection dropped 3 times.*; attach it"):
+        remote.retrying("upload", step, drops=2, then="; attach it")
+    assert len(calls) == 3
+
+
+def test_retrying_says_when_the_box_stays_away(monkeypatch):
+    remote = _remote(monkeypatch, [])
+
+    def refuse(cfg):
+        raise jobs.RemoteError("refused")
+
+    monkeypatch.setattr(transport, "connect", refuse)
+    step, calls = _dropping(1)
+    with pytest.raises(jobs.RemoteError, match=r"could not reconnect \(refused\); attach it"):
+        remote.retrying("follow", step, then="; attach it")
+    assert len(calls) == 1
+
+
+def test_other_errors_are_not_retried_unless_asked(monkeypatch):
+    remote = _remote(monkeypatch, [])
+    calls = []
+
+    def broken():
+        calls.append(1)
+        if len(calls) == 1:
+            raise EOFError("paramiko state")
+        return True
+
+    with pytest.raises(EOFError):
+        remote.retrying("stop", broken)
+    calls.clear()
+    assert remote.retrying("stop", broken, drops=1, retry_on=Exception) is True
+    assert len(calls) == 2
