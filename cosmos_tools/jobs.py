@@ -27,8 +27,6 @@ from .remote.account import BoxAccount
 from .remote.codes import ScriptExit
 from .remote.paths import RUN, UPSCALE, UPSCALED_SUFFIX, JobPaths, container_name
 
-LOCK_FILE = ".cosmos-tools/gpu.lock"
-TAIL_LINES = 15
 # The one reconnect policy (Remote.retrying): wait these seconds before each try to reconnect after a drop;
 # a step is repeated after at most STEP_RETRIES drops, following one job's log after at most MAX_DROPS.
 RECONNECT_DELAYS = (1, 2, 4, 8)
