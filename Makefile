@@ -43,7 +43,7 @@ test: setup ## run the test suite (real sshd, real ffmpeg)
 
 lint: setup ## ruff and shellcheck
 	$(VENV)/bin/ruff check cosmos_tools tests bench
-	$(VENV)/bin/shellcheck -x scripts/*.sh .ci/run
+	$(VENV)/bin/shellcheck -x scripts/*.sh .ci/run cosmos_tools/remote/*.sh
 
 demo: setup ## the whole cycle on the built-in rehearsal GPU host
 	$(PY) -m cosmos_tools.demo

@@ -103,15 +103,15 @@ def render_cmd(prompt: Path, upscale: bool, weight: str | None, num_gpu: int | N
     from .prompts import load_prompt, prompt_name
     from .render import render_run, render_upscale
 
-    cfg = load_config()
+    cfg = load_config().with_overrides({"NUM_GPU": num_gpu}, source="--num-gpu")
     spec = load_prompt(prompt)
     name = prompt_name(prompt)
     if weight is not None and not upscale:
         raise click.UsageError("--weight is for --upscale")
     if upscale:
-        rendered = render_upscale(name, cfg, weight=weight, num_gpu=num_gpu)
+        rendered = render_upscale(name, cfg, weight=weight)
     else:
-        rendered = render_run(name, spec, cfg, num_gpu=num_gpu)
+        rendered = render_run(name, spec, cfg)
     if cfg["DOCKER_USER"].strip() == "auto":
         click.echo("note: DOCKER_USER=auto: --user is added at run time from the GPU box's id -u:id -g", err=True)
     if as_json:

@@ -8,13 +8,12 @@ from __future__ import annotations
 import functools
 import json
 import shlex
-import sys
 from pathlib import Path
 
 import click
 
 from .config import load_config
-from .errors import UserError
+from .errors import Interrupted, JobFailed, UserError
 
 PROMPT = click.argument("prompt", type=click.Path(dir_okay=False, path_type=Path))
 GPUS = click.option("--num-gpu", type=click.IntRange(min=1), default=None,
@@ -26,7 +25,6 @@ def interruptible(command):
     """Ctrl-C anywhere in a remote command: exit 130 with one line (click alone would say "Aborted!", exit 1)."""
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
-        from .jobs import Interrupted
         from .transport import paramiko_safe_sigint
 
         try:
@@ -38,6 +36,11 @@ def interruptible(command):
     return wrapper
 
 
+def _config(num_gpu: int | None = None):
+    """The effective settings with this run's overrides on top (``--num-gpu``)."""
+    return load_config().with_overrides({"NUM_GPU": num_gpu}, source="--num-gpu")
+
+
 def _session(cfg, prompt: Path, override: str | None = None, *, check: bool = False, **kwargs):
     from .cycle import Session, plan_prompt
 
@@ -46,7 +49,7 @@ def _session(cfg, prompt: Path, override: str | None = None, *, check: bool = Fa
 
 
 def _finish(outcome, session) -> None:
-    """Exit 0 for ok/detached/running, 1 (with the log tail) for a failed job."""
+    """Exit 0 for ok/detached/running; JobFailed (exit 1, after the failure line and log tail) otherwise."""
     from .jobs import report_failure
 
     if outcome.status in ("ok", "detached", "running"):
@@ -54,7 +57,7 @@ def _finish(outcome, session) -> None:
             click.echo(f"{outcome.state.dir}: ok" + (" (already done)" if outcome.reused else ""))
         return
     report_failure(outcome, session.say)
-    sys.exit(1)
+    raise JobFailed(outcome.message)
 
 
 @click.command("upload")
@@ -89,8 +92,8 @@ def run_cmd(prompt: Path, detach: bool, wait: bool, num_gpu: int | None, force: 
     The job survives a dropped connection: `cosmos-tools attach NAME` re-attaches. A job that already
     finished ok with the same spec is not run again; a running one is re-attached.
     """
-    cfg = load_config()
-    session = _session(cfg, prompt, num_gpu=num_gpu)
+    cfg = _config(num_gpu)
+    session = _session(cfg, prompt)
     try:
         session.probe()
         outcome = session.ensure(session.run_job(), wait=wait, detach=detach, force=force)
@@ -112,9 +115,9 @@ def upscale_cmd(prompt: Path, control_weight: str | None, wait: bool, num_gpu: i
     """
     from .render import upscale_weight
 
-    cfg = load_config()
+    cfg = _config(num_gpu)
     weight = upscale_weight(cfg["UPSCALE_WEIGHT"] if control_weight is None else control_weight)
-    session = _session(cfg, prompt, num_gpu=num_gpu)
+    session = _session(cfg, prompt)
     try:
         session.probe()
         session.check_upscale_input()
@@ -129,7 +132,7 @@ def upscale_cmd(prompt: Path, control_weight: str | None, wait: bool, num_gpu: i
 @interruptible
 def download_cmd(prompt: Path) -> None:
     """Fetch outputs/NAME/ and outputs/NAME_upscaled/ from the box (verified, identical files skipped)."""
-    from .jobs import RUN, UPSCALE
+    from .remote.paths import RUN, UPSCALE
 
     cfg = load_config()
     session = _session(cfg, prompt)
@@ -163,10 +166,8 @@ def cycle_cmd(prompt: Path, videos_subdir: str | None, no_upscale: bool, upscale
     """
     from .cycle import run_cycle
 
-    cfg = load_config()
-    code = run_cycle(cfg, prompt, override=videos_subdir, upscale=not no_upscale, weight=upscale_weight, wait=wait,
-                     num_gpu=num_gpu)
-    sys.exit(code)
+    run_cycle(_config(num_gpu), prompt, override=videos_subdir, upscale=not no_upscale, weight=upscale_weight,
+              wait=wait)
 
 
 def _name_of(run: str) -> str:
@@ -234,7 +235,7 @@ def attach_cmd(run: str) -> None:
             from .jobs import report_failure
 
             report_failure(outcome, lambda m: click.echo(f"cosmos-tools: {m}", err=True))
-            sys.exit(1)
+            raise JobFailed(outcome.message)
         click.echo(f"{outcome.state.dir}: ok")
     finally:
         remote.close()

@@ -203,6 +203,20 @@ class Config:
         """A path setting resolved against the project root."""
         return (self.root / os.path.expanduser(self.values[key])).resolve()
 
+    def with_overrides(self, overrides: dict[str, object], *, source: str) -> Config:
+        """A new Config with ``overrides`` (None values skipped) laid over this one, ``sources`` naming ``source``.
+
+        The layer for per-run choices such as ``--num-gpu``: checked like every other value.
+        """
+        given = {key: str(value) for key, value in overrides.items() if value is not None}
+        unknown = sorted(set(given) - set(SETTINGS_BY_KEY))
+        if unknown:
+            raise ValueError(f"not settings: {', '.join(unknown)}")
+        values = {**self.values, **given}
+        sources = {**self.sources, **dict.fromkeys(given, source)}
+        _check_types(values, sources)
+        return Config(root=self.root, path=self.path, values=values, sources=sources)
+
     def require(self, *keys: str) -> None:
         for key in keys:
             if not self.values.get(key):
@@ -223,8 +237,8 @@ def _check_types(values: dict[str, str], sources: dict[str, str]) -> None:
             raise ConfigError(f"{sources[key]}: {key} must be {what}, got {value!r}") from None
     if values["TRANSPORT"] not in ("ssh", "local"):
         raise ConfigError(f"{sources['TRANSPORT']}: TRANSPORT must be ssh or local, got {values['TRANSPORT']!r}")
-    if values["NUM_GPU"] in ("0",):
-        raise ConfigError(f"{sources['NUM_GPU']}: NUM_GPU must be at least 1")
+    if int(values["NUM_GPU"]) < 1:
+        raise ConfigError(f"{sources['NUM_GPU']}: NUM_GPU must be a whole number >= 1, got {values['NUM_GPU']!r}")
 
 
 def load_config(root: Path | None = None) -> Config:

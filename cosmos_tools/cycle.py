@@ -4,7 +4,7 @@ upload -> run (live log) -> download the run folder -> upscale (unless told not 
 successful run, at most 121 frames) -> download the upscale -> one line in notes/run_history.log.
 Re-running resumes: uploads skip identical files, a job that finished ok with the same spec is not
 run again, a running job is re-attached, downloads skip identical files. A dropped connection is
-reopened (a few tries) and the interrupted step repeated. docs/remote.md has the rules.
+reopened (a few tries, ``Remote.retrying``) and the interrupted step repeated. docs/remote.md has the rules.
 """
 
 from __future__ import annotations
@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from . import history
-from .errors import UserError
-from .jobs import RUN, UPSCALE, Box, Interrupted, Job, Outcome, Remote, Runner, job_dir, job_from_rendered
+from .errors import Interrupted, JobFailed, UserError
+from .jobs import Box, Job, Outcome, Remote, Runner, job_from_rendered, plain_job
+from .remote.paths import RUN, UPSCALE, JobPaths
 
 RESULT_FILES = ("output.mp4", "output.txt", "exit_code")
 MAX_UPSCALE_FRAMES = 121  # cosmos-transfer1 issue #150: the second 121-frame chunk of an upscale fails
-STEP_RETRIES = 3
 
 
 def say(msg: str) -> None:
@@ -144,18 +144,24 @@ def weights_text(prompt: dict) -> str:
     return ",".join(parts)
 
 
-class Session:
-    """The remote steps for one prompt over one connection (reopened if it drops)."""
+def local_folder(cfg, name: str, kind: str) -> Path:
+    """The local copy of a job's folder: LOCAL_OUTPUTS_DIR/<folder name on the box>."""
+    return cfg.local_path("LOCAL_OUTPUTS_DIR") / PurePosixPath(JobPaths.of(name, kind).folder).name
 
-    def __init__(self, cfg, plan: Plan, *, num_gpu: int | None = None, quiet: bool = False,
-                 echo: Callable[[bytes], None] | None = None) -> None:
+
+class Session:
+    """The remote steps for one prompt over one connection (reopened if it drops).
+
+    ``cfg`` carries the run's overrides (``Config.with_overrides``, e.g. ``--num-gpu``).
+    """
+
+    def __init__(self, cfg, plan: Plan, *, quiet: bool = False, echo: Callable[[bytes], None] | None = None) -> None:
         self.cfg = cfg
         self.plan = plan
-        self.num_gpu = num_gpu
         self.quiet = quiet
-        self.remote = Remote(cfg)
-        self.runner = Runner(self.remote, echo=echo, say=self.say)
-        self.runner.watch = [job_dir(plan.name, RUN), job_dir(plan.name, UPSCALE)]
+        self.remote = Remote(cfg, say=self.say)
+        self.runner = Runner(self.remote, echo=echo)
+        self.runner.watch = [JobPaths.of(plan.name, RUN).folder, JobPaths.of(plan.name, UPSCALE).folder]
         self.box: Box | None = None
         self._fresh = False  # self.box was read after the last change we made on the box
 
@@ -166,25 +172,12 @@ class Session:
     def close(self) -> None:
         self.remote.close()
 
-    def retrying(self, what: str, fn):
-        """Run a step; after a dropped connection reopen it and run the step again (steps are idempotent)."""
-        from .transport import ConnectionLost
-
-        for attempt in range(STEP_RETRIES + 1):
-            try:
-                return fn()
-            except ConnectionLost as exc:
-                if attempt == STEP_RETRIES:
-                    raise
-                self.remote.reconnect(f"{what}: {exc}", self.say)
-        raise AssertionError("unreachable")
-
     # --- steps -------------------------------------------------------------------------------------
 
     def upload(self):
         from .sync import upload_files
 
-        report = self.retrying("upload", lambda: upload_files(self.remote.t, self.plan.uploads,
+        report = self.remote.retrying("upload", lambda: upload_files(self.remote.t, self.plan.uploads,
                                                                progress=not self.quiet))
         self.say(f"upload: {len(report.sent)} sent ({report.bytes_sent / 1e6:.1f} MB), "
                  f"{len(report.skipped)} already on the box, {report.seconds:.1f} s")
@@ -192,7 +185,7 @@ class Session:
 
     def probe(self) -> Box:
         """Read the box (remote user, running containers, this prompt's two job folders): one round trip."""
-        self.box = self.retrying("reading job state", lambda: self.remote.probe(self.runner.watch))
+        self.box = self.remote.retrying("reading job state", lambda: self.remote.probe(self.runner.watch))
         self._fresh = True
         return self.box
 
@@ -203,31 +196,26 @@ class Session:
             return self.box
         return self.probe()
 
-    def _render_args(self) -> dict:
-        box = self.box or self.probe()
-        return {"num_gpu": self.num_gpu, "docker_user": f"{box.uid}:{box.gid}", "remote_home": box.home}
-
     def named_job(self, kind: str) -> Job:
         """This prompt's run or upscale as known by name (container and files), without rendering it."""
-        from .jobs import plain_job
-
         return plain_job(self.plan.name, kind)
 
     def run_job(self) -> Job:
         from .render import render_run
 
-        rendered = render_run(self.plan.name, self.plan.prompt, self.cfg, **self._render_args())
-        return job_from_rendered(self.plan.name, RUN, rendered, self.plan.text)
+        account = (self.box or self.probe()).account
+        rendered = render_run(self.plan.name, self.plan.prompt, self.cfg, account=account)
+        return job_from_rendered(rendered, self.plan.text)
 
     def upscale_job(self, weight: float | None) -> Job:
         from .render import render_upscale
 
-        rendered = render_upscale(self.plan.name, self.cfg, weight=weight, **self._render_args())
-        return job_from_rendered(self.plan.name, UPSCALE, rendered, None)
+        account = (self.box or self.probe()).account
+        return job_from_rendered(render_upscale(self.plan.name, self.cfg, weight=weight, account=account), None)
 
     def ensure(self, job: Job, *, wait: bool, detach: bool = False, force: bool = False) -> Outcome:
         """Run or re-attach ``job`` (reconnecting as needed) and return how it ended."""
-        run_done = self.box.jobs[job_dir(self.plan.name, RUN)].finished_at if self.box else 0
+        run_done = self.box.jobs[JobPaths.of(self.plan.name, RUN).folder].finished_at if self.box else 0
 
         def stale(state) -> bool:
             return force or (job.kind == UPSCALE and state.finished_at < run_done)
@@ -238,14 +226,14 @@ class Session:
                 self.box, self._fresh = outcome.box, True
             return outcome
 
-        return self.retrying(f"running {job.label}", attempt)
+        return self.remote.retrying(f"running {job.label}", attempt)
 
     def download(self, kind: str, missing_ok: bool):
         from .sync import download_tree
 
-        rel = job_dir(self.plan.name, kind)
-        local = self.cfg.local_path("LOCAL_OUTPUTS_DIR") / PurePosixPath(rel).name
-        report = self.retrying("download", lambda: download_tree(self.remote.t, rel, local,
+        rel = JobPaths.of(self.plan.name, kind).folder
+        local = local_folder(self.cfg, self.plan.name, kind)
+        report = self.remote.retrying("download", lambda: download_tree(self.remote.t, rel, local,
                                                                  progress=not self.quiet, missing_ok=missing_ok))
         on_box = set(report.sent) | set(report.skipped)
         for name in RESULT_FILES:  # results of an earlier attempt that the box no longer has
@@ -263,12 +251,13 @@ class Session:
         """
         from .probe import probe_video
 
-        state = (self.box or self.probe()).jobs[job_dir(self.plan.name, RUN)]
-        rel = f"{job_dir(self.plan.name, RUN)}/output.mp4"
+        run = JobPaths.of(self.plan.name, RUN).folder
+        state = (self.box or self.probe()).jobs[run]
+        rel = f"{run}/output.mp4"
         if state.output_size <= 0:
             raise UserError(f"{rel} is missing on the GPU box: run the inference first "
                             f"(scripts/run_inference_remote.sh {self.plan.path.name})")
-        local = self.cfg.local_path("LOCAL_OUTPUTS_DIR") / self.plan.name / "output.mp4"
+        local = local_folder(self.cfg, self.plan.name, RUN) / "output.mp4"
         if not local.is_file():
             self.download(RUN, missing_ok=False)
         frames = probe_video(local).frames
@@ -307,12 +296,16 @@ class CycleResult:
     durations: dict[str, float] = field(default_factory=dict)
     upscaled: bool = False
     connections: int = 0
-    code: int = 1
 
 
 def run_cycle(cfg, prompt_path, *, override: str | None = None, upscale: bool = True, weight=None,
-              wait: bool = False, num_gpu: int | None = None, echo=None) -> int:
-    """The full cycle; returns the exit code (0 ok, 1 run failed, 3 box/connection problem, 130 interrupted)."""
+              wait: bool = False, echo=None) -> None:
+    """The full cycle; raises like every command (JobFailed, RemoteError, Interrupted: errors.ExitStatus).
+
+    Whatever the outcome, the history line is written and the summary printed first; the error is shown
+    (by click) after them.
+    """
+    from .jobs import report_failure
     from .render import upscale_weight
 
     plan = plan_prompt(cfg, prompt_path, override)
@@ -321,6 +314,7 @@ def run_cycle(cfg, prompt_path, *, override: str | None = None, upscale: bool = 
         check_upscale_length(cfg, plan)
     started = history.now_iso()
     result = CycleResult()
+    error: UserError | None = None
     session = None
     clock = time.monotonic()
 
@@ -332,78 +326,69 @@ def run_cycle(cfg, prompt_path, *, override: str | None = None, upscale: bool = 
             result.durations[step] = result.durations.get(step, 0.0) + time.monotonic() - begin
 
     try:
-        session = Session(cfg, plan, num_gpu=num_gpu, echo=echo)
+        session = Session(cfg, plan, echo=echo)
         timed("upload", session.upload)
         session.probe()
         outcome = timed("run", lambda: session.ensure(session.run_job(), wait=wait))
         result.exit = outcome.state.exit_code
         timed("download", lambda: session.download(RUN, missing_ok=True))
         if outcome.status != "ok":
-            from .jobs import report_failure
-
             report_failure(outcome, say)
-            result.status, result.error, result.code = outcome.status, outcome.message, 1
-        else:
-            if upscale:
-                session.check_upscale_input()
-                up = timed("upscale", lambda: session.ensure(session.upscale_job(up_weight), wait=wait))
-                timed("download", lambda: session.download(UPSCALE, missing_ok=True))
-                result.upscaled = True
-                if up.status != "ok":
-                    from .jobs import report_failure
-
-                    report_failure(up, say)
-                    result.status, result.error, result.code = "failed", f"upscale: {up.message}", 1
-                else:
-                    result.status, result.code = "ok", 0
+            result.status, error = outcome.status, JobFailed(outcome.message)
+        elif upscale:
+            session.check_upscale_input()
+            up = timed("upscale", lambda: session.ensure(session.upscale_job(up_weight), wait=wait))
+            timed("download", lambda: session.download(UPSCALE, missing_ok=True))
+            result.upscaled = True
+            if up.status != "ok":
+                report_failure(up, say)
+                result.status, error = "failed", JobFailed(f"upscale: {up.message}")
             else:
-                result.status, result.code = "ok", 0
+                result.status = "ok"
+        else:
+            result.status = "ok"
     except KeyboardInterrupt:
-        say("interrupted (Ctrl-C)")
-        result.status, result.error, result.code = "cancelled", "interrupted (Ctrl-C)", 130
-    except UserError as exc:  # RemoteError (exit 3) and Interrupted (exit 130) included
-        exc.show()
-        cancelled = isinstance(exc, Interrupted)
-        result.status, result.error, result.code = "cancelled" if cancelled else "failed", exc.format_message(), \
-            exc.exit_code
+        result.status, error = "cancelled", Interrupted("interrupted (Ctrl-C)")
+    except UserError as exc:  # RemoteError and Interrupted included
+        result.status, error = "cancelled" if isinstance(exc, Interrupted) else "failed", exc
     finally:
         if session is not None:
             result.connections = session.remote.connections
             session.close()
+    result.error = error.format_message() if error is not None else ""
     result.durations["total"] = time.monotonic() - clock
-    line = _record(cfg, plan, started, result, up_weight, num_gpu)
+    line = _record(cfg, plan, started, result, up_weight)
     _summary(cfg, plan, result, line)
-    return result.code
+    if error is not None:
+        raise error
 
 
-def _record(cfg, plan: Plan, started: str, result: CycleResult, up_weight, num_gpu: int | None) -> str:
-    outputs = cfg.local_path("LOCAL_OUTPUTS_DIR")
+def _record(cfg, plan: Plan, started: str, result: CycleResult, up_weight) -> str:
     d = result.durations
     record = {
         "ts": started, "run": plan.name, "prompt": local_rel(cfg, plan.path), "shot": plan.shot or "",
-        "host": cfg["REMOTE_HOST"] if cfg["TRANSPORT"] == "ssh" else "local", "gpus": num_gpu or cfg.int("NUM_GPU"),
+        "host": cfg["REMOTE_HOST"] if cfg["TRANSPORT"] == "ssh" else "local", "gpus": cfg.int("NUM_GPU"),
         "weights": weights_text(plan.prompt), "upscale": "no" if up_weight is None else f"{up_weight:g}",
         "status": result.status, "exit": "" if result.exit is None else result.exit,
         "upload_s": f"{d.get('upload', 0):.1f}", "run_s": f"{d.get('run', 0):.1f}",
         "upscale_s": f"{d.get('upscale', 0):.1f}", "download_s": f"{d.get('download', 0):.1f}",
         "total_s": f"{d.get('total', 0):.1f}",
-        "output": local_rel(cfg, outputs / plan.name),
-        "upscaled": local_rel(cfg, outputs / f"{plan.name}_upscaled") if result.upscaled else None,
+        "output": local_rel(cfg, local_folder(cfg, plan.name, RUN)),
+        "upscaled": local_rel(cfg, local_folder(cfg, plan.name, UPSCALE)) if result.upscaled else None,
         "error": result.error or None,
     }
     return history.append_record(history.history_path(cfg), record)
 
 
 def _summary(cfg, plan: Plan, result: CycleResult, line: str) -> None:
-    outputs = cfg.local_path("LOCAL_OUTPUTS_DIR")
     print(f"status: {result.status}" + (f" ({result.error})" if result.error else ""))
-    run_video = outputs / plan.name / "output.mp4"
+    run_video = local_folder(cfg, plan.name, RUN) / "output.mp4"
     if result.status == "ok" and run_video.is_file():
         print(f"result: {local_rel(cfg, run_video)}")
-    up_video = outputs / f"{plan.name}_upscaled" / "output.mp4"
+    up_video = local_folder(cfg, plan.name, UPSCALE) / "output.mp4"
     if result.upscaled and up_video.is_file():
         print(f"upscaled: {local_rel(cfg, up_video)}")
-    print(f"log: {local_rel(cfg, outputs / plan.name / 'run.log')}")
+    print(f"log: {local_rel(cfg, local_folder(cfg, plan.name, RUN) / 'run.log')}")
     if result.connections:
         say(f"{result.durations['total']:.1f} s over {result.connections} SSH connection(s)")
     print(f"history ({local_rel(cfg, history.history_path(cfg))}): {line}")

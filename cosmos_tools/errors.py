@@ -1,14 +1,26 @@
-"""Errors a user can cause or meet: each prints one line on stderr and exits non-zero."""
+"""Errors a user can cause or meet: each prints one line on stderr and exits with its ExitStatus."""
 
 from __future__ import annotations
 
+from enum import IntEnum
+
 import click
+
+
+class ExitStatus(IntEnum):
+    """The exit status of every command: the one table errors map to (scripts/*.sh pass it on)."""
+
+    OK = 0
+    FAILED = 1  # bad input, or the job ran and failed
+    USAGE = 2  # bad arguments (click)
+    REMOTE = 3  # the GPU box could not be reached or refused what we asked
+    INTERRUPTED = 130  # Ctrl-C
 
 
 class UserError(click.ClickException):
     """An expected failure: one line saying what is wrong, where, and how to fix it."""
 
-    exit_code = 1
+    exit_code = ExitStatus.FAILED
 
     def __init__(self, message: str, exit_code: int | None = None) -> None:
         super().__init__(" ".join(message.split("\n")))
@@ -22,4 +34,17 @@ class UserError(click.ClickException):
 class RemoteError(UserError):
     """The GPU box could not be reached or refused what we asked of it."""
 
-    exit_code = 3
+    exit_code = ExitStatus.REMOTE
+
+
+class Interrupted(UserError):
+    """The user pressed Ctrl-C."""
+
+    exit_code = ExitStatus.INTERRUPTED
+
+
+class JobFailed(UserError):
+    """A job ran and failed; its failure line and the tail of its log are already on stderr."""
+
+    def show(self, file=None) -> None:
+        pass

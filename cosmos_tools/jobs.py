@@ -3,8 +3,9 @@
 A job is a folder (``outputs/<name>/`` for a run, ``outputs/<name>_upscaled/`` for an upscale) and a
 named container. The runner inside the container appends everything to ``run.log`` and writes
 ``exit_code`` when the command ends, so nothing about a job lives only in a connection: the client
-can drop, come back and pick up from a byte offset. Every remote step is one fixed bash script run
-with its data as positional parameters (never pasted into the script).
+can drop, come back and pick up from a byte offset. Every remote step is one fixed bash script of
+cosmos_tools/remote/ run with its data as positional parameters (never pasted into the script), and
+``Remote.retrying`` is the one policy for dropped connections.
 """
 
 from __future__ import annotations
@@ -20,149 +21,25 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .errors import RemoteError, UserError
+from .errors import Interrupted, RemoteError, UserError
+from .remote import script
+from .remote.account import BoxAccount
+from .remote.codes import ScriptExit
+from .remote.paths import RUN, UPSCALE, UPSCALED_SUFFIX, JobPaths, container_name
 
-RUN, UPSCALE = "run", "up"
-LOCK_FILE = ".cosmos-tools/gpu.lock"
-TAIL_LINES = 15
-BUSY, LOST, DOCKER_SILENT = 75, 4, 6  # exit codes of the start and follow scripts
+# The one reconnect policy (Remote.retrying): wait these seconds before each try to reconnect after a drop;
+# a step is repeated after at most STEP_RETRIES drops, following one job's log after at most MAX_DROPS.
 RECONNECT_DELAYS = (1, 2, 4, 8)
-MAX_DROPS = 20  # reconnections while following one job before giving up
+STEP_RETRIES = 3
+MAX_DROPS = 20
 WAIT_POLL_SECONDS = 2.0
 GUARDRAIL = "GUARDRAIL BLOCKED"
 STOPPED_CODES = (130, 137, 143)  # ended by SIGINT, SIGKILL or SIGTERM (Ctrl-C, kill, docker stop)
-
-# $1 = number of docker words, then the docker words, then job folders. Prints, NUL-separated:
-# uid, gid, home, the names of running cosmos-tools containers (one per line), then 8 fields per folder.
-PROBE_SCRIPT = r"""
-nd=$1; shift
-docker=("${@:1:nd}"); shift "$nd"
-printf '%s\0' "$(id -u)" "$(id -g)" "$HOME"
-if ! names=$("${docker[@]}" ps --filter label=cosmos-tools.run --format '{{.Names}}' 2>&1 </dev/null); then
-  printf 'docker ps failed: %s\n' "$names" >&2; exit 97
-fi
-printf '%s\0' "$names"
-for d; do
-  code='' when='' log=0 out=0 blocked=0 sha='' tail=''
-  if [ -f "$d/exit_code" ]; then code=$(head -c 32 "$d/exit_code"); when=$(stat -c %Y "$d/exit_code"); fi
-  if [ -f "$d/run.log" ]; then
-    log=$(stat -c %s "$d/run.log")
-    grep -qF 'GUARDRAIL BLOCKED' "$d/run.log" && blocked=1
-    tail=$(tail -n 15 "$d/run.log" | tr -d '\000')
-  fi
-  [ -f "$d/output.mp4" ] && out=$(stat -c %s "$d/output.mp4")
-  [ -f "$d/controlnet_spec.json" ] && sha=$(sha256sum < "$d/controlnet_spec.json") && sha=${sha%% *}
-  printf '%s\0' "$d" "$code" "$when" "$log" "$out" "$blocked" "$sha" "$tail"
-done
-"""
-
-# $1 = job folder, $2 = container, $3 = number of docker words, then the full `docker run` argv (docker
-# words first). Under the GPU lock: refuse (exit 75, running names on stdout) when a job runs, else rotate
-# the previous attempt's log, clear its result, remove a stopped leftover container of that name (one
-# that was never auto-removed) and start the container.
-START_SCRIPT = r"""
-d=$1 container=$2 nd=$3; shift 3
-docker=("${@:1:nd}")
-mkdir -p .cosmos-tools "$d" || exit 96
-command -v flock >/dev/null || { echo "flock is not installed on the GPU box (util-linux)" >&2; exit 96; }
-exec 9>>.cosmos-tools/gpu.lock
-flock -w 120 9 || { echo "timed out waiting for .cosmos-tools/gpu.lock" >&2; exit 98; }
-if ! names=$("${docker[@]}" ps --filter label=cosmos-tools.run --format '{{.Names}}' 2>&1 </dev/null 9>&-); then
-  printf 'docker ps failed: %s\n' "$names" >&2; exit 97
-fi
-if [ -n "$names" ]; then printf '%s\n' "$names"; exit 75; fi
-if [ -f "$d/run.log" ]; then mv -f "$d/run.log" "$d/run.log.prev"; fi
-rm -f "$d/exit_code" "$d/output.mp4" "$d/output.txt"
-"${docker[@]}" rm "$container" </dev/null >/dev/null 2>&1 9>&-
-"$@" </dev/null 9>&-
-"""
-
-# $1 = log, $2 = exit-code file, $3 = byte offset (negative: start at the last -N lines), $4 = container,
-# then the docker words. Prints the starting offset on a line of its own, then copies the log from it
-# until the exit-code file exists; exits 4 if the container is gone without one, 6 if docker has not
-# answered for about a minute (so a follower whose job and docker are gone never polls for ever).
-FOLLOW_SCRIPT = r"""
-exec 2>/dev/null
-log=$1 code=$2 off=$3 container=$4; shift 4
-docker=("$@")
-if [ "$off" -lt 0 ]; then
-  size=$(stat -c %s "$log" || echo 0)
-  off=$(( size - $(tail -n "${off#-}" "$log" | wc -c) ))
-fi
-echo "$off"
-polls=0 failures=0
-while :; do
-  finished=0; [ -e "$code" ] && finished=1
-  size=$(stat -c %s "$log" || echo 0)
-  if [ "$size" -lt "$off" ]; then off=0; fi
-  if [ "$size" -gt "$off" ]; then tail -c "+$(( off + 1 ))" "$log" | head -c "$(( size - off ))"; off=$size; fi
-  [ "$finished" = 1 ] && exit 0
-  polls=$(( polls + 1 ))
-  if [ $(( polls % 8 )) = 0 ]; then
-    if names=$("${docker[@]}" ps --filter label=cosmos-tools.run --format '{{.Names}}' </dev/null); then
-      failures=0
-      if ! printf '%s\n' "$names" | grep -qxF -- "$container"; then
-        sleep 1
-        [ -e "$code" ] || exit 4
-      fi
-    else
-      failures=$(( failures + 1 ))
-      [ "$failures" -lt 30 ] || exit 6
-    fi
-  fi
-  sleep 0.25
-done
-"""
-
-# $1 = folder, then NAME SIZE pairs: stdin holds the files' bytes one after another (text without NUL).
-# Each is written through a temporary file and a rename.
-WRITE_SCRIPT = r"""
-export LC_ALL=C
-d=$1; shift
-mkdir -p -- "$d" || exit 1
-while [ "$#" -ge 2 ]; do
-  name=$1 size=$2; shift 2
-  data=''
-  [ "$size" -gt 0 ] && { IFS= read -r -d '' -N "$size" data || [ "${#data}" -eq "$size" ] || exit 2; }
-  [ "${#data}" -eq "$size" ] || exit 2
-  tmp=$(mktemp "$d/.cosmos-write.XXXXXX") && printf '%s' "$data" > "$tmp" && mv -f -- "$tmp" "$d/$name" || exit 1
-done
-"""
-
-# Every job folder under outputs/ (one with run.log or exit_code): name, exit code, log mtime, output size,
-# guardrail flag, NUL-separated; after the names of the running containers.
-STATUS_SCRIPT = r"""
-nd=$1; shift
-docker=("${@:1:nd}")
-if ! names=$("${docker[@]}" ps --filter label=cosmos-tools.run --format '{{.Names}}' 2>&1 </dev/null); then
-  printf 'docker ps failed: %s\n' "$names" >&2; exit 97
-fi
-printf '%s\0' "$names"
-for d in outputs/*/; do
-  d=${d%/}
-  [ -f "$d/run.log" ] || [ -f "$d/exit_code" ] || continue
-  code='' when=0 out=0 blocked=0
-  [ -f "$d/exit_code" ] && code=$(head -c 32 "$d/exit_code")
-  [ -f "$d/run.log" ] && when=$(stat -c %Y "$d/run.log") && { grep -qF 'GUARDRAIL BLOCKED' "$d/run.log" && blocked=1; }
-  [ -f "$d/output.mp4" ] && out=$(stat -c %s "$d/output.mp4")
-  printf '%s\0' "${d#outputs/}" "$code" "$when" "$out" "$blocked"
-done
-"""
+STATE_FIELDS = 9  # fields per job folder in the answer of remote/job_state.sh
 
 
 class Busy(RemoteError):
     """Another job holds the GPU box."""
-
-
-class Interrupted(UserError):
-    """The user pressed Ctrl-C."""
-
-    exit_code = 130
-
-
-def job_dir(name: str, kind: str) -> str:
-    """The job's folder relative to REMOTE_DIR (and to the local project)."""
-    return f"outputs/{name}" if kind == RUN else f"outputs/{name}_upscaled"
 
 
 def docker_words(cfg) -> list[str]:
@@ -194,6 +71,7 @@ class JobState:
     spec_sha: str = ""
     tail: list[str] = field(default_factory=list)
     running: bool = False
+    updated: float = 0.0  # mtime of run.log
 
     @property
     def verdict(self) -> str:
@@ -226,35 +104,77 @@ class JobState:
 class Box:
     """One look at the box: the remote user, the running cosmos-tools containers and some job folders."""
 
-    uid: str
-    gid: str
-    home: str
+    account: BoxAccount
     running: list[str]
     jobs: dict[str, JobState]
 
 
-class Remote:
-    """A connection to the box that reconnects (with backoff) when it drops; counts connections."""
+def parse_box(stdout: bytes) -> Box | None:
+    """The answer of remote/job_state.sh (both scopes); None if it is not one."""
+    fields = [f.decode("utf-8", "replace") for f in stdout.split(b"\0")[:-1]]
+    if len(fields) < 4 or (len(fields) - 4) % STATE_FIELDS:
+        return None
+    uid, gid, home, names = fields[:4]
+    jobs = {}
+    try:
+        for i in range(4, len(fields), STATE_FIELDS):
+            d, code, when, log, logged, out, blocked, sha, tail = fields[i:i + STATE_FIELDS]
+            jobs[d] = JobState(dir=d, exit_code=_int_or_none(code), finished_at=float(when or 0),
+                               log_size=int(log or 0), output_size=int(out or 0), blocked=blocked == "1",
+                               spec_sha=sha, tail=tail.splitlines(), updated=float(logged or 0))
+    except ValueError:
+        return None
+    return Box(account=BoxAccount(uid=uid, gid=gid, home=home), running=[n for n in names.splitlines() if n],
+               jobs=jobs)
 
-    def __init__(self, cfg, transport=None) -> None:
+
+def _say(msg: str) -> None:
+    print(f"cosmos-tools: {msg}", file=sys.stderr, flush=True)
+
+
+class Remote:
+    """A connection to the box that owns the reconnect policy (``retrying``); counts connections."""
+
+    def __init__(self, cfg, transport=None, *, say: Callable[[str], None] | None = None) -> None:
         from .transport import connect
 
         self.cfg = cfg
         self.docker = docker_words(cfg)
+        self.say = say or _say
         self.t = transport or connect(cfg)
         self.connections = 1
 
     def close(self) -> None:
         self.t.close()
 
-    def reconnect(self, why: str, say: Callable[[str], None]) -> None:
-        """Open a new connection after a drop, trying a few times; RemoteError if the box stays away."""
+    def retrying(self, what: str, step, *, drops: int = STEP_RETRIES, retry_on: type[Exception] | None = None,
+                 then: str = ""):
+        """Run ``step``; after a dropped connection reconnect (backing off) and run it again.
+
+        Steps must be safe to repeat. At most ``drops`` reconnections; after that, or when the box stays
+        away, RemoteError ending with ``then`` (what the user can do next). ``retry_on`` widens what
+        counts as a drop (default ConnectionLost).
+        """
+        from .transport import ConnectionLost
+
+        dropped = retry_on or ConnectionLost
+        for drop in range(drops + 1):
+            try:
+                return step()
+            except dropped as exc:
+                if drop == drops:
+                    raise RemoteError(f"{what}: the connection dropped {drops + 1} times ({exc}){then}") from None
+                self._reconnect(f"{what}: {exc}", then)
+        raise AssertionError("unreachable")
+
+    def _reconnect(self, why: str, then: str) -> None:
         from .transport import connect
 
-        self.t.close()
+        with contextlib.suppress(Exception):  # paramiko's state after a drop or an interrupt is anyone's guess
+            self.t.close()
         last = why
         for delay in RECONNECT_DELAYS:
-            say(f"connection lost; reconnecting in {delay} s")
+            self.say(f"connection lost; reconnecting in {delay} s")
             time.sleep(delay)
             try:
                 self.t = connect(self.cfg)
@@ -263,46 +183,41 @@ class Remote:
                 continue
             self.connections += 1
             return
-        raise RemoteError(f"lost the connection to the GPU box and could not reconnect ({last})")
+        raise RemoteError(f"lost the connection to the GPU box and could not reconnect ({last}){then}")
 
-    def bash(self, script: str, name: str, *args: str, input: bytes | None = None, check: bool = False):
-        return self.t.run(["bash", "-c", script, name, *args], input=input, check=check)
+    def bash(self, name: str, *args: str, input: bytes | None = None, check: bool = False):
+        """Run the packaged script ``name`` (remote/<name>) with ``args`` as its positional parameters."""
+        return self.t.run(["bash", "-c", script(name), f"cosmos-{name.removesuffix('.sh')}", *args], input=input,
+                          check=check)
 
-    def probe(self, dirs: list[str]) -> Box:
-        """uid, gid, home, running containers and the state of ``dirs``, in one round trip."""
-        done = self.bash(PROBE_SCRIPT, "cosmos-probe", str(len(self.docker)), *self.docker, *dirs)
+    def probe(self, dirs: list[str] | None) -> Box:
+        """The remote user, running containers and job folders (``dirs``; None: every one), in one round trip."""
+        scope, folders = ("all", []) if dirs is None else ("named", dirs)
+        done = self.bash("job_state.sh", scope, str(len(self.docker)), *self.docker, *folders)
         if done.rc != 0:
             raise _docker_error(done, self.t.describe())
-        fields = [f.decode("utf-8", "replace") for f in done.stdout.split(b"\0")[:-1]]
-        if len(fields) != 4 + 8 * len(dirs):
+        box = parse_box(done.stdout)
+        if box is None or (dirs is not None and list(box.jobs) != list(dict.fromkeys(dirs))):
             raise RemoteError(f"unexpected answer from {self.t.describe()} when reading job state; is bash there?")
-        uid, gid, home, names = fields[:4]
-        running = [n for n in names.splitlines() if n]
-        jobs = {}
-        for i in range(len(dirs)):
-            d, code, when, log, out, blocked, sha, tail = fields[4 + 8 * i:12 + 8 * i]
-            jobs[d] = JobState(dir=d, exit_code=_int_or_none(code), finished_at=float(when or 0),
-                               log_size=int(log or 0), output_size=int(out or 0), blocked=blocked == "1",
-                               spec_sha=sha, tail=tail.splitlines())
-        return Box(uid=uid, gid=gid, home=home, running=running, jobs=jobs)
+        return box
 
     def write_files(self, folder: str, files: dict[str, bytes]) -> None:
         """Write text files (no NUL bytes) into ``folder`` on the box, each atomically; one round trip."""
         if any(b"\0" in data for data in files.values()):
             raise ValueError("write_files carries text only (no NUL bytes)")
         args = [word for name, data in files.items() for word in (name, str(len(data)))]
-        done = self.bash(WRITE_SCRIPT, "cosmos-write", folder, *args, input=b"".join(files.values()))
+        done = self.bash("write.sh", folder, *args, input=b"".join(files.values()))
         if done.rc != 0:
             raise RemoteError(f"could not write {', '.join(files)} into {folder} on {self.t.describe()} "
                               f"(exit {done.rc}): {_last_line(done)}")
 
     def start(self, folder: str, container: str, docker_argv: list[str]) -> list[str] | None:
         """Start the job under the GPU lock; the running container names instead if the box is busy."""
-        done = self.bash(START_SCRIPT, "cosmos-start", folder, container, str(len(self.docker)), *docker_argv)
-        if done.rc == BUSY:
+        done = self.bash("start.sh", folder, container, str(len(self.docker)), *docker_argv)
+        if done.rc == ScriptExit.BUSY:
             return [n for n in done.stdout.decode("utf-8", "replace").splitlines() if n]
         if done.rc != 0:
-            if done.rc == 97:
+            if done.rc == ScriptExit.DOCKER_FAILED:
                 raise _docker_error(done, self.t.describe())
             raise RemoteError(f"starting the job on {self.t.describe()} failed (exit {done.rc}): {_last_line(done)}")
         return None
@@ -311,19 +226,6 @@ class Remote:
         """Ask a container to stop (SIGTERM, then SIGKILL after 10 s); False if it was not running."""
         done = self.t.run([*self.docker, "stop", "-t", "10", container], check=False)
         return done.rc == 0
-
-    def status(self) -> tuple[list[str], list[dict]]:
-        done = self.bash(STATUS_SCRIPT, "cosmos-status", str(len(self.docker)), *self.docker)
-        if done.rc != 0:
-            raise _docker_error(done, self.t.describe())
-        fields = [f.decode("utf-8", "replace") for f in done.stdout.split(b"\0")[:-1]]
-        running = [n for n in fields[0].splitlines() if n] if fields else []
-        rows = []
-        for i in range(1, len(fields) - 4, 5):
-            name, code, when, out, blocked = fields[i:i + 5]
-            rows.append({"dir": name, "exit_code": _int_or_none(code), "updated": float(when or 0),
-                         "output_size": int(out or 0), "blocked": blocked == "1"})
-        return running, rows
 
 
 def _int_or_none(text: str) -> int | None:
@@ -339,7 +241,7 @@ def _last_line(done) -> str:
 
 
 def _docker_error(done, where: str) -> RemoteError:
-    if done.rc == 97:
+    if done.rc == ScriptExit.DOCKER_FAILED:
         detail = done.stderr.decode("utf-8", "replace").strip().replace("docker ps failed: ", "", 1)
         detail = " | ".join(detail.splitlines()[-2:]) or "no error output"
         return RemoteError(f"docker does not answer on {where} ({detail}); check DOCKER_CMD in config.sh "
@@ -351,35 +253,47 @@ def _docker_error(done, where: str) -> RemoteError:
 
 @dataclass
 class Job:
-    """One job to run or follow: its name, kind, folder, container and rendered files."""
+    """One job to run or follow: where it lives and, to start it, its docker argv and files."""
 
-    name: str
-    kind: str
-    container: str
-    log_path: str
-    exit_code_path: str
+    paths: JobPaths
     docker: list[str] = field(default_factory=list)
     files: dict[str, bytes] = field(default_factory=dict)  # written into the folder before the start
     spec_sha: str = ""
 
     @property
+    def name(self) -> str:
+        return self.paths.name
+
+    @property
+    def kind(self) -> str:
+        return self.paths.kind
+
+    @property
     def dir(self) -> str:
-        return job_dir(self.name, self.kind)
+        return self.paths.folder
+
+    @property
+    def container(self) -> str:
+        return self.paths.container
 
     @property
     def label(self) -> str:
         return self.name if self.kind == RUN else f"{self.name} (upscale)"
 
 
-def job_from_rendered(name: str, kind: str, rendered, prompt_text: bytes | None) -> Job:
+def plain_job(name: str, kind: str) -> Job:
+    """A job known by name only (for attach/kill): its container and files follow from the name."""
+    return Job(JobPaths.of(name, kind))
+
+
+def job_from_rendered(rendered, prompt_text: bytes | None) -> Job:
     """The job for a rendered run or upscale: controlnet_spec.json, spec_used.json, prompt_spec.json."""
     spec = spec_bytes(rendered.spec)
     files = {"controlnet_spec.json": spec,
              "spec_used.json": (json.dumps(rendered.spec_used(), indent=2, ensure_ascii=False) + "\n").encode()}
     if prompt_text is not None:
         files["prompt_spec.json"] = prompt_text
-    return Job(name=name, kind=kind, container=rendered.container, log_path=rendered.log_path,
-               exit_code_path=rendered.exit_code_path, docker=list(rendered.docker), files=files,
+    return Job(JobPaths.of(rendered.name, rendered.kind), docker=list(rendered.docker), files=files,
                spec_sha=_sha(spec))
 
 
@@ -403,7 +317,7 @@ class Runner:
         self.remote = remote
         self.watch: list[str] = []  # job folders to read again when a job ends (besides its own)
         self.echo = echo or _echo_stdout
-        self.say = say or (lambda msg: print(f"cosmos-tools: {msg}", file=sys.stderr, flush=True))
+        self.say = say or remote.say
 
     def ensure(self, job: Job, box: Box, *, wait: bool = False, detach: bool = False, rerun_if=None) -> Outcome:
         """Run ``job`` unless it already finished ok with the same spec; re-attach if it is running.
@@ -482,48 +396,32 @@ class Runner:
         def stream() -> int:
             start_at, position["header"] = position["offset"], b""
             try:
-                return remote.t.stream(["bash", "-c", FOLLOW_SCRIPT, "cosmos-follow", job.log_path,
-                                        job.exit_code_path, str(start_at), job.container, *remote.docker],
+                return remote.t.stream(["bash", "-c", script("follow.sh"), "cosmos-follow", job.paths.log,
+                                        job.paths.exit_code, str(start_at), job.container, *remote.docker],
                                        on_output=on_output)
             except BaseException:
                 if position["header"] is not None:  # the offset line never arrived: ask for the same start
                     position["offset"] = start_at
                 raise
 
+        then = f"; the job keeps running on the box: re-attach with `cosmos-tools attach {shlex.quote(job.name)}`"
         try:
-            rc = self._reconnecting(job, stream)
+            rc = remote.retrying(f"following {job.label}", stream, drops=MAX_DROPS, then=then)
         except KeyboardInterrupt:
             raise self.interrupt(job) from None
-        if rc == DOCKER_SILENT:
+        if rc == ScriptExit.DOCKER_SILENT:
             raise RemoteError(f"docker on {remote.t.describe()} stopped answering while {job.label} ran; it may "
                               f"still be running: check with `cosmos-tools status`, re-attach with "
                               f"`cosmos-tools attach {shlex.quote(job.name)}`")
-        box = self._reconnecting(job, lambda: remote.probe(list(dict.fromkeys([job.dir, *self.watch]))))
+        box = remote.retrying(f"reading the state of {job.label}",
+                              lambda: remote.probe(list(dict.fromkeys([job.dir, *self.watch]))), drops=MAX_DROPS,
+                              then=then)
         state = box.jobs[job.dir]
-        if rc == LOST and state.exit_code is None:
+        if rc == ScriptExit.LOST and state.exit_code is None:
             state.running = False
         status = {"ok": "ok", "blocked": "blocked", "stopped": "cancelled"}.get(state.verdict, "failed")
         return Outcome(status, state, seconds=time.monotonic() - started,
                        message="" if status == "ok" else state.failure(job.label), box=box)
-
-    def _reconnecting(self, job: Job, step):
-        """Run ``step``; after a dropped connection reconnect and run it again (the job keeps running)."""
-        from .transport import ConnectionLost
-
-        for _ in range(MAX_DROPS):
-            try:
-                return step()
-            except ConnectionLost as exc:
-                why = str(exc)
-                try:
-                    self.remote.reconnect(why, self.say)
-                except RemoteError as gone:
-                    why = str(gone)
-                    break
-        else:
-            why = f"the connection dropped {MAX_DROPS} times"
-        raise RemoteError(f"{why}; the job keeps running on the box: re-attach with "
-                          f"`cosmos-tools attach {shlex.quote(job.name)}`")
 
     def interrupt(self, job: Job) -> Interrupted:
         """Ctrl-C: ask the box to stop the job (a second Ctrl-C gives up); the error to raise.
@@ -531,19 +429,11 @@ class Runner:
         A Ctrl-C can land in the middle of paramiko and break the connection, so a failed stop is
         tried once more over a new one.
         """
-        from .transport import connect
-
         self.say(f"Ctrl-C: stopping {job.label} on the box (Ctrl-C again to leave it running)")
         hint = f"stop it with `cosmos-tools kill {shlex.quote(job.name)}`"
         try:
-            try:
-                stopped = self.remote.stop(job.container)
-            except Exception:  # paramiko's state after an interrupt inside it is anyone's guess
-                with contextlib.suppress(Exception):
-                    self.remote.t.close()
-                self.remote.t = connect(self.remote.cfg)
-                self.remote.connections += 1
-                stopped = self.remote.stop(job.container)
+            stopped = self.remote.retrying(f"stopping {job.label}", lambda: self.remote.stop(job.container),
+                                           drops=1, retry_on=Exception)
         except KeyboardInterrupt:
             return Interrupted(f"interrupted: left {job.label} running on the box; {hint}")
         except RemoteError as exc:
@@ -572,8 +462,6 @@ def deferred_sigint():
 
 def _same_run(container: str, job: Job) -> bool:
     """True for the container of the other step of the same run (ct1-run-... vs ct1-up-...)."""
-    from .render import container_name
-
     return container in (container_name(job.name, RUN), container_name(job.name, UPSCALE))
 
 
@@ -590,15 +478,6 @@ def report_failure(outcome: Outcome, say: Callable[[str], None]) -> None:
         for line in outcome.state.tail:
             print(line, file=sys.stderr)
         print("---", file=sys.stderr)
-
-
-def plain_job(name: str, kind: str) -> Job:
-    """A job known by name only (for attach/kill): its container and files follow from the name."""
-    from .render import container_name
-
-    folder = job_dir(name, kind)
-    return Job(name=name, kind=kind, container=container_name(name, kind), log_path=f"{folder}/run.log",
-               exit_code_path=f"{folder}/exit_code")
 
 
 def attach(remote: Remote, name: str, runner: Runner | None = None) -> Outcome:
@@ -642,30 +521,25 @@ def kill(remote: Remote, name: str) -> list[str]:
 
 def job_rows(remote: Remote) -> list[dict]:
     """Every job folder on the box with its state (running, ok, blocked, failed, lost), newest first."""
-    from .render import UPSCALED_SUFFIX, container_name
-
-    running, rows = remote.status()
+    box = remote.probe(None)
     seen = set()
     out = []
-    for row in rows:
-        folder = row["dir"]
+    for state in box.jobs.values():
+        folder = state.dir.removeprefix("outputs/")
         candidates = [(folder, RUN)]
         if folder.endswith(UPSCALED_SUFFIX) and len(folder) > len(UPSCALED_SUFFIX):
             candidates.insert(0, (folder[:-len(UPSCALED_SUFFIX)], UPSCALE))
         name, kind = candidates[-1]
-        live = False
         for cand_name, cand_kind in candidates:
-            if container_name(cand_name, cand_kind) in running:
-                name, kind, live = cand_name, cand_kind, True
+            if container_name(cand_name, cand_kind) in box.running:
+                name, kind, state.running = cand_name, cand_kind, True
                 seen.add(container_name(cand_name, cand_kind))
-        if kind == RUN and len(candidates) == 2 and not live:
+        if kind == RUN and len(candidates) == 2 and not state.running:
             name, kind = candidates[0]  # a *_upscaled folder is an upscale unless a run of that name is live
-        state = JobState(dir=f"outputs/{folder}", exit_code=row["exit_code"], log_size=1,
-                         output_size=row["output_size"], blocked=row["blocked"], running=live)
-        out.append({"job": f"outputs/{folder}", "run": name, "kind": kind, "state": state.verdict,
-                    "exit_code": row["exit_code"], "updated": _iso(row["updated"]),
-                    "output_size": row["output_size"]})
-    for container in running:
+        out.append({"job": state.dir, "run": name, "kind": kind, "state": state.verdict,
+                    "exit_code": state.exit_code, "updated": _iso(state.updated),
+                    "output_size": state.output_size})
+    for container in box.running:
         if container not in seen:
             out.append({"job": container, "run": "", "kind": "", "state": "running", "exit_code": None,
                         "updated": "", "output_size": 0})

@@ -1,6 +1,6 @@
 """Pure rendering of what runs on the GPU box: the spec transfer.py reads, its command, and the docker run around it.
 
-Nothing here touches the network or the filesystem beyond reading the packaged templates
+Nothing here touches the network or the filesystem beyond reading the packaged templates and the runner
 (``cosmos_tools/templates/*.json.j2``). Templates emit JSON through ``|tojson`` and are parsed back with
 ``json.loads``, so names and prompts (quotes, ``$(...)``, backticks, newlines, unicode) stay data: they
 become argv words, never shell text. See docs/ARCHITECTURE.md, "The docker command" and "Names".
@@ -9,7 +9,6 @@ become argv words, never shell text. See docs/ARCHITECTURE.md, "The docker comma
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import math
 import re
@@ -17,43 +16,13 @@ import shlex
 from dataclasses import dataclass, field
 
 from .errors import UserError
+from .remote import script
+from .remote.account import BoxAccount
+from .remote.paths import RUN, UPSCALE, JobPaths
 
 TRANSFER_PY = "cosmos_transfer1/diffusion/inference/transfer.py"
 OFFLOAD_WORDS = ("diffusion_transformer", "text_encoder_model", "guardrail_models", "prompt_upsampler")
 UPSCALE_NUM_STEPS = 10  # examples/inference_cosmos_transfer1_7b_4kupscaler.md
-UPSCALED_SUFFIX = "_upscaled"
-
-# Fixed text, no user data: `bash -c RUNNER cosmos-run LOG EXIT_CODE COMMAND...`. It appends the command's
-# output to LOG, forwards TERM/INT to the command's process group (bash as PID 1 would ignore TERM; a signal that
-# arrives before the launch is forwarded right after it), and writes the exit code to EXIT_CODE atomically when
-# the command ends. `set -m` only around the launch: the command gets its own process group and keeps SIGINT
-# (non-interactive bash would ignore it in background jobs). `${log%/*}`, not $(dirname): command substitution
-# would eat a trailing newline of the name. No single quotes inside, so shlex.join shows it readably.
-RUNNER = r"""log=$1 code=$2
-shift 2
-mkdir -p -- "${log%/*}" "${code%/*}"
-rm -f -- "$code"
-{ printf "[cosmos-run] %s started:" "$(date -u +%Y-%m-%dT%H:%M:%SZ)"; printf " %q" "$@"; printf "\n"; } >>"$log"
-child="" pending=""
-forward() { if [ -n "$child" ]; then kill "-$1" -- "-$child" 2>/dev/null; else pending=$1; fi; }
-trap "forward TERM" TERM
-trap "forward INT" INT
-set -m
-"$@" >>"$log" 2>&1 </dev/null &
-child=$!
-set +m
-if [ -n "$pending" ]; then forward "$pending"; fi
-while kill -0 "$child" 2>/dev/null; do
-  wait "$child"
-done
-wait "$child"
-rc=$?
-printf "[cosmos-run] %s exit code %s\n" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$rc" >>"$log"
-printf "%s\n" "$rc" >"$code.tmp.$$"
-mv -f -- "$code.tmp.$$" "$code"
-exit "$rc"
-"""
-
 
 @dataclass(frozen=True)
 class Rendered:
@@ -98,17 +67,11 @@ def check_name(name: str) -> str:
     return name
 
 
-def container_name(name: str, kind: str) -> str:
-    """``ct1-<kind>-<sanitised name, 40 chars max>-<sha1(name)[:10]>``: Docker allows [a-zA-Z0-9][a-zA-Z0-9_.-]*."""
-    digest = hashlib.sha1(name.encode("utf-8", "surrogateescape"), usedforsecurity=False).hexdigest()[:10]
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-.")[:40].rstrip("-.")
-    return "-".join(part for part in ("ct1", kind, safe, digest) if part)
-
-
-def _num_gpu(cfg, num_gpu: int | None) -> int:
-    value = cfg.int("NUM_GPU") if num_gpu is None else num_gpu
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise UserError(f"number of GPUs must be a whole number >= 1, got {value!r}; fix NUM_GPU or --num-gpu")
+def _num_gpu(cfg) -> int:
+    value = cfg.int("NUM_GPU")
+    if value < 1:
+        raise UserError(f"number of GPUs must be a whole number >= 1, got {value!r} ({cfg.sources['NUM_GPU']}); "
+                        "fix NUM_GPU or --num-gpu")
     return value
 
 
@@ -142,9 +105,9 @@ def _split_words(cfg, key: str) -> list[str]:
         raise UserError(f"{key} ({cfg.sources[key]}): cannot split it into words ({exc}); fix its quotes") from None
 
 
-def _remote_home(cfg, remote_home: str | None) -> str:
-    if remote_home:
-        return remote_home.rstrip("/") or "/"
+def _remote_home(cfg, account: BoxAccount | None) -> str:
+    if account is not None and account.home:
+        return account.home.rstrip("/") or "/"
     user = cfg["REMOTE_USER"] or "root"
     return "/root" if user == "root" else f"/home/{user}"
 
@@ -159,10 +122,10 @@ def _host_path(cfg, key: str, home: str) -> str:
     return value if value.startswith("/") else f"{home.rstrip('/')}/{value}"
 
 
-def _docker_user(cfg, docker_user: str | None) -> str | None:
+def _docker_user(cfg, account: BoxAccount | None) -> str | None:
     setting = cfg["DOCKER_USER"].strip()
     if setting == "auto":
-        return docker_user or None
+        return account.docker_user if account is not None else None
     if setting == "root":
         return "0:0"
     if not re.fullmatch(r"[0-9]+(:[0-9]+)?", setting):
@@ -170,33 +133,32 @@ def _docker_user(cfg, docker_user: str | None) -> str | None:
     return setting
 
 
-def _render(name: str, kind: str, spec: dict, cfg, *, output_dir: str, num_steps: int | None, fps: int,
-            num_gpu: int | None, docker_user: str | None, remote_home: str | None) -> Rendered:
-    gpus = _num_gpu(cfg, num_gpu)
-    spec_path = f"{output_dir}/controlnet_spec.json"
+def _render(name: str, kind: str, spec: dict, cfg, *, num_steps: int | None, fps: int,
+            account: BoxAccount | None) -> Rendered:
+    paths = JobPaths.of(name, kind)
+    gpus = _num_gpu(cfg)
     command = _render_json("transfer_command.json.j2", num_gpu=gpus, checkpoint_dir=cfg["CHECKPOINT_DIR_REMOTE"],
-                           output_dir=output_dir, spec_path=spec_path, fps=fps, num_steps=num_steps,
+                           output_dir=paths.folder, spec_path=paths.spec, fps=fps, num_steps=num_steps,
                            offload=_offload_words(cfg))
-    home = _remote_home(cfg, remote_home)
+    home = _remote_home(cfg, account)
     env = {"CUDA_VISIBLE_DEVICES": _cuda_devices(cfg, gpus), "PYTHONPATH": "/workspace",
            "HF_HOME": "/hf-cache", "HOME": "/tmp"}
     if gpus == 1:
         env["RANK"] = "0"  # --upsample_prompt reads os.environ["RANK"], which only torchrun sets
-    container = container_name(name, kind)
-    log_path, exit_code_path = f"{output_dir}/run.log", f"{output_dir}/exit_code"
     docker_cmd = _split_words(cfg, "DOCKER_CMD")
     if not docker_cmd:
         raise UserError(f"DOCKER_CMD ({cfg.sources['DOCKER_CMD']}) is empty; set it to docker or 'sudo docker'")
-    docker = _render_json("docker_run.json.j2", docker_cmd=docker_cmd, container=container, name=name, kind=kind,
+    docker = _render_json("docker_run.json.j2", docker_cmd=docker_cmd, container=paths.container, name=name, kind=kind,
                           gpus=cfg["DOCKER_GPUS"], ipc=cfg["DOCKER_IPC"], shm_size=cfg["DOCKER_SHM_SIZE"],
-                          user=_docker_user(cfg, docker_user), env=env,
+                          user=_docker_user(cfg, account), env=env,
                           remote_dir=_host_path(cfg, "REMOTE_DIR", home),
                           hf_cache=_host_path(cfg, "HF_CACHE_REMOTE", home),
                           extra_args=_split_words(cfg, "DOCKER_EXTRA_ARGS"), image=cfg["DOCKER_IMAGE"],
-                          runner=RUNNER, log_path=log_path, exit_code_path=exit_code_path, command=command)
-    return Rendered(name=name, kind=kind, spec=spec, command=command, docker=docker, container=container,
-                    output_dir=output_dir, spec_path=spec_path, log_path=log_path, exit_code_path=exit_code_path,
-                    env=env)
+                          runner=script("runner.sh"), log_path=paths.log, exit_code_path=paths.exit_code,
+                          command=command)
+    return Rendered(name=name, kind=kind, spec=spec, command=command, docker=docker, container=paths.container,
+                    output_dir=paths.folder, spec_path=paths.spec, log_path=paths.log,
+                    exit_code_path=paths.exit_code, env=env)
 
 
 def run_spec(prompt: dict) -> dict:
@@ -204,9 +166,11 @@ def run_spec(prompt: dict) -> dict:
     return {key: value for key, value in prompt.items() if not key.startswith("_")}
 
 
-def render_run(name: str, prompt: dict, cfg, *, num_gpu: int | None = None, docker_user: str | None = None,
-               remote_home: str | None = None) -> Rendered:
+def render_run(name: str, prompt: dict, cfg, *, account: BoxAccount | None = None) -> Rendered:
     """The inference job of prompt ``name``: results in outputs/<name>/.
+
+    ``account`` is the remote user the probe found (for DOCKER_USER=auto and relative remote paths); per-run
+    settings such as ``--num-gpu`` arrive as a layer of ``cfg`` (``Config.with_overrides``).
 
     ``--fps`` is the prompt's ``fps`` when it sets one (else FPS): transfer.py lets the command line win over
     the JSON, so passing FPS alone would silently override the prompt.
@@ -215,8 +179,7 @@ def render_run(name: str, prompt: dict, cfg, *, num_gpu: int | None = None, dock
     fps = prompt.get("fps")
     if isinstance(fps, bool) or not isinstance(fps, int) or fps < 1:
         fps = cfg.int("FPS")
-    return _render(name, "run", run_spec(prompt), cfg, output_dir=f"outputs/{name}", num_steps=None, fps=fps,
-                   num_gpu=num_gpu, docker_user=docker_user, remote_home=remote_home)
+    return _render(name, RUN, run_spec(prompt), cfg, num_steps=None, fps=fps, account=account)
 
 
 def upscale_weight(value) -> float:
@@ -230,16 +193,13 @@ def upscale_weight(value) -> float:
     return weight
 
 
-def render_upscale(name: str, cfg, *, weight: float | None = None, num_gpu: int | None = None,
-                   docker_user: str | None = None, remote_home: str | None = None,
+def render_upscale(name: str, cfg, *, weight: float | None = None, account: BoxAccount | None = None,
                    prompt: str | None = None) -> Rendered:
     """The 4K upscale of run ``name``: input outputs/<name>/output.mp4, results in outputs/<name>_upscaled/."""
     check_name(name)
     w = upscale_weight(cfg["UPSCALE_WEIGHT"] if weight is None else weight)
     if prompt is not None and not isinstance(prompt, str):
         raise UserError(f"upscale prompt must be text, got {type(prompt).__name__}")
-    spec = _render_json("upscale_spec.json.j2", input_video_path=f"outputs/{name}/output.mp4", prompt=prompt,
-                        weight=w)
-    return _render(name, "up", spec, cfg, output_dir=f"outputs/{name}{UPSCALED_SUFFIX}",
-                   num_steps=UPSCALE_NUM_STEPS, fps=cfg.int("FPS"), num_gpu=num_gpu, docker_user=docker_user,
-                   remote_home=remote_home)
+    spec = _render_json("upscale_spec.json.j2", input_video_path=f"{JobPaths.of(name, RUN).folder}/output.mp4",
+                        prompt=prompt, weight=w)
+    return _render(name, UPSCALE, spec, cfg, num_steps=UPSCALE_NUM_STEPS, fps=cfg.int("FPS"), account=account)

@@ -23,98 +23,18 @@ from pathlib import Path
 
 from .errors import RemoteError, UserError
 from .progress import Progress
+from .remote import script
+from .remote.codes import ScriptExit
 from .transport import Transport
 
 PART_SUFFIX = ".cosmos-part"
 
-# The remote side runs python3: its hashlib uses the CPU's SHA extensions, 3-4x faster than coreutils'
-# sha256sum. Paths arrive as arguments, never inside the script.
-_DIGEST = r"""
-import hashlib, os, stat, sys
-
-
-def digest(path):
-    try:
-        if not stat.S_ISREG(os.lstat(path).st_mode):
-            return "-"
-        h, n = hashlib.sha256(), 0
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-                n += len(block)
-        return "%d %s" % (n, h.hexdigest())
-    except OSError:
-        return "-"
-"""
-
-# argv[1]: remove temporary files of these paths left untouched for that many seconds (0: none);
-# then one line per further argument, in order: "<size> <sha256>", or "-" where there is no regular file.
-HASH_SCRIPT = _DIGEST + r"""
-import time
-
-stale, paths = float(sys.argv[1]), sys.argv[2:]
-for p in paths if stale else ():
-    folder, name = os.path.split(p)
-    try:
-        entries = os.listdir(folder or ".")
-    except OSError:
-        continue
-    for entry in entries:
-        if entry.startswith("." + name + ".") and entry.endswith(".cosmos-part"):
-            part = os.path.join(folder, entry)
-            try:
-                if time.time() - os.lstat(part).st_mtime > stale:
-                    os.unlink(part)
-            except OSError:
-                pass
-sys.stdout.write("".join(digest(p) + "\n" for p in paths))
-"""
 # A temporary file nobody has written to for this long is a leftover of an interrupted upload.
 STALE_PART_SECONDS = 600
 # Temporary files of this process's uploads that a dropped connection interrupted: removed on the next upload.
 _abandoned_parts: set[str] = set()
 
-# "<size> <path relative to argv[1]>\0" for every regular file under argv[1] (temporary files excluded);
-# exit 44 if argv[1] is not a folder.
-LIST_SCRIPT = r"""
-import os, stat, sys
-
-top = sys.argv[1]
-if not os.path.isdir(top):
-    sys.exit(44)
-for folder, dirs, names in os.walk(top):
-    for name in names:
-        path = os.path.join(folder, name)
-        info = os.lstat(path)
-        if stat.S_ISREG(info.st_mode) and not name.endswith(".cosmos-part"):
-            sys.stdout.buffer.write(b"%d " % info.st_size + os.fsencode(os.path.relpath(path, top)) + b"\0")
-"""
-MISSING = 44
-
-# Hashes argv[1] while it is being uploaded: reads up to argv[2] bytes as they land, then prints
-# "<size> <sha256>"; gives up (exit 45) when the file stops growing for argv[3] seconds.
-FOLLOW_SCRIPT = r"""
-import hashlib, sys, time
-
-path, size, idle = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
-h, n, f, last = hashlib.sha256(), 0, None, time.monotonic()
-while n < size:
-    if f is None:
-        try:
-            f = open(path, "rb")
-        except FileNotFoundError:
-            pass
-    block = f.read(min(1 << 20, size - n)) if f else b""
-    if block:
-        h.update(block)
-        n += len(block)
-        last = time.monotonic()
-    elif time.monotonic() - last > idle:
-        sys.exit(45)
-    else:
-        time.sleep(0.002)
-print(n, h.hexdigest())
-"""
+# How long remote/sync_follow.py waits for a file being uploaded to grow before it gives up.
 FOLLOW_IDLE_SECONDS = 20
 
 # The box's system python3 first: a user's pyenv/conda shim can cost a few hundred ms per start.
@@ -152,7 +72,7 @@ def remote_digests(t: Transport, paths: list[str], clean_stale: bool = False) ->
     if not paths:
         return []
     stale = str(STALE_PART_SECONDS if clean_stale else 0)
-    out = t.run([*PYTHON, "-c", HASH_SCRIPT, stale, *paths]).stdout.decode().splitlines()
+    out = t.run([*PYTHON, "-c", script("sync_hash.py"), stale, *paths]).stdout.decode().splitlines()
     if len(out) != len(paths):
         raise RemoteError(f"hashing files on {t.describe()} gave {len(out)} answers for {len(paths)} files; "
                           "is python3 installed there?")
@@ -210,7 +130,7 @@ def upload_files(t: Transport, files: list[tuple[Path, str]], *, progress: bool 
 def _upload_one(t: Transport, path: Path, rel: str, target: str, size: int, bar: Progress) -> int:
     """Send one file under its temporary name, check it on the box, rename it; return the bytes sent.
 
-    The box hashes the temporary file while it arrives (FOLLOW_SCRIPT), so the check costs no extra
+    The box hashes the temporary file while it arrives (remote/sync_follow.py), so the check costs no extra
     pass over the data; if that hash is missing or differs, the file is hashed again after the upload.
     """
     part = part_name(target)
@@ -218,7 +138,8 @@ def _upload_one(t: Transport, path: Path, rel: str, target: str, size: int, bar:
 
     def follow() -> None:  # best effort: without its answer the part file is hashed again afterwards
         with contextlib.suppress(Exception):
-            done = t.run([*PYTHON, "-c", FOLLOW_SCRIPT, part, str(size), str(FOLLOW_IDLE_SECONDS)], check=False)
+            done = t.run([*PYTHON, "-c", script("sync_follow.py"), part, str(size), str(FOLLOW_IDLE_SECONDS)],
+                         check=False)
             if done.rc == 0:
                 followed.append(_parse_digest(done.stdout.decode().strip()))
 
@@ -255,8 +176,8 @@ def _parse_digest(line: str) -> Digest | None:
 
 def remote_sizes(t: Transport, remote_rel_dir: str) -> dict[str, int] | None:
     """{relative path: size} of every file under a remote folder; None if it does not exist."""
-    done = t.run([*PYTHON, "-c", LIST_SCRIPT, t.abspath(remote_rel_dir)], check=False)
-    if done.rc == MISSING:
+    done = t.run([*PYTHON, "-c", script("sync_list.py"), t.abspath(remote_rel_dir)], check=False)
+    if done.rc == ScriptExit.NOT_A_FOLDER:
         return None
     if done.rc != 0:
         tail = done.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no error output"]

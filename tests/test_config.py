@@ -147,3 +147,16 @@ def test_bash_lib_gives_environment_precedence(tmp_path):
                          env={**env, "COSMOS_CONFIG": str(cfg), "REMOTE_HOST": "from-env"}).stdout
     assert out == "from-env file-user"
 
+
+
+def test_overrides_are_a_layer_with_their_source(tmp_path, monkeypatch):
+    monkeypatch.delenv("NUM_GPU", raising=False)
+    (tmp_path / "config.sh").write_text("NUM_GPU=2\n")
+    base = load_config(tmp_path)
+    run = base.with_overrides({"NUM_GPU": 4, "FPS": None}, source="--num-gpu")
+    assert run.int("NUM_GPU") == 4 and run.sources["NUM_GPU"] == "--num-gpu"
+    assert run.sources["FPS"] == base.sources["FPS"] == "default"  # None: not overridden
+    assert base.int("NUM_GPU") == 2 and base.sources["NUM_GPU"].endswith("config.sh:1")  # the base is unchanged
+    assert base.with_overrides({}, source="x").values == base.values
+    with pytest.raises(ConfigError, match="--num-gpu: NUM_GPU must be a whole number >= 1"):
+        base.with_overrides({"NUM_GPU": 0}, source="--num-gpu")

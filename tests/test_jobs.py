@@ -28,6 +28,9 @@ from cosmos_tools import jobs
 from cosmos_tools.config import load_config
 from cosmos_tools.errors import RemoteError
 from cosmos_tools.jobs import JobState
+from cosmos_tools.remote import script as remote_script
+from cosmos_tools.remote.codes import ScriptExit
+from cosmos_tools.remote.paths import RUN
 
 
 def statuses(root) -> dict[str, dict]:
@@ -139,7 +142,7 @@ def test_box_gone_while_following_says_the_job_keeps_running(project, rehearsal_
     runner = jobs.Runner(remote, echo=lambda data: None, say=lambda msg: None)
     try:
         with pytest.raises(RemoteError, match="could not reconnect.*keeps running.*cosmos-tools attach gone"):
-            runner.follow(jobs.plain_job("gone", jobs.RUN), offset=0)
+            runner.follow(jobs.plain_job("gone", RUN), offset=0)
     finally:
         dead.close()
     assert statuses(project)["gone"]["state"] == "running"
@@ -148,7 +151,7 @@ def test_box_gone_while_following_says_the_job_keeps_running(project, rehearsal_
 
 def test_a_stopped_leftover_container_of_the_same_name_does_not_block_the_run(project, rehearsal_host):
     from cosmos_tools.rehearsal.host import DOCKER_IMAGE
-    from cosmos_tools.render import container_name
+    from cosmos_tools.remote.paths import container_name
 
     shot = add_shot(project, "leftover_shot")
     prompt = write_prompt(project, "leftover", shot)
@@ -163,11 +166,11 @@ def test_a_stopped_leftover_container_of_the_same_name_does_not_block_the_run(pr
 
 
 def test_follower_gives_up_when_docker_stops_answering(tmp_path):
-    """A follower whose docker never answers ends (exit 6) instead of polling for ever on the box."""
+    """A follower whose docker never answers ends (DOCKER_SILENT) instead of polling for ever on the box."""
     log, code = tmp_path / "run.log", tmp_path / "exit_code"
     log.write_text("line\n")
-    fast = "sleep() { command sleep 0.001; }\n" + jobs.FOLLOW_SCRIPT  # the same script, without its pauses
+    fast = "sleep() { command sleep 0.001; }\n" + remote_script("follow.sh")  # the same script, without its pauses
     done = subprocess.run(["bash", "-c", fast, "cosmos-follow", str(log), str(code), "0", "ct1-x", "false"],
                           capture_output=True, text=True, timeout=60)
-    assert done.returncode == jobs.DOCKER_SILENT
+    assert done.returncode == ScriptExit.DOCKER_SILENT
     assert done.stdout == "0\nline\n"

@@ -17,7 +17,10 @@ import pytest
 from prompt_fixtures import HOSTILE_NAMES, cli_env, make_project, project_config
 
 from cosmos_tools.errors import UserError
-from cosmos_tools.render import RUNNER, Rendered, container_name, render_run, render_upscale
+from cosmos_tools.remote import script
+from cosmos_tools.remote.account import BoxAccount
+from cosmos_tools.remote.paths import container_name
+from cosmos_tools.render import Rendered, render_run, render_upscale
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared/reference/cosmos-transfer1.md"
 PRESETS = ["very_low", "low", "medium", "high", "very_high"]
@@ -91,7 +94,8 @@ def parse_like_transfer_py(command: list[str]) -> argparse.Namespace:
 
 @pytest.mark.parametrize("num_gpu", [1, 2, 4, 8])
 def test_run_command_against_the_real_parser(cfg, num_gpu):
-    rendered = render_run("shot1_20261122_143000", {"prompt": "x"}, cfg, num_gpu=num_gpu)
+    rendered = render_run("shot1_20261122_143000", {"prompt": "x"},
+                          cfg.with_overrides({"NUM_GPU": num_gpu}, source="--num-gpu"))
     ns = parse_like_transfer_py(rendered.command)
     assert ns.checkpoint_dir == "checkpoints"
     assert ns.video_save_folder == "outputs/shot1_20261122_143000"
@@ -159,7 +163,7 @@ def expected_docker(name: str, kind: str, command: list[str], *, head=("docker",
             *gpus, *ipc, "--shm-size", "16g", *user,
             "-e", "CUDA_VISIBLE_DEVICES=0", "-e", "PYTHONPATH=/workspace", "-e", "HF_HOME=/hf-cache",
             "-e", "HOME=/tmp", *env_extra, "-v", f"{remote_dir}:/workspace", "-v", f"{hf}:/hf-cache",
-            "-w", "/workspace", *extra, "cosmos-transfer1:latest", "bash", "-c", RUNNER, "cosmos-run",
+            "-w", "/workspace", *extra, "cosmos-transfer1:latest", "bash", "-c", script("runner.sh"), "cosmos-run",
             f"{out}/run.log", f"{out}/exit_code", *command]
 
 
@@ -175,15 +179,17 @@ def test_docker_command_layout(cfg):
     ({"DOCKER_CMD": "sudo docker"}, {}, {"head": ("sudo", "docker")}),
     ({"DOCKER_USER": "root"}, {}, {"user": ("--user", "0:0")}),
     ({"DOCKER_USER": "1001:1002"}, {}, {"user": ("--user", "1001:1002")}),
-    ({}, {"docker_user": "1000:1000"}, {"user": ("--user", "1000:1000")}),
+    ({}, {"account": BoxAccount("1000", "1000", "")}, {"user": ("--user", "1000:1000")}),
     ({"DOCKER_IPC": ""}, {}, {"ipc": ()}),
     ({"DOCKER_GPUS": ""}, {}, {"gpus": ()}),
     ({"DOCKER_GPUS": '"device=0,1"'}, {}, {"gpus": ("--gpus", '"device=0,1"')}),
     ({"DOCKER_EXTRA_ARGS": "--env 'A=b c' --ulimit memlock=-1"}, {},
      {"extra": ("--env", "A=b c", "--ulimit", "memlock=-1")}),
     ({"REMOTE_USER": "root", "REMOTE_DIR": "ct1"}, {}, {"remote_dir": "/root/ct1", "hf": "/root/.cache/huggingface"}),
-    ({"HF_CACHE_REMOTE": "/data/hf"}, {"remote_home": "/home/me"}, {"hf": "/data/hf"}),
-    ({}, {"remote_home": "/home/me"}, {"hf": "/home/me/.cache/huggingface"}),
+    ({"HF_CACHE_REMOTE": "/data/hf", "DOCKER_USER": "root"}, {"account": BoxAccount("1", "1", "/home/me")},
+     {"user": ("--user", "0:0"), "hf": "/data/hf"}),
+    ({"DOCKER_USER": "root"}, {"account": BoxAccount("1", "1", "/home/me")},
+     {"user": ("--user", "0:0"), "hf": "/home/me/.cache/huggingface"}),
 ])
 def test_docker_settings(project, monkeypatch, settings, kwargs, changes):
     cfg = project_config(project, monkeypatch, **settings)
@@ -191,21 +197,21 @@ def test_docker_settings(project, monkeypatch, settings, kwargs, changes):
     assert rendered.docker == expected_docker("n", "run", rendered.command, env_extra=("-e", "RANK=0"), **changes)
 
 
-@pytest.mark.parametrize("settings, kwargs, message", [
+@pytest.mark.parametrize("settings, overrides, message", [
     ({"DOCKER_USER": "bob"}, {}, "DOCKER_USER"),
     ({"REMOTE_DIR": "/data/a:b"}, {}, "REMOTE_DIR"),
     ({"HF_CACHE_REMOTE": ""}, {}, "HF_CACHE_REMOTE"),
     ({"OFFLOAD": "text_encoder_model everything"}, {}, "OFFLOAD.*everything"),
-    ({"CUDA_VISIBLE_DEVICES": "0"}, {"num_gpu": 2}, "lists 1"),
+    ({"CUDA_VISIBLE_DEVICES": "0"}, {"NUM_GPU": 2}, "lists 1"),
     ({"CUDA_VISIBLE_DEVICES": "0;id"}, {}, "CUDA_VISIBLE_DEVICES"),
     ({"DOCKER_EXTRA_ARGS": "--env 'A"}, {}, "DOCKER_EXTRA_ARGS"),
     ({"DOCKER_CMD": " "}, {}, "DOCKER_CMD"),
-    ({}, {"num_gpu": 0}, "whole number >= 1"),
+    ({}, {"NUM_GPU": 0}, "--num-gpu: NUM_GPU must be a whole number >= 1"),
 ])
-def test_bad_settings_are_one_line_errors(project, monkeypatch, settings, kwargs, message):
+def test_bad_settings_are_one_line_errors(project, monkeypatch, settings, overrides, message):
     cfg = project_config(project, monkeypatch, **settings)
     with pytest.raises(UserError, match=message):
-        render_run("n", {}, cfg, **kwargs)
+        render_run("n", {}, cfg.with_overrides(overrides, source="--num-gpu"))
 
 
 def test_cuda_devices_setting(project, monkeypatch):
@@ -278,7 +284,7 @@ print("SPEC " + json.dumps(spec))
 @pytest.mark.parametrize("name", ["$(touch pwned) `touch pwned2` it's \"q\"", "new\nline ü", "-dash",
                                   "trailing newline\n", "back\\slash *"])
 def test_container_part_of_the_docker_argv_runs_in_real_bash(cfg, tmp_path, name):
-    """Run `bash -c RUNNER cosmos-run LOG CODE COMMAND...` as the container would, with a stand-in transfer.py."""
+    """Run `bash -c runner.sh cosmos-run LOG CODE COMMAND...` as the container would, with a stand-in transfer.py."""
     workspace = tmp_path / "workspace"
     (workspace / "cosmos_transfer1/diffusion/inference").mkdir(parents=True)
     (workspace / TRANSFER_PY).write_text(FAKE_TRANSFER)
@@ -298,7 +304,7 @@ def test_container_part_of_the_docker_argv_runs_in_real_bash(cfg, tmp_path, name
 
 def run_runner(tmp_path: Path, *command: str) -> tuple[subprocess.Popen, Path, Path]:
     log, code = tmp_path / "out dir/run.log", tmp_path / "out dir/exit_code"
-    proc = subprocess.Popen(["bash", "-c", RUNNER, "cosmos-run", str(log), str(code), *command])
+    proc = subprocess.Popen(["bash", "-c", script("runner.sh"), "cosmos-run", str(log), str(code), *command])
     return proc, log, code
 
 
@@ -399,10 +405,5 @@ def test_cli_render_errors_are_one_line(project, args, message):
     assert lines == [lines[0]] and lines[0].startswith(message), done.stderr
 
 
-def test_runner_is_shellcheck_clean_and_quotes_readably(tmp_path):
-    assert "'" not in RUNNER  # shlex.join shows it as one '...' word in dry runs
-    script = tmp_path / "runner.sh"
-    script.write_text("#!/usr/bin/env bash\n" + RUNNER)
-    shellcheck = Path(sys.executable).with_name("shellcheck")
-    done = subprocess.run([str(shellcheck), "-s", "bash", str(script)], capture_output=True, text=True)
-    assert done.returncode == 0, done.stdout + done.stderr
+def test_runner_quotes_readably():
+    assert "'" not in script("runner.sh")  # shlex.join shows it as one '...' word in dry runs

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# shellcheck shell=bash
+# $1 = log, $2 = exit-code file, $3 = byte offset (negative: start at the last -N lines), $4 = container,
+# then the docker words. Prints the starting offset on a line of its own, then copies the log from it until
+# the exit-code file exists (exit 0); exits 84 (LOST) if the container is gone without one, 85
+# (DOCKER_SILENT) if docker has not answered for about a minute, so a follower whose job and docker are gone
+# never polls for ever.
+exec 2>/dev/null
+log=$1 code=$2 off=$3 container=$4; shift 4
+docker=("$@")
+if [ "$off" -lt 0 ]; then
+  size=$(stat -c %s "$log" || echo 0)
+  off=$(( size - $(tail -n "${off#-}" "$log" | wc -c) ))
+fi
+echo "$off"
+polls=0 failures=0
+while :; do
+  finished=0; [ -e "$code" ] && finished=1
+  size=$(stat -c %s "$log" || echo 0)
+  if [ "$size" -lt "$off" ]; then off=0; fi
+  if [ "$size" -gt "$off" ]; then tail -c "+$(( off + 1 ))" "$log" | head -c "$(( size - off ))"; off=$size; fi
+  [ "$finished" = 1 ] && exit 0
+  polls=$(( polls + 1 ))
+  if [ $(( polls % 8 )) = 0 ]; then
+    if names=$("${docker[@]}" ps --filter label=cosmos-tools.run --format '{{.Names}}' </dev/null); then
+      failures=0
+      if ! printf '%s\n' "$names" | grep -qxF -- "$container"; then
+        sleep 1
+        [ -e "$code" ] || exit 84
+      fi
+    else
+      failures=$(( failures + 1 ))
+      [ "$failures" -lt 30 ] || exit 85
+    fi
+  fi
+  sleep 0.25
+done

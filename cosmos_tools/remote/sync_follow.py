@@ -1,0 +1,28 @@
+"""Run on the GPU box as ``python3 -c TEXT PATH SIZE IDLE``: hash a file while it is being uploaded.
+
+Reads up to SIZE bytes of PATH as they land, then prints "<size> <sha256>"; gives up (exit 89, codes.py
+STALLED) when the file stops growing for IDLE seconds.
+"""
+
+import hashlib
+import sys
+import time
+
+path, size, idle = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+h, n, f, last = hashlib.sha256(), 0, None, time.monotonic()
+while n < size:
+    if f is None:
+        try:
+            f = open(path, "rb")  # kept open while the file grows
+        except FileNotFoundError:
+            pass
+    block = f.read(min(1 << 20, size - n)) if f else b""
+    if block:
+        h.update(block)
+        n += len(block)
+        last = time.monotonic()
+    elif time.monotonic() - last > idle:
+        sys.exit(89)
+    else:
+        time.sleep(0.002)
+print(n, h.hexdigest())
