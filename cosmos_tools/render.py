@@ -17,6 +17,7 @@ import shlex
 from dataclasses import dataclass, field
 
 from .errors import UserError
+from .names import check_run_name
 
 TRANSFER_PY = "cosmos_transfer1/diffusion/inference/transfer.py"
 OFFLOAD_WORDS = ("diffusion_transformer", "text_encoder_model", "guardrail_models", "prompt_upsampler")
@@ -88,14 +89,6 @@ def _environment():
 def _render_json(template: str, **context):
     """Render a packaged template and parse its output as JSON."""
     return json.loads(_environment().get_template(template).render(**context))
-
-
-def check_name(name: str) -> str:
-    """A run name: anything but '/' and NUL, not empty, not '.' or '..'."""
-    if not isinstance(name, str) or name in ("", ".", "..") or "/" in name or "\0" in name:
-        raise UserError(f"run name {name!r} is not usable: names may not be empty, '.', '..', or contain '/' or NUL; "
-                        "rename the prompt file")
-    return name
 
 
 def container_name(name: str, kind: str) -> str:
@@ -211,7 +204,7 @@ def render_run(name: str, prompt: dict, cfg, *, num_gpu: int | None = None, dock
     ``--fps`` is the prompt's ``fps`` when it sets one (else FPS): transfer.py lets the command line win over
     the JSON, so passing FPS alone would silently override the prompt.
     """
-    check_name(name)
+    check_run_name(name)
     fps = prompt.get("fps")
     if isinstance(fps, bool) or not isinstance(fps, int) or fps < 1:
         fps = cfg.int("FPS")
@@ -234,7 +227,7 @@ def render_upscale(name: str, cfg, *, weight: float | None = None, num_gpu: int 
                    docker_user: str | None = None, remote_home: str | None = None,
                    prompt: str | None = None) -> Rendered:
     """The 4K upscale of run ``name``: input outputs/<name>/output.mp4, results in outputs/<name>_upscaled/."""
-    check_name(name)
+    check_run_name(name)
     w = upscale_weight(cfg["UPSCALE_WEIGHT"] if weight is None else weight)
     if prompt is not None and not isinstance(prompt, str):
         raise UserError(f"upscale prompt must be text, got {type(prompt).__name__}")
