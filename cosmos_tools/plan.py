@@ -16,6 +16,9 @@ from pathlib import Path
 
 from .constants import MAX_UPSCALE_FRAMES
 from .errors import UserError
+from .names import check_run_name
+from .prompts import PromptFile, local_file, read_prompt, referenced_files, shot_of
+from .validate import check_prompt
 
 
 @dataclass
@@ -46,9 +49,6 @@ def plan_prompt(cfg, path: str | Path, override: str | None = None, *, check: bo
     The prompt goes to ``inputs/prompts/<file name>`` on the box wherever it lives locally; the shot folder
     (``override`` or the one ``input_video_path`` points at) and every file the spec names go to their spec paths.
     """
-    from .names import check_run_name
-    from .prompts import read_prompt, referenced_files, shot_of
-
     path = Path(path)
     if not path.is_absolute():
         path = (Path.cwd() / path).resolve()
@@ -85,10 +85,8 @@ def plan_prompt(cfg, path: str | Path, override: str | None = None, *, check: bo
                 staging=staging)
 
 
-def _check(prompt, cfg, quiet: bool = False) -> list[tuple[Path, str]]:
+def _check(prompt: PromptFile, cfg, quiet: bool = False) -> list[tuple[Path, str]]:
     """Print the prompt's problems; errors stop here (nothing is sent), warnings only inform. The files it names."""
-    from .validate import check_prompt
-
     checked = check_prompt(prompt, cfg)
     for problem in checked.problems:
         if problem.warning and quiet:
@@ -103,7 +101,6 @@ def _check(prompt, cfg, quiet: bool = False) -> list[tuple[Path, str]]:
 def check_upscale_length(cfg, plan: Plan) -> None:
     """Before any GPU time: refuse a cycle whose output would be too long to upscale (it has the input's length)."""
     from .probe import probe_video
-    from .prompts import local_file
 
     video = plan.prompt.get("input_video_path")
     if not isinstance(video, str) or not local_file(cfg, video).is_file():

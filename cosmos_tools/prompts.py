@@ -96,6 +96,7 @@ def read_prompt(path: Path) -> PromptFile:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise PromptFileError(str(path), f"not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+    text = text.replace("\r\n", "\n").replace("\r", "\n")  # universal newlines: error lines count like an editor's
     data, duplicates = _parse(text, str(path))
     return PromptFile(path=path, name=prompt_name(path), raw=raw, data=data, duplicate_keys=duplicates)
 

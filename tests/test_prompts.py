@@ -281,3 +281,15 @@ def test_new_prompt_json_is_readable_by_people(cfg):
     text = new_prompt(cfg, "shot1", "ü <b>", now=NOW).read_text(encoding="utf-8")
     assert '"prompt": "ü <b>"' in text and text.endswith("}\n")
     assert json.loads(text)
+
+
+def test_read_prompt_keeps_the_bytes_and_counts_lines_of_any_newline(tmp_path):
+    path = tmp_path / "cr.json"
+    path.write_bytes(b'{"prompt": "x",\r\n"edge": {}\r,}')
+    with pytest.raises(PromptFileError) as caught:
+        read_prompt(path)
+    assert caught.value.line == 3
+    path.write_bytes(b'{"prompt": "x",\r\n "prompt": "y"}')
+    prompt = read_prompt(path)
+    assert prompt.raw == path.read_bytes() and prompt.data == {"prompt": "y"}
+    assert prompt.duplicate_keys == ("prompt",) and prompt.name == "cr"
