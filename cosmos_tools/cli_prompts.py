@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from .config import load_config
+from .constants import JSON_STYLE
 
 
 @click.command("new-prompt")
@@ -59,14 +60,13 @@ def check_cmd(prompts: tuple[Path, ...], as_json: bool) -> None:
     PATH: KEY: message; warnings start with "warning:" and do not fail. Exit 0 only if every prompt would run.
     Unknown keys are errors; keys starting with "_" are comments (kept out of the spec sent to cosmos).
     """
-    from .validate import check_prompt
+    from .validate import check_path
 
     cfg = load_config()
     failed = False
     for path in prompts:
-        problems = check_prompt(path, cfg)
-        errors = [p for p in problems if not p.warning]
-        warnings = [p for p in problems if p.warning]
+        checked = check_path(path, cfg)
+        errors, warnings = checked.errors, checked.warnings
         failed = failed or bool(errors)
         for p in warnings:
             click.echo(f"warning: {path}: {p.key}: {_one_line(p.message)}", err=True)
@@ -100,12 +100,12 @@ def render_cmd(prompt: Path, upscale: bool, weight: str | None, num_gpu: int | N
     Nothing is sent or started. With DOCKER_USER=auto the --user flag is left out, since only the GPU box
     knows its uid (a real run asks it).
     """
-    from .prompts import load_prompt, prompt_name
+    from .prompts import read_prompt
     from .render import render_run, render_upscale
 
     cfg = load_config().with_overrides({"NUM_GPU": num_gpu}, source="--num-gpu")
-    spec = load_prompt(prompt)
-    name = prompt_name(prompt)
+    source = read_prompt(prompt)
+    spec, name = source.data, source.name
     if weight is not None and not upscale:
         raise click.UsageError("--weight is for --upscale")
     if upscale:
@@ -119,11 +119,11 @@ def render_cmd(prompt: Path, upscale: bool, weight: str | None, num_gpu: int | N
                 "name": rendered.name, "kind": rendered.kind, "container": rendered.container,
                 "output_dir": rendered.output_dir, "spec_path": rendered.spec_path,
                 "log_path": rendered.log_path, "exit_code_path": rendered.exit_code_path, "env": rendered.env}
-        click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+        click.echo(json.dumps(data, **JSON_STYLE))
         return
     click.echo(f"# dry run of {'the 4K upscale of ' if upscale else ''}{name!r}: nothing is sent or started")
     click.echo(f"# spec, uploaded as {rendered.spec_path}:")
-    click.echo(json.dumps(rendered.spec, indent=2, ensure_ascii=False))
+    click.echo(json.dumps(rendered.spec, **JSON_STYLE))
     click.echo("# command, inside the container (cwd /workspace):")
     click.echo(shlex.join(rendered.command))
     click.echo(f"# docker, on the GPU box (container {rendered.container}, log {rendered.log_path}):")

@@ -42,7 +42,8 @@ def _config(num_gpu: int | None = None):
 
 
 def _session(cfg, prompt: Path, override: str | None = None, *, check: bool = False, **kwargs):
-    from .cycle import Session, plan_prompt
+    from .cycle import Session
+    from .plan import plan_prompt
 
     plan = plan_prompt(cfg, prompt, override, check=check, quiet=kwargs.get("quiet", False))
     return Session(cfg, plan, **kwargs)

@@ -17,131 +17,17 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from . import history
+from .constants import MAX_UPSCALE_FRAMES
 from .errors import Interrupted, JobFailed, UserError
 from .jobs import Box, Job, Outcome, Remote, Runner, job_from_rendered, plain_job
+from .plan import Plan, check_upscale_length, plan_prompt, weights_text
 from .remote.paths import RUN, UPSCALE, JobPaths
 
 RESULT_FILES = ("output.mp4", "output.txt", "exit_code")
-MAX_UPSCALE_FRAMES = 121  # cosmos-transfer1 issue #150: the second 121-frame chunk of an upscale fails
 
 
 def say(msg: str) -> None:
     print(f"cosmos-tools: {msg}", file=sys.stderr, flush=True)
-
-
-@dataclass
-class Plan:
-    """One prompt, read and checked locally: what to send and what to run."""
-
-    path: Path
-    name: str
-    prompt: dict
-    text: bytes
-    shot: str | None
-    uploads: list[tuple[Path, str]] = field(default_factory=list)  # (local file, path relative to REMOTE_DIR)
-
-
-def _spec_paths(spec: dict) -> list[str]:
-    """The project files a spec points at: input video, control videos, checkpoints, .pt weight maps, region files."""
-    found: list[str] = []
-
-    def add(value) -> None:
-        if isinstance(value, str) and value:
-            found.append(value)
-        elif isinstance(value, list):
-            for item in value:
-                add(item)
-
-    add(spec.get("input_video_path"))
-    for value in spec.values():
-        if isinstance(value, dict):
-            add(value.get("input_control"))
-            add(value.get("ckpt_path"))
-            weight = value.get("control_weight")
-            if isinstance(weight, str) and weight.endswith(".pt"):
-                add(weight)
-    for region in spec.get("regional_prompts") or []:
-        if isinstance(region, dict) and isinstance(region.get("region_definitions_path"), str):
-            add(region["region_definitions_path"])
-    return found
-
-
-def _clean_relative(path: str) -> bool:
-    parts = PurePosixPath(path).parts
-    return bool(parts) and not path.startswith("/") and ".." not in parts and "\0" not in path
-
-
-def plan_prompt(cfg, path: str | Path, override: str | None = None, *, check: bool = True,
-                quiet: bool = False) -> Plan:
-    """Load the prompt, check it (problems: UserError, nothing sent) and list the files to upload.
-
-    The prompt goes to ``inputs/prompts/<file name>`` on the box wherever it lives locally; the shot folder
-    (``override`` or the one ``input_video_path`` points at) and every file the spec names go to their spec paths.
-    """
-    from .prompts import load_prompt, local_file, prompt_name, shot_of
-    from .render import check_name
-
-    path = Path(path)
-    if not path.is_absolute():
-        path = (Path.cwd() / path).resolve()
-    prompt = load_prompt(path)
-    name = check_name(prompt_name(path))
-    if check:
-        _check(path, cfg, quiet)
-    try:
-        natural = shot_of(prompt)
-    except UserError:
-        natural = None
-    if override is not None:
-        shot = shot_of(prompt, override)
-        if natural not in (None, shot):
-            raise UserError(f"{path}: input_video_path points at shot {natural!r}, not at {shot!r}; point the prompt's "
-                            f"paths at inputs/videos/{shot}/ or drop the videos_subdir argument")
-    else:
-        shot = natural
-    uploads: list[tuple[Path, str]] = [(path, f"inputs/prompts/{path.name}")]
-    if shot is not None:
-        folder = cfg.local_path("LOCAL_VIDEOS_DIR") / shot
-        if not folder.is_dir():
-            raise UserError(f"{folder}: shot folder not found; convert the renders with "
-                            f"scripts/convert_png_sequences.sh or fix the prompt's paths")
-        for file in sorted(folder.rglob("*")):
-            rel = file.relative_to(folder)
-            if file.is_file() and not any(part.startswith(".") for part in rel.parts):
-                uploads.append((file, f"inputs/videos/{shot}/{rel.as_posix()}"))
-    known = {rel for _, rel in uploads}
-    box_checkpoints = PurePosixPath(cfg["CHECKPOINT_DIR_REMOTE"]).parts
-    for spec_path in _spec_paths(prompt):
-        rel = PurePosixPath(spec_path).as_posix()
-        on_box_only = PurePosixPath(rel).parts[:len(box_checkpoints)] == box_checkpoints  # never send model weights
-        if _clean_relative(spec_path) and rel not in known and not on_box_only and local_file(cfg, spec_path).is_file():
-            uploads.append((local_file(cfg, spec_path), rel))
-            known.add(rel)
-    return Plan(path=path, name=name, prompt=prompt, text=path.read_bytes(), shot=shot, uploads=uploads)
-
-
-def _check(path: Path, cfg, quiet: bool = False) -> None:
-    """Print the prompt's problems; errors stop here (nothing is sent), warnings only inform."""
-    from .validate import check_prompt
-
-    problems = check_prompt(path, cfg)
-    errors = [p for p in problems if not p.warning]
-    for problem in problems:
-        if problem.warning and quiet:
-            continue
-        kind = "warning" if problem.warning else "error"
-        print(f"{kind}: {path.name}: {problem.key}: {problem.message}", file=sys.stderr)
-    if errors:
-        raise UserError(f"{path}: {len(errors)} error(s) above; fix the prompt (nothing was sent)")
-
-
-def weights_text(prompt: dict) -> str:
-    """``vis=0.25,edge=0.25,...``: the control weights of a spec, for the history line."""
-    parts = []
-    for key, value in prompt.items():
-        if isinstance(value, dict) and not key.startswith("_"):
-            parts.append(f"{key}={value.get('control_weight', '')}")
-    return ",".join(parts)
 
 
 def local_folder(cfg, name: str, kind: str) -> Path:
@@ -264,21 +150,6 @@ class Session:
         if frames > MAX_UPSCALE_FRAMES:
             raise UserError(f"{rel} has {frames} frames; the 4K upscaler handles at most {MAX_UPSCALE_FRAMES} "
                             "(cosmos-transfer1 issue #150): use a shorter shot, or --no-upscale")
-
-
-def check_upscale_length(cfg, plan: Plan) -> None:
-    """Before any GPU time: refuse a cycle whose output would be too long to upscale (it has the input's length)."""
-    from .probe import probe_video
-    from .prompts import local_file
-
-    video = plan.prompt.get("input_video_path")
-    if not isinstance(video, str) or not local_file(cfg, video).is_file():
-        return
-    info = probe_video(local_file(cfg, video), count_frames=False)
-    frames = info.frames or probe_video(local_file(cfg, video)).frames
-    if frames > MAX_UPSCALE_FRAMES:
-        raise UserError(f"{video} has {frames} frames; the 4K upscaler handles at most {MAX_UPSCALE_FRAMES} "
-                        "(cosmos-transfer1 issue #150): pass --no-upscale, or use a shorter shot (nothing was sent)")
 
 
 def local_rel(cfg, path: Path) -> str:

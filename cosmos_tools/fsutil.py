@@ -9,6 +9,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from .constants import JSON_STYLE
+
 
 def _read_umask() -> int:
     mask = os.umask(0)
@@ -44,7 +46,7 @@ def write_text_atomic(target: Path, text: str) -> None:
 
 
 def write_json_atomic(target: Path, data) -> None:
-    write_text_atomic(target, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    write_text_atomic(target, json.dumps(data, **JSON_STYLE) + "\n")
 
 
 def create_exclusive(target: Path, text: str) -> bool:

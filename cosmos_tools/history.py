@@ -15,6 +15,7 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
+from .constants import UTC_TIME_FORMAT
 from .fsutil import append_line_locked
 
 KEYS = ("ts", "run", "prompt", "shot", "host", "gpus", "weights", "upscale", "status", "exit",
@@ -35,7 +36,7 @@ def history_path(cfg) -> Path:
 
 def now_iso() -> str:
     """The current UTC time as ``YYYY-MM-DDTHH:MM:SSZ``."""
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(timezone.utc).strftime(UTC_TIME_FORMAT)
 
 
 def quote_value(value) -> str:
@@ -175,7 +176,7 @@ def _day_bound(text: str, end: bool) -> str:
         raise ValueError(f"{text!r} is not a date; use YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return moment.astimezone(timezone.utc).strftime(UTC_TIME_FORMAT)
 
 
 def filter_records(records: list[dict], *, status: str | None = None, shot: str | None = None,

@@ -482,9 +482,9 @@ def report_failure(outcome: Outcome, say: Callable[[str], None]) -> None:
 
 def attach(remote: Remote, name: str, runner: Runner | None = None) -> Outcome:
     """Follow the running job of ``name`` (upscale or run) to its end; if none runs, judge the latest one."""
-    from .render import check_name
+    from .names import check_run_name
 
-    check_name(name)
+    check_run_name(name)
     jobs = {kind: plain_job(name, kind) for kind in (RUN, UPSCALE)}
     box = remote.probe([job.dir for job in jobs.values()])
     runner = runner or Runner(remote)
@@ -508,9 +508,9 @@ def attach(remote: Remote, name: str, runner: Runner | None = None) -> Outcome:
 
 def kill(remote: Remote, name: str) -> list[str]:
     """Stop the running run and/or upscale of ``name``; the containers stopped."""
-    from .render import check_name
+    from .names import check_run_name
 
-    check_name(name)
+    check_run_name(name)
     box = remote.probe([])
     targets = [plain_job(name, kind).container for kind in (RUN, UPSCALE)]
     stopped = [c for c in targets if c in box.running and remote.stop(c)]

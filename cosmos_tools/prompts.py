@@ -1,9 +1,12 @@
-"""Prompt JSON files (cosmos-transfer1 controlnet specs): load, name, shot, new, duplicate.
+"""Prompt JSON files (cosmos-transfer1 controlnet specs): read, name, shot, referenced files, new, duplicate.
 
 A prompt lives at ``inputs/prompts/<name>.json``; its stem is the run name. Paths inside it are relative to
 the project root, which the GPU box mirrors under REMOTE_DIR (mounted at /workspace), so the same path works
 on both sides. The shot is the folder under ``inputs/videos/`` that ``input_video_path`` points at, never a
 guess from the name.
+
+A prompt file is read once (``read_prompt``): the bytes that were checked are the bytes that are uploaded and
+recorded, even if the file changes meanwhile.
 
 ``new_prompt`` renders the default spec from the packaged template ``cosmos_tools/templates/prompt.json.j2``.
 To change the defaults for a project, copy it to ``inputs/prompts/prompt_template.json.j2`` (in
@@ -14,11 +17,14 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path, PurePosixPath
 
+from .constants import JSON_STYLE
 from .errors import UserError
 from .fsutil import create_exclusive
+from .names import check_new_name
 
 MODALITY_FILES = {"color": "color.mp4", "depth": "depth.mp4", "segmentation": "segmentation.mp4"}
 CONTROL_OF_MODALITY = {"depth": "depth", "segmentation": "seg"}  # color is the input video
@@ -28,7 +34,8 @@ USER_TEMPLATE = "prompt_template.json.j2"
 PACKAGED_TEMPLATE = "prompt.json.j2"
 STAMP = "%Y%m%d_%H%M%S"
 _STAMP_TAIL = re.compile(r"_\d{8}_\d{6}(?:_\d+)?$")
-_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+BASE_NAME_FIX = "give a plain name such as shot_010_rain (spaces and unicode are fine)"
+SHOT_FIX = "give the name of a shot folder under inputs/videos/"
 
 
 class PromptFileError(UserError):
@@ -39,34 +46,59 @@ class PromptFileError(UserError):
         self.detail, self.line, self.col = detail, line, col
 
 
-def parse_prompt_text(text: str, where: str) -> dict:
-    """Parse a prompt's text; errors name ``where:line:col``."""
+@dataclass(frozen=True)
+class PromptFile:
+    """A prompt file read once: ``raw`` is exactly what was checked and what is sent; ``data`` is it parsed."""
+
+    path: Path
+    name: str  # the file's stem: the run name
+    raw: bytes
+    data: dict
+    duplicate_keys: tuple[str, ...] = ()  # keys that appear twice in one object (JSON keeps the last)
+
+
+def _parse(text: str, where: str) -> tuple[dict, tuple[str, ...]]:
+    """The prompt object and its duplicated keys; errors name ``where:line:col``."""
+    duplicates: list[str] = []
+
+    def pairs_hook(pairs):
+        seen = set()
+        for key, _ in pairs:
+            if key in seen and key not in duplicates:
+                duplicates.append(key)
+            seen.add(key)
+        return dict(pairs)
+
     try:
-        data = json.loads(text)
+        data = json.loads(text, object_pairs_hook=pairs_hook)
     except json.JSONDecodeError as exc:
         raise PromptFileError(where, f"invalid JSON ({exc.msg}); fix the syntax there", exc.lineno,
                               exc.colno) from None
     if not isinstance(data, dict):
         raise PromptFileError(where, f"top level is a JSON {type(data).__name__}, not an object; "
                               'a prompt is one object like {"prompt": "...", "input_video_path": "..."}', 1, 1)
-    return data
+    return data, tuple(duplicates)
 
 
-def load_prompt(path: Path) -> dict:
-    """Read a prompt JSON file: one object, or a UserError naming file:line:col."""
+def read_prompt(path: Path) -> PromptFile:
+    """Read a prompt JSON file once: one object, or a PromptFileError naming file:line:col."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise PromptFileError(str(path), "no such prompt file; check the path or create one with "
                               "scripts/new_prompt.sh") from None
     except IsADirectoryError:
         raise PromptFileError(str(path), "is a folder, not a prompt file; give the .json file") from None
-    except UnicodeDecodeError as exc:
-        raise PromptFileError(str(path), f"not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
     except OSError as exc:
         raise PromptFileError(str(path), f"cannot read it ({exc.strerror}); check its permissions") from None
-    return parse_prompt_text(text, str(path))
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PromptFileError(str(path), f"not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+    text = text.replace("\r\n", "\n").replace("\r", "\n")  # universal newlines: error lines count like an editor's
+    data, duplicates = _parse(text, str(path))
+    return PromptFile(path=path, name=prompt_name(path), raw=raw, data=data, duplicate_keys=duplicates)
 
 
 def prompt_name(path) -> str:
@@ -74,21 +106,10 @@ def prompt_name(path) -> str:
     return Path(path).stem
 
 
-def check_base_name(name: str, what: str = "name") -> str:
-    """A new file or folder name: not empty, not '.'/'..', no '/', NUL or control characters."""
-    if not isinstance(name, str) or name in ("", ".", ".."):
-        raise UserError(f"{what} {name!r} is not usable: give a non-empty name other than '.' and '..'")
-    if "/" in name:
-        raise UserError(f"{what} {name!r} contains '/': give a plain name, not a path")
-    if _CONTROL_CHARS.search(name):
-        raise UserError(f"{what} {name!r} contains a control character (newline, tab, ...); remove it")
-    return name
-
-
 def shot_of(spec: dict, override: str | None = None) -> str:
     """The shot folder under inputs/videos/ that the spec's input_video_path points at; ``override`` wins."""
     if override is not None:
-        return check_base_name(override, "shot")
+        return check_new_name(override, "shot", SHOT_FIX)
     value = spec.get("input_video_path")
     if isinstance(value, str) and value:
         parts = PurePosixPath(value).parts
@@ -179,13 +200,13 @@ def render_prompt(cfg, name: str, shot: str, text: str, files: dict[str, str]) -
 
 
 def _dump(spec: dict) -> str:
-    return json.dumps(spec, indent=2, ensure_ascii=False) + "\n"
+    return json.dumps(spec, **JSON_STYLE) + "\n"
 
 
 def new_prompt(cfg, base_name: str, text: str, shot: str | None = None, now: datetime | None = None) -> Path:
     """Write inputs/prompts/<base_name>_<YYYYmmdd_HHMMSS>.json for shot ``shot`` (default: base_name)."""
-    check_base_name(base_name, "base name")
-    shot = check_base_name(shot if shot is not None else base_name, "shot")
+    check_new_name(base_name, "base name", BASE_NAME_FIX)
+    shot = check_new_name(shot if shot is not None else base_name, "shot", SHOT_FIX)
     if not isinstance(text, str):
         raise UserError("prompt text must be a string")
     files = _shot_files(cfg, shot)
@@ -195,11 +216,10 @@ def new_prompt(cfg, base_name: str, text: str, shot: str | None = None, now: dat
 
 def duplicate_prompt(cfg, existing: Path, now: datetime | None = None) -> Path:
     """Copy a prompt under a new timestamp; its content (and so its shot) is unchanged."""
-    existing = Path(existing)
-    load_prompt(existing)  # refuse to copy something that is not a prompt
-    base = _STAMP_TAIL.sub("", existing.stem) or existing.stem
-    check_base_name(base, "base name")
-    return _write_new(cfg, base, existing.read_text(encoding="utf-8"), now)
+    prompt = read_prompt(existing)  # refuse to copy something that is not a prompt
+    base = _STAMP_TAIL.sub("", prompt.name) or prompt.name
+    check_new_name(base, "base name", BASE_NAME_FIX)
+    return _write_new(cfg, base, prompt.raw.decode("utf-8"), now)
 
 
 def local_file(cfg, spec_path: str) -> Path:
@@ -208,3 +228,50 @@ def local_file(cfg, spec_path: str) -> Path:
     if parts[:2] == VIDEOS_PREFIX.parts:
         return cfg.local_path("LOCAL_VIDEOS_DIR").joinpath(*parts[2:])
     return cfg.root.joinpath(*parts)
+
+
+def _spec_paths(spec: dict) -> list[str]:
+    """The project files a spec points at: input video, control videos, checkpoints, .pt weight maps, region files."""
+    found: list[str] = []
+
+    def add(value) -> None:
+        if isinstance(value, str) and value:
+            found.append(value)
+        elif isinstance(value, list):
+            for item in value:
+                add(item)
+
+    add(spec.get("input_video_path"))
+    for value in spec.values():
+        if isinstance(value, dict):
+            add(value.get("input_control"))
+            add(value.get("ckpt_path"))
+            weight = value.get("control_weight")
+            if isinstance(weight, str) and weight.endswith(".pt"):
+                add(weight)
+    for region in spec.get("regional_prompts") or []:
+        if isinstance(region, dict) and isinstance(region.get("region_definitions_path"), str):
+            add(region["region_definitions_path"])
+    return found
+
+
+def _clean_relative(path: str) -> bool:
+    parts = PurePosixPath(path).parts
+    return bool(parts) and not path.startswith("/") and ".." not in parts and "\0" not in path
+
+
+def referenced_files(cfg, spec: dict) -> list[tuple[Path, str]]:
+    """(local file, spec path) of each project file the spec names that exists here, once each.
+
+    Paths under CHECKPOINT_DIR_REMOTE are model weights on the GPU box: never listed (never sent).
+    """
+    box_checkpoints = PurePosixPath(cfg["CHECKPOINT_DIR_REMOTE"]).parts
+    found: list[tuple[Path, str]] = []
+    seen: set[str] = set()
+    for spec_path in _spec_paths(spec):
+        rel = PurePosixPath(spec_path).as_posix()
+        on_box_only = PurePosixPath(rel).parts[:len(box_checkpoints)] == box_checkpoints
+        if _clean_relative(spec_path) and rel not in seen and not on_box_only and local_file(cfg, spec_path).is_file():
+            found.append((local_file(cfg, spec_path), rel))
+            seen.add(rel)
+    return found

@@ -16,6 +16,7 @@ import shlex
 from dataclasses import dataclass, field
 
 from .errors import UserError
+from .names import check_run_name
 from .remote import script
 from .remote.account import BoxAccount
 from .remote.paths import RUN, UPSCALE, JobPaths
@@ -57,14 +58,6 @@ def _environment():
 def _render_json(template: str, **context):
     """Render a packaged template and parse its output as JSON."""
     return json.loads(_environment().get_template(template).render(**context))
-
-
-def check_name(name: str) -> str:
-    """A run name: anything but '/' and NUL, not empty, not '.' or '..'."""
-    if not isinstance(name, str) or name in ("", ".", "..") or "/" in name or "\0" in name:
-        raise UserError(f"run name {name!r} is not usable: names may not be empty, '.', '..', or contain '/' or NUL; "
-                        "rename the prompt file")
-    return name
 
 
 def _num_gpu(cfg) -> int:
@@ -175,7 +168,7 @@ def render_run(name: str, prompt: dict, cfg, *, account: BoxAccount | None = Non
     ``--fps`` is the prompt's ``fps`` when it sets one (else FPS): transfer.py lets the command line win over
     the JSON, so passing FPS alone would silently override the prompt.
     """
-    check_name(name)
+    check_run_name(name)
     fps = prompt.get("fps")
     if isinstance(fps, bool) or not isinstance(fps, int) or fps < 1:
         fps = cfg.int("FPS")
@@ -196,7 +189,7 @@ def upscale_weight(value) -> float:
 def render_upscale(name: str, cfg, *, weight: float | None = None, account: BoxAccount | None = None,
                    prompt: str | None = None) -> Rendered:
     """The 4K upscale of run ``name``: input outputs/<name>/output.mp4, results in outputs/<name>_upscaled/."""
-    check_name(name)
+    check_run_name(name)
     w = upscale_weight(cfg["UPSCALE_WEIGHT"] if weight is None else weight)
     if prompt is not None and not isinstance(prompt, str):
         raise UserError(f"upscale prompt must be text, got {type(prompt).__name__}")

@@ -27,14 +27,13 @@ import math
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from .constants import CHUNK_FRAMES, MAX_UPSCALE_FRAMES, RESOLUTION_BUCKETS
 from .errors import UserError
-from .prompts import PromptFileError, load_prompt, local_file
+from .prompts import PromptFile, PromptFileError, local_file, read_prompt, referenced_files
 
 CONTROL_KEYS = ("vis", "seg", "edge", "depth", "keypoint", "upscale", "hdmap", "lidar")
 CONTROL_FIELDS = ("control_weight", "input_control", "ckpt_path", "input_control_prompt", "control_weight_prompt")
 PRESETS = ("very_low", "low", "medium", "high", "very_high")
-BUCKETS = {"1:1": (960, 960), "4:3": (960, 704), "3:4": (704, 960), "16:9": (1280, 704), "9:16": (704, 1280)}
-CHUNK_FRAMES = 121
 MAX_FRAMES = 5000
 PURE_NOISE_SIGMA = 80
 DEFAULT_SIGMA_MAX = 70.0
@@ -114,9 +113,29 @@ def _suggest(word: str, choices) -> str:
     return f'; did you mean "{close[0]}"?' if close else ""
 
 
+@dataclass(frozen=True)
+class Checked:
+    """A prompt and what checking it found; ``prompt`` is None when the file is not readable as one JSON object.
+
+    ``files`` are (local file, spec path) of the project files the spec names: what an upload sends with it.
+    """
+
+    prompt: PromptFile | None
+    problems: list[Problem]
+    files: list[tuple[Path, str]]
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if not p.warning]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return [p for p in self.problems if p.warning]
+
+
 class _Checker:
-    def __init__(self, path: Path, spec: dict, cfg) -> None:
-        self.path, self.spec, self.cfg = path, spec, cfg
+    def __init__(self, spec: dict, cfg) -> None:
+        self.spec, self.cfg = spec, cfg
         self.problems: list[Problem] = []
         self.videos: list[tuple[str, Path]] = []  # (key, local file) of the input video and control videos
         self.input_missing_reported = False  # one line for a missing input video, not one per control
@@ -174,7 +193,7 @@ class _Checker:
                 self.warn(key, f"ignored: cosmos-tools passes --{key} on the command line, which wins; "
                                f"{IGNORED_FLAGS[key]}")
             elif key == "num_video_frames":
-                self.warn(key, "has no effect in transfer.py (chunks are always 121 frames); remove it")
+                self.warn(key, f"has no effect in transfer.py (chunks are always {CHUNK_FRAMES} frames); remove it")
             elif key == "tokenizer_dir":
                 self.warn(key, "has no effect: transfer.py always loads Cosmos-Tokenize1-CV8x8x8-720p; remove it")
             elif key not in ARG_KEYS:
@@ -391,26 +410,26 @@ class _Checker:
 
     def frames(self, key: str, frames: int) -> None:
         if frames <= 1:
-            self.error(key, f"{frames} frame(s): cosmos needs a video of at least 2 frames (121 is best); "
+            self.error(key, f"{frames} frame(s): cosmos needs a video of at least 2 frames ({CHUNK_FRAMES} is best); "
                             "convert a longer sequence")
             return
         if frames < CHUNK_FRAMES:
-            self.warn(key, f"{frames} frames, under one 121-frame chunk: cosmos pads it and the output tends to be "
-                           "noisy (cosmos-transfer1 #211)")
+            self.warn(key, f"{frames} frames, under one {CHUNK_FRAMES}-frame chunk: cosmos pads it and the output "
+                           "tends to be noisy (cosmos-transfer1 #211)")
             if self.spec.get("regional_prompts"):
-                self.warn("regional_prompts", "regional prompts failed on inputs under 121 frames "
+                self.warn("regional_prompts", f"regional prompts failed on inputs under {CHUNK_FRAMES} frames "
                                               "(cosmos-transfer1 #180)")
         if frames > MAX_FRAMES:
             self.warn(key, f"{frames} frames: cosmos reads only the first {MAX_FRAMES}")
-        if "upscale" in self.spec and frames > CHUNK_FRAMES:
-            self.warn(key, f"{frames} frames: the 4K upscaler failed after the first 121-frame chunk "
-                           "(cosmos-transfer1 #150); keep upscale inputs to 121 frames")
+        if "upscale" in self.spec and frames > MAX_UPSCALE_FRAMES:
+            self.warn(key, f"{frames} frames: the 4K upscaler failed after the first {CHUNK_FRAMES}-frame chunk "
+                           f"(cosmos-transfer1 #150); keep upscale inputs to {MAX_UPSCALE_FRAMES} frames")
 
     def aspect(self, key: str, width: int, height: int) -> None:
         if not width or not height:
             return
         ratio = width / height
-        name, (bw, bh) = min(BUCKETS.items(), key=lambda item: abs(item[1][0] / item[1][1] / ratio - 1))
+        name, (bw, bh) = min(RESOLUTION_BUCKETS.items(), key=lambda item: abs(item[1][0] / item[1][1] / ratio - 1))
         if abs(bw / bh / ratio - 1) > 0.05:
             self.warn(key, f"{width}x{height} is far from every cosmos aspect ratio; it will be stretched to "
                            f"{bw}x{bh} ({name}); crop or pad the render to avoid distortion")
@@ -442,35 +461,24 @@ def _probe(local: Path):
     return _PROBED[version]
 
 
-def _duplicate_keys(text: str) -> list[str]:
-    found: list[str] = []
-
-    def hook(pairs):
-        seen = set()
-        for key, _ in pairs:
-            if key in seen and key not in found:
-                found.append(key)
-            seen.add(key)
-        return dict(pairs)
-
-    json.loads(text, object_pairs_hook=hook)
-    return found
-
-
-def check_prompt(path: Path, cfg) -> list[Problem]:
-    """Every problem of the prompt at ``path`` (errors and warnings); no errors means it would run."""
-    path = Path(path)
-    try:
-        spec = load_prompt(path)
-    except PromptFileError as exc:
-        where = f"line {exc.line}, column {exc.col}: " if exc.line else ""
-        return [Problem("json", where + exc.detail)]
-    checker = _Checker(path, spec, cfg)
-    for key in _duplicate_keys(path.read_text(encoding="utf-8")):
+def check_prompt(prompt: PromptFile, cfg) -> Checked:
+    """Every problem of a prompt already read (errors and warnings); no errors means it would run."""
+    checker = _Checker(prompt.data, cfg)
+    for key in prompt.duplicate_keys:
         checker.warn(key, "appears more than once; cosmos uses the last one, remove the others")
     checker.top_level()
     has_input = checker.input_video()
     checker.controls(has_input)
     checker.regional_prompts()
     checker.probe_all()
-    return checker.problems
+    return Checked(prompt, checker.problems, referenced_files(cfg, prompt.data))
+
+
+def check_path(path: Path, cfg) -> Checked:
+    """Read the prompt at ``path`` and check it; a file that is not one JSON object is a problem under "json"."""
+    try:
+        prompt = read_prompt(path)
+    except PromptFileError as exc:
+        where = f"line {exc.line}, column {exc.col}: " if exc.line else ""
+        return Checked(None, [Problem("json", where + exc.detail)], [])
+    return check_prompt(prompt, cfg)

@@ -367,7 +367,7 @@ def test_ctrl_c_during_a_cycle_stops_the_job_and_records_it_cancelled(project, r
 
 def test_upload_plan_sends_the_files_a_spec_names_but_never_box_checkpoints(project):
     from cosmos_tools.config import load_config
-    from cosmos_tools.cycle import plan_prompt
+    from cosmos_tools.plan import plan_prompt
 
     shot = add_shot(project, "plan_shot", frames=2)
     for rel in ("inputs/weights/my_seg.pt", "inputs/weights/seg_map.pt", "checkpoints/nvidia/big.pt"):

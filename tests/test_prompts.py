@@ -1,4 +1,4 @@
-"""Prompt JSONs: new, duplicate, load, shot; never overwrite, hostile text stays data, one-line errors."""
+"""Prompt JSONs: new, duplicate, read, shot; never overwrite, hostile text stays data, one-line errors."""
 
 from __future__ import annotations
 
@@ -17,12 +17,12 @@ from cosmos_tools.prompts import (
     MODALITY_FILES,
     PromptFileError,
     duplicate_prompt,
-    load_prompt,
     new_prompt,
     prompt_name,
+    read_prompt,
     shot_of,
 )
-from cosmos_tools.validate import check_prompt
+from cosmos_tools.validate import check_path
 
 REPO = Path(__file__).resolve().parents[1]
 NOW = datetime(2026, 11, 22, 14, 30, 0)
@@ -54,24 +54,24 @@ def test_modality_files_contract():
 def test_new_prompt_uses_the_modalities_of_the_shot(cfg, project):
     path = new_prompt(cfg, "shot1", "a red car", now=NOW)
     assert path == project / "inputs/prompts/shot1_20261122_143000.json"
-    spec = load_prompt(path)
+    spec = read_prompt(path).data
     assert spec["prompt"] == "a red car"
     assert spec["input_video_path"] == "inputs/videos/shot1/color.mp4"
     assert spec["depth"] == {"control_weight": 0.25, "input_control": "inputs/videos/shot1/depth.mp4"}
     assert spec["seg"] == {"control_weight": 0.25, "input_control": "inputs/videos/shot1/segmentation.mp4"}
     assert spec["vis"] == spec["edge"] == {"control_weight": 0.25}
     assert (project / "outputs/shot1_20261122_143000").is_dir()
-    assert [p for p in check_prompt(path, cfg) if not p.warning] == []
+    assert [p for p in check_path(path, cfg).problems if not p.warning] == []
 
 
 def test_shot_with_only_color_gets_computed_controls(cfg):
-    spec = load_prompt(new_prompt(cfg, "coloronly", "x", now=NOW))
+    spec = read_prompt(new_prompt(cfg, "coloronly", "x", now=NOW)).data
     assert set(spec) == {"prompt", "input_video_path", "vis", "edge"}
     assert spec["vis"]["control_weight"] == 0.5
 
 
 def test_shot_option_overrides_the_base_name(cfg):
-    spec = load_prompt(new_prompt(cfg, "experiment A", "x", shot="shot1", now=NOW))
+    spec = read_prompt(new_prompt(cfg, "experiment A", "x", shot="shot1", now=NOW)).data
     assert spec["input_video_path"] == "inputs/videos/shot1/color.mp4"
 
 
@@ -79,7 +79,7 @@ def test_shot_option_overrides_the_base_name(cfg):
                                   "</script><b>&amp;", "ünïcødé 鏡 🎬", "{{ not jinja }} {% raw %}", ""])
 def test_prompt_text_is_data(cfg, text):
     path = new_prompt(cfg, "shot1", text, now=NOW)
-    assert load_prompt(path)["prompt"] == text
+    assert read_prompt(path).data["prompt"] == text
 
 
 def test_same_second_never_overwrites(cfg, project):
@@ -88,7 +88,7 @@ def test_same_second_never_overwrites(cfg, project):
     third = new_prompt(cfg, "shot1", "three", now=NOW)
     assert [p.name for p in (first, second, third)] == [
         "shot1_20261122_143000.json", "shot1_20261122_143000_2.json", "shot1_20261122_143000_3.json"]
-    assert [load_prompt(p)["prompt"] for p in (first, second, third)] == ["one", "two", "three"]
+    assert [read_prompt(p).data["prompt"] for p in (first, second, third)] == ["one", "two", "three"]
     assert (project / "outputs/shot1_20261122_143000_3").is_dir()
 
 
@@ -119,9 +119,9 @@ def test_hostile_but_legal_base_names_work(cfg, project, videos, name):
     path = new_prompt(cfg, name, "x", now=NOW)
     assert path.name == f"{name}_20261122_143000.json"
     assert prompt_name(path) == f"{name}_20261122_143000"
-    assert shot_of(load_prompt(path)) == name
+    assert shot_of(read_prompt(path).data) == name
     assert (project / "outputs" / path.stem).is_dir()
-    assert [p for p in check_prompt(path, cfg) if not p.warning] == []
+    assert [p for p in check_path(path, cfg).problems if not p.warning] == []
 
 
 def test_duplicate_keeps_the_shot_and_content(cfg, project):
@@ -130,7 +130,7 @@ def test_duplicate_keeps_the_shot_and_content(cfg, project):
     copy = duplicate_prompt(cfg, original, now=datetime(2026, 11, 23, 9, 0, 0))
     assert copy.name == "experiment_20261123_090000.json"
     assert copy.read_text() == original.read_text()
-    assert shot_of(load_prompt(copy)) == "shot1"  # not derived from the name (the origin's bug)
+    assert shot_of(read_prompt(copy).data) == "shot1"  # not derived from the name (the origin's bug)
     assert (project / "outputs/experiment_20261123_090000").is_dir()
     again = duplicate_prompt(cfg, copy, now=datetime(2026, 11, 23, 9, 0, 0))
     assert again.name == "experiment_20261123_090000_2.json"
@@ -157,7 +157,7 @@ def test_user_template_overrides_the_default(cfg, project):
     (project / "inputs/prompts/prompt_template.json.j2").write_text(
         '{"prompt": {{ prompt | tojson }}, "input_video_path": {{ input_video_path | tojson }}, '
         '"sigma_max": 60, "edge": {"control_weight": 1.0}, "note_shot": {{ shot | tojson }}}')
-    spec = load_prompt(new_prompt(cfg, "shot1", 'a "b"', now=NOW))
+    spec = read_prompt(new_prompt(cfg, "shot1", 'a "b"', now=NOW)).data
     assert spec == {"prompt": 'a "b"', "input_video_path": "inputs/videos/shot1/color.mp4", "sigma_max": 60,
                     "edge": {"control_weight": 1.0}, "note_shot": "shot1"}
 
@@ -195,22 +195,22 @@ def test_unreadable_user_template(cfg, project):
     ("", ":1:1: invalid JSON"),
     ('{"a": 1} trailing', ":1:10: invalid JSON"),
 ])
-def test_load_prompt_names_file_line_column(tmp_path, text, where):
+def test_read_prompt_names_file_line_column(tmp_path, text, where):
     path = tmp_path / "p.json"
     path.write_text(text)
     with pytest.raises(PromptFileError) as caught:
-        load_prompt(path)
+        read_prompt(path)
     assert caught.value.format_message().startswith(f"{path}{where}")
 
 
-def test_load_prompt_unreadable_files(tmp_path):
+def test_read_prompt_unreadable_files(tmp_path):
     with pytest.raises(UserError, match="no such prompt file"):
-        load_prompt(tmp_path / "missing.json")
+        read_prompt(tmp_path / "missing.json")
     with pytest.raises(UserError, match="is a folder"):
-        load_prompt(tmp_path)
+        read_prompt(tmp_path)
     (tmp_path / "latin1.json").write_bytes(b'{"prompt": "caf\xe9"}')
     with pytest.raises(UserError, match="not UTF-8"):
-        load_prompt(tmp_path / "latin1.json")
+        read_prompt(tmp_path / "latin1.json")
 
 
 @pytest.mark.parametrize("path, shot", [
@@ -246,7 +246,7 @@ def test_script_writes_and_duplicates(project):
     assert done.returncode == 0, done.stderr
     written = project / done.stdout.strip()
     assert written.parent == project / "inputs/prompts" and written.name.startswith("it's $(x)_")
-    assert load_prompt(written)["prompt"] == 'a "quoted" prompt'
+    assert read_prompt(written).data["prompt"] == 'a "quoted" prompt'
     done = run_script(project, "--duplicate", str(written))
     assert done.returncode == 0, done.stderr
     copy = project / done.stdout.strip()
@@ -281,3 +281,15 @@ def test_new_prompt_json_is_readable_by_people(cfg):
     text = new_prompt(cfg, "shot1", "ü <b>", now=NOW).read_text(encoding="utf-8")
     assert '"prompt": "ü <b>"' in text and text.endswith("}\n")
     assert json.loads(text)
+
+
+def test_read_prompt_keeps_the_bytes_and_counts_lines_of_any_newline(tmp_path):
+    path = tmp_path / "cr.json"
+    path.write_bytes(b'{"prompt": "x",\r\n"edge": {}\r,}')
+    with pytest.raises(PromptFileError) as caught:
+        read_prompt(path)
+    assert caught.value.line == 3
+    path.write_bytes(b'{"prompt": "x",\r\n "prompt": "y"}')
+    prompt = read_prompt(path)
+    assert prompt.raw == path.read_bytes() and prompt.data == {"prompt": "y"}
+    assert prompt.duplicate_keys == ("prompt",) and prompt.name == "cr"

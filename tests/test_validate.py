@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from prompt_fixtures import FULL_SHOT, VideoLibrary, cli_env, make_project, project_config
 
-from cosmos_tools.validate import Problem, check_prompt
+from cosmos_tools.validate import Problem, check_path
 
 GOOD = {
     "prompt": "a red car at night",
@@ -75,12 +75,16 @@ def mutate(changes: dict) -> dict:
     return spec
 
 
+def check(path: Path, cfg) -> list[Problem]:
+    return check_path(path, cfg).problems
+
+
 def errors(problems: list[Problem]) -> list[Problem]:
     return [p for p in problems if not p.warning]
 
 
 def test_good_prompt_passes(project, cfg):
-    assert check_prompt(write(project, GOOD), cfg) == []
+    assert check(write(project, GOOD), cfg) == []
 
 
 GOOD_VARIANTS = {
@@ -108,7 +112,7 @@ GOOD_VARIANTS = {
 
 @pytest.mark.parametrize("changes", GOOD_VARIANTS.values(), ids=GOOD_VARIANTS.keys())
 def test_good_variants_pass(project, cfg, changes):
-    assert errors(check_prompt(write(project, mutate(changes)), cfg)) == []
+    assert errors(check(write(project, mutate(changes)), cfg)) == []
 
 
 BAD = {
@@ -196,7 +200,7 @@ BAD = {
 
 @pytest.mark.parametrize("changes, key, message", BAD.values(), ids=BAD.keys())
 def test_bad_prompts_are_named(project, cfg, changes, key, message):
-    found = errors(check_prompt(write(project, mutate(changes)), cfg))
+    found = errors(check(write(project, mutate(changes)), cfg))
     assert any(p.key == key for p in found), found
     assert any(re.search(message, p.message) for p in found if p.key == key), found
 
@@ -208,7 +212,7 @@ def test_bad_prompts_are_named(project, cfg, changes, key, message):
 ])
 def test_non_finite_weights(project, cfg, text, message):
     spec = text.replace('"prompt": "x"', '"prompt": "x", "input_video_path": "inputs/videos/shot1/color.mp4"')
-    found = errors(check_prompt(write(project, spec), cfg))
+    found = errors(check(write(project, spec), cfg))
     assert [p.key for p in found] == ["edge.control_weight"] and message in found[0].message
 
 
@@ -216,14 +220,14 @@ def test_symlink_out_of_the_project_is_refused(project, cfg, tmp_path, videos):
     outside = videos.put("ok", tmp_path / "outside/color.mp4")
     (project / "inputs/videos/linked").mkdir()
     (project / "inputs/videos/linked/color.mp4").symlink_to(outside)
-    found = errors(check_prompt(write(project, mutate({"input_video_path": "inputs/videos/linked/color.mp4"})), cfg))
+    found = errors(check(write(project, mutate({"input_video_path": "inputs/videos/linked/color.mp4"})), cfg))
     assert [p.key for p in found] == ["input_video_path"] and "leads out of the project" in found[0].message
 
 
 def test_symlink_inside_the_project_is_fine(project, cfg):
     (project / "inputs/videos/alias").symlink_to(project / "inputs/videos/shot1")
     spec = mutate({"input_video_path": "inputs/videos/alias/color.mp4"})
-    assert errors(check_prompt(write(project, spec), cfg)) == []
+    assert errors(check(write(project, spec), cfg)) == []
 
 
 @pytest.mark.parametrize("kind, key, message", [
@@ -234,7 +238,7 @@ def test_symlink_inside_the_project_is_fine(project, cfg):
 def test_control_videos_must_agree_with_the_input(project, cfg, videos, kind, key, message):
     os.unlink(project / "inputs/videos/shot1/depth.mp4")
     videos.put(kind, project / "inputs/videos/shot1/depth.mp4")
-    found = errors(check_prompt(write(project, GOOD), cfg))
+    found = errors(check(write(project, GOOD), cfg))
     assert [p.key for p in found] == [key] and message in found[0].message
 
 
@@ -242,39 +246,39 @@ def test_controls_agree_among_themselves_without_input(project, cfg, videos):
     os.unlink(project / "inputs/videos/shot1/segmentation.mp4")
     videos.put("short", project / "inputs/videos/shot1/segmentation.mp4")
     spec = mutate({"input_video_path": DELETE, "sigma_max": 80, "vis": DELETE, "edge": DELETE})
-    found = errors(check_prompt(write(project, spec), cfg))
+    found = errors(check(write(project, spec), cfg))
     assert [p.key for p in found] == ["seg.input_control"] and "24 frames but depth.input_control has 121" in \
         found[0].message
 
 
 def test_one_frame_input_is_an_error(project, cfg, videos):
     replace_shot_videos(project, videos, "one")
-    found = errors(check_prompt(write(project, GOOD), cfg))
+    found = errors(check(write(project, GOOD), cfg))
     assert [p.key for p in found] == ["input_video_path"] and "at least 2 frames" in found[0].message
 
 
 def test_short_input_is_a_warning(project, cfg, videos):
     replace_shot_videos(project, videos, "short")
-    found = check_prompt(write(project, GOOD), cfg)
+    found = check(write(project, GOOD), cfg)
     assert [(p.key, p.warning) for p in found] == [("input_video_path", True)]
     assert "24 frames" in found[0].message and "#211" in found[0].message
 
 
 def test_odd_aspect_and_fps_are_warnings(project, cfg, videos):
     replace_shot_videos(project, videos, "wide")
-    found = check_prompt(write(project, GOOD), cfg)
+    found = check(write(project, GOOD), cfg)
     assert [(p.key, p.warning) for p in found] == [("input_video_path", True)]
     assert "stretched to 1280x704" in found[0].message
     replace_shot_videos(project, videos, "fps30")
-    found = check_prompt(write(project, GOOD), cfg)
+    found = check(write(project, GOOD), cfg)
     assert [(p.key, p.warning) for p in found] == [("input_video_path", True)] and '"fps": 30' in found[0].message
-    assert check_prompt(write(project, mutate({"fps": 30})), cfg) == []
+    assert check(write(project, mutate({"fps": 30})), cfg) == []
 
 
 def test_not_a_video_is_an_error(project, cfg):
     (project / "inputs/videos/shot1/depth.mp4").unlink()
     (project / "inputs/videos/shot1/depth.mp4").write_text("not a video")
-    found = errors(check_prompt(write(project, GOOD), cfg))
+    found = errors(check(write(project, GOOD), cfg))
     assert [p.key for p in found] == ["depth.input_control"] and "not a readable video" in found[0].message
 
 
@@ -288,26 +292,26 @@ def test_not_a_video_is_an_error(project, cfg):
     ({"hdmap": {"control_weight": 0.1, "input_control": "inputs/videos/shot1/depth.mp4"}}, "hdmap", "is_av_sample"),
 ])
 def test_warnings_do_not_fail(project, cfg, changes, key, fragment):
-    found = check_prompt(write(project, mutate(changes)), cfg)
+    found = check(write(project, mutate(changes)), cfg)
     assert errors(found) == []
     assert any(p.key == key and fragment in p.message for p in found), found
 
 
 def test_duplicate_keys_are_named(project, cfg):
     text = json.dumps(GOOD)[:-1] + ', "prompt": "second"}'
-    found = check_prompt(write(project, text), cfg)
+    found = check(write(project, text), cfg)
     assert [(p.key, p.warning) for p in found] == [("prompt", True)]
 
 
 def test_missing_input_video_is_one_line(project, cfg):
-    found = check_prompt(write(project, mutate({"input_video_path": DELETE})), cfg)
+    found = check(write(project, mutate({"input_video_path": DELETE})), cfg)
     assert [p.key for p in errors(found)] == ["input_video_path"]
 
 
 def test_every_problem_is_reported(project, cfg):
     spec = mutate({"promt": "x", "edge.control_weight": -1, "blur_strength": "ultra",
                    "depth.input_control": "inputs/videos/shot1/nope.mp4"})
-    assert {p.key for p in errors(check_prompt(write(project, spec), cfg))} == {
+    assert {p.key for p in errors(check(write(project, spec), cfg))} == {
         "promt", "edge.control_weight", "blur_strength", "depth.input_control"}
 
 
@@ -317,7 +321,7 @@ def test_every_problem_is_reported(project, cfg):
     ("", "line 1, column 1: invalid JSON"),
 ])
 def test_unreadable_prompt_is_one_problem(project, cfg, text, message):
-    found = check_prompt(write(project, text), cfg)
+    found = check(write(project, text), cfg)
     assert len(found) == 1 and found[0].key == "json" and message in found[0].message
 
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-BUCKETS = ((1280, 704), (960, 704), (960, 960), (704, 960), (704, 1280))
+from ..constants import CHUNK_FRAMES, RESOLUTION_BUCKETS
+
+BUCKETS = tuple(RESOLUTION_BUCKETS.values())
 FAR_ASPECT = math.log(1.1)  # warn when the closest bucket's aspect ratio is more than 10% off
 
 
@@ -74,7 +76,7 @@ def geometry_notes(width: int, height: int, frames: int, fit: bool) -> list[str]
     elif not fit and (width, height) not in BUCKETS:
         notes.append(f"note: {width}x{height} is not a Cosmos bucket; Cosmos will resize it to {bw}x{bh} "
                      "(use --fit to do it here, with nearest-neighbour for the masks)")
-    if frames < 121:
+    if frames < CHUNK_FRAMES:
         notes.append(f"note: {frames} frames is shorter than Cosmos's 121-frame chunk; cosmos-transfer1 pads "
                      "it by repeating the last frame and the output gets noisy (render 121 or more)")
     return notes

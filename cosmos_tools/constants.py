@@ -1,0 +1,19 @@
+"""Facts shared by several modules, defined once: Cosmos-Transfer1's frame chunk and resolution buckets, and
+the formats cosmos-tools writes (UTC time stamps, JSON files)."""
+
+from __future__ import annotations
+
+# cosmos-transfer1 generates video in chunks of this many frames; shorter inputs are padded (and come out noisy).
+CHUNK_FRAMES = 121
+# cosmos-transfer1 issue #150: the 4K upscaler fails on the second chunk, so it takes at most one.
+MAX_UPSCALE_FRAMES = CHUNK_FRAMES
+
+# The sizes cosmos-transfer1 resizes every input to, by aspect ratio (it picks the closest ratio, no cropping).
+RESOLUTION_BUCKETS = {"16:9": (1280, 704), "4:3": (960, 704), "1:1": (960, 960), "3:4": (704, 960),
+                      "9:16": (704, 1280)}
+
+# UTC time stamps in notes/run_history.log, shot.json and job listings: 2026-11-22T14:30:00Z.
+UTC_TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+# How JSON files cosmos-tools writes are laid out: json.dumps(data, **JSON_STYLE) (readable, unicode kept).
+JSON_STYLE = {"indent": 2, "ensure_ascii": False}

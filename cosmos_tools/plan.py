@@ -1,0 +1,121 @@
+"""One prompt, read once and checked locally: what to send to the GPU box and what to run there.
+
+The prompt file is read once. The bytes that were checked are the bytes uploaded to
+``inputs/prompts/<file name>`` and kept as the run's ``prompt_spec.json``: they are staged in a private
+temporary folder that lives as long as the plan, so editing (or deleting) the file while a cycle runs
+changes nothing that is sent. (sync uploads local files; staging keeps it that way instead of teaching it
+about in-memory files for this one case.)
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .constants import MAX_UPSCALE_FRAMES
+from .errors import UserError
+from .names import check_run_name
+from .prompts import PromptFile, local_file, read_prompt, referenced_files, shot_of
+from .validate import check_prompt
+
+
+@dataclass
+class Plan:
+    """One prompt, read and checked locally: what to send and what to run."""
+
+    path: Path
+    name: str
+    prompt: dict
+    text: bytes  # the prompt file's bytes, as checked: what is uploaded and kept as prompt_spec.json
+    shot: str | None
+    uploads: list[tuple[Path, str]] = field(default_factory=list)  # (local file, path relative to REMOTE_DIR)
+    staging: tempfile.TemporaryDirectory | None = field(default=None, repr=False)  # holds the staged prompt
+
+
+def _stage(raw: bytes, file_name: str) -> tuple[tempfile.TemporaryDirectory, Path]:
+    """A private copy of the checked bytes (removed with the plan, or at exit)."""
+    folder = tempfile.TemporaryDirectory(prefix="cosmos-tools-prompt-")
+    staged = Path(folder.name) / file_name
+    staged.write_bytes(raw)
+    return folder, staged
+
+
+def plan_prompt(cfg, path: str | Path, override: str | None = None, *, check: bool = True,
+                quiet: bool = False) -> Plan:
+    """Read the prompt once, check it (problems: UserError, nothing sent) and list the files to upload.
+
+    The prompt goes to ``inputs/prompts/<file name>`` on the box wherever it lives locally; the shot folder
+    (``override`` or the one ``input_video_path`` points at) and every file the spec names go to their spec paths.
+    """
+    path = Path(path)
+    if not path.is_absolute():
+        path = (Path.cwd() / path).resolve()
+    prompt = read_prompt(path)
+    name = check_run_name(prompt.name)
+    files = _check(prompt, cfg, quiet) if check else referenced_files(cfg, prompt.data)
+    try:
+        natural = shot_of(prompt.data)
+    except UserError:
+        natural = None
+    if override is not None:
+        shot = shot_of(prompt.data, override)
+        if natural not in (None, shot):
+            raise UserError(f"{path}: input_video_path points at shot {natural!r}, not at {shot!r}; point the prompt's "
+                            f"paths at inputs/videos/{shot}/ or drop the videos_subdir argument")
+    else:
+        shot = natural
+    uploads: list[tuple[Path, str]] = []
+    if shot is not None:
+        folder = cfg.local_path("LOCAL_VIDEOS_DIR") / shot
+        if not folder.is_dir():
+            raise UserError(f"{folder}: shot folder not found; convert the renders with "
+                            f"scripts/convert_png_sequences.sh or fix the prompt's paths")
+        for file in sorted(folder.rglob("*")):
+            rel = file.relative_to(folder)
+            if file.is_file() and not any(part.startswith(".") for part in rel.parts):
+                uploads.append((file, f"inputs/videos/{shot}/{rel.as_posix()}"))
+    prompt_rel = f"inputs/prompts/{path.name}"
+    known = {prompt_rel} | {rel for _, rel in uploads}
+    uploads += [(local, rel) for local, rel in files if rel not in known]
+    staging, staged = _stage(prompt.raw, path.name)
+    uploads.insert(0, (staged, prompt_rel))
+    return Plan(path=path, name=name, prompt=prompt.data, text=prompt.raw, shot=shot, uploads=uploads,
+                staging=staging)
+
+
+def _check(prompt: PromptFile, cfg, quiet: bool = False) -> list[tuple[Path, str]]:
+    """Print the prompt's problems; errors stop here (nothing is sent), warnings only inform. The files it names."""
+    checked = check_prompt(prompt, cfg)
+    for problem in checked.problems:
+        if problem.warning and quiet:
+            continue
+        kind = "warning" if problem.warning else "error"
+        print(f"{kind}: {prompt.path.name}: {problem.key}: {problem.message}", file=sys.stderr)
+    if checked.errors:
+        raise UserError(f"{prompt.path}: {len(checked.errors)} error(s) above; fix the prompt (nothing was sent)")
+    return checked.files
+
+
+def check_upscale_length(cfg, plan: Plan) -> None:
+    """Before any GPU time: refuse a cycle whose output would be too long to upscale (it has the input's length)."""
+    from .probe import probe_video
+
+    video = plan.prompt.get("input_video_path")
+    if not isinstance(video, str) or not local_file(cfg, video).is_file():
+        return
+    info = probe_video(local_file(cfg, video), count_frames=False)
+    frames = info.frames or probe_video(local_file(cfg, video)).frames
+    if frames > MAX_UPSCALE_FRAMES:
+        raise UserError(f"{video} has {frames} frames; the 4K upscaler handles at most {MAX_UPSCALE_FRAMES} "
+                        "(cosmos-transfer1 issue #150): pass --no-upscale, or use a shorter shot (nothing was sent)")
+
+
+def weights_text(prompt: dict) -> str:
+    """``vis=0.25,edge=0.25,...``: the control weights of a spec, for the history line."""
+    parts = []
+    for key, value in prompt.items():
+        if isinstance(value, dict) and not key.startswith("_"):
+            parts.append(f"{key}={value.get('control_weight', '')}")
+    return ",".join(parts)
