@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from .config import load_config
-from .constants import JSON_STYLE
+from .fsutil import json_text
 
 
 @click.command("new-prompt")
@@ -101,7 +101,7 @@ def render_cmd(prompt: Path, upscale: bool, weight: str | None, num_gpu: int | N
     knows its uid (a real run asks it).
     """
     from .prompts import read_prompt
-    from .render import render_run, render_upscale
+    from .render import render_run, render_upscale, upscale_weight
 
     cfg = load_config().with_overrides({"NUM_GPU": num_gpu}, source="--num-gpu")
     source = read_prompt(prompt)
@@ -109,7 +109,7 @@ def render_cmd(prompt: Path, upscale: bool, weight: str | None, num_gpu: int | N
     if weight is not None and not upscale:
         raise click.UsageError("--weight is for --upscale")
     if upscale:
-        rendered = render_upscale(name, cfg, weight=weight)
+        rendered = render_upscale(name, cfg, weight=None if weight is None else upscale_weight(weight))
     else:
         rendered = render_run(name, spec, cfg)
     if cfg["DOCKER_USER"].strip() == "auto":
@@ -119,11 +119,11 @@ def render_cmd(prompt: Path, upscale: bool, weight: str | None, num_gpu: int | N
                 "name": rendered.name, "kind": rendered.kind, "container": rendered.container,
                 "output_dir": rendered.output_dir, "spec_path": rendered.spec_path,
                 "log_path": rendered.log_path, "exit_code_path": rendered.exit_code_path, "env": rendered.env}
-        click.echo(json.dumps(data, **JSON_STYLE))
+        click.echo(json_text(data), nl=False)
         return
     click.echo(f"# dry run of {'the 4K upscale of ' if upscale else ''}{name!r}: nothing is sent or started")
     click.echo(f"# spec, uploaded as {rendered.spec_path}:")
-    click.echo(json.dumps(rendered.spec, **JSON_STYLE))
+    click.echo(json_text(rendered.spec), nl=False)
     click.echo("# command, inside the container (cwd /workspace):")
     click.echo(shlex.join(rendered.command))
     click.echo(f"# docker, on the GPU box (container {rendered.container}, log {rendered.log_path}):")

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from .config import load_config
-from .errors import RemoteError, UserError
+from .errors import UserError
 from .fsutil import append_line_locked, write_text_atomic
 
 
@@ -101,8 +101,8 @@ def trust(yes: bool, replace: bool, as_json: bool) -> None:
         if not as_json:
             click.echo(f"recorded in {project_file}")
     elif not as_json:
-        raise RemoteError("not recorded: connections to the box stay refused until you trust its key "
-                          "(cosmos-tools trust --yes records it without asking)", exit_code=1)
+        raise UserError("not recorded: connections to the box stay refused until you trust its key "
+                        "(cosmos-tools trust --yes records it without asking)")
     if as_json:
         click.echo(json.dumps(result))
 

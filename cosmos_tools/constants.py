@@ -15,5 +15,5 @@ RESOLUTION_BUCKETS = {"16:9": (1280, 704), "4:3": (960, 704), "1:1": (960, 960),
 # UTC time stamps in notes/run_history.log, shot.json and job listings: 2026-11-22T14:30:00Z.
 UTC_TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
-# How JSON files cosmos-tools writes are laid out: json.dumps(data, **JSON_STYLE) (readable, unicode kept).
-JSON_STYLE = {"indent": 2, "ensure_ascii": False}
+# How JSON cosmos-tools writes is laid out (see fsutil.json_text): readable, unicode kept.
+JSON_INDENT = 2

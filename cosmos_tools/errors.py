@@ -22,10 +22,8 @@ class UserError(click.ClickException):
 
     exit_code = ExitStatus.FAILED
 
-    def __init__(self, message: str, exit_code: int | None = None) -> None:
+    def __init__(self, message: str) -> None:
         super().__init__(" ".join(message.split("\n")))
-        if exit_code is not None:
-            self.exit_code = exit_code
 
     def show(self, file=None) -> None:
         click.echo(f"error: {self.format_message()}", err=True)

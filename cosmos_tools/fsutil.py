@@ -9,7 +9,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from .constants import JSON_STYLE
+from .constants import JSON_INDENT
 
 
 def _read_umask() -> int:
@@ -45,8 +45,13 @@ def write_text_atomic(target: Path, text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
-def write_json_atomic(target: Path, data) -> None:
-    write_text_atomic(target, json.dumps(data, **JSON_STYLE) + "\n")
+def json_text(data: object) -> str:
+    """JSON as cosmos-tools writes it (files and --json output): indented, unicode kept, newline-terminated."""
+    return json.dumps(data, indent=JSON_INDENT, ensure_ascii=False) + "\n"
+
+
+def write_json_atomic(target: Path, data: object) -> None:
+    write_text_atomic(target, json_text(data))
 
 
 def create_exclusive(target: Path, text: str) -> bool:

@@ -60,7 +60,7 @@ def plan_prompt(cfg, path: str | Path, override: str | None = None, *, check: bo
     except UserError:
         natural = None
     if override is not None:
-        shot = shot_of(prompt.data, override)
+        shot: str | None = shot_of(prompt.data, override)
         if natural not in (None, shot):
             raise UserError(f"{path}: input_video_path points at shot {natural!r}, not at {shot!r}; point the prompt's "
                             f"paths at inputs/videos/{shot}/ or drop the videos_subdir argument")

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path, PurePosixPath
 
-from .constants import JSON_STYLE
+from .config import Config
 from .errors import UserError
-from .fsutil import create_exclusive
+from .fsutil import create_exclusive, json_text
 from .names import check_new_name
 
 MODALITY_FILES = {"color": "color.mp4", "depth": "depth.mp4", "segmentation": "segmentation.mp4"}
@@ -123,7 +123,7 @@ def _timestamp(now: datetime | None) -> str:
     return (now or datetime.now()).strftime(STAMP)
 
 
-def _write_new(cfg, base: str, text: str, now: datetime | None) -> Path:
+def _write_new(cfg: Config, base: str, text: str, now: datetime | None) -> Path:
     """Write ``<base>_<stamp>[_N].json`` without ever overwriting, and create outputs/<name>/."""
     folder = cfg.local_path("LOCAL_PROMPTS_DIR")
     stem = f"{base}_{_timestamp(now)}"
@@ -140,7 +140,7 @@ def _write_new(cfg, base: str, text: str, now: datetime | None) -> Path:
     raise UserError(f"{folder}/{stem}_*.json: 999 prompts already exist for this second; wait a second and retry")
 
 
-def _shot_files(cfg, shot: str) -> dict[str, str]:
+def _shot_files(cfg: Config, shot: str) -> dict[str, str]:
     """Modality -> spec path of the files present in the shot folder; color.mp4 is required."""
     folder = cfg.local_path("LOCAL_VIDEOS_DIR") / shot
     how = (f"convert the renders first with scripts/convert_png_sequences.sh <png_dir> {shot!r}, "
@@ -152,7 +152,7 @@ def _shot_files(cfg, shot: str) -> dict[str, str]:
     return {m: str(VIDEOS_PREFIX / shot / f) for m, f in MODALITY_FILES.items() if (folder / f).is_file()}
 
 
-def _template(cfg):
+def _template(cfg: Config):
     """The user's template if present, else the packaged one."""
     import jinja2  # imported here: keeps CLI start-up fast
 
@@ -176,7 +176,7 @@ def _template(cfg):
         raise UserError(f"{where}:{exc.lineno}: template error ({exc.message}); fix the template") from None
 
 
-def render_prompt(cfg, name: str, shot: str, text: str, files: dict[str, str]) -> dict:
+def render_prompt(cfg: Config, name: str, shot: str, text: str, files: dict[str, str]) -> dict:
     """The default spec for a shot, from the prompt template, parsed back as JSON."""
     import jinja2
 
@@ -199,11 +199,7 @@ def render_prompt(cfg, name: str, shot: str, text: str, files: dict[str, str]) -
     return spec
 
 
-def _dump(spec: dict) -> str:
-    return json.dumps(spec, **JSON_STYLE) + "\n"
-
-
-def new_prompt(cfg, base_name: str, text: str, shot: str | None = None, now: datetime | None = None) -> Path:
+def new_prompt(cfg: Config, base_name: str, text: str, shot: str | None = None, now: datetime | None = None) -> Path:
     """Write inputs/prompts/<base_name>_<YYYYmmdd_HHMMSS>.json for shot ``shot`` (default: base_name)."""
     check_new_name(base_name, "base name", BASE_NAME_FIX)
     shot = check_new_name(shot if shot is not None else base_name, "shot", SHOT_FIX)
@@ -211,10 +207,10 @@ def new_prompt(cfg, base_name: str, text: str, shot: str | None = None, now: dat
         raise UserError("prompt text must be a string")
     files = _shot_files(cfg, shot)
     spec = render_prompt(cfg, base_name, shot, text, files)
-    return _write_new(cfg, base_name, _dump(spec), now)
+    return _write_new(cfg, base_name, json_text(spec), now)
 
 
-def duplicate_prompt(cfg, existing: Path, now: datetime | None = None) -> Path:
+def duplicate_prompt(cfg: Config, existing: Path, now: datetime | None = None) -> Path:
     """Copy a prompt under a new timestamp; its content (and so its shot) is unchanged."""
     prompt = read_prompt(existing)  # refuse to copy something that is not a prompt
     base = _STAMP_TAIL.sub("", prompt.name) or prompt.name
@@ -222,7 +218,7 @@ def duplicate_prompt(cfg, existing: Path, now: datetime | None = None) -> Path:
     return _write_new(cfg, base, prompt.raw.decode("utf-8"), now)
 
 
-def local_file(cfg, spec_path: str) -> Path:
+def local_file(cfg: Config, spec_path: str) -> Path:
     """Where a spec path (relative to the project root) is on this machine; inputs/videos/ maps to LOCAL_VIDEOS_DIR."""
     parts = PurePosixPath(spec_path).parts
     if parts[:2] == VIDEOS_PREFIX.parts:
@@ -260,7 +256,7 @@ def _clean_relative(path: str) -> bool:
     return bool(parts) and not path.startswith("/") and ".." not in parts and "\0" not in path
 
 
-def referenced_files(cfg, spec: dict) -> list[tuple[Path, str]]:
+def referenced_files(cfg: Config, spec: dict) -> list[tuple[Path, str]]:
     """(local file, spec path) of each project file the spec names that exists here, once each.
 
     Paths under CHECKPOINT_DIR_REMOTE are model weights on the GPU box: never listed (never sent).

@@ -26,7 +26,9 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import TypeGuard
 
+from .config import Config
 from .constants import CHUNK_FRAMES, MAX_UPSCALE_FRAMES, RESOLUTION_BUCKETS
 from .errors import UserError
 from .prompts import PromptFile, PromptFileError, local_file, read_prompt, referenced_files
@@ -63,7 +65,7 @@ class Problem:
     warning: bool = False
 
 
-def _is_int(value) -> bool:
+def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
@@ -134,7 +136,7 @@ class Checked:
 
 
 class _Checker:
-    def __init__(self, spec: dict, cfg) -> None:
+    def __init__(self, spec: dict, cfg: Config) -> None:
         self.spec, self.cfg = spec, cfg
         self.problems: list[Problem] = []
         self.videos: list[tuple[str, Path]] = []  # (key, local file) of the input video and control videos
@@ -461,7 +463,7 @@ def _probe(local: Path):
     return _PROBED[version]
 
 
-def check_prompt(prompt: PromptFile, cfg) -> Checked:
+def check_prompt(prompt: PromptFile, cfg: Config) -> Checked:
     """Every problem of a prompt already read (errors and warnings); no errors means it would run."""
     checker = _Checker(prompt.data, cfg)
     for key in prompt.duplicate_keys:
@@ -474,7 +476,7 @@ def check_prompt(prompt: PromptFile, cfg) -> Checked:
     return Checked(prompt, checker.problems, referenced_files(cfg, prompt.data))
 
 
-def check_path(path: Path, cfg) -> Checked:
+def check_path(path: Path, cfg: Config) -> Checked:
     """Read the prompt at ``path`` and check it; a file that is not one JSON object is a problem under "json"."""
     try:
         prompt = read_prompt(path)

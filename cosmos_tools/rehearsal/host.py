@@ -25,6 +25,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from ..errors import UserError
 from ..fsutil import write_json_atomic, write_text_atomic
@@ -297,8 +298,7 @@ def _start_sshd(paths: dict[str, Path], user: str) -> tuple[int, int]:
         pid = _wait_listening(port, paths["pidfile"]) if done.returncode == 0 else None
         if pid:
             return port, pid
-        last = (done.stderr.strip() or _tail(log)).splitlines()[-1:] or ["no output"]
-        last = last[0]
+        last = ((done.stderr.strip() or _tail(log)).splitlines() or ["no output"])[-1]
         if "bind" not in last.lower() and "address already in use" not in last.lower():
             break
     raise UserError(f"sshd did not start for the rehearsal host: {last} (see {log})")
@@ -334,7 +334,7 @@ def _running_info(root: Path) -> HostInfo | None:
     pid = _read_pid(paths["pidfile"])
     if not pid or pid != data.get("pid") or not _is_our_sshd(pid, root):
         return None
-    fields = {k: (Path(v) if k in _PATH_FIELDS else v) for k, v in data.items() if k != "reused"}
+    fields: dict[str, Any] = {k: (Path(v) if k in _PATH_FIELDS else v) for k, v in data.items() if k != "reused"}
     try:
         return HostInfo(**fields, reused=True)
     except TypeError:  # written by another version: start afresh
