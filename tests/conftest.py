@@ -28,7 +28,8 @@ SLOW_MODULES = {"test_convert.py"}
 def uses_rehearsal_host(item) -> bool:
     """True when the test needs the rehearsal host: through its fixtures, by a fixture name it is given, or by name."""
     fixtures = getattr(item, "fixturenames", ())
-    if "rehearsal_host" in fixtures or f"{item.path.name}::{item.originalname}" in STARTS_ITS_OWN_HOST:
+    own_host = f"{item.path.name}::{getattr(item, 'originalname', item.name)}" in STARTS_ITS_OWN_HOST
+    if own_host or "rehearsal_host" in fixtures:
         return True
     params = getattr(item, "callspec", None)
     return "request" in fixtures and params is not None and any(
