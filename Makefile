@@ -9,7 +9,7 @@ SRC ?= art/$(SHOT)
 FRAMES ?=
 PROMPT ?=
 
-.PHONY: help deps setup test lint demo convert run bench
+.PHONY: help deps setup test test-fast lint demo convert run bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -38,14 +38,17 @@ $(VENV)/.installed: pyproject.toml | $(PY)
 setup: deps $(VENV)/.installed ## system packages, .venv, the toolkit and its test tools
 	@[ -f config.sh ] || echo "note: no config.sh yet: cp config.sh.example config.sh and set REMOTE_HOST (make demo needs none)" >&2
 
-test: setup ## run the test suite (real sshd, real ffmpeg)
+test: setup ## run the whole test suite, as CI does (real sshd, real ffmpeg)
 	$(VENV)/bin/pytest -q
+
+test-fast: setup ## the unit tier: no sshd, no video encoding (leaves out tests marked integration or slow)
+	$(VENV)/bin/pytest -q -m "not integration and not slow"
 
 lint: setup ## ruff and shellcheck
 	$(VENV)/bin/ruff check cosmos_tools tests bench
 	$(VENV)/bin/shellcheck -x scripts/*.sh .ci/run cosmos_tools/remote/*.sh
 
-demo: setup ## the whole cycle on the built-in rehearsal GPU host
+demo: setup ## the whole cycle on the built-in rehearsal GPU host, in a temporary demo project
 	$(PY) -m cosmos_tools.demo
 
 convert: setup ## make convert SHOT=name [SRC=art/render_folder] [FRAMES=N]

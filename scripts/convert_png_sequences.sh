@@ -21,5 +21,6 @@ set -euo pipefail
 source "$(dirname -- "${BASH_SOURCE[0]}")/lib.sh"
 
 help_if_asked "$@"
+need_args 2 "$@"
 load_config
 run_tool convert "$@"

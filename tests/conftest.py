@@ -1,4 +1,10 @@
-"""Shared fixtures: an isolated home, the rehearsal GPU host (real sshd), and a fresh project root."""
+"""Shared fixtures: an isolated home, the rehearsal GPU host (real sshd), and a fresh project root.
+
+Tiers: a test is marked ``integration`` here when it uses the rehearsal host, directly or through another
+fixture (``project``, ``cfg``, ``ssh``, ``local`` ...), and ``slow`` when its module encodes real video, so
+new tests are classified without anyone remembering. ``make test-fast`` runs the rest
+(``-m "not integration and not slow"``); ``make test`` runs everything.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,33 @@ import pytest
 from cosmos_tools import transport
 from cosmos_tools.config import load_config
 from cosmos_tools.rehearsal.host import HostInfo, down, up
+
+# The fixtures below that start (or share) the rehearsal host; a test may also ask for one by name at run time
+# (request.getfixturevalue(kind) with kind parametrized), which the fixture closure does not show.
+HOST_FIXTURES = {"rehearsal_host", "project", "cfg", "ssh", "local"}
+# Tests that start a rehearsal host of their own (not through the fixture), in files that do not mark them yet.
+STARTS_ITS_OWN_HOST = {"test_rehearsal.py::test_up_status_down_through_the_cli"}
+# Modules whose tests encode real video with ffmpeg (1-7 s each, about two thirds of the unit tier's CPU time).
+SLOW_MODULES = {"test_convert.py"}
+
+
+def uses_rehearsal_host(item) -> bool:
+    """True when the test needs the rehearsal host: through its fixtures, by a fixture name it is given, or by name."""
+    fixtures = getattr(item, "fixturenames", ())
+    own_host = f"{item.path.name}::{getattr(item, 'originalname', item.name)}" in STARTS_ITS_OWN_HOST
+    if own_host or "rehearsal_host" in fixtures:
+        return True
+    params = getattr(item, "callspec", None)
+    return "request" in fixtures and params is not None and any(
+        isinstance(value, str) and value in HOST_FIXTURES for value in params.params.values())
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if uses_rehearsal_host(item):
+            item.add_marker(pytest.mark.integration)
+        elif item.path.name in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(autouse=True)

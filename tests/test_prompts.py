@@ -256,7 +256,7 @@ def test_script_writes_and_duplicates(project):
 @pytest.mark.parametrize("args, code, message", [
     (["nosuchshot", "text"], 1, "error: .*shot folder not found.*convert_png_sequences.sh"),
     (["bad\nname", "text"], 1, "error: base name .* control character"),
-    (["onlyone"], 2, "BASE_NAME"),
+    (["onlyone"], 2, r"^usage: scripts/new_prompt\.sh <base_name> \"<prompt text>\"\n"),
     (["--duplicate", "missing.json"], 1, "error: missing.json: no such prompt file"),
     (["--duplicate", "x.json", "extra"], 2, "--duplicate takes only"),
 ])

@@ -28,6 +28,56 @@ def test_every_script_answers_help(name, flag):
     assert "-h, --help" in done.stdout
 
 
+USAGE = {
+    "convert_png_sequences.sh": "usage: scripts/convert_png_sequences.sh <input_directory> <output_name> [frame_count]"
+                                " [options]",
+    "new_prompt.sh": 'usage: scripts/new_prompt.sh <base_name> "<prompt text>"\n'
+                     "   or: scripts/new_prompt.sh --duplicate <existing.json>",
+    "upload_prompt.sh": "usage: scripts/upload_prompt.sh <prompt.json> [videos_subdir_override] [--quiet]",
+    "run_inference_remote.sh": "usage: scripts/run_inference_remote.sh <prompt.json> [--detach] [--wait]"
+                               " [--num-gpu N] [--force]",
+    "run_upscale_remote.sh": "usage: scripts/run_upscale_remote.sh <prompt.json> [control_weight] [--wait]"
+                             " [--num-gpu N]",
+    "download_results.sh": "usage: scripts/download_results.sh <prompt.json>",
+    "full_cycle.sh": "usage: scripts/full_cycle.sh <prompt.json> [videos_subdir_override] [--no-upscale]"
+                     " [--upscale-weight W] [--wait] [--num-gpu N]",
+}
+
+
+def run_script(name, *args, env=None):
+    return subprocess.run([str(REPO / "scripts" / name), *args], capture_output=True, text=True, timeout=30,
+                          env={**os.environ, "COSMOS_CONFIG": "/nonexistent/config.sh", **(env or {})})
+
+
+@pytest.mark.parametrize("name", sorted(USAGE))
+def test_a_missing_argument_gets_the_scripts_own_usage_line(name):
+    done = run_script(name)
+    assert (done.returncode, done.stdout, done.stderr) == (2, "", USAGE[name] + "\n")
+
+
+@pytest.mark.parametrize("name, args", [
+    ("convert_png_sequences.sh", ["renders/alley"]),
+    ("convert_png_sequences.sh", ["--fps", "24", "renders/alley", "--fit"]),
+    ("full_cycle.sh", ["--num-gpu", "2", "--no-upscale"]),
+    ("full_cycle.sh", ["--upscale-weight", "0.5"]),
+    ("new_prompt.sh", ["alley"]),
+    ("new_prompt.sh", ["--shot", "alley", "text"]),
+])
+def test_an_option_value_is_not_taken_for_an_argument(name, args):
+    done = run_script(name, *args)
+    assert (done.returncode, done.stderr) == (2, USAGE[name] + "\n")
+
+
+@pytest.mark.parametrize("args", [["--duplicate", "inputs/prompts/missing.json"],
+                                  ["--duplicate=inputs/prompts/missing.json"]])
+def test_new_prompt_duplicate_needs_no_base_name(tmp_path, args):
+    (tmp_path / "config.sh").write_text("")
+    done = run_script("new_prompt.sh", *args, env={"COSMOS_CONFIG": str(tmp_path / "config.sh"),
+                                                   "COSMOS_PROJECT_ROOT": str(tmp_path)})
+    assert "usage: scripts/" not in done.stderr
+    assert "missing.json" in done.stderr and done.returncode != 0
+
+
 def test_scripts_are_shellcheck_clean():
     shellcheck = Path(sys.executable).with_name("shellcheck")
     done = subprocess.run([str(shellcheck), "-x", *[f"scripts/{n}" for n in SCRIPTS], "scripts/lib.sh", ".ci/run"],
