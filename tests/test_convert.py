@@ -3,6 +3,7 @@ the bash script and the Makefile target, and read back with the readers cosmos-t
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import shutil
@@ -489,14 +490,67 @@ def test_progress_bar_on_a_terminal(project, tmp_path):
     assert b"frames/s" in drawn
 
 
-def test_depth_decoded_twice_when_too_big_to_keep(project, tmp_path, monkeypatch):
-    from cosmos_tools.convert import encode
+def test_depth_range_pass_holds_one_frame_at_a_time(tmp_path, monkeypatch):
+    """Memory does not grow with the shot: the range pass sees each frame once and drops it before the next
+    but one arrives (no RSS assert: the structure is what keeps the peak flat)."""
+    import weakref
 
-    src = rf.make_render(tmp_path / "r", frames=3, width=32, height=24, names=("color", "depth", None))
-    kept, _ = run_convert(project, src, "kept")
-    monkeypatch.setattr(encode, "KEEP_DEPTH_IN_MEMORY", 0)
-    twice, _ = run_convert(project, src, "twice")
-    assert np.array_equal(_decoded_depth(kept.folder / "depth.mp4"), _decoded_depth(twice.folder / "depth.mp4"))
+    from cosmos_tools.convert import encode
+    from cosmos_tools.convert.ffmpeg_run import ProcessGroup
+    from cosmos_tools.convert.geometry import plan_geometry
+    from cosmos_tools.convert.sequences import check_sequences, find_sequences
+
+    src = rf.make_render(tmp_path / "r", frames=6, width=32, height=24, names=("color", "depth", None))
+    sequences = find_sequences(src)
+    check_sequences(sequences)
+    geo = plan_geometry(32, 24, False)
+    alive_counts, seen = [], []
+    original = DepthStats.add
+
+    def add(self, frame):
+        seen.append(weakref.ref(frame))
+        alive_counts.append(sum(ref() is not None for ref in seen))
+        original(self, frame)
+
+    monkeypatch.setattr(DepthStats, "add", add)
+    frames = encode.depth_frames(ProcessGroup(), sequences["depth"], geo, 24)
+    assert inspect.isgenerator(frames)
+    frames.close()
+    counted = []
+    mapping = encode.depth_range(ProcessGroup(), sequences["depth"], geo, 24, False, counted.append)
+    assert len(seen) == 6 and sum(counted) == 6
+    assert max(alive_counts) <= 2, alive_counts
+    sources = np.stack([rf.depth_frame(i, 32, 24, 16) for i in range(6)])
+    assert (mapping.lo, mapping.hi) == (int(sources.min()), int(sources.max()))
+
+
+def _neighbour_scaled(src: Path, name: str, geo, pix_fmt: str, dtype: str, channels: int) -> np.ndarray:
+    """The source frames scaled and padded by ffmpeg's nearest-neighbour filters, decoded at full precision."""
+    vf = ",".join(geo.filters("neighbor"))
+    data = subprocess.run(["ffmpeg", "-v", "error", "-start_number", "1", "-i", str(src / f"{name}.%04d.png"),
+                           "-vf", vf, "-f", "rawvideo", "-pix_fmt", pix_fmt, "-"],
+                          capture_output=True, check=True).stdout
+    return np.frombuffer(data, dtype).reshape(-1, geo.height, geo.width, channels)
+
+
+def test_fit_downscale_keeps_labels_exact_and_depth_full_precision(project, tmp_path):
+    """A render larger than its bucket (as a 4K render into 1280x704): every mask pixel is the source label
+    nearest-neighbour picked, every depth pixel is the shot's mapping of the 16-bit source value there."""
+    from cosmos_tools.convert.geometry import plan_geometry
+
+    src = rf.make_render(tmp_path / "r", frames=3, width=1920, height=1080)
+    result, _ = run_convert(project, src, fit=True)
+    geo = plan_geometry(1920, 1080, True)
+    assert (geo.width, geo.height) == (1280, 704)
+    labels = _neighbour_scaled(src, "segmentation", geo, "rgb24", "u1", 3)
+    assert np.array_equal(np.stack(read_imageio(result.folder / "segmentation.mp4")), labels)
+    depth16 = _neighbour_scaled(src, "depth", geo, "gray16le", "<u2", 1)[..., 0]
+    stats = DepthStats(65535)
+    stats.add(depth16)
+    mapping = stats.mapping(near_bright=False)
+    assert result.record["depth"]["range"] == [mapping.lo, mapping.hi]
+    assert np.array_equal(_decoded_depth(result.folder / "depth.mp4"), mapping.lut()[depth16])
+    assert result.record["color_psnr_db"] > 30
 
 
 def test_interrupt_leaves_nothing_behind(project, tmp_path):
