@@ -524,6 +524,31 @@ def test_depth_range_pass_holds_one_frame_at_a_time(tmp_path, monkeypatch):
     assert (mapping.lo, mapping.hi) == (int(sources.min()), int(sources.max()))
 
 
+def test_depth_decoded_again_when_the_disk_lacks_room_for_the_scratch(project, tmp_path, monkeypatch):
+    from cosmos_tools.convert import encode
+
+    src = rf.make_render(tmp_path / "r", frames=3, width=32, height=24, names=("color", "depth", None))
+    spilled, _ = run_convert(project, src, "spilled")
+    monkeypatch.setattr(encode, "_spill_room", lambda folder, size: False)
+    twice, _ = run_convert(project, src, "twice")
+    assert np.array_equal(_decoded_depth(spilled.folder / "depth.mp4"), _decoded_depth(twice.folder / "depth.mp4"))
+    assert spilled.record["depth"] == twice.record["depth"]
+    assert sorted(p.name for p in spilled.folder.iterdir()) == ["color.mp4", "depth.mp4", "shot.json"]
+
+
+def test_full_disk_while_spilling_depth_is_one_line(project, tmp_path, monkeypatch):
+    import errno
+
+    from cosmos_tools.convert import encode
+
+    def full(*_args, **_kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(encode, "depth_range", full)
+    src = rf.make_render(tmp_path / "r", frames=2, width=32, height=24, names=("color", "depth", None))
+    _fails(project, src, "cannot write the depth scratch file (No space left on device)", "free some disk space")
+
+
 def _neighbour_scaled(src: Path, name: str, geo, pix_fmt: str, dtype: str, channels: int) -> np.ndarray:
     """The source frames scaled and padded by ffmpeg's nearest-neighbour filters, decoded at full precision."""
     vf = ",".join(geo.filters("neighbor"))

@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 import struct
 import zlib
 from collections.abc import Callable
@@ -31,6 +33,7 @@ SETTINGS = {
 # What ffprobe reports for each output (h264 decodes 4:0:0 gray as full-range yuvj420p, R=G=B).
 EXPECTED = {"color": ("h264", "yuv420p"), "segmentation": ("h264", "gbrp"), "depth": ("h264", "yuvj420p")}
 OnFrames = Callable[[int], None]
+DEPTH_SCRATCH = "depth-frames.raw"  # pass 1's decoded depth, removed once depth.mp4 is encoded
 
 
 def _mp4_out(out: Path) -> list[str]:
@@ -157,25 +160,65 @@ def depth_frames(group: ProcessGroup, seq: Sequence, geo: Geometry, fps: int, on
 
 
 def depth_range(group: ProcessGroup, seq: Sequence, geo: Geometry, fps: int, near_bright: bool,
-                on_frames: OnFrames | None = None) -> DepthRange:
-    """Pass 1: the shot-wide range from every frame's min/max, streamed (memory does not grow with frames)."""
+                on_frames: OnFrames | None = None, spill=None) -> DepthRange:
+    """Pass 1: the shot-wide range from every frame's min/max, streamed (memory does not grow with frames).
+
+    ``spill``: a binary file that receives every decoded frame, so that pass 2 need not decode the PNGs again."""
     stats = DepthStats(_depth_decode_format(seq)[3])
     for frame in depth_frames(group, seq, geo, fps, on_frames):
         stats.add(frame)
+        if spill is not None:
+            spill.write(frame.data)
     return stats.mapping(near_bright)
+
+
+def _spill_room(folder: Path, size: int) -> bool:
+    """Whether the decoded depth frames may wait on disk: half the free space at most (the MP4s need room)."""
+    return size <= shutil.disk_usage(folder).free // 2
+
+
+def _spilled_frames(path: Path, geo: Geometry, dtype: str, count: int):
+    """Read back the frames pass 1 wrote, into one reused buffer (one frame in memory at a time)."""
+    import numpy as np
+
+    frame = np.empty((geo.height, geo.width), dtype)
+    with open(path, "rb") as spilled:
+        for _ in range(count):
+            if spilled.readinto(frame) != frame.nbytes:
+                raise UserError(f"{path}: depth scratch file cut short; re-run the conversion")
+            yield frame
 
 
 def encode_depth(group: ProcessGroup, seq: Sequence, geo: Geometry, fps: int, out: Path, on_frames: OnFrames,
                  near_bright: bool) -> DepthRange:
-    """Two passes over the PNGs, one frame in memory at a time: the shot's range, then the mapped frames
-    piped into the encoder. ``on_frames`` counts both passes (2 x frames in all)."""
-    mapping = depth_range(group, seq, geo, fps, near_bright, on_frames)
-    lut = mapping.lut()
-    s = SETTINGS["depth"]
-    args = [*_raw_input(geo, "gray", fps), "-c:v", s["codec"], "-preset", s["preset"], "-qp", str(s["qp"]),
-            "-pix_fmt", s["pix_fmt"], "-color_range", s["color_range"], *_mp4_out(out)]
-    proc = group.start(args, f"encoding {seq.label}", on_frames, stdin=True)
-    _feed(proc, (lut[frame] for frame in depth_frames(group, seq, geo, fps)))  # LUT indexing beats np.take
+    """Two passes, one frame in memory at a time: the shot's range, then the mapped frames into the encoder.
+
+    Pass 1 decodes each PNG once and appends the raw frame to a scratch file beside the outputs (the OS's
+    page cache keeps it, not this process); pass 2 reads it back, so the PNGs are decoded once (a second
+    decode cost about 1 CPU s per 121 frames at 1280x704). When the disk lacks room, pass 2 decodes the PNGs
+    again instead. ``on_frames`` counts both passes (2 x frames in all)."""
+    import numpy as np
+
+    _, _, dtype, _ = _depth_decode_format(seq)
+    count = len(seq.files)
+    scratch = out.parent / DEPTH_SCRATCH
+    spill = _spill_room(out.parent, count * geo.width * geo.height * np.dtype(dtype).itemsize)
+    try:
+        try:
+            with open(scratch, "wb") if spill else contextlib.nullcontext() as spilled:
+                mapping = depth_range(group, seq, geo, fps, near_bright, on_frames, spilled)
+        except OSError as exc:
+            raise UserError(f"{scratch.parent}: cannot write the depth scratch file ({exc.strerror}); "
+                            "free some disk space and convert again") from None
+        lut = mapping.lut()
+        s = SETTINGS["depth"]
+        args = [*_raw_input(geo, "gray", fps), "-c:v", s["codec"], "-preset", s["preset"], "-qp", str(s["qp"]),
+                "-pix_fmt", s["pix_fmt"], "-color_range", s["color_range"], *_mp4_out(out)]
+        proc = group.start(args, f"encoding {seq.label}", on_frames, stdin=True)
+        frames = _spilled_frames(scratch, geo, dtype, count) if spill else depth_frames(group, seq, geo, fps)
+        _feed(proc, (lut[frame] for frame in frames))  # LUT indexing: 0.1 CPU s less than np.take per shot
+    finally:
+        scratch.unlink(missing_ok=True)
     return mapping
 
 
