@@ -488,6 +488,38 @@ def test_progress_bar_on_a_terminal(project, tmp_path):
     assert run.returncode == 0
     assert b"convert bar [########################] 15/15" in drawn
     assert b"frames/s" in drawn
+    final = drawn.rsplit(b"\x1b[3A", 1)[-1].decode()  # the last redraw: total line, one line per modality
+    lines = [line.replace("\x1b[K", "") for line in final.replace("\r", "").splitlines()]
+    assert lines[0].startswith("convert bar [########################] 15/15 ") and "ETA 0:00" in lines[0]
+    assert [line.split()[0] for line in lines[1:]] == ["color", "depth", "segmentation"]
+    assert all(line.endswith("done") for line in lines[1:])
+    assert " 5/5 " in lines[1] and " 5/5 pass 2/2 " in lines[2] and " 5/5 " in lines[3]
+
+
+def test_progress_per_modality_frames_and_eta():
+    import io
+
+    from cosmos_tools.progress import PartsProgress
+
+    stream = io.StringIO()
+    with PartsProgress("convert s", {"color": (10, 1), "depth": (10, 2)}, unit="frames", force=True,
+                       stream=stream) as bars:
+        assert "ETA --:--" in bars.lines()[0]  # nothing known yet
+        bars.update("color", 4)
+        bars.update("depth", 13)
+        head, color, depth = bars.lines()
+        assert head.startswith("convert s [") and " 7/20 " in head  # finished frames: last passes only
+        assert " 4/10 " in color and "ETA " in color
+        assert " 3/10 pass 2/2 " in depth and "ETA " in depth
+        bars.update("color", 6)
+        assert bars.lines()[1].endswith("done")
+    assert stream.getvalue().endswith("\n") and "\x1b[2A" in stream.getvalue()  # redrawn in place
+    quiet, not_a_terminal = io.StringIO(), io.StringIO()
+    with PartsProgress("x", {"color": (3, 1)}, enabled=False, force=True, stream=quiet) as bars:
+        bars.update("color", 3)
+    with PartsProgress("x", {"color": (3, 1)}, stream=not_a_terminal) as bars:
+        bars.update("color", 3)
+    assert quiet.getvalue() == "" and not_a_terminal.getvalue() == ""
 
 
 def test_depth_range_pass_holds_one_frame_at_a_time(tmp_path, monkeypatch):
