@@ -578,7 +578,8 @@ def test_full_disk_while_spilling_depth_is_one_line(project, tmp_path, monkeypat
 
     monkeypatch.setattr(encode, "depth_range", full)
     src = rf.make_render(tmp_path / "r", frames=2, width=32, height=24, names=("color", "depth", None))
-    _fails(project, src, "cannot write the depth scratch file (No space left on device)", "free some disk space")
+    _fails(project, src, f"{videos(project)}: cannot write the depth scratch file (No space left on device)",
+           "free some disk space")
 
 
 def _neighbour_scaled(src: Path, name: str, geo, pix_fmt: str, dtype: str, channels: int) -> np.ndarray:

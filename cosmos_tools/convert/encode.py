@@ -208,8 +208,8 @@ def encode_depth(group: ProcessGroup, seq: Sequence, geo: Geometry, fps: int, ou
             with open(scratch, "wb") if spill else contextlib.nullcontext() as spilled:
                 mapping = depth_range(group, seq, geo, fps, near_bright, on_frames, spilled)
         except OSError as exc:
-            raise UserError(f"{scratch.parent}: cannot write the depth scratch file ({exc.strerror}); "
-                            "free some disk space and convert again") from None
+            raise UserError(f"{out.parent.parent}: cannot write the depth scratch file ({exc.strerror}); "
+                            "free some disk space there and convert again") from None
         lut = mapping.lut()
         s = SETTINGS["depth"]
         args = [*_raw_input(geo, "gray", fps), "-c:v", s["codec"], "-preset", s["preset"], "-qp", str(s["qp"]),
