@@ -3,6 +3,7 @@ the bash script and the Makefile target, and read back with the readers cosmos-t
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import shutil
@@ -487,16 +488,127 @@ def test_progress_bar_on_a_terminal(project, tmp_path):
     assert run.returncode == 0
     assert b"convert bar [########################] 15/15" in drawn
     assert b"frames/s" in drawn
+    final = drawn.rsplit(b"\x1b[3A", 1)[-1].decode()  # the last redraw: total line, one line per modality
+    lines = [line.replace("\x1b[K", "") for line in final.replace("\r", "").splitlines()]
+    assert lines[0].startswith("convert bar [########################] 15/15 ") and "ETA 0:00" in lines[0]
+    assert [line.split()[0] for line in lines[1:]] == ["color", "depth", "segmentation"]
+    assert all(line.endswith("done") for line in lines[1:])
+    assert " 5/5 " in lines[1] and " 5/5 pass 2/2 " in lines[2] and " 5/5 " in lines[3]
 
 
-def test_depth_decoded_twice_when_too_big_to_keep(project, tmp_path, monkeypatch):
+def test_progress_per_modality_frames_and_eta():
+    import io
+
+    from cosmos_tools.progress import PartsProgress
+
+    stream = io.StringIO()
+    with PartsProgress("convert s", {"color": (10, 1), "depth": (10, 2)}, unit="frames", force=True,
+                       stream=stream) as bars:
+        assert "ETA --:--" in bars.lines()[0]  # nothing known yet
+        bars.update("color", 4)
+        bars.update("depth", 13)
+        head, color, depth = bars.lines()
+        assert head.startswith("convert s [") and " 7/20 " in head  # finished frames: last passes only
+        assert " 4/10 " in color and "ETA " in color
+        assert " 3/10 pass 2/2 " in depth and "ETA " in depth
+        bars.update("color", 6)
+        assert bars.lines()[1].endswith("done")
+    assert stream.getvalue().endswith("\n") and "\x1b[2A" in stream.getvalue()  # redrawn in place
+    quiet, not_a_terminal = io.StringIO(), io.StringIO()
+    with PartsProgress("x", {"color": (3, 1)}, enabled=False, force=True, stream=quiet) as bars:
+        bars.update("color", 3)
+    with PartsProgress("x", {"color": (3, 1)}, stream=not_a_terminal) as bars:
+        bars.update("color", 3)
+    assert quiet.getvalue() == "" and not_a_terminal.getvalue() == ""
+
+
+def test_depth_range_pass_holds_one_frame_at_a_time(tmp_path, monkeypatch):
+    """Memory does not grow with the shot: the range pass sees each frame once and drops it before the next
+    but one arrives (no RSS assert: the structure is what keeps the peak flat)."""
+    import weakref
+
+    from cosmos_tools.convert import encode
+    from cosmos_tools.convert.ffmpeg_run import ProcessGroup
+    from cosmos_tools.convert.geometry import plan_geometry
+    from cosmos_tools.convert.sequences import check_sequences, find_sequences
+
+    src = rf.make_render(tmp_path / "r", frames=6, width=32, height=24, names=("color", "depth", None))
+    sequences = find_sequences(src)
+    check_sequences(sequences)
+    geo = plan_geometry(32, 24, False)
+    alive_counts, seen = [], []
+    original = DepthStats.add
+
+    def add(self, frame):
+        seen.append(weakref.ref(frame))
+        alive_counts.append(sum(ref() is not None for ref in seen))
+        original(self, frame)
+
+    monkeypatch.setattr(DepthStats, "add", add)
+    frames = encode.depth_frames(ProcessGroup(), sequences["depth"], geo, 24)
+    assert inspect.isgenerator(frames)
+    frames.close()
+    counted = []
+    mapping = encode.depth_range(ProcessGroup(), sequences["depth"], geo, 24, False, counted.append)
+    assert len(seen) == 6 and sum(counted) == 6
+    assert max(alive_counts) <= 2, alive_counts
+    sources = np.stack([rf.depth_frame(i, 32, 24, 16) for i in range(6)])
+    assert (mapping.lo, mapping.hi) == (int(sources.min()), int(sources.max()))
+
+
+def test_depth_decoded_again_when_the_disk_lacks_room_for_the_scratch(project, tmp_path, monkeypatch):
     from cosmos_tools.convert import encode
 
     src = rf.make_render(tmp_path / "r", frames=3, width=32, height=24, names=("color", "depth", None))
-    kept, _ = run_convert(project, src, "kept")
-    monkeypatch.setattr(encode, "KEEP_DEPTH_IN_MEMORY", 0)
+    spilled, _ = run_convert(project, src, "spilled")
+    monkeypatch.setattr(encode, "_spill_room", lambda folder, size: False)
     twice, _ = run_convert(project, src, "twice")
-    assert np.array_equal(_decoded_depth(kept.folder / "depth.mp4"), _decoded_depth(twice.folder / "depth.mp4"))
+    assert np.array_equal(_decoded_depth(spilled.folder / "depth.mp4"), _decoded_depth(twice.folder / "depth.mp4"))
+    assert spilled.record["depth"] == twice.record["depth"]
+    assert sorted(p.name for p in spilled.folder.iterdir()) == ["color.mp4", "depth.mp4", "shot.json"]
+
+
+def test_full_disk_while_spilling_depth_is_one_line(project, tmp_path, monkeypatch):
+    import errno
+
+    from cosmos_tools.convert import encode
+
+    def full(*_args, **_kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(encode, "depth_range", full)
+    src = rf.make_render(tmp_path / "r", frames=2, width=32, height=24, names=("color", "depth", None))
+    _fails(project, src, f"{videos(project)}: cannot write the depth scratch file (No space left on device)",
+           "free some disk space")
+
+
+def _neighbour_scaled(src: Path, name: str, geo, pix_fmt: str, dtype: str, channels: int) -> np.ndarray:
+    """The source frames scaled and padded by ffmpeg's nearest-neighbour filters, decoded at full precision."""
+    vf = ",".join(geo.filters("neighbor"))
+    data = subprocess.run(["ffmpeg", "-v", "error", "-start_number", "1", "-i", str(src / f"{name}.%04d.png"),
+                           "-vf", vf, "-f", "rawvideo", "-pix_fmt", pix_fmt, "-"],
+                          capture_output=True, check=True).stdout
+    return np.frombuffer(data, dtype).reshape(-1, geo.height, geo.width, channels)
+
+
+def test_fit_downscale_keeps_labels_exact_and_depth_full_precision(project, tmp_path):
+    """A render larger than its bucket (as a 4K render into 1280x704): every mask pixel is the source label
+    nearest-neighbour picked, every depth pixel is the shot's mapping of the 16-bit source value there."""
+    from cosmos_tools.convert.geometry import plan_geometry
+
+    src = rf.make_render(tmp_path / "r", frames=3, width=1920, height=1080)
+    result, _ = run_convert(project, src, fit=True)
+    geo = plan_geometry(1920, 1080, True)
+    assert (geo.width, geo.height) == (1280, 704)
+    labels = _neighbour_scaled(src, "segmentation", geo, "rgb24", "u1", 3)
+    assert np.array_equal(np.stack(read_imageio(result.folder / "segmentation.mp4")), labels)
+    depth16 = _neighbour_scaled(src, "depth", geo, "gray16le", "<u2", 1)[..., 0]
+    stats = DepthStats(65535)
+    stats.add(depth16)
+    mapping = stats.mapping(near_bright=False)
+    assert result.record["depth"]["range"] == [mapping.lo, mapping.hi]
+    assert np.array_equal(_decoded_depth(result.folder / "depth.mp4"), mapping.lut()[depth16])
+    assert result.record["color_psnr_db"] > 30
 
 
 def test_interrupt_leaves_nothing_behind(project, tmp_path):

@@ -13,17 +13,17 @@ import json
 import os
 import shutil
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from .. import __version__
 from ..errors import UserError
 from ..fsutil import DIR_MODE, FILE_MODE, write_json_atomic
-from ..progress import Progress
+from ..progress import PartsProgress
 from .encode import SETTINGS, encode_color, encode_depth, encode_segmentation
 from .ffmpeg_run import ProcessGroup
 from .geometry import Geometry, geometry_notes, plan_geometry
@@ -120,20 +120,8 @@ def _usual_permissions(folder: Path) -> None:
         os.chmod(path, FILE_MODE)
 
 
-class _Bar:
-    """Frames done across the three concurrent encoders (one Progress, updates under a lock)."""
-
-    def __init__(self, total: int, label: str, enabled: bool) -> None:
-        self.progress = Progress(total, label, unit="frames", enabled=enabled)
-        self.lock = threading.Lock()
-
-    def add(self, frames: int) -> None:
-        with self.lock:
-            self.progress.update(frames)
-
-
 def _encode_all(sequences: dict[str, Sequence], geo: Geometry, options: ConvertOptions, tmp: Path,
-                bar: _Bar) -> dict:
+                bar: PartsProgress) -> dict:
     """Run the encoders concurrently; the first failure stops the others and is the one reported."""
     group = ProcessGroup()
     outputs: dict = {}
@@ -145,20 +133,21 @@ def _encode_all(sequences: dict[str, Sequence], geo: Geometry, options: ConvertO
         outputs[modality] = check_output(tmp / f"{modality}.mp4", modality, frames, geo.width, geo.height)
 
     def color() -> None:
-        psnr, compared = encode_color(group, sequences["color"], geo, options.fps, tmp / "color.mp4", bar.add)
+        psnr, compared = encode_color(group, sequences["color"], geo, options.fps, tmp / "color.mp4",
+                                      partial(bar.update, "color"))
         checked("color")
         results["color_psnr_db"] = round(psnr, 3)
         results["color_psnr_frames"] = compared
 
     def depth() -> None:
-        mapping = encode_depth(group, sequences["depth"], geo, options.fps, tmp / "depth.mp4", bar.add,
-                               options.depth_near_bright)
+        mapping = encode_depth(group, sequences["depth"], geo, options.fps, tmp / "depth.mp4",
+                               partial(bar.update, "depth"), options.depth_near_bright)
         checked("depth")
         results["depth"] = mapping.as_json()
 
     def segmentation() -> None:
         encode_segmentation(group, sequences["segmentation"], geo, options.fps, tmp / "segmentation.mp4",
-                            bar.add)
+                            partial(bar.update, "segmentation"))
         checked("segmentation")
 
     jobs = {"color": color, "depth": depth, "segmentation": segmentation}
@@ -208,8 +197,8 @@ def convert_shot(input_dir: Path, output_name: str, videos_dir: Path, options: C
     tmp = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=videos_dir))
     try:
         started = time.monotonic()
-        bar = _Bar(frames * len(sequences), f"convert {output_name}", options.progress)
-        with bar.progress:
+        parts = {m: (frames, 2 if m == "depth" else 1) for m in sequences}  # depth: range pass, then encode
+        with PartsProgress(f"convert {output_name}", parts, unit="frames", enabled=options.progress) as bar:
             measured = _encode_all(sequences, geo, options, tmp, bar)
         seconds = time.monotonic() - started
         measured["outputs"] = {m: measured["outputs"][m] for m in sequences}
