@@ -260,7 +260,12 @@ def name_text(value) -> str:
     return text or "empty"
 
 
-def _fit(stem: str) -> str:
+def _fit(base_name: str, suffix: str) -> str:
+    """``base_name + suffix`` within MAX_NAME_BYTES: the base is shortened first, the values only if they must be."""
+    room = max(MAX_NAME_BYTES - len(suffix.encode("utf-8")), MAX_NAME_BYTES // 4)
+    while len(base_name.encode("utf-8")) > room:
+        base_name = base_name[:-1]
+    stem = base_name + suffix
     while len(stem.encode("utf-8")) > MAX_NAME_BYTES:
         stem = stem[:-1]
     return stem
@@ -268,7 +273,7 @@ def _fit(stem: str) -> str:
 
 def variant_names(base_name: str, rows: list[dict]) -> list[str]:
     """One readable, unique (also by case) name per variant, from the base name and its values."""
-    stems = [_fit(base_name + "".join(f"__{short_key(k)}-{name_text(v)}" for k, v in row.items())) for row in rows]
+    stems = [_fit(base_name, "".join(f"__{short_key(k)}-{name_text(v)}" for k, v in row.items())) for row in rows]
     clashes = Counter(stem.casefold() for stem in stems)
     seen: Counter = Counter()
     taken: set[str] = set()
