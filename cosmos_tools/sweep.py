@@ -80,7 +80,6 @@ class Sweep:
     """A sweep built and checked, nothing written yet; ``problems`` are (variant name, problem) of every variant."""
 
     name: str
-    base: PromptFile
     axes: list[Axis]
     variants: list[Variant]
     manifest_path: Path
@@ -166,7 +165,7 @@ def parse_sets(options: list[str] | tuple[str, ...]) -> list[Axis]:
     axes = []
     for key, texts in given.items():
         if len(texts) == 1:
-            values = [parse_value(piece, key) for piece in split_values(texts[0], key)]
+            values = [parse_value(piece.strip(), key) for piece in split_values(texts[0], key)]
         else:
             values = [parse_value(text, key) for text in texts]
         axes.append(Axis(key, tuple(values)))
@@ -294,7 +293,7 @@ def project_path(path: Path, root: Path) -> str:
     """``path`` relative to the project root when it is inside it (as the manifest records it), else absolute."""
     path = Path(os.path.abspath(path))
     try:
-        return path.relative_to(root.resolve()).as_posix()
+        return (path.parent.resolve() / path.name).relative_to(root.resolve()).as_posix()
     except ValueError:
         return str(path)
 
@@ -332,7 +331,7 @@ def build_sweep(cfg: Config, base_path: Path, sets: list[str] | tuple[str, ...],
     manifest = {"name": sweep_name, "base": project_path(base.path, cfg.root),
                 "axes": {axis.key: list(axis.values) for axis in axes},
                 "variants": [{"prompt": project_path(v.path, cfg.root), "values": v.values} for v in variants]}
-    return Sweep(sweep_name, base, axes, variants, cfg.root / SWEEPS_DIR / f"{sweep_name}.json", manifest, problems)
+    return Sweep(sweep_name, axes, variants, cfg.root / SWEEPS_DIR / f"{sweep_name}.json", manifest, problems)
 
 
 # -- writing: all files or none -----------------------------------------------------------------------------------
@@ -362,9 +361,9 @@ def _refuse_existing(path: Path) -> UserError:
     return UserError(f"{path}: already exists with other content; nothing was written; {fix}")
 
 
-def write_sweep(sweep: Sweep) -> list[Path]:
+def write_sweep(sweep: Sweep) -> None:
     """Write every variant and the manifest, or nothing: temp files first, then each linked in place (never over
-    an existing file; a file with the same content counts as written). Returns the files created."""
+    an existing file; one with the same content counts as written)."""
     check_targets(sweep)
     staged: list[tuple[Path, Path, str]] = []
     created: list[Path] = []
@@ -396,4 +395,3 @@ def write_sweep(sweep: Sweep) -> list[Path]:
     finally:
         for tmp, _, _ in staged:
             tmp.unlink(missing_ok=True)
-    return created

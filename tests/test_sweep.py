@@ -121,6 +121,9 @@ def test_a_key_given_once_is_split_and_a_key_given_twice_is_taken_whole():
     axes = parse_sets(["seed=1,2,3", "prompt=a pier, at night", "prompt=a pier at noon", "sigma_max=[1,2]"])
     assert axes == [Axis("seed", (1, 2, 3)), Axis("prompt", ("a pier, at night", "a pier at noon")),
                     Axis("sigma_max", ([1, 2],))]
+    assert parse_sets(["prompt=a pier, at night ", "seed= 1 "]) == [Axis("prompt", ("a pier", "at night")),
+                                                                  Axis("seed", (1,))]
+    assert parse_sets(["prompt= a pier ", "prompt=b"]) == [Axis("prompt", (" a pier ", "b"))]
 
 
 @pytest.mark.parametrize("options, message", [
