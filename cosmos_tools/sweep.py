@@ -155,13 +155,13 @@ def parse_sets(options: list[str] | tuple[str, ...]) -> list[Axis]:
     """The axes of ``--set KEY=VALUES`` options, in order of each KEY's first appearance."""
     given: dict[str, list[str]] = {}
     for option in options:
-        key, equals, values = option.partition("=")
+        key, equals, text = option.partition("=")
         key = key.strip()
         if not equals or not key:
             raise UserError(f"--set {option!r}: give KEY=V1,V2,... (e.g. --set edge.control_weight=0.3,0.5)")
         if any(not part for part in key.split(".")):
             raise UserError(f"--set {key}: an empty step in the key path; write it like edge.control_weight")
-        given.setdefault(key, []).append(values)
+        given.setdefault(key, []).append(text)
     axes = []
     for key, texts in given.items():
         if len(texts) == 1:
@@ -236,13 +236,13 @@ def combine(axes: list[Axis], zip_axes: bool, limit: int) -> list[dict]:
             raise UserError(f"--zip pairs values element by element, so every axis needs as many values: {shown}; "
                             "give them the same count, or drop --zip for the product")
         count = next(iter(lengths.values()))
-        rows = zip(*(axis.values for axis in axes), strict=True)
     else:
         count = math.prod(len(axis.values) for axis in axes)
-        rows = itertools.product(*(axis.values for axis in axes))
     if count > limit:
         raise UserError(f"{count} variants is more than the limit of {limit}: each variant is one GPU job; "
                         f"narrow the axes, or pass --max {count} if you mean it")
+    columns = [axis.values for axis in axes]
+    rows = zip(*columns, strict=True) if zip_axes else itertools.product(*columns)
     return [dict(zip([axis.key for axis in axes], row, strict=True)) for row in rows]
 
 
@@ -365,33 +365,31 @@ def write_sweep(sweep: Sweep) -> None:
     """Write every variant and the manifest, or nothing: temp files first, then each linked in place (never over
     an existing file; one with the same content counts as written)."""
     check_targets(sweep)
-    staged: list[tuple[Path, Path, str]] = []
+    staged: list[tuple[Path, Path, str]] = []  # (temp file, target, text)
     created: list[Path] = []
+    complete = False
     try:
         for target, text in _files(sweep):
             target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".sweep-", suffix=".tmp", dir=target.parent)
-            staged.append((Path(tmp), target, text))
+            fd, temp_name = tempfile.mkstemp(prefix=".sweep-", suffix=".tmp", dir=target.parent)
+            staged.append((Path(temp_name), target, text))
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
                 handle.write(text)
-            os.chmod(tmp, FILE_MODE)
-        for tmp, target, text in staged:
+            os.chmod(temp_name, FILE_MODE)
+        for temp, target, text in staged:
             try:
-                os.link(tmp, target)
+                os.link(temp, target)  # atomic, and fails instead of overwriting
             except FileExistsError:
                 if not _same(target, text):
                     raise _refuse_existing(target) from None
                 continue
             created.append(target)
+        complete = True
     except OSError as exc:
-        for path in created:
-            path.unlink(missing_ok=True)
         raise UserError(f"{exc.filename or sweep.manifest_path}: cannot write it ({exc.strerror}); nothing was "
                         "written; check the folder's permissions and free space") from None
-    except BaseException:
-        for path in created:
-            path.unlink(missing_ok=True)
-        raise
     finally:
-        for tmp, _, _ in staged:
-            tmp.unlink(missing_ok=True)
+        for path in [] if complete else created:
+            path.unlink(missing_ok=True)
+        for temp, _, _ in staged:
+            temp.unlink(missing_ok=True)

@@ -348,3 +348,22 @@ def test_hostile_values_round_trip_as_data(project):
     assert [read_prompt(project / v["prompt"]).data["prompt"] for v in manifest["variants"]] == HOSTILE_VALUES
     assert not (project / "pwned").exists() and not Path("pwned").exists()
     assert all("\n" not in line for line in done.stdout.splitlines())
+
+
+def test_a_write_error_mid_way_leaves_nothing(cfg, project, base, monkeypatch):
+    sweep = build_sweep(cfg, base, ["seed=1,2,3"], name="full")
+    before = files_under(project)
+    real_link, calls = os.link, []
+
+    def link(source, target):
+        calls.append(target)
+        if len(calls) == 3:
+            raise OSError(28, "No space left on device", str(target))
+        real_link(source, target)
+
+    monkeypatch.setattr(os, "link", link)
+    with pytest.raises(UserError, match=r"seed-3.json: cannot write it \(No space left on device\); nothing was "
+                                        "written"):
+        write_sweep(sweep)
+    assert files_under(project) == before
+    assert not any(p.name.startswith(".sweep-") for p in project.rglob("*"))
