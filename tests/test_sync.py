@@ -208,25 +208,48 @@ with transport.connect(load_config(Path(sys.argv[1]))) as t:
 """
 
 
-def test_killed_uploader_leaves_no_real_file(project, cfg, rehearsal_host, tmp_path, area):
-    src = make_file(tmp_path / "big.mp4", 150_000_000)
-    rel = f"{area}/big.mp4"
-    folder = rehearsal_host.remote_dir / area
-    proc = subprocess.Popen([sys.executable, "-c", UPLOADER, str(project), str(src), rel])
+def kill_uploader_midway(root: Path, src: Path, rel: str, folder: Path) -> None:
+    proc = subprocess.Popen([sys.executable, "-c", UPLOADER, str(root), str(src), rel])
     try:
         assert wait_for_part(folder, 1_000_000)
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_killed_uploader_of_another_project_leaves_no_real_file(project, cfg, rehearsal_host, tmp_path, area):
+    src = make_file(tmp_path / "big.mp4", 150_000_000)
+    rel = f"{area}/big.mp4"
+    folder = rehearsal_host.remote_dir / area
+    other = tmp_path / "other project"  # another client: its part is not recorded in this project
+    (other / "inputs").mkdir(parents=True)
+    kill_uploader_midway(other, src, rel, folder)
     assert not (folder / "big.mp4").exists()
     (left,) = leftovers(folder)
     with transport.connect(cfg) as t:
         assert sync.upload_files(t, [(src, rel)], progress=False).sent == [rel]
-    assert leftovers(folder) == [left], "another process's fresh part file is left until it goes stale"
+    assert leftovers(folder) == [left], "another client's fresh part file is left until it goes stale"
 
 
-def test_connection_cut_mid_download_keeps_the_old_local_file(cfg, rehearsal_host, tmp_path, area):
+def test_killed_uploader_of_this_project_is_resumed_and_leaves_nothing(project, cfg, rehearsal_host, tmp_path,
+                                                                       area):
+    src = make_file(tmp_path / "big.mp4", 64_000_000)
+    rel = f"{area}/big.mp4"
+    folder = rehearsal_host.remote_dir / area
+    kill_uploader_midway(project, src, rel, folder)
+    (left,) = leftovers(folder)
+    kept = (folder / left).stat().st_size
+    with transport.connect(cfg) as t:
+        done = sync.upload_files(t, [(src, rel)], progress=False)
+    assert done.sent == [rel] and done.bytes_sent <= src.stat().st_size - kept
+    assert (folder / "big.mp4").read_bytes() == src.read_bytes()
+    assert leftovers(folder) == [] and list((project / transport.PARTS_RECORD).iterdir()) == []
+
+
+def test_connection_cut_mid_download_keeps_the_old_local_file_and_the_next_one_resumes(cfg, rehearsal_host, tmp_path,
+                                                                                       area):
     run = rehearsal_host.remote_dir / area / "run"
+    make_file(run / "a small.txt", 1000)
     make_file(run / "output.mp4", 150_000_000)
     out = tmp_path / "out"
     (out).mkdir()
@@ -238,6 +261,14 @@ def test_connection_cut_mid_download_keeps_the_old_local_file(cfg, rehearsal_hos
             sync.download_tree(t, f"{area}/run", out, progress=False)
         cutter.join()
     assert (out / "output.mp4").read_bytes() == b"previous result"
+    assert not (out / "a small.txt").exists()
+    (kept,) = leftovers(out)  # the small file's finished part is gone; the large one's stays to go on from
+    assert kept.startswith(".output.mp4.")
+    arrived = (out / kept).stat().st_size
+    with transport.connect(cfg) as t:
+        done = sync.download_tree(t, f"{area}/run", out, progress=False)
+    assert done.bytes_sent == 150_000_000 + 1000 - arrived
+    assert (out / "output.mp4").read_bytes() == (run / "output.mp4").read_bytes()
     assert leftovers(out) == []
 
 
