@@ -287,7 +287,7 @@ def _no_space(t: Transport, item: _Todo, part: str) -> RemoteError | None:
     """The error to show when the box's disk is too full for the rest of ``item``, else None."""
     folder = posixpath.dirname(item.target)
     with contextlib.suppress(Exception):
-        done = t.run(["df", "-P", "-B1", "--output=avail", "--", folder], check=False)
+        done = t.run(["df", "-B1", "--output=avail", "--", folder], check=False)
         free = int(done.stdout.split()[-1])
         if free < item.size - (t.size(part) or 0) or free == 0:
             return RemoteError(f"no space left on the GPU box (REMOTE_DIR {t.remote_dir}: {folder} has {free} bytes "

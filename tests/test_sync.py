@@ -6,6 +6,7 @@ import contextlib
 import os
 import pty
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -17,7 +18,7 @@ import pytest
 from net_faults import cut_connections
 
 from cosmos_tools import sync, transport
-from cosmos_tools.errors import RemoteError, UserError
+from cosmos_tools.errors import ExitStatus, LocalError, RemoteError, UserError
 
 HOSTILE_NAMES = ["shot 1", "it's", 'say "hi"', "$(touch pwned)", "`touch pwned`", "new\nline", "ünïcødé ✓", "-rf"]
 
@@ -333,3 +334,58 @@ def test_makedirs_accepts_a_folder_another_client_made_meanwhile(ssh, rehearsal_
     ssh.sftp().mkdir = racing_mkdir
     ssh.makedirs(str(folder))
     assert made and folder.is_dir()
+
+
+INTERRUPTIBLE = UPLOADER.replace("with transport.connect(", "with transport.paramiko_safe_sigint(), transport.connect(")
+
+
+def test_ctrl_c_mid_upload_leaves_no_part_file(project, cfg, rehearsal_host, tmp_path, area):
+    src = make_file(tmp_path / "big.mp4", 150_000_000)
+    rel = f"{area}/big.mp4"
+    folder = rehearsal_host.remote_dir / area
+    proc = subprocess.Popen([sys.executable, "-c", INTERRUPTIBLE, str(project), str(src), rel],
+                            stderr=subprocess.PIPE)
+    try:
+        assert wait_for_part(folder, 1_000_000)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+    assert b"KeyboardInterrupt" in stderr
+    assert leftovers(folder) == [], "the part of an interrupted upload is removed at once"
+    with transport.connect(cfg) as t:
+        assert sync.upload_files(t, [(src, rel)], progress=False).sent == [rel]
+    assert leftovers(folder) == [] and list((project / transport.PARTS_RECORD).iterdir()) == []
+
+
+@contextlib.contextmanager
+def tiny_disk(folder: Path, size: str = "2m"):
+    """A small tmpfs mounted on ``folder`` (needs root), unmounted afterwards."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    folder.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], check=True)
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=True)
+
+
+def test_full_disk_on_the_box_says_so(ssh, project, rehearsal_host, tmp_path, area):
+    src = make_file(tmp_path / "big.mp4", 3_000_000)
+    with tiny_disk(rehearsal_host.remote_dir / area) as folder:
+        box = re.escape(ssh.remote_dir)
+        with pytest.raises(RemoteError, match=rf"^no space left on the GPU box \(REMOTE_DIR {box}: "
+                                              rf"{re.escape(str(folder))} has \d+ bytes free, {area}/big.mp4 needs "
+                                              "3000000\\); free space there"):
+            sync.upload_files(ssh, [(src, f"{area}/big.mp4")], progress=False)
+        assert leftovers(folder) == [] and list((project / transport.PARTS_RECORD).iterdir()) == []
+
+
+def test_full_local_disk_during_a_download_names_the_local_path(cfg, rehearsal_host, tmp_path, area):
+    make_file(rehearsal_host.remote_dir / area / "output.mp4", 3_000_000)
+    with tiny_disk(tmp_path / "out") as out, transport.connect(cfg) as t:
+        with pytest.raises(LocalError, match=rf"^cannot write {re.escape(str(out))}/\.output\.mp4\.[0-9a-f]{{8}}"
+                                             r"\.cosmos-part: No space left on device \(on this machine\)") as caught:
+            sync.download_tree(t, area, out, progress=False)
+        assert caught.value.exit_code == ExitStatus.LOCAL == 4
+        assert leftovers(out) == [] and not (out / "output.mp4").exists()
