@@ -162,3 +162,23 @@ def test_blackhole_while_following_a_job_reconnects_and_goes_on(relay, project, 
         remote.close()
     assert raised is None, raised
     assert remote.connections >= 2 and "connection lost; reconnecting in 1 s" in said
+
+
+def test_upload_progress_counts_what_the_box_has_on_a_slow_link(relay, rehearsal_host, tmp_path, area, monkeypatch):
+    relay.delay = 0.1  # 200 ms round trip: SSH hands a whole window to the socket long before the box has it
+    files = [(make_file(tmp_path / f"f{i}.mp4", 3_000_000, i), f"{area}/f{i}.mp4") for i in range(2)]
+    folder = rehearsal_host.remote_dir / area
+    seen: list[tuple[int, int]] = []
+
+    class Watched(sync.Progress):
+        def update(self, n: int) -> None:
+            super().update(n)
+            on_box = sum(p.stat().st_size for p in folder.iterdir()) if folder.is_dir() else 0
+            seen.append((self.done, on_box))
+
+    monkeypatch.setattr(sync, "Progress", Watched)
+    with transport.connect(load_config()) as t:
+        sync.upload_files(t, files, progress=False)
+    assert all(done <= on_box for done, on_box in seen), seen
+    assert len(seen) > len(files), "the bar moves while a file travels, not once per file"
+    assert seen[-1][0] == 6_000_000
