@@ -93,11 +93,27 @@ def _check_relative(rel: str) -> None:
         raise ValueError(f"not a clean path relative to REMOTE_DIR: {rel!r}")
 
 
+# Parts this process is writing right now (another thread's upload must not resume or remove them).
+_sending: set[str] = set()
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class PartRecord:
     """The box's temporary files of this project's uploads, one small JSON file each under ``t.parts_dir``.
 
     A part recorded here is ours: the next upload resumes it (its target is being sent) or removes it,
-    however fresh. Parts of other clients are removed only once stale (``STALE_PART_SECONDS``).
+    however fresh, unless the upload that writes it is still going on (a thread of this process, or
+    another process of this project that is still running). Parts of other clients are removed only
+    once stale (``STALE_PART_SECONDS``).
     """
 
     def __init__(self, t: Transport) -> None:
@@ -109,18 +125,21 @@ class PartRecord:
         return self.t.parts_dir / f"{key}.json"
 
     def load(self) -> dict[str, str]:
-        """{part path: target path} of this box's recorded parts."""
+        """{part path: target path} of this box's recorded parts that no running upload is writing."""
         found = {}
         for entry in sorted(self.t.parts_dir.glob("*.json")) if self.t.parts_dir.is_dir() else []:
             with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
                 data = json.loads(entry.read_text(encoding="utf-8"))
-                if data["box"] == self.box:
-                    found[data["part"]] = data["target"]
+                pid, part = int(data["pid"]), data["part"]
+                in_use = part in _sending if pid == os.getpid() else _running(pid)
+                if data["box"] == self.box and not in_use:
+                    found[part] = data["target"]
         return found
 
     def add(self, part: str, target: str) -> None:
         try:
-            write_json_atomic(self._entry(part), {"box": self.box, "part": part, "target": target})
+            write_json_atomic(self._entry(part), {"box": self.box, "part": part, "target": target,
+                                                  "pid": os.getpid()})
         except OSError as exc:
             raise LocalError(f"cannot record the upload in {self.t.parts_dir} ({exc.strerror or exc}); make the "
                              "project folder writable") from None
@@ -243,6 +262,7 @@ def _upload_one(t: Transport, record: PartRecord, item: _Todo, bar: Progress) ->
 
     follower = threading.Thread(target=follow, name="cosmos-verify", daemon=True)
     record.add(part, item.target)
+    _sending.add(part)
     follower.start()
     sent = 0
 
@@ -271,6 +291,8 @@ def _upload_one(t: Transport, record: PartRecord, item: _Todo, bar: Progress) ->
     except KeyboardInterrupt:
         _remove_part(t, record, part)
         raise
+    finally:
+        _sending.discard(part)
     record.discard(part)
     landed(size)
     return sent
