@@ -5,7 +5,9 @@ clients sending the same file never write into one temporary file), is checked (
 computed on the receiving side against the sha256 of the bytes read on the sending side), and only
 then renamed over its real name: an interrupted transfer never leaves a truncated file under the
 real name. Files already identical on the other side are not sent. One remote command hashes all
-targets at once, so an unchanged re-upload costs one round trip.
+targets at once, so an unchanged re-upload costs one round trip. A transfer cut by a dropped
+connection goes on next time from the verified prefix of its part file; no other part file outlives
+the next successful transfer (docs/transfers.md).
 """
 
 from __future__ import annotations
@@ -102,8 +104,8 @@ def _running(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
-        return True
+    except PermissionError:  # alive, another user's
+        pass
     return True
 
 
