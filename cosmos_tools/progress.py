@@ -35,7 +35,9 @@ def _clock(seconds: float) -> str:
 class Progress:
     """``with Progress(total, "upload", unit="B") as bar: bar.update(n)``.
 
-    Draws at most ten times a second on stderr when stderr is a terminal (or ``force=True``);
+    Shows done/total, the average rate since the start and the time left at that rate. Callers count
+    what the other side has (bytes the box wrote, bytes received here), so both stay honest on a slow
+    link. Draws at most ten times a second on stderr when stderr is a terminal (or ``force=True``);
     ``enabled=False`` (e.g. ``--quiet``) draws nothing. Thread-safe enough for one writer.
     """
 
@@ -71,8 +73,11 @@ class Progress:
         elapsed = max(now - self._start, 1e-6)
         frac = min(self.done / self.total, 1.0) if self.total else 1.0
         bar = _bar(frac, 24)
-        rate = _human(self.done / elapsed, self.unit) + ("/s" if self.unit == "B" else f" {self.unit}/s")
+        speed = self.done / elapsed
+        rate = _human(speed, self.unit) + ("/s" if self.unit == "B" else f" {self.unit}/s")
         text = f"\r{self.label} [{bar}] {_human(self.done, self.unit)}/{_human(self.total, self.unit)} {rate}"
+        if speed > 0 and self.done < self.total:
+            text += f" ETA {_clock((self.total - self.done) / speed)}"
         self.stream.write(text + "\x1b[K")
         self.stream.flush()
 

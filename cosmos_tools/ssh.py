@@ -24,15 +24,14 @@ from . import transport
 from .config import Config
 from .errors import RemoteError, UserError
 from .hostkeys import check_host_key, host_id, load_known_hosts, user_known_hosts
-from .transport import NO_FOLDER, Completed, ConnectionLost, Transport, copy_hashing
+from .transport import NO_FOLDER, PARTS_RECORD, Completed, ConnectionLost, LocalSink, Resume, Transport, copy_hashing
 
 if TYPE_CHECKING:
     import paramiko
 
 T = TypeVar("T")
 
-KEEPALIVE_SECONDS = 15
-DEAD_AFTER_SECONDS = 60  # data unacknowledged this long: the connection is gone (TCP_USER_TIMEOUT)
+KEEPALIVES_PER_LIMIT = 4  # a quiet link is asked for a reply this often within SSH_ALIVE_TIMEOUT
 CHUNK = 128 * 1024  # SFTP request size: pipelined writes and prefetched reads (OpenSSH allows 261120)
 FAST_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "aes128-ctr", "aes256-ctr")
 
@@ -42,11 +41,33 @@ def _settings(cfg: Config) -> tuple[str, str, int, float]:
     return cfg["REMOTE_USER"], cfg["REMOTE_HOST"], cfg.int("REMOTE_PORT"), cfg.float("SSH_TIMEOUT")
 
 
-def open_socket(host: str, port: int, timeout: float) -> socket.socket:
-    """A TCP connection with TCP_NODELAY, or one clear line saying why the box cannot be reached."""
+def alive_limit(cfg: Config) -> float:
+    """SSH_ALIVE_TIMEOUT: seconds of silence after which the link counts as lost."""
+    limit = cfg.float("SSH_ALIVE_TIMEOUT")
+    if limit <= 0:
+        raise UserError(f"SSH_ALIVE_TIMEOUT must be more than 0 seconds (it is {limit:g}); fix it in config.sh")
+    return limit
+
+
+class HeardSocket(socket.socket):
+    """A socket that notes when it last received anything (``LinkWatchdog`` reads it)."""
+
+    last_heard = 0.0
+
+    def recv(self, bufsize: int, flags: int = 0) -> bytes:
+        data = super().recv(bufsize, flags)
+        self.last_heard = time.monotonic()
+        return data
+
+
+def open_socket(host: str, port: int, timeout: float, alive: float) -> HeardSocket:
+    """A TCP connection with TCP_NODELAY, or one clear line saying why the box cannot be reached.
+
+    Unacknowledged data older than ``alive`` seconds ends it (TCP_USER_TIMEOUT, Linux).
+    """
     where = f"{host}:{port}"
     try:
-        sock = socket.create_connection((host, port), timeout=timeout or None)
+        raw = socket.create_connection((host, port), timeout=timeout or None)
     except socket.gaierror as exc:
         raise RemoteError(f"cannot resolve REMOTE_HOST {host!r} ({exc.strerror}); check REMOTE_HOST in config.sh"
                           ) from None
@@ -59,10 +80,51 @@ def open_socket(host: str, port: int, timeout: float) -> socket.socket:
     except OSError as exc:
         raise RemoteError(f"cannot reach {where}: {exc.strerror or exc}; check REMOTE_HOST/REMOTE_PORT and "
                           "your network") from None
+    sock = HeardSocket(raw.family, raw.type, raw.proto, fileno=raw.detach())
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    if hasattr(socket, "TCP_USER_TIMEOUT"):  # Linux: with the keepalives, a silent network cut ends the connection
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, DEAD_AFTER_SECONDS * 1000)
+    if hasattr(socket, "TCP_USER_TIMEOUT"):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, max(1, round(alive * 1000)))
     return sock
+
+
+class LinkWatchdog:
+    """Notices a silent link in every phase: when nothing has come from the box for a quarter of ``limit``
+    seconds it asks for a reply (``keepalive@openssh.com`` with want_reply, which any OpenSSH answers);
+    when nothing at all has come for ``limit`` seconds it shuts the socket, so every blocked read and
+    write wakes up and the caller reports ConnectionLost. A job printing nothing does not count: the
+    keepalive answers keep the link heard.
+    """
+
+    def __init__(self, conn: paramiko.Transport, sock: HeardSocket, limit: float) -> None:
+        self.conn, self.sock, self.limit = conn, sock, limit
+        self.interval = limit / KEEPALIVES_PER_LIMIT
+        self.silent: float | None = None  # seconds of silence that made it shut the link
+        self._stop = threading.Event()
+        sock.last_heard = time.monotonic()
+        for job, name in ((self._watch, "cosmos-link-watch"), (self._ask, "cosmos-link-keepalive")):
+            threading.Thread(target=job, name=name, daemon=True).start()
+
+    def quiet(self) -> float:
+        return time.monotonic() - self.sock.last_heard
+
+    def _ask(self) -> None:
+        """Keep one keepalive request in flight while the link is quiet (it blocks until answered or shut)."""
+        while not self._stop.wait(self.interval):
+            if self.quiet() >= self.interval:
+                with contextlib.suppress(Exception):
+                    self.conn.global_request("keepalive@openssh.com", wait=True)
+
+    def _watch(self) -> None:
+        while not self._stop.wait(min(self.interval, 0.5)):
+            quiet = self.quiet()
+            if quiet >= self.limit:
+                self.silent = quiet
+                with contextlib.suppress(OSError):
+                    self.sock.shutdown(socket.SHUT_RDWR)
+                self._stop.set()
+
+    def stop(self) -> None:
+        self._stop.set()
 
 
 def _quiet_prefetch_hook(previous: Callable[[threading.ExceptHookArgs], object]
@@ -79,7 +141,7 @@ def _quiet_prefetch_hook(previous: Callable[[threading.ExceptHookArgs], object]
     return hook
 
 
-def start_transport(sock: socket.socket, timeout: float, known_types: list[str]) -> paramiko.Transport:
+def start_transport(sock: HeardSocket, timeout: float, known_types: list[str]) -> paramiko.Transport:
     """An SSH transport over ``sock`` with fast ciphers and the host key types we already know first."""
     import paramiko
 
@@ -107,21 +169,21 @@ def start_transport(sock: socket.socket, timeout: float, known_types: list[str])
     return conn
 
 
-def handshake(cfg: Config) -> tuple[str, paramiko.Transport, paramiko.HostKeys, paramiko.HostKeys]:
-    """Connect and run the key exchange, no login: (host name as known_hosts files it, paramiko transport,
-    user HostKeys, project HostKeys). The host key is not checked yet."""
+def handshake(cfg: Config) -> tuple[str, paramiko.Transport, HeardSocket, paramiko.HostKeys, paramiko.HostKeys]:
+    """Connect and run the key exchange, no login: (host name as known_hosts files it, paramiko transport, its
+    socket, user HostKeys, project HostKeys). The host key is not checked yet."""
     _user, host, port, timeout = _settings(cfg)
     name = host_id(host, port)
     user_keys, project_keys = load_known_hosts(cfg)
     known_types = [t for hk in (user_keys, project_keys) for t in (hk.lookup(name) or {}).keys()]
-    sock = open_socket(host, port, timeout)
+    sock = open_socket(host, port, timeout, alive_limit(cfg))
     transport.CONNECTIONS_OPENED += 1
-    return name, start_transport(sock, timeout, known_types), user_keys, project_keys
+    return name, start_transport(sock, timeout, known_types), sock, user_keys, project_keys
 
 
 def scan_host_key(cfg: Config) -> tuple[str, paramiko.PKey, paramiko.HostKeys, paramiko.HostKeys]:
     """(host name as known_hosts files it, the key the box presents, user HostKeys, project HostKeys)."""
-    name, ssh, user_keys, project_keys = handshake(cfg)
+    name, ssh, _sock, user_keys, project_keys = handshake(cfg)
     try:
         return name, ssh.get_remote_server_key(), user_keys, project_keys
     finally:
@@ -155,7 +217,7 @@ def _auth_keys(cfg: Config) -> list[tuple[str, paramiko.PKey]]:
     return found
 
 
-def _authenticate(conn: paramiko.Transport, cfg: Config, user: str, where: str) -> None:
+def _authenticate(conn: paramiko.Transport, cfg: Config, user: str, where: str, watchdog: LinkWatchdog) -> None:
     import paramiko
 
     keys = _auth_keys(cfg)
@@ -169,7 +231,8 @@ def _authenticate(conn: paramiko.Transport, cfg: Config, user: str, where: str) 
         except paramiko.AuthenticationException:
             continue
         except (paramiko.SSHException, EOFError, OSError) as exc:
-            raise RemoteError(f"{where} dropped the connection during login ({exc})") from None
+            why = f"silent for {watchdog.silent:.0f} s" if watchdog.silent is not None else str(exc)
+            raise RemoteError(f"{where} dropped the connection during login ({why})") from None
     labels = ", ".join(label for label, _ in keys)
     raise RemoteError(f"{user}@{where} refused our key ({labels}): check REMOTE_USER and SSH_KEY, and that the "
                       "public key is in ~/.ssh/authorized_keys on the box")
@@ -190,15 +253,16 @@ class SSHTransport(Transport):
 
         self.user, self.host, self.port, _timeout = _settings(cfg)
         self.remote_dir = cfg["REMOTE_DIR"]
-        name, self._transport, user_keys, project_keys = handshake(cfg)
+        self.parts_dir = cfg.root / PARTS_RECORD
+        name, self._transport, sock, user_keys, project_keys = handshake(cfg)
+        self._watchdog = LinkWatchdog(self._transport, sock, alive_limit(cfg))
         self._sftp: paramiko.SFTPClient | None = None
         try:
             check_host_key(cfg, name, self._transport.get_remote_server_key(), user_keys, project_keys)
-            _authenticate(self._transport, cfg, self.user, f"{self.host}:{self.port}")
+            _authenticate(self._transport, cfg, self.user, f"{self.host}:{self.port}", self._watchdog)
         except BaseException:
-            self._transport.close()
+            self.close()
             raise
-        self._transport.set_keepalive(KEEPALIVE_SECONDS)
         self._paramiko = paramiko
 
     def describe(self) -> str:
@@ -209,6 +273,7 @@ class SSHTransport(Transport):
             with contextlib.suppress(Exception):
                 self._sftp.close()
             self._sftp = None
+        self._watchdog.stop()
         self._transport.close()
 
     def dropped(self) -> bool:
@@ -217,7 +282,10 @@ class SSHTransport(Transport):
         return not self._transport.is_alive()
 
     def lost(self, doing: str) -> ConnectionLost:
-        return ConnectionLost(f"connection to {self.describe()} lost while {doing}; run the same command again "
+        silent = self._watchdog.silent
+        how = "lost" if silent is None else \
+            f"silent for {silent:.0f} s (no answer to keepalives; SSH_ALIVE_TIMEOUT {self._watchdog.limit:g} s)"
+        return ConnectionLost(f"connection to {self.describe()} {how} while {doing}; run the same command again "
                               "(finished work is kept)")
 
     def _session(self, doing: str) -> paramiko.Channel:
@@ -336,27 +404,33 @@ class SSHTransport(Transport):
 
         self._file_op(f"creating {path}", make)
 
-    def put(self, local: Path, remote: str, on_bytes: Callable[[int], None]) -> str:
+    def put(self, local: Path, remote: str, on_bytes: Callable[[int], None], resume: Resume | None = None) -> str:
         sftp = self.sftp()
         src = _open_local(local, "rb")
 
         def send() -> str:
-            with src, sftp.open(remote, "wb", bufsize=0) as dst:
+            with src, sftp.open(remote, "r+b" if resume else "wb", bufsize=0) as dst:
+                if resume:
+                    src.seek(resume.offset)
+                    dst.seek(resume.offset)
                 dst.MAX_REQUEST_SIZE = CHUNK
                 dst.set_pipelined(True)
-                return copy_hashing(src, dst, on_bytes, CHUNK)
+                return copy_hashing(src, dst, on_bytes, CHUNK, resume)
 
         return self._file_op(f"uploading {remote}", send)
 
-    def get(self, remote: str, local: Path, on_bytes: Callable[[int], None]) -> str:
+    def get(self, remote: str, local: Path, on_bytes: Callable[[int], None], resume: Resume | None = None) -> str:
         sftp = self.sftp()
-        dst = _open_local(local, "wb")
+        dst = _open_local(local, "r+b" if resume else "wb")
 
         def fetch() -> str:
             with dst, sftp.open(remote, "rb") as src:
+                if resume:
+                    src.seek(resume.offset)
+                    dst.seek(resume.offset)
                 src.MAX_REQUEST_SIZE = CHUNK
                 src.prefetch()
-                return copy_hashing(src, dst, on_bytes, CHUNK)
+                return copy_hashing(src, LocalSink(dst, local), on_bytes, CHUNK, resume)
 
         return self._file_op(f"downloading {remote}", fetch)
 
@@ -388,7 +462,8 @@ def interactive_argv(cfg: Config, command: list[str] | None = None) -> list[str]
     files = " ".join(ssh_config_word(str(p)) for p in (user_known_hosts(), cfg.local_path("KNOWN_HOSTS")))
     argv = ["ssh", "-p", str(port), "-o", f"UserKnownHostsFile={files}", "-o", "StrictHostKeyChecking=yes",
             "-o", "ForwardAgent=no", "-o", f"ConnectTimeout={max(1, round(timeout))}",
-            "-o", f"ServerAliveInterval={KEEPALIVE_SECONDS}"]
+            "-o", f"ServerAliveInterval={max(1, round(alive_limit(cfg) / KEEPALIVES_PER_LIMIT))}",
+            "-o", f"ServerAliveCountMax={KEEPALIVES_PER_LIMIT - 1}"]
     if cfg["SSH_KEY"]:
         # -o, not -i: ssh stats an -i path before expanding its %-tokens, so no spelling of a literal % works there
         argv += ["-o", f"IdentityFile={ssh_config_word(str(cfg.local_path('SSH_KEY')))}", "-o", "IdentitiesOnly=yes"]

@@ -5,35 +5,39 @@ clients sending the same file never write into one temporary file), is checked (
 computed on the receiving side against the sha256 of the bytes read on the sending side), and only
 then renamed over its real name: an interrupted transfer never leaves a truncated file under the
 real name. Files already identical on the other side are not sent. One remote command hashes all
-targets at once, so an unchanged re-upload costs one round trip.
+targets at once, so an unchanged re-upload costs one round trip. A transfer cut by a dropped
+connection goes on next time from the verified prefix of its part file; no other part file outlives
+the next successful transfer (docs/transfers.md).
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import posixpath
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import RemoteError, UserError
+from .errors import LocalError, RemoteError, UserError
+from .fsutil import write_json_atomic
 from .progress import Progress
 from .remote import script
 from .remote.codes import ScriptExit
-from .transport import Transport
+from .transport import ConnectionLost, Resume, Transport
 
 PART_SUFFIX = ".cosmos-part"
 
 # A temporary file nobody has written to for this long is a leftover of an interrupted upload.
 STALE_PART_SECONDS = 600
-# Temporary files of this process's uploads that a dropped connection interrupted: removed on the next upload.
-_abandoned_parts: set[str] = set()
-
+# A download cut off by a dropped connection keeps its part file from this size on, to go on from it next time.
+RESUME_MIN_BYTES = 1024 * 1024
 # How long remote/sync_follow.py waits for a file being uploaded to grow before it gives up.
 FOLLOW_IDLE_SECONDS = 20
 
@@ -91,22 +95,106 @@ def _check_relative(rel: str) -> None:
         raise ValueError(f"not a clean path relative to REMOTE_DIR: {rel!r}")
 
 
+# Parts this process is writing right now (another thread's upload must not resume or remove them).
+_sending: set[str] = set()
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        pass
+    return True
+
+
+class PartRecord:
+    """The box's temporary files of this project's uploads, one small JSON file each under ``t.parts_dir``.
+
+    A part recorded here is ours: the next upload resumes it (its target is being sent) or removes it,
+    however fresh, unless the upload that writes it is still going on (a thread of this process, or
+    another process of this project that is still running). Parts of other clients are removed only
+    once stale (``STALE_PART_SECONDS``).
+    """
+
+    def __init__(self, t: Transport) -> None:
+        self.t = t
+        self.box = t.describe()
+
+    def _entry(self, part: str) -> Path:
+        key = hashlib.sha256(f"{self.box}\0{part}".encode()).hexdigest()[:20]
+        return self.t.parts_dir / f"{key}.json"
+
+    def load(self) -> dict[str, str]:
+        """{part path: target path} of this box's recorded parts that no running upload is writing."""
+        found = {}
+        for entry in sorted(self.t.parts_dir.glob("*.json")) if self.t.parts_dir.is_dir() else []:
+            with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+                data = json.loads(entry.read_text(encoding="utf-8"))
+                pid, part = int(data["pid"]), data["part"]
+                in_use = part in _sending if pid == os.getpid() else _running(pid)
+                if data["box"] == self.box and not in_use:
+                    found[part] = data["target"]
+        return found
+
+    def add(self, part: str, target: str) -> None:
+        try:
+            write_json_atomic(self._entry(part), {"box": self.box, "part": part, "target": target,
+                                                  "pid": os.getpid()})
+        except OSError as exc:
+            raise LocalError(f"cannot record the upload in {self.t.parts_dir} ({exc.strerror or exc}); make the "
+                             "project folder writable") from None
+
+    def discard(self, part: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self._entry(part).unlink()
+
+
+@dataclass
+class _Todo:
+    path: Path
+    rel: str
+    target: str
+    size: int
+    part: str
+    resume: Resume | None = None
+
+    @property
+    def offset(self) -> int:
+        return self.resume.offset if self.resume else 0
+
+
+def _local_prefix(path: Path, length: int) -> hashlib._Hash:
+    """The sha256 state of the first ``length`` bytes of a local file."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while length > 0 and (block := handle.read(min(1024 * 1024, length))):
+            digest.update(block)
+            length -= len(block)
+    return digest
+
+
 def upload_files(t: Transport, files: list[tuple[Path, str]], *, progress: bool = True) -> SyncReport:
-    """Send each local file to its path relative to REMOTE_DIR, skipping files already there."""
+    """Send each local file to its path relative to REMOTE_DIR, skipping files already there.
+
+    A file whose earlier upload was cut goes on from the part of it already on the box once that
+    part's hash matches the same prefix here; every other recorded part of ours is removed.
+    """
     start = time.monotonic()
-    for local, rel in files:
+    for source, rel in files:
         _check_relative(rel)
-        if not Path(local).is_file():
-            raise UserError(f"{local}: file to upload not found")
+        if not Path(source).is_file():
+            raise UserError(f"{source}: file to upload not found")
     targets = [t.abspath(rel) for _, rel in files]
-    if _abandoned_parts:
-        t.run(["rm", "-f", "--", *sorted(_abandoned_parts)], check=False)
-        _abandoned_parts.clear()
+    record = PartRecord(t)
+    ours = record.load()
     sizes = [Path(p).stat().st_size for p, _ in files]
     stops = [threading.Event() for _ in files]
     with ThreadPoolExecutor(1) as pool:  # hash here while the box hashes there
         local = [pool.submit(local_digest, Path(p), stop) for (p, _), stop in zip(files, stops, strict=True)]
-        remote = remote_digests(t, targets, clean_stale=True)
+        answers = remote_digests(t, targets + list(ours), clean_stale=True)
+        remote, parts = answers[:len(targets)], dict(zip(ours, answers[len(targets):], strict=True))
         for stop, size, theirs in zip(stops, sizes, remote, strict=True):
             if theirs is None or theirs[0] != size:
                 stop.set()  # it will be sent anyway: no need to finish hashing it
@@ -116,55 +204,136 @@ def upload_files(t: Transport, files: list[tuple[Path, str]], *, progress: bool 
         if theirs is not None and theirs[0] == size and mine.result() == theirs:
             report.skipped.append(rel)
         else:
-            todo.append((Path(path), rel, target, size))
-    with Progress(sum(size for *_, size in todo), "upload", unit="B", enabled=progress) as bar:
-        for folder in sorted({posixpath.dirname(target) for _, _, target, _ in todo}):
+            todo.append(_Todo(Path(path), rel, target, size, part_name(target)))
+    _resume_or_drop(t, record, todo, parts, ours)
+    with Progress(sum(f.size - f.offset for f in todo), "upload", unit="B", enabled=progress) as bar:
+        for folder in sorted({posixpath.dirname(f.target) for f in todo}):
             t.makedirs(folder)
-        for path, rel, target, size in todo:
-            report.bytes_sent += _upload_one(t, path, rel, target, size, bar)
-            report.sent.append(rel)
+        for item in todo:
+            report.bytes_sent += _upload_one(t, record, item, bar)
+            report.sent.append(item.rel)
     report.seconds = time.monotonic() - start
     return report
 
 
-def _upload_one(t: Transport, path: Path, rel: str, target: str, size: int, bar: Progress) -> int:
-    """Send one file under its temporary name, check it on the box, rename it; return the bytes sent.
+def _resume_or_drop(t: Transport, record: PartRecord, todo: list[_Todo], parts: dict[str, Digest | None],
+                    ours: dict[str, str]) -> None:
+    """Give each file to send the recorded part of its target whose content is a prefix of it; remove the rest."""
+    by_target = {item.target: item for item in todo}
+    drop = []
+    for part, target in ours.items():
+        item, found = by_target.get(target), parts.get(part)
+        if item and not item.resume and found and 0 < found[0] <= item.size:
+            prefix = _local_prefix(item.path, found[0])
+            if prefix.hexdigest() == found[1]:
+                item.part, item.resume = part, Resume(found[0], prefix)
+                continue
+        drop.append(part)
+    if drop:
+        t.run(["rm", "-f", "--", *drop], check=False)
+        for part in drop:
+            record.discard(part)
 
-    The box hashes the temporary file while it arrives (remote/sync_follow.py), so the check costs no extra
-    pass over the data; if that hash is missing or differs, the file is hashed again after the upload.
+
+def _upload_one(t: Transport, record: PartRecord, item: _Todo, bar: Progress) -> int:
+    """Send one file (or the rest of it) under its temporary name, check it on the box, rename it; return the
+    bytes sent.
+
+    The box hashes the temporary file while it arrives (remote/sync_follow.py) and reports how much has
+    landed, which is what the progress bar shows; if its hash is missing or differs, the file is hashed
+    again after the upload. A cut connection keeps the part (recorded) for the next upload to resume; any
+    other failure removes it.
     """
-    part = part_name(target)
-    followed: list = []
+    part, size, offset = item.part, item.size, item.offset
+    followed: list[Digest | None] = []
+    shown = 0
+
+    def landed(n: int) -> None:
+        nonlocal shown
+        if n - offset > shown:
+            bar.update(n - offset - shown)
+            shown = n - offset
 
     def follow() -> None:  # best effort: without its answer the part file is hashed again afterwards
         with contextlib.suppress(Exception):
-            done = t.run([*PYTHON, "-c", script("sync_follow.py"), part, str(size), str(FOLLOW_IDLE_SECONDS)],
-                         check=False)
-            if done.rc == 0:
-                followed.append(_parse_digest(done.stdout.decode().strip()))
+            lines = _Lines(landed)
+            rc = t.stream([*PYTHON, "-c", script("sync_follow.py"), part, str(size), str(FOLLOW_IDLE_SECONDS)],
+                          on_output=lines.feed)
+            if rc == 0 and lines.last:
+                followed.append(_parse_digest(lines.last))
 
     follower = threading.Thread(target=follow, name="cosmos-verify", daemon=True)
+    record.add(part, item.target)
+    _sending.add(part)
     follower.start()
     sent = 0
 
     def count(n: int) -> None:
         nonlocal sent
         sent += n
-        bar.update(n)
 
-    _abandoned_parts.add(part)
-    digest = t.put(path, part, count)
-    if sent == size:
-        follower.join(FOLLOW_IDLE_SECONDS + 30)
-    arrived = followed[0] if followed else None
-    if arrived != (sent, digest) or t.size(part) != sent:
-        (arrived,) = remote_digests(t, [part])
-    if arrived != (sent, digest):
-        raise RemoteError(f"upload of {rel} arrived damaged on {t.describe()} (sent {sent} bytes sha256 {digest[:12]}, "
-                          f"found {arrived}); run the upload again")
-    t.rename(part, target)
-    _abandoned_parts.discard(part)
+    try:
+        digest = t.put(item.path, part, count, item.resume)
+        if offset + sent == size:
+            follower.join(FOLLOW_IDLE_SECONDS + 30)
+        arrived = followed[0] if followed else None
+        if arrived != (size, digest) or t.size(part) != size:
+            (arrived,) = remote_digests(t, [part])
+        if arrived != (size, digest):
+            raise RemoteError(
+                f"upload of {item.rel} arrived damaged on {t.describe()} (sent {size} bytes sha256 {digest[:12]}, "
+                f"found {arrived}); run the upload again")
+        t.rename(part, item.target)
+    except ConnectionLost:
+        raise  # the part stays recorded: the next upload resumes it
+    except RemoteError as exc:
+        failure = _no_space(t, item, part) or exc
+        _remove_part(t, record, part)
+        raise failure from None
+    except KeyboardInterrupt:
+        _remove_part(t, record, part)
+        raise
+    finally:
+        _sending.discard(part)
+    record.discard(part)
+    landed(size)
     return sent
+
+
+def _remove_part(t: Transport, record: PartRecord, part: str) -> None:
+    """Best effort: a part left behind stays recorded, so the next upload removes it."""
+    with contextlib.suppress(Exception):
+        t.remove(part)
+        record.discard(part)
+
+
+def _no_space(t: Transport, item: _Todo, part: str) -> RemoteError | None:
+    """The error to show when the box's disk is too full for the rest of ``item``, else None."""
+    folder = posixpath.dirname(item.target)
+    with contextlib.suppress(Exception):
+        done = t.run(["df", "-B1", "--output=avail", "--", folder], check=False)
+        free = int(done.stdout.split()[-1])
+        if free < item.size - (t.size(part) or 0) or free == 0:
+            return RemoteError(f"no space left on the GPU box (REMOTE_DIR {t.remote_dir}: {folder} has {free} bytes "
+                               f"free, {item.rel} needs {item.size}); free space there or point REMOTE_DIR at a "
+                               "bigger disk, then upload again")
+    return None
+
+
+class _Lines:
+    """Split the follower's output into lines: "+N" (bytes landed so far) goes to ``landed``, the rest is kept."""
+
+    def __init__(self, landed: Callable[[int], None]) -> None:
+        self.landed, self.buffer, self.last = landed, b"", ""
+
+    def feed(self, data: bytes) -> None:
+        *lines, self.buffer = (self.buffer + data).split(b"\n")
+        for line in lines:
+            text = line.decode("ascii", "replace").strip()
+            if text.startswith("+") and text[1:].isdigit():
+                self.landed(int(text[1:]))
+            elif text:
+                self.last = text
 
 
 def _parse_digest(line: str) -> Digest | None:
@@ -195,6 +364,8 @@ def download_tree(t: Transport, remote_rel_dir: str, local_dir: Path, *, progres
 
     The box hashes its files while they travel; each one is checked against that hash before it
     replaces its local name. Local files of the same size are hashed here and skipped if identical.
+    A file cut off by a dropped connection keeps its part file when it is large (``RESUME_MIN_BYTES``):
+    the next download goes on from it; every other part file is removed, whatever went wrong.
     """
     start = time.monotonic()
     sizes = remote_sizes(t, remote_rel_dir)
@@ -210,46 +381,91 @@ def download_tree(t: Transport, remote_rel_dir: str, local_dir: Path, *, progres
     targets = {rel: Path(local_dir) / rel for rel in rels}
     maybe_same = [r for r in rels if targets[r].is_file() and targets[r].stat().st_size == sizes[r]]
     report = SyncReport()
-    fetched: list[tuple[str, Path, Digest]] = []
+    fetched: list[_Fetched] = []
     try:
         with ThreadPoolExecutor(1) as pool, \
                 Progress(sum(sizes[r] for r in rels if r not in maybe_same), "download", unit="B",
                          enabled=progress) as bar:
             remote = pool.submit(remote_digests, t, [posixpath.join(base, r) for r in rels])
-            fetched += [_fetch(t, base, rel, targets[rel], bar) for rel in rels if rel not in maybe_same]
+            for rel in rels:
+                if rel not in maybe_same:
+                    fetched.append(_fetch(t, base, rel, targets[rel], sizes[rel], bar))
             local = {rel: local_digest(targets[rel]) for rel in maybe_same}
             hashes = dict(zip(rels, remote.result(), strict=True))
             for rel in maybe_same:
                 if local[rel] == hashes[rel]:
                     report.skipped.append(rel)
+                    _remove_local_parts(targets[rel])
                 else:
                     bar.total += sizes[rel]
-                    fetched.append(_fetch(t, base, rel, targets[rel], bar))
-        for rel, _part, got in fetched:
-            if got != hashes[rel]:
-                raise RemoteError(f"download of {rel} does not match the box's copy ({got[0]} bytes sha256 "
-                                  f"{got[1][:12]}, box has {hashes[rel]}); was it still being written? "
-                                  "run the download again")
-        for rel, part, got in fetched:
+                    fetched.append(_fetch(t, base, rel, targets[rel], sizes[rel], bar))
+            for index, item in enumerate(fetched):
+                if item.got != hashes[item.rel] and item.resumed:  # the box's file changed since: from the start
+                    item.part.unlink()
+                    bar.total += sizes[item.rel]
+                    fetched[index] = item = _fetch(t, base, item.rel, targets[item.rel], sizes[item.rel], bar)
+                if item.got != hashes[item.rel]:
+                    raise RemoteError(f"download of {item.rel} does not match the box's copy ({item.got[0]} bytes "
+                                      f"sha256 {item.got[1][:12]}, box has {hashes[item.rel]}); was it still being "
+                                      "written? run the download again")
+        for item in fetched:
             try:
-                os.replace(part, targets[rel])
+                os.replace(item.part, targets[item.rel])
             except OSError as exc:
-                raise UserError(f"{targets[rel]}: cannot replace it ({exc.strerror}); move it away and download "
-                                "again") from None
-            report.sent.append(rel)
-            report.bytes_sent += got[0]
+                raise UserError(f"{targets[item.rel]}: cannot replace it ({exc.strerror}); move it away and "
+                                "download again") from None
+            report.sent.append(item.rel)
+            report.bytes_sent += item.got[0] - item.resumed
     finally:
-        for _, part, _ in fetched:
+        for item in fetched:
             with contextlib.suppress(FileNotFoundError):
-                part.unlink()
+                item.part.unlink()
     report.seconds = time.monotonic() - start
     return report
 
 
-def _fetch(t: Transport, base: str, rel: str, target: Path, bar: Progress) -> tuple[str, Path, Digest]:
-    """Copy one remote file to a temporary name beside ``target``: (rel, temporary path, (size, sha256))."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    part = Path(part_name(str(target)))
+@dataclass
+class _Fetched:
+    rel: str
+    part: Path
+    got: Digest  # (size, sha256) of the whole local part
+    resumed: int  # bytes the part already held before this download
+
+
+def _local_parts(target: Path) -> list[Path]:
+    """The part files beside ``target`` left by earlier downloads of it (names compared, never globbed)."""
+    prefix = f".{target.name}."
+    with contextlib.suppress(OSError):
+        return [target.parent / n for n in os.listdir(target.parent) if n.startswith(prefix)
+                and n.endswith(PART_SUFFIX) and len(n) == len(prefix) + 8 + len(PART_SUFFIX)]
+    return []
+
+
+def _remove_local_parts(target: Path, keep: Path | None = None) -> None:
+    for part in _local_parts(target):
+        if part != keep:
+            with contextlib.suppress(FileNotFoundError):
+                part.unlink()
+
+
+def _fetch(t: Transport, base: str, rel: str, target: Path, size: int, bar: Progress) -> _Fetched:
+    """Copy one remote file to a temporary name beside ``target``, going on from the largest part file an earlier
+    download left (its bytes are hashed here; the whole is checked against the box's hash afterwards)."""
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LocalError(f"cannot create {target.parent} ({exc.strerror}); fix the permissions of "
+                         f"{target.parent.parent}") from None
+    earlier = [(p.stat().st_size, p) for p in _local_parts(target)]
+    offset, part = max(earlier, default=(0, Path(part_name(str(target)))))
+    _remove_local_parts(target, keep=part)
+    resume = None
+    if 0 < offset <= size:
+        resume = Resume(offset, _local_prefix(part, offset))
+        bar.total -= offset
+    elif offset:
+        part.unlink()
+        offset = 0
     got = 0
 
     def count(n: int) -> None:
@@ -258,9 +474,10 @@ def _fetch(t: Transport, base: str, rel: str, target: Path, bar: Progress) -> tu
         bar.update(n)
 
     try:
-        digest = t.get(posixpath.join(base, rel), part, count)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            part.unlink()
+        digest = t.get(posixpath.join(base, rel), part, count, resume)
+    except BaseException as exc:
+        if not (isinstance(exc, ConnectionLost) and part.is_file() and part.stat().st_size >= RESUME_MIN_BYTES):
+            with contextlib.suppress(FileNotFoundError):
+                part.unlink()
         raise
-    return rel, part, (got, digest)
+    return _Fetched(rel, part, (offset + got, digest), offset)

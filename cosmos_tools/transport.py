@@ -20,13 +20,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Protocol, cast
+from typing import IO, Protocol, cast
 
 from .config import Config
-from .errors import RemoteError
+from .errors import LocalError, RemoteError
 
 CONNECTIONS_OPENED = 0  # SSH connections this process opened (ssh.py counts them, the benchmark reads them)
 NO_FOLDER = 97  # exit status of a remote command whose working folder is missing
+PARTS_RECORD = ".cosmos/upload-parts"  # under the project: the box's temporary files of this project's uploads
 
 
 class Readable(Protocol):
@@ -46,6 +47,30 @@ class ConnectionLost(RemoteError):
 
 
 @dataclass
+class Resume:
+    """Where an interrupted transfer goes on: the length of the verified prefix and the sha256 of it so far."""
+
+    offset: int
+    digest: hashlib._Hash
+
+
+class LocalSink:
+    """A local file being written by a download: a failed write is the local machine's fault (LocalError)."""
+
+    def __init__(self, handle: IO[bytes], path: Path) -> None:
+        self.handle, self.path = handle, path
+
+    def write(self, data: bytes) -> None:
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[self.handle.write(view) or 0:]
+        except OSError as exc:
+            raise LocalError(f"cannot write {self.path}: {exc.strerror or exc} (on this machine); free space or fix "
+                             "permissions there, then download again") from None
+
+
+@dataclass
 class Completed:
     rc: int
     stdout: bytes
@@ -56,6 +81,7 @@ class Transport:
     """What the rest of the toolkit uses to reach the box (see SSHTransport and LocalTransport)."""
 
     remote_dir: str
+    parts_dir: Path  # records the box's temporary files of this project's uploads (sync.py)
 
     def __enter__(self) -> Transport:
         return self
@@ -103,12 +129,14 @@ class Transport:
     def makedirs(self, path: str) -> None:
         raise NotImplementedError
 
-    def put(self, local: Path, remote: str, on_bytes: Callable[[int], None]) -> str:
-        """Copy ``local`` to ``remote``; return the sha256 of the bytes sent."""
+    def put(self, local: Path, remote: str, on_bytes: Callable[[int], None], resume: Resume | None = None) -> str:
+        """Copy ``local`` to ``remote`` (from ``resume.offset`` on, into the existing file); return the sha256 of
+        the whole file (the resumed prefix's digest continued with the bytes sent)."""
         raise NotImplementedError
 
-    def get(self, remote: str, local: Path, on_bytes: Callable[[int], None]) -> str:
-        """Copy ``remote`` to ``local``; return the sha256 of the bytes received."""
+    def get(self, remote: str, local: Path, on_bytes: Callable[[int], None], resume: Resume | None = None) -> str:
+        """Copy ``remote`` to ``local`` (from ``resume.offset`` on, into the existing file); return the sha256 of
+        the whole file as ``put`` does."""
         raise NotImplementedError
 
     def rename(self, src: str, dst: str) -> None:
@@ -124,9 +152,11 @@ class Transport:
         raise NotImplementedError
 
 
-def copy_hashing(src: Readable, dst: Writable, on_bytes: Callable[[int], None], chunk: int) -> str:
-    """Copy one open file to another in ``chunk``-sized blocks; return the sha256 of what passed."""
-    digest = hashlib.sha256()
+def copy_hashing(src: Readable, dst: Writable, on_bytes: Callable[[int], None], chunk: int,
+                 resume: Resume | None = None) -> str:
+    """Copy one open file to another in ``chunk``-sized blocks; return the sha256 of what passed, continuing
+    ``resume``'s digest when given."""
+    digest = resume.digest if resume else hashlib.sha256()
     while block := src.read(chunk):
         digest.update(block)
         dst.write(block)
@@ -139,6 +169,7 @@ class LocalTransport(Transport):
 
     def __init__(self, cfg: Config) -> None:
         self.remote_dir = os.path.join(os.path.expanduser("~"), cfg["REMOTE_DIR"])  # relative: to home, as over SSH
+        self.parts_dir = cfg.root / PARTS_RECORD
 
     def describe(self) -> str:
         return f"local:{self.remote_dir}"
@@ -178,18 +209,22 @@ class LocalTransport(Transport):
         except OSError as exc:
             raise RemoteError(f"creating {path}: {exc.strerror}") from None
 
-    def _copy(self, src: str | Path, dst: str | Path, on_bytes: Callable[[int], None], doing: str) -> str:
+    def _copy(self, src: str | Path, dst: str | Path, on_bytes: Callable[[int], None], resume: Resume | None,
+              doing: str) -> str:
         try:
-            with open(src, "rb") as fin, open(dst, "wb") as fout:
-                return copy_hashing(fin, fout, on_bytes, 1024 * 1024)
+            with open(src, "rb") as fin, open(dst, "r+b" if resume else "wb") as fout:
+                if resume:
+                    fin.seek(resume.offset)
+                    fout.seek(resume.offset)
+                return copy_hashing(fin, fout, on_bytes, 1024 * 1024, resume)
         except OSError as exc:
             raise RemoteError(f"{doing}: {exc.strerror or exc}") from None
 
-    def put(self, local: Path, remote: str, on_bytes: Callable[[int], None]) -> str:
-        return self._copy(local, remote, on_bytes, f"copying {local} to {remote}")
+    def put(self, local: Path, remote: str, on_bytes: Callable[[int], None], resume: Resume | None = None) -> str:
+        return self._copy(local, remote, on_bytes, resume, f"copying {local} to {remote}")
 
-    def get(self, remote: str, local: Path, on_bytes: Callable[[int], None]) -> str:
-        return self._copy(remote, local, on_bytes, f"copying {remote} to {local}")
+    def get(self, remote: str, local: Path, on_bytes: Callable[[int], None], resume: Resume | None = None) -> str:
+        return self._copy(remote, local, on_bytes, resume, f"copying {remote} to {local}")
 
     def rename(self, src: str, dst: str) -> None:
         try:

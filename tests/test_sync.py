@@ -6,6 +6,7 @@ import contextlib
 import os
 import pty
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -17,7 +18,7 @@ import pytest
 from net_faults import cut_connections
 
 from cosmos_tools import sync, transport
-from cosmos_tools.errors import RemoteError, UserError
+from cosmos_tools.errors import ExitStatus, LocalError, RemoteError, UserError
 
 HOSTILE_NAMES = ["shot 1", "it's", 'say "hi"', "$(touch pwned)", "`touch pwned`", "new\nline", "ünïcødé ✓", "-rf"]
 
@@ -208,25 +209,48 @@ with transport.connect(load_config(Path(sys.argv[1]))) as t:
 """
 
 
-def test_killed_uploader_leaves_no_real_file(project, cfg, rehearsal_host, tmp_path, area):
-    src = make_file(tmp_path / "big.mp4", 150_000_000)
-    rel = f"{area}/big.mp4"
-    folder = rehearsal_host.remote_dir / area
-    proc = subprocess.Popen([sys.executable, "-c", UPLOADER, str(project), str(src), rel])
+def kill_uploader_midway(root: Path, src: Path, rel: str, folder: Path) -> None:
+    proc = subprocess.Popen([sys.executable, "-c", UPLOADER, str(root), str(src), rel])
     try:
         assert wait_for_part(folder, 1_000_000)
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_killed_uploader_of_another_project_leaves_no_real_file(project, cfg, rehearsal_host, tmp_path, area):
+    src = make_file(tmp_path / "big.mp4", 150_000_000)
+    rel = f"{area}/big.mp4"
+    folder = rehearsal_host.remote_dir / area
+    other = tmp_path / "other project"  # another client: its part is not recorded in this project
+    (other / "inputs").mkdir(parents=True)
+    kill_uploader_midway(other, src, rel, folder)
     assert not (folder / "big.mp4").exists()
     (left,) = leftovers(folder)
     with transport.connect(cfg) as t:
         assert sync.upload_files(t, [(src, rel)], progress=False).sent == [rel]
-    assert leftovers(folder) == [left], "another process's fresh part file is left until it goes stale"
+    assert leftovers(folder) == [left], "another client's fresh part file is left until it goes stale"
 
 
-def test_connection_cut_mid_download_keeps_the_old_local_file(cfg, rehearsal_host, tmp_path, area):
+def test_killed_uploader_of_this_project_is_resumed_and_leaves_nothing(project, cfg, rehearsal_host, tmp_path,
+                                                                       area):
+    src = make_file(tmp_path / "big.mp4", 64_000_000)
+    rel = f"{area}/big.mp4"
+    folder = rehearsal_host.remote_dir / area
+    kill_uploader_midway(project, src, rel, folder)
+    (left,) = leftovers(folder)
+    kept = (folder / left).stat().st_size
+    with transport.connect(cfg) as t:
+        done = sync.upload_files(t, [(src, rel)], progress=False)
+    assert done.sent == [rel] and done.bytes_sent <= src.stat().st_size - kept
+    assert (folder / "big.mp4").read_bytes() == src.read_bytes()
+    assert leftovers(folder) == [] and list((project / transport.PARTS_RECORD).iterdir()) == []
+
+
+def test_connection_cut_mid_download_keeps_the_old_local_file_and_the_next_one_resumes(cfg, rehearsal_host, tmp_path,
+                                                                                       area):
     run = rehearsal_host.remote_dir / area / "run"
+    make_file(run / "a small.txt", 1000)
     make_file(run / "output.mp4", 150_000_000)
     out = tmp_path / "out"
     (out).mkdir()
@@ -238,6 +262,14 @@ def test_connection_cut_mid_download_keeps_the_old_local_file(cfg, rehearsal_hos
             sync.download_tree(t, f"{area}/run", out, progress=False)
         cutter.join()
     assert (out / "output.mp4").read_bytes() == b"previous result"
+    assert not (out / "a small.txt").exists()
+    (kept,) = leftovers(out)  # the small file's finished part is gone; the large one's stays to go on from
+    assert kept.startswith(".output.mp4.")
+    arrived = (out / kept).stat().st_size
+    with transport.connect(cfg) as t:
+        done = sync.download_tree(t, f"{area}/run", out, progress=False)
+    assert done.bytes_sent == 150_000_000 + 1000 - arrived
+    assert (out / "output.mp4").read_bytes() == (run / "output.mp4").read_bytes()
     assert leftovers(out) == []
 
 
@@ -302,3 +334,58 @@ def test_makedirs_accepts_a_folder_another_client_made_meanwhile(ssh, rehearsal_
     ssh.sftp().mkdir = racing_mkdir
     ssh.makedirs(str(folder))
     assert made and folder.is_dir()
+
+
+INTERRUPTIBLE = UPLOADER.replace("with transport.connect(", "with transport.paramiko_safe_sigint(), transport.connect(")
+
+
+def test_ctrl_c_mid_upload_leaves_no_part_file(project, cfg, rehearsal_host, tmp_path, area):
+    src = make_file(tmp_path / "big.mp4", 150_000_000)
+    rel = f"{area}/big.mp4"
+    folder = rehearsal_host.remote_dir / area
+    proc = subprocess.Popen([sys.executable, "-c", INTERRUPTIBLE, str(project), str(src), rel],
+                            stderr=subprocess.PIPE)
+    try:
+        assert wait_for_part(folder, 1_000_000)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+    assert b"KeyboardInterrupt" in stderr
+    assert leftovers(folder) == [], "the part of an interrupted upload is removed at once"
+    with transport.connect(cfg) as t:
+        assert sync.upload_files(t, [(src, rel)], progress=False).sent == [rel]
+    assert leftovers(folder) == [] and list((project / transport.PARTS_RECORD).iterdir()) == []
+
+
+@contextlib.contextmanager
+def tiny_disk(folder: Path, size: str = "2m"):
+    """A small tmpfs mounted on ``folder`` (needs root), unmounted afterwards."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    folder.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], check=True)
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=True)
+
+
+def test_full_disk_on_the_box_says_so(ssh, project, rehearsal_host, tmp_path, area):
+    src = make_file(tmp_path / "big.mp4", 3_000_000)
+    with tiny_disk(rehearsal_host.remote_dir / area) as folder:
+        box = re.escape(ssh.remote_dir)
+        with pytest.raises(RemoteError, match=rf"^no space left on the GPU box \(REMOTE_DIR {box}: "
+                                              rf"{re.escape(str(folder))} has \d+ bytes free, {area}/big.mp4 needs "
+                                              "3000000\\); free space there"):
+            sync.upload_files(ssh, [(src, f"{area}/big.mp4")], progress=False)
+        assert leftovers(folder) == [] and list((project / transport.PARTS_RECORD).iterdir()) == []
+
+
+def test_full_local_disk_during_a_download_names_the_local_path(cfg, rehearsal_host, tmp_path, area):
+    make_file(rehearsal_host.remote_dir / area / "output.mp4", 3_000_000)
+    with tiny_disk(tmp_path / "out") as out, transport.connect(cfg) as t:
+        with pytest.raises(LocalError, match=rf"^cannot write {re.escape(str(out))}/\.output\.mp4\.[0-9a-f]{{8}}"
+                                             r"\.cosmos-part: No space left on device \(on this machine\)") as caught:
+            sync.download_tree(t, area, out, progress=False)
+        assert caught.value.exit_code == ExitStatus.LOCAL == 4
+        assert leftovers(out) == [] and not (out / "output.mp4").exists()

@@ -1,7 +1,8 @@
 """Run on the GPU box as ``python3 -c TEXT PATH SIZE IDLE``: hash a file while it is being uploaded.
 
-Reads up to SIZE bytes of PATH as they land, then prints "<size> <sha256>"; gives up (exit 89, codes.py
-STALLED) when the file stops growing for IDLE seconds.
+Reads up to SIZE bytes of PATH as they land, printing "+<bytes landed so far>" at most ten times a second
+(the client's progress bar shows what the box has, not what was handed to SSH), then "<size> <sha256>";
+gives up (exit 89, codes.py STALLED) when the file stops growing for IDLE seconds.
 """
 
 import hashlib
@@ -9,7 +10,7 @@ import sys
 import time
 
 path, size, idle = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
-h, n, f, last = hashlib.sha256(), 0, None, time.monotonic()
+h, n, f, last, shown = hashlib.sha256(), 0, None, time.monotonic(), 0.0
 while n < size:
     if f is None:
         try:
@@ -21,6 +22,9 @@ while n < size:
         h.update(block)
         n += len(block)
         last = time.monotonic()
+        if last - shown >= 0.1:
+            print("+" + str(n), flush=True)
+            shown = last
     elif time.monotonic() - last > idle:
         sys.exit(89)
     else:

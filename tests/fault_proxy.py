@@ -1,0 +1,101 @@
+"""A TCP relay for tests, put between the client and the rehearsal sshd: it passes, delays, blackholes or cuts.
+
+``blackhole()`` keeps every TCP connection open (new ones are accepted too) and forwards nothing, as a wifi that
+drops without a word, a hung sshd or a NAT that forgot the flow would; ``restore()`` ends that for new
+connections (the bytes dropped meanwhile leave the old ones broken, as they would be). ``cut()`` closes every
+connection. ``delay`` holds each chunk that long in each direction. ``upstream``/``downstream`` count the
+bytes forwarded to the server and back to the client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+
+
+class FaultRelay:
+    def __init__(self, target_port: int, delay: float = 0.0) -> None:
+        self.target_port = target_port
+        self.delay = delay
+        self.blackholed = False
+        self.upstream = 0
+        self.downstream = 0
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._loop = asyncio.new_event_loop()
+        ready = threading.Event()
+        self._thread = threading.Thread(target=self._serve, args=(ready,), name="fault-relay", daemon=True)
+        self._thread.start()
+        ready.wait(10)
+
+    def _serve(self, ready: threading.Event) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._server = self._loop.run_until_complete(asyncio.start_server(self._accept, "127.0.0.1", 0))
+        self.port = self._server.sockets[0].getsockname()[1]
+        ready.set()
+        self._loop.run_forever()
+
+    async def _accept(self, client_in: asyncio.StreamReader, client_out: asyncio.StreamWriter) -> None:
+        try:
+            server_in, server_out = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:
+            client_out.close()
+            return
+        self._writers |= {client_out, server_out}
+        await asyncio.gather(self._pump(client_in, server_out, "upstream"),
+                             self._pump(server_in, client_out, "downstream"), return_exceptions=True)
+        for writer in (client_out, server_out):
+            self._writers.discard(writer)
+            writer.close()
+
+    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, direction: str) -> None:
+        queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+
+        async def forward() -> None:
+            while True:
+                due, data = await queue.get()
+                if not data:
+                    break
+                await asyncio.sleep(max(0.0, due - self._loop.time()))
+                writer.write(data)
+                await writer.drain()
+                setattr(self, direction, getattr(self, direction) + len(data))
+
+        sender = asyncio.ensure_future(forward())
+        try:
+            while data := await reader.read(65536):
+                if not self.blackholed:
+                    queue.put_nowait((self._loop.time() + self.delay, data))
+        finally:
+            queue.put_nowait((0.0, b""))
+            with contextlib.suppress(Exception):
+                await sender
+            writer.close()
+
+    def blackhole(self) -> None:
+        self.blackholed = True
+
+    def restore(self) -> None:
+        self.blackholed = False
+
+    def cut(self) -> None:
+        def close_all() -> None:
+            for writer in list(self._writers):
+                writer.transport.abort()
+
+        self._loop.call_soon_threadsafe(close_all)
+
+    def close(self) -> None:
+        async def shut() -> None:
+            self._server.close()
+            for writer in list(self._writers):
+                writer.transport.abort()
+            tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self._loop.stop()
+
+        asyncio.run_coroutine_threadsafe(shut(), self._loop)
+        self._thread.join(10)
+        self._loop.close()
