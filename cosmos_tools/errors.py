@@ -14,6 +14,8 @@ class ExitStatus(IntEnum):
     FAILED = 1  # bad input, or the job ran and failed
     USAGE = 2  # bad arguments (click)
     REMOTE = 3  # the GPU box could not be reached or refused what we asked
+    LOCAL = 4  # the local machine's environment (disk, permissions) is at fault
+    INTERNAL = 70  # a bug in cosmos-tools (EX_SOFTWARE): please report it
     INTERRUPTED = 130  # Ctrl-C
 
 
@@ -33,6 +35,12 @@ class RemoteError(UserError):
     """The GPU box could not be reached or refused what we asked of it."""
 
     exit_code = ExitStatus.REMOTE
+
+
+class LocalError(UserError):
+    """The local machine's environment (disk, permissions) is at fault."""
+
+    exit_code = ExitStatus.LOCAL
 
 
 class Interrupted(UserError):

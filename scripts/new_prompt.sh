@@ -15,5 +15,4 @@ source "$(dirname -- "${BASH_SOURCE[0]}")/lib.sh"
 
 help_if_asked "$@"
 has_option --duplicate "$@" || need_args 2 "$@"
-load_config
 run_tool new-prompt "$@"

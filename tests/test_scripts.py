@@ -120,3 +120,28 @@ def test_script_errors_are_one_line_and_respect_no_color(tmp_path):
     assert done.returncode != 0
     assert "\x1b[" not in done.stderr and "Traceback" not in done.stderr
     assert done.stderr.strip().count("\n") == 0, done.stderr
+
+
+SCRIPT_ARGS = {
+    "convert_png_sequences.sh": ["art/none", "shot1"], "new_prompt.sh": ["shot1", "text"],
+    "upload_prompt.sh": ["inputs/prompts/p.json"], "run_inference_remote.sh": ["inputs/prompts/p.json"],
+    "run_upscale_remote.sh": ["inputs/prompts/p.json"], "download_results.sh": ["inputs/prompts/p.json"],
+    "full_cycle.sh": ["inputs/prompts/p.json"], "ssh_remote.sh": ["true"],
+}
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+@pytest.mark.parametrize("line", ['REMOTE_HOST=$(touch "$MARK")', 'REMOTE_HOST=`touch "$MARK"`',
+                                  'REMOTE_HOST=gpu touch "$MARK"', 'X=foo touch "$MARK"'])
+def test_no_script_runs_config_sh(tmp_path, name, line):
+    """config.sh is data: nothing in it runs through any script, and the strict reader names the line."""
+    for folder in ("inputs/prompts", "inputs/videos", "outputs"):
+        (tmp_path / folder).mkdir(parents=True)
+    (tmp_path / "inputs/prompts/p.json").write_text('{"prompt": "x"}')
+    mark = tmp_path / "ran"
+    config = tmp_path / "config.sh"
+    config.write_text(f"REMOTE_USER=alice\n{line}\n")
+    done = run_script(name, *SCRIPT_ARGS[name], env={"COSMOS_CONFIG": str(config), "COSMOS_PROJECT_ROOT": str(tmp_path),
+                                                     "MARK": str(mark)})
+    assert not mark.exists()
+    assert done.returncode == 1 and f"{config}:2: " in done.stderr and done.stderr.count("\n") == 1, done.stderr
