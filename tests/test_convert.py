@@ -630,3 +630,30 @@ def test_interrupt_leaves_nothing_behind(project, tmp_path):
     assert proc.returncode != 0 and b"Traceback" not in err, err  # click prints "Aborted!"
     assert leftovers(project) == []
     assert {p.name: p.read_bytes() for p in (videos(project) / "shot").iterdir()} == before
+
+
+def test_full_disk_while_writing_the_shot_is_a_local_error(project, tmp_path, monkeypatch):
+    import errno
+
+    from cosmos_tools.errors import LocalError
+
+    src = rf.make_render(tmp_path / "r", frames=2)
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("cosmos_tools.convert.shot.write_json_atomic", full)
+    with pytest.raises(LocalError, match=r"No space left on device\); free some space on that disk$") as caught:
+        run_convert(project, src)
+    assert caught.value.exit_code == 4
+    assert leftovers(project) == [] and list(videos(project).iterdir()) == []
+
+
+def test_unwritable_videos_folder_exits_4_in_one_line(project, tmp_path):
+    src = rf.make_render(tmp_path / "r", frames=2)
+    (project / "blocker").write_text("a file where a folder should be")
+    run = subprocess.run([str(SCRIPT), str(src), "s"], env={**user_env(project), "LOCAL_VIDEOS_DIR": "blocker/videos"},
+                         capture_output=True, text=True, check=False)
+    error = run.stderr.splitlines()[-1]
+    assert run.returncode == 4 and error.startswith("error: ") and "Traceback" not in run.stderr, run.stderr
+    assert "blocker/videos" in error and "cannot write the shot there" in error

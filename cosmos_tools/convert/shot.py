@@ -8,6 +8,7 @@ have not changed since the last conversion (``shot.json``'s fingerprint) is not 
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -21,8 +22,9 @@ from functools import partial
 from pathlib import Path
 
 from .. import __version__
-from ..errors import UserError
+from ..errors import LocalError, UserError
 from ..fsutil import DIR_MODE, FILE_MODE, write_json_atomic
+from ..names import check_name
 from ..progress import PartsProgress
 from .encode import SETTINGS, encode_color, encode_depth, encode_segmentation
 from .ffmpeg_run import ProcessGroup
@@ -54,10 +56,8 @@ class ConvertResult:
 
 
 def check_output_name(name: str) -> None:
-    """The name becomes one folder under inputs/videos: anything but empty, '.', '..' or a '/'."""
-    if not name or name in (".", "..") or "/" in name or "\0" in name:
-        raise UserError(f"output name {name!r} is not a folder name; give a name without '/' "
-                        "(spaces and unicode are fine), e.g. shot_010")
+    """The name becomes one folder under inputs/videos: the rules of ``names.check_name``."""
+    check_name(name, "output name", "give a name without '/' (spaces and unicode are fine), e.g. shot_010")
 
 
 def _fingerprint(sequences: dict[str, Sequence], options: ConvertOptions) -> tuple[str, dict[str, str]]:
@@ -84,7 +84,7 @@ def _up_to_date(target: Path, fingerprint: str) -> dict | None:
             if (target / f"{name}.mp4").stat().st_size != out["bytes"]:
                 return None
         return record
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
         return None
 
 
@@ -193,8 +193,11 @@ def convert_shot(input_dir: Path, output_name: str, videos_dir: Path, options: C
         record = _up_to_date(target, fingerprint)
         if record is not None:
             return ConvertResult(target, record, skipped=True, notes=notes)
-    videos_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=videos_dir))
+    try:
+        videos_dir.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=videos_dir))
+    except OSError as exc:
+        raise _cannot_write(videos_dir, exc) from None
     try:
         started = time.monotonic()
         parts = {m: (frames, 2 if m == "depth" else 1) for m in sequences}  # depth: range pass, then encode
@@ -204,13 +207,23 @@ def convert_shot(input_dir: Path, output_name: str, videos_dir: Path, options: C
         measured["outputs"] = {m: measured["outputs"][m] for m in sequences}
         record = _record(output_name, sequences, per_modality, geo, options, measured, fingerprint)
         record["encode_seconds"] = round(seconds, 3)
-        write_json_atomic(tmp / SHOT_JSON, record)
-        _usual_permissions(tmp)
-        _swap_in(tmp, target)
+        try:
+            write_json_atomic(tmp / SHOT_JSON, record)
+            _usual_permissions(tmp)
+            _swap_in(tmp, target)
+        except OSError as exc:
+            raise _cannot_write(videos_dir, exc) from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return ConvertResult(target, record, skipped=False, notes=notes)
+
+
+def _cannot_write(folder: Path, exc: OSError) -> LocalError:
+    """This machine would not let the shot folder be written: a full disk or a folder without write permission."""
+    fix = ("free some space on that disk" if exc.errno in (errno.ENOSPC, errno.EDQUOT)
+           else f"make {folder} writable, or point LOCAL_VIDEOS_DIR in config.sh elsewhere")
+    return LocalError(f"{exc.filename or folder}: cannot write the shot there ({exc.strerror}); {fix}")
 
 
 def _record(name: str, sequences: dict[str, Sequence], per_modality: dict[str, str], geo: Geometry,
