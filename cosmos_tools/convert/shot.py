@@ -44,6 +44,7 @@ class ConvertOptions:
     depth_near_bright: bool = False
     force: bool = False
     progress: bool = True
+    passes: dict[str, str] = field(default_factory=dict)  # modality -> pass name, over the names (--pass)
     concurrent: bool = True  # False encodes one modality after the other (the benchmark measures the gain)
 
 
@@ -173,7 +174,11 @@ def convert_shot(input_dir: Path, output_name: str, videos_dir: Path, options: C
     check_output_name(output_name)
     if options.fps < 1:
         raise UserError(f"--fps must be at least 1, got {options.fps}")
-    sequences = find_sequences(Path(input_dir).resolve())
+    unused: list[str] = []
+    sequences = find_sequences(Path(input_dir).resolve(), options.passes, unused)
+    unused_notes = [f"note: {line}" for line in unused]
+    for note in unused_notes:  # said before the checks: a failing check may come from what was left out
+        notify(note)
     check_sequences(sequences)
     keep_first(sequences, options.frame_count)
     color = sequences["color"]
@@ -185,6 +190,7 @@ def convert_shot(input_dir: Path, output_name: str, videos_dir: Path, options: C
                      "the last row/column (H.264 needs even sizes)")
     for note in notes:
         notify(note)
+    notes = unused_notes + notes
     fingerprint, per_modality = _fingerprint(sequences, options)
     videos_dir = Path(videos_dir)
     target = videos_dir / output_name
@@ -247,7 +253,7 @@ def _record(name: str, sequences: dict[str, Sequence], per_modality: dict[str, s
         "width": geo.width,
         "height": geo.height,
         "frames": len(color.files),
-        "settings": {"frame_count": options.frame_count, "fit": options.fit,
+        "settings": {"frame_count": options.frame_count, "fit": options.fit, "passes": options.passes,
                      "depth_near_bright": options.depth_near_bright,
                      "geometry": {"scaled": [geo.scaled_w, geo.scaled_h], "padded_to": [geo.width, geo.height],
                                   "pad": "edge pixels repeated"},
