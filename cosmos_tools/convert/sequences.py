@@ -65,6 +65,12 @@ class Sequence:
     info: PngInfo | None = None
 
     @property
+    def png(self) -> PngInfo:
+        """The header of its deepest frame, known once ``check_sequences`` has read every file."""
+        assert self.info is not None, "check_sequences reads the PNG headers first"
+        return self.info
+
+    @property
     def last(self) -> int:
         return self.first + len(self.files) - 1
 
@@ -173,13 +179,13 @@ def _pick(found: list[_Found], passes: dict[str, str]) -> dict[str, _Found]:
                             "give a longer name (e.g. the whole name before the frame number)")
         chosen[modality] = hits[0]
     for group in found:
-        modality = _modality_of(group.stem, group.subfolder)
-        if modality is None or modality in passes or group in chosen.values():
+        named = _modality_of(group.stem, group.subfolder)
+        if named is None or named in passes or group in chosen.values():
             continue
-        if modality in chosen:
-            raise UserError(f"two {modality} sequences, {chosen[modality].label} and {group.label}; move one "
-                            f"of them out of the folder or choose with --pass {modality}=NAME")
-        chosen[modality] = group
+        if named in chosen:
+            raise UserError(f"two {named} sequences, {chosen[named].label} and {group.label}; move one "
+                            f"of them out of the folder or choose with --pass {named}=NAME")
+        chosen[named] = group
     return chosen
 
 
@@ -218,9 +224,9 @@ def _make_sequence(folder: Path, modality: str, prefix: str, suffix: str, frames
     pad = min(len(d) for d in frames.values())
     for number in numbers:
         if frames[number] != f"{number:0{pad}d}":
-            a = f"{prefix}{frames[numbers[0]]}{suffix}"
-            b = f"{prefix}{frames[number]}{suffix}"
-            raise UserError(f"{folder}: {a} and {b} use different zero padding; rename the frames "
+            first_file = f"{prefix}{frames[numbers[0]]}{suffix}"
+            other_file = f"{prefix}{frames[number]}{suffix}"
+            raise UserError(f"{folder}: {first_file} and {other_file} use different zero padding; rename the frames "
                             "to one padding")
     seq = Sequence(modality, folder, prefix, suffix, pad, numbers[0])
     missing = [(a, b) for a, b in zip(numbers, numbers[1:], strict=False) if b != a + 1]

@@ -160,11 +160,11 @@ def _encode_all(sequences: dict[str, Sequence], geo: Geometry, options: ConvertO
         except BaseException:
             group.kill_all()
             raise
-        failed = [f for f in futures if f in done and f.exception() is not None]
+        failed = [error for f in futures if f in done and (error := f.exception()) is not None]
         if failed:
             group.kill_all()
             wait(futures)
-            raise failed[0].exception()
+            raise failed[0]
     return results
 
 
@@ -182,7 +182,7 @@ def convert_shot(input_dir: Path, output_name: str, videos_dir: Path, options: C
     check_sequences(sequences)
     keep_first(sequences, options.frame_count)
     color = sequences["color"]
-    frames, width, height = len(color.files), color.info.width, color.info.height
+    frames, width, height = len(color.files), color.png.width, color.png.height
     geo = plan_geometry(width, height, options.fit)
     notes = geometry_notes(width, height, frames, options.fit)
     if (geo.width, geo.height) != (width, height) and not options.fit:
@@ -244,9 +244,9 @@ def _record(name: str, sequences: dict[str, Sequence], per_modality: dict[str, s
             "first_frame": color.first,
             "last_frame": color.first + len(color.files) - 1,
             "frames": len(color.files),
-            "width": color.info.width,
-            "height": color.info.height,
-            "sequences": {m: {"pattern": s.label, "png": s.info.kind, "bit_depth": s.info.bit_depth,
+            "width": color.png.width,
+            "height": color.png.height,
+            "sequences": {m: {"pattern": s.label, "png": s.png.kind, "bit_depth": s.png.bit_depth,
                               "fingerprint": per_modality[m]} for m, s in sequences.items()},
         },
         "fps": options.fps,
