@@ -82,8 +82,8 @@ def _parse(text: str, where: str) -> tuple[dict, tuple[DuplicateKey, ...]]:
         raise PromptFileError(where, f"invalid JSON ({exc.msg}); fix the syntax there", exc.lineno,
                               exc.colno) from None
     except RecursionError:
-        raise PromptFileError(where, "nested too deeply to read (about 1000 levels of [ or { or more; a prompt is a flat "
-                              "object with a few nested controls); fix or regenerate the file") from None
+        raise PromptFileError(where, "nested too deeply to read (about 1000 levels of [ or { or more; a prompt "
+                              "is a flat object with a few nested controls); fix or regenerate the file") from None
     if not isinstance(data, dict):
         raise PromptFileError(where, f"top level is a JSON {type(data).__name__}, not an object; "
                               'a prompt is one object like {"prompt": "...", "input_video_path": "..."}', 1, 1)
