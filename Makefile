@@ -51,9 +51,9 @@ lint: setup ## ruff and shellcheck
 demo: setup ## the whole cycle on the built-in rehearsal GPU host, in a temporary demo project
 	$(PY) -m cosmos_tools.demo
 
-convert: setup ## make convert SHOT=name [SRC=art/render_folder] [FRAMES=N]
+convert: setup ## make convert SHOT=name [SRC=art/render_folder] [FRAMES=N] [PASSES="depth=Pz seg=objid"]
 	@[ -n "$(SHOT)" ] || { echo "error: give SHOT=<name> (and SRC=<render folder> if not art/<name>)" >&2; exit 2; }
-	./scripts/convert_png_sequences.sh "$(SRC)" "$(SHOT)" $(FRAMES)
+	./scripts/convert_png_sequences.sh "$(SRC)" "$(SHOT)" $(FRAMES) $(foreach p,$(PASSES),--pass "$(p)")
 
 run: setup ## make run PROMPT=inputs/prompts/x.json: the full cycle
 	@[ -n "$(PROMPT)" ] || { echo "error: give PROMPT=inputs/prompts/<name>.json" >&2; exit 2; }

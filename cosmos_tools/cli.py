@@ -10,7 +10,7 @@ import click
 
 from . import __version__
 from .config import SETTINGS, load_config
-from .errors import UserError
+from .errors import ExitStatus, UserError
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -29,22 +29,25 @@ def cli() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object for tools.")
 @click.option("--example", is_flag=True, help="Print config.sh.example, generated from the settings list.")
 def config_cmd(as_json: bool, example: bool) -> None:
-    """Show the effective settings and where each came from."""
+    """Show the effective settings and where each came from, then any warnings (unknown keys, CRLF)."""
     if example:
         from .config import example_text
 
         click.echo(example_text(), nl=False)
         return
-    cfg = load_config()
+    cfg = load_config(warn=False)
     if as_json:
         data = {k: {"value": cfg.values[k], "source": cfg.sources[k]} for k in cfg.values}
-        click.echo(json.dumps({"config": str(cfg.path), "root": str(cfg.root), "settings": data}, indent=2))
+        click.echo(json.dumps({"config": str(cfg.path), "root": str(cfg.root), "settings": data,
+                               "warnings": cfg.warnings}, indent=2))
         return
     click.echo(f"# project {cfg.root}")
     click.echo(f"# config  {cfg.path}{'' if cfg.path.is_file() else ' (missing: using defaults)'}")
     width = max(len(s.key) for s in SETTINGS)
     for s in SETTINGS:
         click.echo(f"{s.key:<{width}}  {cfg.values[s.key]!r:<40}  {cfg.sources[s.key]}")
+    for line in cfg.warnings:
+        click.echo(f"# warning: {line}")
 
 
 def _register() -> None:
@@ -68,10 +71,10 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
-        sys.exit(130)
+        sys.exit(ExitStatus.INTERRUPTED)
     except Exception as exc:  # a bug, not a user error: one line unless debugging
         if os.environ.get("COSMOS_DEBUG"):
             raise
         click.echo(f"internal error: {type(exc).__name__}: {exc} (re-run with COSMOS_DEBUG=1 for a traceback "
                    "and report it)", err=True)
-        sys.exit(70)
+        sys.exit(ExitStatus.INTERNAL)

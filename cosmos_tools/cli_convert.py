@@ -19,26 +19,33 @@ import click
                    "704x960, 704x1280. Masks and depth use nearest-neighbour.")
 @click.option("--depth-near-bright", is_flag=True,
               help="The depth render is already brighter-is-nearer; do not invert it.")
+@click.option("--pass", "passes", multiple=True, metavar="PASS=NAME",
+              help="Use the sequence NAME (Pz, alley.objid, depth/ ...) for PASS (color, depth or segmentation), "
+                   "whatever the names say. Repeat for several passes.")
 @click.option("--force", is_flag=True, help="Encode again even if the sources have not changed.")
 @click.option("--json", "as_json", is_flag=True, help="Print shot.json's content on stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary (warnings still shown).")
 def convert(input_dir: str, output_name: str, frame_count: int | None, fps: int | None, fit: bool,
-            depth_near_bright: bool, force: bool, as_json: bool, quiet: bool) -> None:
+            depth_near_bright: bool, passes: tuple[str, ...], force: bool, as_json: bool, quiet: bool) -> None:
     """Convert a render folder of color/depth/segmentation PNG sequences into a shot folder.
 
-    Sequences may use any padding and start frame (color.1001.png, rgb_00001.png, Z.7.png ...);
-    aliases: color/rgb/beauty, depth/z, segmentation/seg/mask. FRAME_COUNT keeps the first N frames.
+    Sequences may use any padding and start frame (color.1001.png, rgb_00001.png, Z.7.png ...), in the
+    folder or one level of pass subfolders (color/, depth/, seg/ ...). Pass names: color/colour/rgb/rgba/beauty;
+    depth/z/Pz/zdepth/VRayZDepth; segmentation/seg/mask/matte/id/objid/Op_Id/Prim_Id/ObjectID/RenderID/
+    MultiMatte/PuzzleMatte/IndexOB (see docs/convert.md); --pass maps any other. Every sequence found but not
+    used is named on stderr. FRAME_COUNT keeps the first N frames.
     Output: inputs/videos/OUTPUT_NAME/{color,depth,segmentation}.mp4 and shot.json.
     """
     from pathlib import Path
 
     from .config import load_config
-    from .convert import ConvertOptions, check_output_name, convert_shot
+    from .convert import ConvertOptions, check_output_name, convert_shot, parse_passes
 
     check_output_name(output_name)
+    mapping = parse_passes(passes)
     cfg = load_config()
     options = ConvertOptions(frame_count=frame_count, fps=fps or cfg.int("FPS"), fit=fit,
-                             depth_near_bright=depth_near_bright, force=force, progress=not quiet)
+                             depth_near_bright=depth_near_bright, force=force, progress=not quiet, passes=mapping)
     source = Path(input_dir)
     if not source.is_absolute():
         source = Path.cwd() / source

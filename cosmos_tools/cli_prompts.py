@@ -23,6 +23,8 @@ def new_prompt_cmd(args: tuple[str, ...], existing: Path | None, shot: str | Non
     The spec uses the modalities present in inputs/videos/<shot>/ (color.mp4 is the input video; depth.mp4
     and segmentation.mp4 become depth and seg controls; vis and edge are computed by cosmos). Existing files
     are never overwritten: a clash in the same second adds _2, _3, ...
+    BASE_NAME may be at most 194 bytes in UTF-8: the timestamp and the run's files add the rest of the
+    255 a file name holds.
 
     The defaults come from the template cosmos_tools/templates/prompt.json.j2; copy it to
     inputs/prompts/prompt_template.json.j2 and edit it to change them. Prints the new file's path.
@@ -59,6 +61,7 @@ def check_cmd(prompts: tuple[Path, ...], as_json: bool) -> None:
     counts and aspect ratios agree, types, unknown keys). One line per problem on stderr,
     PATH: KEY: message; warnings start with "warning:" and do not fail. Exit 0 only if every prompt would run.
     Unknown keys are errors; keys starting with "_" are comments (kept out of the spec sent to cosmos).
+    The file's name without .json is the run name: at most 214 bytes in UTF-8 (the run's files add to it).
     """
     from .validate import check_path
 

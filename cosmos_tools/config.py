@@ -1,19 +1,26 @@
-"""One config for bash and Python: the settings registry and a strict config.sh parser.
+"""One config, one reader: the settings registry and a strict config.sh parser.
 
-config.sh is plain ``KEY=value`` lines that bash can ``source``. This module reads the same file
-without executing it: unquoted words, 'single-quoted' literals, "double-quoted" strings with
-``\\`` escapes, and ``$VAR`` / ``${VAR}`` taken from earlier keys or the environment. Anything bash
-would *run* (``$(...)``, backticks, ``;``, pipes, words after the value) is refused with the file and
-line, so bash and Python never disagree silently. Environment variables override the file.
+config.sh is plain ``KEY=value`` lines that a user's own shell scripts may ``source``; cosmos-tools and
+its scripts never execute it. This module reads it: unquoted words, 'single-quoted' literals,
+"double-quoted" strings with ``\\`` escapes, and ``$VAR`` / ``${VAR}`` taken from earlier keys or the
+environment. Anything bash would *run* (``$(...)``, backticks, ``;``, pipes, words after the value) is
+refused with the file and line. Environment variables override the file.
+
+Warnings (stderr for every command, listed by ``cosmos-tools config``): a key that is not a setting and
+that no later line uses as ``$KEY`` (a typo, named with "did you mean"), and CRLF line endings (read as
+LF here, but bash would keep a ``\r`` at the end of every value).
 """
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+import click
 
 from .errors import UserError
 
@@ -74,10 +81,19 @@ class ConfigError(UserError):
     """A config file that bash and this parser would not read the same way."""
 
 
-def _expand(text: str, scope: dict[str, str], where: str) -> str:
+class _Scope(dict[str, str]):
+    """The keys defined so far, remembering which of them a later line expanded."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.used: set[str] = set()
+
+
+def _expand(text: str, scope: _Scope, where: str) -> str:
     def sub(match: re.Match) -> str:
         name = match.group(1) or match.group(2)
         if name in scope:
+            scope.used.add(name)
             return scope[name]
         if name in os.environ:
             return os.environ[name]
@@ -89,7 +105,7 @@ def _expand(text: str, scope: dict[str, str], where: str) -> str:
     return _VAR.sub(sub, text)
 
 
-def _parse_value(raw: str, scope: dict[str, str], where: str) -> str:
+def _parse_value(raw: str, scope: _Scope, where: str) -> str:
     """Parse the right-hand side of KEY=value the way bash would, or refuse."""
     out: list[str] = []
     i, n = 0, len(raw)
@@ -147,16 +163,22 @@ def _parse_value(raw: str, scope: dict[str, str], where: str) -> str:
     return "".join(out)
 
 
-def _unescape_expand(text: str, scope: dict[str, str], where: str) -> str:
+def _unescape_expand(text: str, scope: _Scope, where: str) -> str:
     """Expand $VARs in a double-quoted string, honouring \\" \\\\ \\$ \\` escapes."""
     parts = re.split(r"(\\[\"\\$`])", text)
     return "".join(p[1] if p.startswith("\\") and len(p) == 2 else _expand(p, scope, where) for p in parts)
 
 
-def parse_config_text(text: str, filename: str) -> dict[str, tuple[str, int]]:
-    """Return {KEY: (value, line number)} for a config.sh, refusing anything bash would execute."""
-    scope: dict[str, str] = {}
+def parse_config_text(text: str, filename: str, warnings: list[str] | None = None) -> dict[str, tuple[str, int]]:
+    """Return {KEY: (value, line number)} for a config.sh, refusing anything bash would execute.
+
+    Unknown keys and CRLF line endings are appended to ``warnings`` when given."""
+    scope = _Scope()
     found: dict[str, tuple[str, int]] = {}
+    warnings = [] if warnings is None else warnings
+    if "\r" in text:
+        warnings.append(f"{filename}: Windows (CRLF) line endings; read as LF, but bash would keep a \\r at the "
+                        "end of every value if you source it: convert it with dos2unix")
     for lineno, line in enumerate(text.splitlines(), start=1):
         stripped = line.strip()
         if not stripped or stripped.startswith("#"):
@@ -169,7 +191,17 @@ def parse_config_text(text: str, filename: str) -> dict[str, tuple[str, int]]:
         value = _parse_value(raw, scope, where)
         scope[key] = value
         found[key] = (value, lineno)
+    for key, (_, lineno) in found.items():
+        if key not in SETTINGS_BY_KEY and key not in scope.used:
+            warnings.append(f"{filename}:{lineno}: {unknown_key_message(key)}")
     return found
+
+
+def unknown_key_message(key: str) -> str:
+    """``KEY is not a setting (ignored); did you mean "KNOWN"?`` or the pointer to the list of settings."""
+    close = difflib.get_close_matches(key, list(SETTINGS_BY_KEY), n=1, cutoff=0.75)
+    fix = f'did you mean "{close[0]}"?' if close else "see config.sh.example for the settings"
+    return f"{key} is not a setting (ignored); {fix}"
 
 
 def find_project_root(start: Path | None = None) -> Path:
@@ -192,6 +224,7 @@ class Config:
     path: Path
     values: dict[str, str]
     sources: dict[str, str]
+    warnings: list[str] = field(default_factory=list)
 
     def __getitem__(self, key: str) -> str:
         return self.values[key]
@@ -218,7 +251,7 @@ class Config:
         values = {**self.values, **given}
         sources = {**self.sources, **dict.fromkeys(given, source)}
         _check_types(values, sources)
-        return Config(root=self.root, path=self.path, values=values, sources=sources)
+        return Config(root=self.root, path=self.path, values=values, sources=sources, warnings=self.warnings)
 
     def require(self, *keys: str) -> None:
         for key in keys:
@@ -244,19 +277,23 @@ def _check_types(values: dict[str, str], sources: dict[str, str]) -> None:
         raise ConfigError(f"{sources['NUM_GPU']}: NUM_GPU must be a whole number >= 1, got {values['NUM_GPU']!r}")
 
 
-def load_config(root: Path | None = None) -> Config:
-    """Read config.sh (or $COSMOS_CONFIG) over the defaults, then apply environment overrides."""
+def load_config(root: Path | None = None, *, warn: bool = True) -> Config:
+    """Read config.sh (or $COSMOS_CONFIG) over the defaults, then apply environment overrides.
+
+    With ``warn``, each of the config's warnings is one ``warning:`` line on stderr."""
     root = root or find_project_root()
     explicit = os.environ.get("COSMOS_CONFIG")
     path = Path(explicit).expanduser().resolve() if explicit else root / "config.sh"
     values = {s.key: s.default for s in SETTINGS}
     sources = {s.key: "default" for s in SETTINGS}
+    warnings: list[str] = []
     if path.is_file():
         try:
-            text = path.read_text(encoding="utf-8")
+            with open(path, encoding="utf-8", newline="") as handle:  # newline="": keep CRLF to warn about it
+                text = handle.read()
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{path}: cannot read config ({exc}); check the file") from None
-        for key, (value, lineno) in parse_config_text(text, str(path)).items():
+        for key, (value, lineno) in parse_config_text(text, str(path), warnings).items():
             values[key] = value
             sources[key] = f"{path}:{lineno}"
     elif explicit:
@@ -267,14 +304,17 @@ def load_config(root: Path | None = None) -> Config:
             values[setting.key] = os.environ[setting.key]
             sources[setting.key] = f"env {setting.key}"
     _check_types(values, sources)
-    return Config(root=root, path=path, values=values, sources=sources)
+    if warn:
+        for line in warnings:
+            click.echo(f"warning: {line}", err=True)
+    return Config(root=root, path=path, values=values, sources=sources, warnings=warnings)
 
 
 def example_text() -> str:
     """The text of config.sh.example, generated from SETTINGS."""
     lines = [
         "# cosmos-tools settings. Copy to config.sh (git-ignored) and edit.",
-        "# Plain KEY=value lines: bash sources this file and Python parses it without running it.",
+        "# Plain KEY=value lines: cosmos-tools reads this file with a strict parser and never runs it.",
         "# Quote values with spaces; $HOME and ${NAME} of earlier keys expand; no $(...) or backticks.",
         "# Environment variables override every key (e.g. NUM_GPU=4 ./scripts/full_cycle.sh ...).",
         "",

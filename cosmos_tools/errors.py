@@ -14,7 +14,8 @@ class ExitStatus(IntEnum):
     FAILED = 1  # bad input, or the job ran and failed
     USAGE = 2  # bad arguments (click)
     REMOTE = 3  # the GPU box could not be reached or refused what we asked
-    LOCAL = 4  # the local machine's environment (disk, permissions)
+    LOCAL = 4  # the local machine's environment (disk, permissions) is at fault
+    INTERNAL = 70  # a bug in cosmos-tools (EX_SOFTWARE): please report it
     INTERRUPTED = 130  # Ctrl-C
 
 

@@ -40,15 +40,20 @@ def fingerprint(key: PKey) -> str:
 
 def load_known_hosts(cfg: Config) -> tuple[HostKeys, HostKeys]:
     """(user HostKeys, project HostKeys), each empty when its file is missing."""
-    return read_known_hosts(user_known_hosts()), read_known_hosts(cfg.local_path("KNOWN_HOSTS"))
+    return (read_known_hosts(user_known_hosts(), "remove or rename that folder"),
+            read_known_hosts(cfg.local_path("KNOWN_HOSTS"), "point KNOWN_HOSTS in config.sh at a file "
+                             "(default .cosmos/known_hosts) or move the folder away"))
 
 
-def read_known_hosts(path: Path) -> HostKeys:
+def read_known_hosts(path: Path, folder_fix: str) -> HostKeys:
     """The keys of a known_hosts file, line by line: lines paramiko cannot read (markers such as
-    @cert-authority, key types it lacks, damaged lines) are skipped instead of losing the whole file."""
+    @cert-authority, key types it lacks, damaged lines) are skipped instead of losing the whole file.
+    A folder in its place is refused (``folder_fix`` says how): its keys would silently count as unknown."""
     import paramiko
     from paramiko.hostkeys import HostKeyEntry
 
+    if path.is_dir():
+        raise UserError(f"{path}: known_hosts is a folder, not a file; {folder_fix}")
     keys = paramiko.HostKeys()
     try:
         text = path.read_text(encoding="utf-8", errors="replace") if path.is_file() else ""

@@ -15,6 +15,7 @@ LOCAL_PROMPTS_DIR) and edit it: write every value through ``|tojson``; the resul
 
 from __future__ import annotations
 
+import errno
 import json
 import re
 from dataclasses import dataclass
@@ -22,9 +23,9 @@ from datetime import datetime
 from pathlib import Path, PurePosixPath
 
 from .config import Config
-from .errors import UserError
+from .errors import LocalError, UserError
 from .fsutil import create_exclusive, json_text
-from .names import check_new_name
+from .names import MAX_BASE_NAME_BYTES, check_new_name
 
 MODALITY_FILES = {"color": "color.mp4", "depth": "depth.mp4", "segmentation": "segmentation.mp4"}
 CONTROL_OF_MODALITY = {"depth": "depth", "segmentation": "seg"}  # color is the input video
@@ -47,6 +48,15 @@ class PromptFileError(UserError):
 
 
 @dataclass(frozen=True)
+class DuplicateKey:
+    """A key written twice in one JSON object: cosmos (Python's json) keeps the value on ``line``."""
+
+    key: str
+    first_line: int
+    line: int
+
+
+@dataclass(frozen=True)
 class PromptFile:
     """A prompt file read once: ``raw`` is exactly what was checked and what is sent; ``data`` is it parsed."""
 
@@ -54,19 +64,16 @@ class PromptFile:
     name: str  # the file's stem: the run name
     raw: bytes
     data: dict
-    duplicate_keys: tuple[str, ...] = ()  # keys that appear twice in one object (JSON keeps the last)
+    duplicates: tuple[DuplicateKey, ...] = ()  # keys that appear twice in one object (JSON keeps the last)
 
 
-def _parse(text: str, where: str) -> tuple[dict, tuple[str, ...]]:
+def _parse(text: str, where: str) -> tuple[dict, tuple[DuplicateKey, ...]]:
     """The prompt object and its duplicated keys; errors name ``where:line:col``."""
-    duplicates: list[str] = []
+    found_duplicate = False
 
     def pairs_hook(pairs):
-        seen = set()
-        for key, _ in pairs:
-            if key in seen and key not in duplicates:
-                duplicates.append(key)
-            seen.add(key)
+        nonlocal found_duplicate
+        found_duplicate = found_duplicate or len({key for key, _ in pairs}) < len(pairs)
         return dict(pairs)
 
     try:
@@ -74,10 +81,41 @@ def _parse(text: str, where: str) -> tuple[dict, tuple[str, ...]]:
     except json.JSONDecodeError as exc:
         raise PromptFileError(where, f"invalid JSON ({exc.msg}); fix the syntax there", exc.lineno,
                               exc.colno) from None
+    except RecursionError:
+        raise PromptFileError(where, "nested too deeply to read (about 1000 levels of [ or { or more; a prompt "
+                              "is a flat object with a few nested controls); fix or regenerate the file") from None
     if not isinstance(data, dict):
         raise PromptFileError(where, f"top level is a JSON {type(data).__name__}, not an object; "
                               'a prompt is one object like {"prompt": "...", "input_video_path": "..."}', 1, 1)
-    return data, tuple(duplicates)
+    return data, _duplicate_keys(text) if found_duplicate else ()
+
+
+_JSON_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[{}\[\],:]|\n')
+
+
+def _duplicate_keys(text: str) -> tuple[DuplicateKey, ...]:
+    """Every key written twice in one object of valid JSON ``text``, with the lines of both (no recursion)."""
+    found: list[DuplicateKey] = []
+    objects: list[dict[str, int] | None] = []  # per open container: key -> line for an object, None for an array
+    line, expect_key = 1, False
+    for match in _JSON_TOKEN.finditer(text):
+        piece = match.group()
+        if piece == "\n":
+            line += 1
+        elif piece in "{[":
+            objects.append({} if piece == "{" else None)
+            expect_key = piece == "{"
+        elif piece in "}]":
+            objects.pop()
+        elif piece == ",":
+            expect_key = bool(objects) and objects[-1] is not None
+        elif piece != ":" and expect_key and (seen := objects[-1]) is not None:
+            key = json.loads(piece)
+            if key in seen:
+                found.append(DuplicateKey(key, seen[key], line))
+            seen[key] = line
+            expect_key = False
+    return tuple(found)
 
 
 def read_prompt(path: Path) -> PromptFile:
@@ -98,7 +136,7 @@ def read_prompt(path: Path) -> PromptFile:
         raise PromptFileError(str(path), f"not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
     text = text.replace("\r\n", "\n").replace("\r", "\n")  # universal newlines: error lines count like an editor's
     data, duplicates = _parse(text, str(path))
-    return PromptFile(path=path, name=prompt_name(path), raw=raw, data=data, duplicate_keys=duplicates)
+    return PromptFile(path=path, name=prompt_name(path), raw=raw, data=data, duplicates=duplicates)
 
 
 def prompt_name(path) -> str:
@@ -133,11 +171,25 @@ def _write_new(cfg: Config, base: str, text: str, now: datetime | None) -> Path:
             if not create_exclusive(target, text):
                 continue
         except OSError as exc:
-            raise UserError(f"{target}: cannot write it ({exc.strerror}); use a shorter base name or check "
-                            f"{folder}") from None
-        (cfg.local_path("LOCAL_OUTPUTS_DIR") / target.stem).mkdir(parents=True, exist_ok=True)
+            raise _cannot_write(target, exc, "LOCAL_PROMPTS_DIR") from None
+        outputs = cfg.local_path("LOCAL_OUTPUTS_DIR") / target.stem
+        try:
+            outputs.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            target.unlink()  # no half-made prompt: it is written again once the folder can be made
+            raise _cannot_write(outputs, exc, "LOCAL_OUTPUTS_DIR") from None
         return target
     raise UserError(f"{folder}/{stem}_*.json: 999 prompts already exist for this second; wait a second and retry")
+
+
+def _cannot_write(path: Path, exc: OSError, setting: str) -> UserError:
+    """The error for a file or folder new_prompt could not make: the name (UserError) or this machine (LocalError)."""
+    if exc.errno == errno.ENAMETOOLONG:
+        return UserError(f"{path}: cannot write it (file name too long for this file system); use a shorter "
+                         "base name")
+    fix = ("free some space on that disk" if exc.errno in (errno.ENOSPC, errno.EDQUOT)
+           else f"make {path.parent} writable, or point {setting} in config.sh elsewhere")
+    return LocalError(f"{path}: cannot write it ({exc.strerror}); {fix}")
 
 
 def _shot_files(cfg: Config, shot: str) -> dict[str, str]:
@@ -201,7 +253,7 @@ def render_prompt(cfg: Config, name: str, shot: str, text: str, files: dict[str,
 
 def new_prompt(cfg: Config, base_name: str, text: str, shot: str | None = None, now: datetime | None = None) -> Path:
     """Write inputs/prompts/<base_name>_<YYYYmmdd_HHMMSS>.json for shot ``shot`` (default: base_name)."""
-    check_new_name(base_name, "base name", BASE_NAME_FIX)
+    check_new_name(base_name, "base name", BASE_NAME_FIX, MAX_BASE_NAME_BYTES)
     shot = check_new_name(shot if shot is not None else base_name, "shot", SHOT_FIX)
     if not isinstance(text, str):
         raise UserError("prompt text must be a string")
@@ -214,7 +266,7 @@ def duplicate_prompt(cfg: Config, existing: Path, now: datetime | None = None) -
     """Copy a prompt under a new timestamp; its content (and so its shot) is unchanged."""
     prompt = read_prompt(existing)  # refuse to copy something that is not a prompt
     base = _STAMP_TAIL.sub("", prompt.name) or prompt.name
-    check_new_name(base, "base name", BASE_NAME_FIX)
+    check_new_name(base, "base name", BASE_NAME_FIX, MAX_BASE_NAME_BYTES)
     return _write_new(cfg, base, prompt.raw.decode("utf-8"), now)
 
 

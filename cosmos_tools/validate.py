@@ -31,6 +31,7 @@ from typing import TypeGuard
 from .config import Config
 from .constants import CHUNK_FRAMES, MAX_UPSCALE_FRAMES, RESOLUTION_BUCKETS
 from .errors import UserError
+from .names import check_run_name
 from .prompts import PromptFile, PromptFileError, local_file, read_prompt, referenced_files
 
 CONTROL_KEYS = ("vis", "seg", "edge", "depth", "keypoint", "upscale", "hdmap", "lidar")
@@ -466,8 +467,13 @@ def _probe(local: Path):
 def check_prompt(prompt: PromptFile, cfg: Config) -> Checked:
     """Every problem of a prompt already read (errors and warnings); no errors means it would run."""
     checker = _Checker(prompt.data, cfg)
-    for key in prompt.duplicate_keys:
-        checker.warn(key, "appears more than once; cosmos uses the last one, remove the others")
+    try:
+        check_run_name(prompt.name)
+    except UserError as exc:
+        checker.error("file name", exc.format_message())
+    for dup in prompt.duplicates:
+        checker.warn(dup.key, f"appears twice in one object, on lines {dup.first_line} and {dup.line}; cosmos uses "
+                     f"the one on line {dup.line}: remove the other")
     checker.top_level()
     has_input = checker.input_video()
     checker.controls(has_input)

@@ -19,5 +19,4 @@ source "$(dirname -- "${BASH_SOURCE[0]}")/lib.sh"
 
 help_if_asked "$@"
 need_args 1 "$@"
-load_config
 run_tool cycle "$@"

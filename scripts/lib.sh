@@ -1,8 +1,9 @@
 # shellcheck shell=bash
-# Shared by every script in scripts/: finds the project, loads config.sh, prints usage (in full for --help,
-# one synopsis for a missing argument) from the calling script's header comment, and hands the arguments
-# to one `cosmos-tools` subcommand.
-# It defines functions and variables only; sourcing it runs nothing else.
+# Shared by every script in scripts/: finds the project, prints usage (in full for --help, one synopsis for
+# a missing argument) from the calling script's header comment, and hands the arguments to one
+# `cosmos-tools` subcommand.
+# It defines functions and variables only; sourcing it runs nothing else. config.sh is never sourced: no
+# script needs a key from bash, and cosmos-tools reads it with its strict parser (one reader, one set of rules).
 
 COSMOS_ROOT=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd -P)
 export COSMOS_PROJECT_ROOT="${COSMOS_PROJECT_ROOT:-$COSMOS_ROOT}"
@@ -85,28 +86,6 @@ help_if_asked() {
       -h | --help) usage; exit 0 ;;
       --) return 0 ;;
     esac
-  done
-}
-
-# load_config: source config.sh (or $COSMOS_CONFIG) so scripts can read its keys; variables
-# already in the environment win over the file, as they do for the Python reader.
-load_config() {
-  local file="${COSMOS_CONFIG:-$COSMOS_PROJECT_ROOT/config.sh}"
-  [[ -f "$file" ]] || return 0
-  local -a keys=()
-  local -A from_env=()
-  local key
-  mapfile -t keys < <(sed -nE 's/^[[:space:]]*(export[[:space:]]+)?([A-Za-z_][A-Za-z0-9_]*)=.*/\2/p' "$file")
-  for key in "${keys[@]}"; do
-    if [[ -n "${!key+set}" ]]; then from_env[$key]=${!key}; fi
-  done
-  set +u
-  # shellcheck source=/dev/null
-  source "$file" || die "$file: bash could not read it; run 'cosmos-tools config' to see the line"
-  set -u
-  for key in "${!from_env[@]}"; do
-    printf -v "$key" '%s' "${from_env[$key]}"
-    export "${key?}"
   done
 }
 

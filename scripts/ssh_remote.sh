@@ -14,5 +14,4 @@ set -euo pipefail
 source "$(dirname -- "${BASH_SOURCE[0]}")/lib.sh"
 
 help_if_asked "$@"
-load_config
 run_tool ssh "$@"

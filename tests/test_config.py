@@ -137,16 +137,56 @@ def test_config_command_json_and_errors(tmp_path):
     assert f"{cfg}:1" in bad.stderr
 
 
-def test_bash_lib_gives_environment_precedence(tmp_path):
-    cfg = tmp_path / "config.sh"
-    cfg.write_text("REMOTE_HOST=from-file\nREMOTE_USER=file-user\n")
-    lib = json.dumps(str(REPO / "scripts/lib.sh"))
-    script = f'source {lib}; load_config; printf "%s %s" "$REMOTE_HOST" "$REMOTE_USER"'
-    env = {k: v for k, v in os.environ.items() if k != "REMOTE_USER"}
-    out = subprocess.run(["bash", "-c", f"set -euo pipefail; {script}"], capture_output=True, text=True, check=True,
-                         env={**env, "COSMOS_CONFIG": str(cfg), "REMOTE_HOST": "from-env"}).stdout
-    assert out == "from-env file-user"
+def test_scripts_never_source_config():
+    lib = (REPO / "scripts/lib.sh").read_text()
+    assert "load_config" not in lib and "source \"$file\"" not in lib
+    for script in (REPO / "scripts").glob("*.sh"):
+        code = [line for line in script.read_text().splitlines() if not line.lstrip().startswith("#")]
+        assert not any("config" in line for line in code), script
 
+
+@pytest.mark.parametrize("key, suggestion", [("REMOTE_HOTS", "REMOTE_HOST"), ("DOCKER_IMGE", "DOCKER_IMAGE"),
+                                             ("NUM_GPUS", "NUM_GPU")])
+def test_misspelt_key_is_named_with_a_suggestion(tmp_path, monkeypatch, capsys, key, suggestion):
+    cfg = tmp_path / "config.sh"
+    cfg.write_text(f"REMOTE_USER=alice\n{key}=x\n")
+    monkeypatch.setenv("COSMOS_CONFIG", str(cfg))
+    loaded = load_config(tmp_path)
+    expected = f'{cfg}:2: {key} is not a setting (ignored); did you mean "{suggestion}"?'
+    assert loaded.warnings == [expected]
+    assert capsys.readouterr().err == f"warning: {expected}\n"
+
+
+def test_a_helper_variable_used_later_is_not_a_warning(tmp_path, monkeypatch, capsys):
+    cfg = tmp_path / "config.sh"
+    cfg.write_text("BASE=/data/cosmos\nLOCAL_OUTPUTS_DIR=$BASE/outputs\nWHATEVER=1\n")
+    monkeypatch.setenv("COSMOS_CONFIG", str(cfg))
+    loaded = load_config(tmp_path, warn=False)
+    assert loaded["LOCAL_OUTPUTS_DIR"] == "/data/cosmos/outputs"
+    assert loaded.warnings == [f"{cfg}:3: WHATEVER is not a setting (ignored); see config.sh.example for the settings"]
+    assert capsys.readouterr().err == ""
+
+
+def test_crlf_config_is_read_and_named(tmp_path, monkeypatch):
+    cfg = tmp_path / "config.sh"
+    cfg.write_bytes(b"REMOTE_HOST=gpu1\r\nREMOTE_DIR='/srv/cosmos'\r\n")
+    monkeypatch.setenv("COSMOS_CONFIG", str(cfg))
+    loaded = load_config(tmp_path, warn=False)
+    assert (loaded["REMOTE_HOST"], loaded["REMOTE_DIR"]) == ("gpu1", "/srv/cosmos")
+    assert len(loaded.warnings) == 1 and "CRLF" in loaded.warnings[0] and "dos2unix" in loaded.warnings[0]
+
+
+def test_config_command_lists_warnings_and_every_command_warns(tmp_path):
+    cfg = tmp_path / "config.sh"
+    cfg.write_text("REMOTE_HOTS=gpu1\n")
+    env = {"COSMOS_CONFIG": str(cfg)}
+    shown = run_cli("config", env=env)
+    assert shown.returncode == 0 and shown.stderr == ""
+    assert f'# warning: {cfg}:1: REMOTE_HOTS is not a setting (ignored); did you mean "REMOTE_HOST"?' in shown.stdout
+    data = json.loads(run_cli("config", "--json", env=env).stdout)
+    assert data["warnings"] == [f'{cfg}:1: REMOTE_HOTS is not a setting (ignored); did you mean "REMOTE_HOST"?']
+    other = run_cli("history", env={**env, "COSMOS_PROJECT_ROOT": str(tmp_path)})
+    assert other.stderr.startswith(f"warning: {cfg}:1: REMOTE_HOTS is not a setting"), other.stderr
 
 
 def test_overrides_are_a_layer_with_their_source(tmp_path, monkeypatch):

@@ -630,3 +630,107 @@ def test_interrupt_leaves_nothing_behind(project, tmp_path):
     assert proc.returncode != 0 and b"Traceback" not in err, err  # click prints "Aborted!"
     assert leftovers(project) == []
     assert {p.name: p.read_bytes() for p in (videos(project) / "shot").iterdir()} == before
+
+
+def test_full_disk_while_writing_the_shot_is_a_local_error(project, tmp_path, monkeypatch):
+    import errno
+
+    from cosmos_tools.errors import LocalError
+
+    src = rf.make_render(tmp_path / "r", frames=2)
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("cosmos_tools.convert.shot.write_json_atomic", full)
+    with pytest.raises(LocalError, match=r"No space left on device\); free some space on that disk$") as caught:
+        run_convert(project, src)
+    assert caught.value.exit_code == 4
+    assert leftovers(project) == [] and list(videos(project).iterdir()) == []
+
+
+def test_unwritable_videos_folder_exits_4_in_one_line(project, tmp_path):
+    src = rf.make_render(tmp_path / "r", frames=2)
+    (project / "blocker").write_text("a file where a folder should be")
+    run = subprocess.run([str(SCRIPT), str(src), "s"], env={**user_env(project), "LOCAL_VIDEOS_DIR": "blocker/videos"},
+                         capture_output=True, text=True, check=False)
+    error = run.stderr.splitlines()[-1]
+    assert run.returncode == 4 and error.startswith("error: ") and "Traceback" not in run.stderr, run.stderr
+    assert "blocker/videos" in error and "cannot write the shot there" in error
+
+
+# --- pass names, subfolders, --pass ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("names", [("color", "alley.Pz", "alley.objid"), ("beauty", "depth.Z", "id"),
+                                   ("alley_rgba", "zdepth", "Op_Id"), ("color", "VRayZDepth", "Prim_Id"),
+                                   ("rgb", "Z", "matte"), ("color", "Depth", "IndexOB")])
+def test_houdini_and_nuke_pass_names(tmp_path, names):
+    from cosmos_tools.convert.sequences import find_sequences
+
+    src = rf.make_render(tmp_path / "r", frames=2, names=names)
+    unused: list[str] = []
+    found = find_sequences(src, unused=unused)
+    assert {m: s.prefix for m, s in found.items()} == {
+        "color": names[0] + ".", "depth": names[1] + ".", "segmentation": names[2] + "."}
+    assert unused == []
+
+
+def test_pass_subfolders_are_searched_and_unused_sequences_named(project, tmp_path):
+    src = tmp_path / "r"
+    for sub, name in (("beauty", "color"), ("depth", "depth"), ("seg", "segmentation")):
+        frames = rf.make_render(tmp_path / "tmp" / sub, frames=2, names=tuple(n if n == name else None for n in
+                                                                              ("color", "depth", "segmentation")))
+        (src / sub).mkdir(parents=True)
+        for png in frames.iterdir():
+            png.rename(src / sub / png.name.replace(name, "alley"))
+    rf.make_render(src / "normals", frames=2, names=("alley", None, None))
+    rf.make_render(src, frames=2, names=("crypto_object", None, None))
+    (result, notes) = run_convert(project, src)
+    assert list(result.record["outputs"]) == ["color", "depth", "segmentation"]
+    assert result.record["source"]["sequences"]["depth"]["pattern"] == "alley.####.png"
+    assert [n for n in notes if "not used" in n] == [
+        "note: crypto_object.####.png: not used (a cryptomatte holds hashed ids, not flat colours: export an id or "
+        "matte pass)",
+        "note: normals/alley.####.png: not used (not a color, depth or segmentation name: --pass PASS=alley uses it)"]
+
+
+def test_explicit_pass_mapping_wins_over_names(project, tmp_path):
+    src = rf.make_render(tmp_path / "r", frames=2, names=("color", "dist", "depth"))
+    (result, notes) = run_convert(project, src, passes={"depth": "dist"})
+    assert "depth" in result.record["outputs"] and "segmentation" not in result.record["outputs"]
+    assert [n for n in notes if "not used" in n] == [
+        "note: depth.####.png: not used (--pass depth=dist chose another sequence)"]
+    assert result.record["settings"]["passes"] == {"depth": "dist"}
+
+
+def test_pass_mapping_errors_are_one_line(project, tmp_path):
+    from cosmos_tools.convert import parse_passes
+
+    assert parse_passes(["depth=Pz", "SEG=alley.objid"]) == {"depth": "Pz", "segmentation": "alley.objid"}
+    for bad in (["normals=N"], ["depth"], ["depth="], ["depth=a", "depth=b"]):
+        with pytest.raises(UserError, match=r"^--pass '"):
+            parse_passes(bad)
+    src = rf.make_render(tmp_path / "r", frames=2, names=("color", "a.Pz", "b.Pz"))
+    _fails(project, src, "--pass depth=Pz matches a.Pz.####.png and b.Pz.####.png", passes={"depth": "Pz"})
+    _fails(project, src, "--pass depth=nope: no sequence of that name (found a.Pz.####.png, b.Pz.####.png, "
+           "color.####.png)", passes={"depth": "nope"})
+    _fails(project, src, "two depth sequences, a.Pz.####.png and b.Pz.####.png; move one of them out of the folder "
+           "or choose with --pass depth=NAME")
+
+
+def test_pass_through_the_script_and_make(project, tmp_path):
+    src = rf.make_render(tmp_path / "r", frames=2, names=("color", "P_cam", "objects"))
+    run = subprocess.run([str(SCRIPT), str(src), "s", "--pass", "depth=P_cam", "--pass=segmentation=objects"],
+                         env=user_env(project), capture_output=True, text=True, check=False)
+    assert run.returncode == 0, run.stderr
+    assert sorted(p.name for p in (videos(project) / "s").glob("*.mp4")) == ["color.mp4", "depth.mp4",
+                                                                           "segmentation.mp4"]
+    make = ["make", "-s", "-o", "setup", "-C", str(REPO), "convert", "SHOT=m", f"SRC={src}",
+            "PASSES=depth=P_cam seg=objects"]
+    run = subprocess.run(make, env=user_env(project), capture_output=True, text=True, check=False)
+    assert run.returncode == 0, run.stderr
+    assert len(list((videos(project) / "m").glob("*.mp4"))) == 3
+    bad = subprocess.run([str(SCRIPT), str(src), "s", "--pass", "normals=N"], env=user_env(project),
+                         capture_output=True, text=True, check=False)
+    assert bad.returncode == 1 and bad.stderr.startswith("error: --pass 'normals=N'") and bad.stderr.count("\n") == 1

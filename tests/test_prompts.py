@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import re
 import subprocess
@@ -12,9 +13,10 @@ from pathlib import Path
 import pytest
 from prompt_fixtures import FULL_SHOT, HOSTILE_NAMES, VideoLibrary, cli_env, make_project, project_config
 
-from cosmos_tools.errors import UserError
+from cosmos_tools.errors import LocalError, UserError
 from cosmos_tools.prompts import (
     MODALITY_FILES,
+    DuplicateKey,
     PromptFileError,
     duplicate_prompt,
     new_prompt,
@@ -179,8 +181,9 @@ def test_bad_user_template_is_named_and_nothing_is_written(cfg, project, templat
 def test_too_long_name_is_a_clear_error(cfg, project, videos):
     name = "x" * 250
     videos.put("ok", project / "inputs/videos" / name / "color.mp4")
-    with pytest.raises(UserError, match="cannot write it .*shorter base name"):
+    with pytest.raises(UserError, match="is 250 bytes in UTF-8, over the limit of 194 .*; shorten it"):
         new_prompt(cfg, name, "x", now=NOW)
+    assert list((project / "inputs/prompts").glob("x*")) == []
 
 
 def test_unreadable_user_template(cfg, project):
@@ -292,4 +295,61 @@ def test_read_prompt_keeps_the_bytes_and_counts_lines_of_any_newline(tmp_path):
     path.write_bytes(b'{"prompt": "x",\r\n "prompt": "y"}')
     prompt = read_prompt(path)
     assert prompt.raw == path.read_bytes() and prompt.data == {"prompt": "y"}
-    assert prompt.duplicate_keys == ("prompt",) and prompt.name == "cr"
+    assert prompt.duplicates == (DuplicateKey("prompt", 1, 2),) and prompt.name == "cr"
+
+
+def test_duplicate_keys_are_found_with_both_lines_at_any_depth(tmp_path):
+    path = tmp_path / "dup.json"
+    path.write_text('{"prompt": "a", "x": [{"k": 1}, {"k": 2}],\n "depth": {"control_weight": 0.5,\n'
+                    ' "control_weight": 0.7, "s": "\\"prompt\\": ,{"},\n "prompt": "b"}')
+    prompt = read_prompt(path)
+    assert prompt.data["depth"]["control_weight"] == 0.7 and prompt.data["prompt"] == "b"
+    assert prompt.duplicates == (DuplicateKey("control_weight", 2, 3), DuplicateKey("prompt", 1, 4))
+
+
+def test_json_nested_100000_levels_is_one_line(tmp_path):
+    path = tmp_path / "deep.json"
+    path.write_text('{"prompt": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    with pytest.raises(PromptFileError, match=r"deep.json: nested too deeply to read .*; fix or regenerate") as caught:
+        read_prompt(path)
+    assert "\n" not in caught.value.format_message()
+
+
+def test_check_command_says_deep_json_in_one_line(cfg, project):
+    path = project / "inputs/prompts/deep.json"
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    done = subprocess.run([sys.executable, "-m", "cosmos_tools", "check", str(path)], capture_output=True, text=True,
+                          env=cli_env(project))
+    assert done.returncode == 1 and "nested too deeply" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("where", ["prompts", "outputs"])
+@pytest.mark.parametrize("error", [(errno.EACCES, "Permission denied", "writable"),
+                                   (errno.ENOSPC, "No space left on device", "free some space")])
+def test_unwritable_local_folder_is_a_local_error(cfg, project, monkeypatch, where, error):
+    code, text, fix = error
+    failing = OSError(code, text)
+    if where == "prompts":
+        monkeypatch.setattr("cosmos_tools.prompts.create_exclusive", lambda *a: (_ for _ in ()).throw(failing))
+    else:
+        real_mkdir = Path.mkdir
+
+        def mkdir(self, *args, **kwargs):
+            if self.parent == project / "outputs":
+                raise failing
+            return real_mkdir(self, *args, **kwargs)
+
+        monkeypatch.setattr(Path, "mkdir", mkdir)
+    with pytest.raises(LocalError) as caught:
+        new_prompt(cfg, "shot1", "x", now=NOW)
+    assert caught.value.exit_code == 4
+    assert text in caught.value.format_message() and fix in caught.value.format_message()
+    assert list((project / "inputs/prompts").glob("shot1_*")) == []  # no prompt without its outputs folder
+
+
+def test_new_prompt_cli_exits_4_when_outputs_cannot_be_made(project):
+    (project / "blocker").write_text("a file where a folder should be")
+    done = subprocess.run([sys.executable, "-m", "cosmos_tools", "new-prompt", "shot1", "text"], capture_output=True,
+                          text=True, env={**cli_env(project), "LOCAL_OUTPUTS_DIR": "blocker/outputs"})
+    assert done.returncode == 4 and done.stderr.count("\n") == 1 and "blocker/outputs" in done.stderr, done.stderr
+    assert list((project / "inputs/prompts").glob("shot1_*")) == []

@@ -13,8 +13,7 @@ import pytest
 from cosmos_tools.cli import cli
 
 REPO = Path(__file__).resolve().parents[1]
-SCRIPTS = ["convert_png_sequences.sh", "new_prompt.sh", "upload_prompt.sh", "run_inference_remote.sh",
-           "run_upscale_remote.sh", "download_results.sh", "full_cycle.sh", "ssh_remote.sh"]
+SCRIPTS = sorted(p.name for p in (REPO / "scripts").glob("*.sh") if p.name != "lib.sh")  # every script, new ones too
 
 
 @pytest.mark.parametrize("name", SCRIPTS)
@@ -41,6 +40,7 @@ USAGE = {
     "download_results.sh": "usage: scripts/download_results.sh <prompt.json>",
     "full_cycle.sh": "usage: scripts/full_cycle.sh <prompt.json> [videos_subdir_override] [--no-upscale]"
                      " [--upscale-weight W] [--wait] [--num-gpu N]",
+    "sweep.sh": "usage: scripts/sweep.sh <prompt.json> --set KEY=V1,V2,... [--set KEY=...] [--zip] [--name NAME]",
 }
 
 
@@ -120,3 +120,29 @@ def test_script_errors_are_one_line_and_respect_no_color(tmp_path):
     assert done.returncode != 0
     assert "\x1b[" not in done.stderr and "Traceback" not in done.stderr
     assert done.stderr.strip().count("\n") == 0, done.stderr
+
+
+SCRIPT_ARGS = {
+    "convert_png_sequences.sh": ["art/none", "shot1"], "new_prompt.sh": ["shot1", "text"],
+    "upload_prompt.sh": ["inputs/prompts/p.json"], "run_inference_remote.sh": ["inputs/prompts/p.json"],
+    "run_upscale_remote.sh": ["inputs/prompts/p.json"], "download_results.sh": ["inputs/prompts/p.json"],
+    "full_cycle.sh": ["inputs/prompts/p.json"], "ssh_remote.sh": ["true"],
+    "sweep.sh": ["inputs/prompts/p.json", "--set", "seed=1,2"],
+}
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+@pytest.mark.parametrize("line", ['REMOTE_HOST=$(touch "$MARK")', 'REMOTE_HOST=`touch "$MARK"`',
+                                  'REMOTE_HOST=gpu touch "$MARK"', 'X=foo touch "$MARK"'])
+def test_no_script_runs_config_sh(tmp_path, name, line):
+    """config.sh is data: nothing in it runs through any script, and the strict reader names the line."""
+    for folder in ("inputs/prompts", "inputs/videos", "outputs"):
+        (tmp_path / folder).mkdir(parents=True)
+    (tmp_path / "inputs/prompts/p.json").write_text('{"prompt": "x"}')
+    mark = tmp_path / "ran"
+    config = tmp_path / "config.sh"
+    config.write_text(f"REMOTE_USER=alice\n{line}\n")
+    done = run_script(name, *SCRIPT_ARGS[name], env={"COSMOS_CONFIG": str(config), "COSMOS_PROJECT_ROOT": str(tmp_path),
+                                                     "MARK": str(mark)})
+    assert not mark.exists()
+    assert done.returncode == 1 and f"{config}:2: " in done.stderr and done.stderr.count("\n") == 1, done.stderr

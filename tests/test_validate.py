@@ -301,6 +301,8 @@ def test_duplicate_keys_are_named(project, cfg):
     text = json.dumps(GOOD)[:-1] + ', "prompt": "second"}'
     found = check(write(project, text), cfg)
     assert [(p.key, p.warning) for p in found] == [("prompt", True)]
+    assert found[0].message == ("appears twice in one object, on lines 1 and 1; cosmos uses the one on line 1: "
+                                "remove the other")
 
 
 def test_missing_input_video_is_one_line(project, cfg):

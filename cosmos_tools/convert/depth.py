@@ -86,13 +86,14 @@ class DepthStats:
     def mapping(self, near_bright: bool) -> DepthRange:
         """Pick the background codes (see the module docstring) and the range of the rest."""
         gap = max(self.code_max // 64, 2)
-        inner = self.inner_min is not None
-        zero_bg = self.has_zero and (not inner or self.inner_min >= gap)
-        max_bg = (not near_bright) and self.has_top and (not inner or self.inner_max <= self.code_max - gap)
-        lows = [v for v, on in ((0, self.has_zero and not zero_bg), (self.inner_min, inner),
+        inner = self.inner_min is not None and self.inner_max is not None
+        inner_min, inner_max = self.inner_min or 0, self.inner_max or 0
+        zero_bg = self.has_zero and (not inner or inner_min >= gap)
+        max_bg = (not near_bright) and self.has_top and (not inner or inner_max <= self.code_max - gap)
+        lows = [v for v, on in ((0, self.has_zero and not zero_bg), (inner_min, inner),
                                 (self.code_max, self.has_top and not max_bg)) if on]
         if not lows:
             return DepthRange(0, 0, self.code_max, near_bright, zero_bg, max_bg)
-        highs = [v for v, on in ((self.code_max, self.has_top and not max_bg), (self.inner_max, inner),
+        highs = [v for v, on in ((self.code_max, self.has_top and not max_bg), (inner_max, inner),
                                  (0, self.has_zero and not zero_bg)) if on]
         return DepthRange(min(lows), max(highs), self.code_max, near_bright, zero_bg, max_bg)

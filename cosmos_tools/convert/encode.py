@@ -14,6 +14,7 @@ import struct
 import zlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypedDict
 
 from ..errors import UserError
 from .depth import DepthRange, DepthStats
@@ -22,7 +23,21 @@ from .geometry import Geometry
 from .psnr import PSNR_FRAMES, psnr_args, read_psnr
 from .sequences import Sequence
 
-SETTINGS = {
+
+class EncoderSettings(TypedDict, total=False):
+    """One encoder's settings (crf or qp, and the colour tags it writes)."""
+
+    codec: str
+    preset: str
+    crf: int
+    qp: int
+    pix_fmt: str
+    matrix: str
+    color_range: str
+    scale: str  # swscale flags when scaling to a bucket
+
+
+SETTINGS: dict[str, EncoderSettings] = {
     "color": {"codec": "libx264", "preset": "veryfast", "crf": 16, "pix_fmt": "yuv420p", "matrix": "bt709",
               "scale": "bicubic"},
     "segmentation": {"codec": "libx264rgb", "preset": "superfast", "crf": 0, "pix_fmt": "rgb24",
@@ -59,8 +74,8 @@ def encode_color(group: ProcessGroup, seq: Sequence, geo: Geometry, fps: int, ou
     try:
         encoder = group.start(args, f"encoding {seq.label}", on_frames, stdout=True, cwd=out.parent)
         checker = group.start(psnr_args(["-f", "nut", "-i", "pipe:0"], seq, geo, fps, count, s["scale"]),
-                              f"measuring the PSNR of {out.name}", stdin=encoder.proc.stdout, cwd=out.parent)
-        encoder.proc.stdout.close()  # the checker holds the pipe now; its exit must reach the encoder
+                              f"measuring the PSNR of {out.name}", stdin=encoder.stdout, cwd=out.parent)
+        encoder.stdout.close()  # the checker holds the pipe now; its exit must reach the encoder
         encoder.wait()
     except FfmpegFailed as exc:
         raise_broken_png(group, seq, exc)
@@ -75,7 +90,7 @@ def encode_segmentation(group: ProcessGroup, seq: Sequence, geo: Geometry, fps: 
     s = SETTINGS["segmentation"]
     encoder = ["-c:v", s["codec"], "-preset", s["preset"], "-crf", str(s["crf"]), "-pix_fmt", s["pix_fmt"],
                *_mp4_out(out)]
-    if seq.info.bit_depth != 16:
+    if seq.png.bit_depth != 16:
         vf = ",".join([*geo.filters(s["scale"]), "format=rgb24"])
         args = ["-xerror", *seq.ffmpeg_input(fps), "-frames:v", str(len(seq.files)), "-vf", vf, *encoder]
         _run_from_pngs(group, seq, args, on_frames)
@@ -96,7 +111,7 @@ def _feed(proc, frames) -> None:
     """Write raw frames to an encoder's stdin, then wait for it (its error line wins over a broken pipe)."""
     try:
         for frame in frames:
-            proc.proc.stdin.write(frame.data)  # contiguous arrays: no copy
+            proc.stdin.write(frame.data)  # contiguous arrays: no copy
     except (BrokenPipeError, OSError):
         pass
     proc.wait()
@@ -111,7 +126,7 @@ def _run_from_pngs(group: ProcessGroup, seq: Sequence, args: list[str], on_frame
 
 def _depth_decode_format(seq: Sequence) -> tuple[str, int, str, int]:
     """(ffmpeg raw pix_fmt, channels, numpy dtype, largest code) to read the depth PNGs exactly."""
-    info = seq.info
+    info = seq.png
     wide = info.bit_depth == 16
     channels = {0: 1, 4: 2}.get(info.color_type, 3)
     pix_fmt = {1: "gray", 2: "ya8", 3: "rgb24"}[channels]
@@ -133,7 +148,7 @@ def _raw_frames(group: ProcessGroup, seq: Sequence, geo: Geometry, fps: int, pix
     count = 0
     try:
         while count < len(seq.files):
-            data = proc.proc.stdout.read(size)
+            data = proc.stdout.read(size)
             if len(data) < size:
                 break
             count += 1
@@ -184,7 +199,7 @@ def _spilled_frames(path: Path, geo: Geometry, dtype: str, count: int):
     frame = np.empty((geo.height, geo.width), dtype)
     with open(path, "rb") as spilled:
         for _ in range(count):
-            if spilled.readinto(frame) != frame.nbytes:
+            if spilled.readinto(frame.data) != frame.nbytes:
                 raise UserError(f"{path}: depth scratch file cut short; re-run the conversion")
             yield frame
 

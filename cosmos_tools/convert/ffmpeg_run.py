@@ -7,6 +7,7 @@ import subprocess
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 
 from ..errors import UserError
 
@@ -50,8 +51,22 @@ class FfmpegProcess:
         for thread in self._threads:
             thread.start()
 
+    @property
+    def stdin(self) -> IO[bytes]:
+        """Where raw frames go (started with ``stdin=True``)."""
+        assert self.proc.stdin is not None, "started without stdin=True"
+        return self.proc.stdin
+
+    @property
+    def stdout(self) -> IO[bytes]:
+        """What ffmpeg writes (started with ``stdout=True``)."""
+        assert self.proc.stdout is not None, "started without stdout=True"
+        return self.proc.stdout
+
     def _read_stderr(self) -> None:
-        for line in self.proc.stderr:
+        stderr = self.proc.stderr
+        assert stderr is not None, "always started with stderr=PIPE"
+        for line in stderr:
             self._stderr.append(line)
             del self._stderr[:-20]
 

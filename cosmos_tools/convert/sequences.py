@@ -1,9 +1,11 @@
 """Find the color/depth/segmentation PNG sequences of a render folder and check them strictly.
 
-Any padding width and start frame, ``.`` or ``_`` before the frame number, modality names in any
-case with their common aliases. Each sequence becomes an ffmpeg image2 pattern plus a start number.
-Every problem (no color, gaps, mismatched ranges or sizes, unreadable or truncated PNGs) is one
-``UserError`` line naming the files.
+Any padding width and start frame, ``.`` or ``_`` before the frame number, pass names in any case with
+the names Houdini, Nuke and the common renderers give them (``ALIASES``), in the folder itself or in
+one level of pass subfolders (``depth/alley.####.png``: the subfolder names the pass). An explicit
+mapping (``{"depth": "Pz"}``) wins over the names. Each sequence becomes an ffmpeg image2 pattern plus
+a start number. Every sequence found but not used is reported; every problem (no color, gaps,
+mismatched ranges or sizes, unreadable or truncated PNGs) is one ``UserError`` line naming the files.
 """
 
 from __future__ import annotations
@@ -11,17 +13,25 @@ from __future__ import annotations
 import os
 import re
 import struct
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import UserError
 
 MODALITIES = ("color", "depth", "segmentation")
+# A pass name (or one word of it, split at . _ - and spaces) -> the modality. Sources: Houdini Mantra/Karma
+# (Pz, Op_Id, Prim_Id, objid), Nuke (depth.Z, Z, zdepth, id, matte), V-Ray (VRayZDepth, VRayRenderID,
+# VRayObjectID, MultiMatte), Arnold (Z, ID), Redshift (Z, ObjectID, PuzzleMatte), Blender (Depth, IndexOB,
+# IndexMA). Cryptomatte passes are never segmentation: they hold hashed ids, not flat colours.
 ALIASES = {
-    "color": "color", "colour": "color", "rgb": "color", "beauty": "color",
-    "depth": "depth", "z": "depth",
-    "segmentation": "segmentation", "seg": "segmentation", "mask": "segmentation",
+    **dict.fromkeys(("color", "colour", "rgb", "rgba", "beauty"), "color"),
+    **dict.fromkeys(("depth", "z", "pz", "zdepth", "vrayzdepth"), "depth"),
+    **dict.fromkeys(("segmentation", "seg", "mask", "matte", "id", "objid", "objectid", "primid", "renderid",
+                     "vrayrenderid", "vrayobjectid", "multimatte", "puzzlematte", "indexob", "indexma"),
+                    "segmentation"),
 }
+PASS_NAMES = {"color": "color", "depth": "depth", "segmentation": "segmentation", "seg": "segmentation"}
 _FRAME_FILE = re.compile(r"^(?P<stem>.*?)(?P<sep>[._])(?P<digits>\d+)(?P<ext>\.png)$", re.IGNORECASE)
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"
@@ -55,6 +65,12 @@ class Sequence:
     info: PngInfo | None = None
 
     @property
+    def png(self) -> PngInfo:
+        """The header of its deepest frame, known once ``check_sequences`` has read every file."""
+        assert self.info is not None, "check_sequences reads the PNG headers first"
+        return self.info
+
+    @property
     def last(self) -> int:
         return self.first + len(self.files) - 1
 
@@ -74,47 +90,133 @@ class Sequence:
         return str(self.folder).replace("%", "%%") + os.sep + name
 
 
-def _modality_of(stem: str) -> str | None:
-    """``color``, ``RGB``, ``shot_beauty`` or ``Z_v002`` -> the modality; None if no or two names fit."""
+def _words(name: str) -> list[str]:
+    return [word for word in re.split(r"[._\- ]", name.lower()) if word]
+
+
+def _modality_of(stem: str, subfolder: str = "") -> str | None:
+    """``color``, ``RGB``, ``shot_beauty``, ``alley.Pz``, ``Op_Id`` or ``Z_v002`` (or a file in a pass subfolder
+    such as ``depth/``) -> the modality; None if no or two names fit, or for a cryptomatte."""
     lowered = stem.lower()
-    if lowered in ALIASES:
+    if "crypto" in lowered or "crypto" in subfolder.lower():
+        return None
+    if lowered in ALIASES and not subfolder:
         return ALIASES[lowered]
-    named = {ALIASES[word] for word in re.split(r"[._\- ]", lowered) if word in ALIASES}
+    named = {ALIASES[word] for word in _words(stem) + _words(subfolder) if word in ALIASES}
     return named.pop() if len(named) == 1 else None
 
 
-def find_sequences(folder: Path) -> dict[str, Sequence]:
-    """Group the folder's frame files into one sequence per modality (unchecked beyond naming)."""
+def parse_passes(given: Iterable[str]) -> dict[str, str]:
+    """``["depth=Pz", "seg=objid"]`` -> ``{"depth": "Pz", "segmentation": "objid"}``; a bad one is a UserError."""
+    passes: dict[str, str] = {}
+    for item in given:
+        key, sep, name = item.partition("=")
+        modality = PASS_NAMES.get(key.strip().lower())
+        if not sep or not name.strip() or modality is None:
+            raise UserError(f"--pass {item!r}: give PASS=NAME with PASS one of color, depth, segmentation "
+                            "(e.g. --pass depth=Pz)")
+        if modality in passes:
+            raise UserError(f"--pass {item!r}: {modality} is already mapped to {passes[modality]!r}; give it once")
+        passes[modality] = name.strip()
+    return passes
+
+
+@dataclass(eq=False)
+class _Found:
+    """One group of frame files: where, its name parts, frame number -> digits as spelled."""
+
+    subfolder: str
+    stem: str
+    sep: str
+    ext: str
+    frames: dict[int, str]
+
+    @property
+    def label(self) -> str:
+        """As people write it, relative to the render folder: ``depth/alley.####.png``."""
+        pad = min(len(d) for d in self.frames.values())
+        name = f"{self.stem}{self.sep}{'#' * pad}{self.ext}"
+        return f"{self.subfolder}/{name}" if self.subfolder else name
+
+    def matches(self, name: str) -> bool:
+        """The pass name a user gave (``Pz``, ``depth``, ``alley.Pz``) names this group."""
+        wanted = name.lower().rstrip("/")
+        return wanted in (self.stem.lower(), self.subfolder.lower(), self.label.lower()) or wanted in _words(self.stem)
+
+
+def _scan(folder: Path) -> list[_Found]:
+    """Frame-file groups of the folder and of each subfolder one level down (hidden ones skipped)."""
+    places = [("", folder)] + sorted((entry.name, Path(entry.path)) for entry in os.scandir(folder)
+                                     if entry.is_dir() and not entry.name.startswith("."))
+    found: list[_Found] = []
+    for subfolder, place in places:
+        groups: dict[tuple[str, str, str], dict[int, str]] = {}
+        for entry in os.scandir(place):
+            match = _FRAME_FILE.match(entry.name)
+            if not match or not entry.is_file():
+                continue
+            frames = groups.setdefault((match["stem"], match["sep"], match["ext"]), {})
+            frame = int(match["digits"])
+            if frame in frames:
+                raise UserError(f"{place}: {frames[frame]} and {entry.name} are both frame {frame}; "
+                                "keep one padding per sequence")
+            frames[frame] = match["digits"]
+        found += [_Found(subfolder, *key, frames) for key, frames in sorted(groups.items())]
+    return found
+
+
+def _pick(found: list[_Found], passes: dict[str, str]) -> dict[str, _Found]:
+    """Modality -> group: the explicit mapping first, then the names; two candidates for one modality refused."""
+    chosen: dict[str, _Found] = {}
+    for modality, name in passes.items():
+        hits = [group for group in found if group.matches(name)]
+        if not hits:
+            names = ", ".join(group.label for group in found) or "no frame files"
+            raise UserError(f"--pass {modality}={name}: no sequence of that name (found {names}); "
+                            "give one of these names")
+        if len(hits) > 1:
+            raise UserError(f"--pass {modality}={name} matches {' and '.join(g.label for g in hits)}; "
+                            "give a longer name (e.g. the whole name before the frame number)")
+        chosen[modality] = hits[0]
+    for group in found:
+        named = _modality_of(group.stem, group.subfolder)
+        if named is None or named in passes or group in chosen.values():
+            continue
+        if named in chosen:
+            raise UserError(f"two {named} sequences, {chosen[named].label} and {group.label}; move one "
+                            f"of them out of the folder or choose with --pass {named}=NAME")
+        chosen[named] = group
+    return chosen
+
+
+def _why_unused(group: _Found, passes: dict[str, str]) -> str:
+    if "crypto" in group.label.lower():
+        return "a cryptomatte holds hashed ids, not flat colours: export an id or matte pass"
+    modality = _modality_of(group.stem, group.subfolder)
+    if modality in passes:
+        return f"--pass {modality}={passes[modality]} chose another sequence"
+    return f"not a color, depth or segmentation name: --pass PASS={group.stem} uses it"
+
+
+def find_sequences(folder: Path, passes: dict[str, str] | None = None,
+                   unused: list[str] | None = None) -> dict[str, Sequence]:
+    """One sequence per modality (unchecked beyond naming); ``passes`` maps a modality to a pass name and
+    wins over the names. Each sequence found but not used gets one line appended to ``unused``."""
     folder = Path(folder)
     if not folder.is_dir():
         raise UserError(f"{folder}: render folder not found; give the folder holding color.####.png")
-    groups: dict[tuple[str, str, str], dict[int, str]] = {}
-    for entry in os.scandir(folder):
-        match = _FRAME_FILE.match(entry.name)
-        if not match or not entry.is_file():
-            continue
-        key = (match["stem"], match["sep"], match["ext"])
-        frames = groups.setdefault(key, {})
-        frame = int(match["digits"])
-        if frame in frames:
-            raise UserError(f"{folder}: {frames[frame]} and {entry.name} are both frame {frame}; "
-                            "keep one padding per sequence")
-        frames[frame] = match["digits"]
-    found: dict[str, Sequence] = {}
-    for (stem, sep, ext), frames in sorted(groups.items()):
-        modality = _modality_of(stem)
-        if modality is None:
-            continue
-        seq = _make_sequence(folder, modality, stem + sep, ext, frames)
-        if modality in found:
-            raise UserError(f"{folder}: two {modality} sequences, {found[modality].label} and {seq.label}; "
-                            "move one of them out of the folder")
-        found[modality] = seq
-    if "color" not in found:
-        names = ", ".join(s.label for s in found.values()) or "no frame files"
-        raise UserError(f"{folder}: no color sequence (found {names}); name the beauty pass "
-                        "color.####.png (or rgb/beauty)")
-    return found
+    found = _scan(folder)
+    chosen = _pick(found, passes or {})
+    if "color" not in chosen:
+        names = ", ".join(group.label for group in found) or "no frame files"
+        raise UserError(f"{folder}: no color sequence (found {names}; pass subfolders searched one level down); "
+                        "name the beauty pass color.####.png (or rgb/beauty), or choose it with --pass color=NAME")
+    for group in found:
+        if group not in chosen.values() and unused is not None:
+            unused.append(f"{group.label}: not used ({_why_unused(group, passes or {})})")
+    return {modality: _make_sequence(folder / group.subfolder, modality, group.stem + group.sep, group.ext,
+                                     group.frames)
+            for modality, group in sorted(chosen.items(), key=lambda item: MODALITIES.index(item[0]))}
 
 
 def _make_sequence(folder: Path, modality: str, prefix: str, suffix: str, frames: dict[int, str]) -> Sequence:
@@ -122,9 +224,9 @@ def _make_sequence(folder: Path, modality: str, prefix: str, suffix: str, frames
     pad = min(len(d) for d in frames.values())
     for number in numbers:
         if frames[number] != f"{number:0{pad}d}":
-            a = f"{prefix}{frames[numbers[0]]}{suffix}"
-            b = f"{prefix}{frames[number]}{suffix}"
-            raise UserError(f"{folder}: {a} and {b} use different zero padding; rename the frames "
+            first_file = f"{prefix}{frames[numbers[0]]}{suffix}"
+            other_file = f"{prefix}{frames[number]}{suffix}"
+            raise UserError(f"{folder}: {first_file} and {other_file} use different zero padding; rename the frames "
                             "to one padding")
     seq = Sequence(modality, folder, prefix, suffix, pad, numbers[0])
     missing = [(a, b) for a, b in zip(numbers, numbers[1:], strict=False) if b != a + 1]

@@ -8,6 +8,7 @@ have not changed since the last conversion (``shot.json``'s fingerprint) is not 
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -21,8 +22,9 @@ from functools import partial
 from pathlib import Path
 
 from .. import __version__
-from ..errors import UserError
+from ..errors import LocalError, UserError
 from ..fsutil import DIR_MODE, FILE_MODE, write_json_atomic
+from ..names import check_name
 from ..progress import PartsProgress
 from .encode import SETTINGS, encode_color, encode_depth, encode_segmentation
 from .ffmpeg_run import ProcessGroup
@@ -42,6 +44,7 @@ class ConvertOptions:
     depth_near_bright: bool = False
     force: bool = False
     progress: bool = True
+    passes: dict[str, str] = field(default_factory=dict)  # modality -> pass name, over the names (--pass)
     concurrent: bool = True  # False encodes one modality after the other (the benchmark measures the gain)
 
 
@@ -54,10 +57,8 @@ class ConvertResult:
 
 
 def check_output_name(name: str) -> None:
-    """The name becomes one folder under inputs/videos: anything but empty, '.', '..' or a '/'."""
-    if not name or name in (".", "..") or "/" in name or "\0" in name:
-        raise UserError(f"output name {name!r} is not a folder name; give a name without '/' "
-                        "(spaces and unicode are fine), e.g. shot_010")
+    """The name becomes one folder under inputs/videos: the rules of ``names.check_name``."""
+    check_name(name, "output name", "give a name without '/' (spaces and unicode are fine), e.g. shot_010")
 
 
 def _fingerprint(sequences: dict[str, Sequence], options: ConvertOptions) -> tuple[str, dict[str, str]]:
@@ -84,7 +85,7 @@ def _up_to_date(target: Path, fingerprint: str) -> dict | None:
             if (target / f"{name}.mp4").stat().st_size != out["bytes"]:
                 return None
         return record
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
         return None
 
 
@@ -159,11 +160,11 @@ def _encode_all(sequences: dict[str, Sequence], geo: Geometry, options: ConvertO
         except BaseException:
             group.kill_all()
             raise
-        failed = [f for f in futures if f in done and f.exception() is not None]
+        failed = [error for f in futures if f in done and (error := f.exception()) is not None]
         if failed:
             group.kill_all()
             wait(futures)
-            raise failed[0].exception()
+            raise failed[0]
     return results
 
 
@@ -173,11 +174,15 @@ def convert_shot(input_dir: Path, output_name: str, videos_dir: Path, options: C
     check_output_name(output_name)
     if options.fps < 1:
         raise UserError(f"--fps must be at least 1, got {options.fps}")
-    sequences = find_sequences(Path(input_dir).resolve())
+    unused: list[str] = []
+    sequences = find_sequences(Path(input_dir).resolve(), options.passes, unused)
+    unused_notes = [f"note: {line}" for line in unused]
+    for note in unused_notes:  # said before the checks: a failing check may come from what was left out
+        notify(note)
     check_sequences(sequences)
     keep_first(sequences, options.frame_count)
     color = sequences["color"]
-    frames, width, height = len(color.files), color.info.width, color.info.height
+    frames, width, height = len(color.files), color.png.width, color.png.height
     geo = plan_geometry(width, height, options.fit)
     notes = geometry_notes(width, height, frames, options.fit)
     if (geo.width, geo.height) != (width, height) and not options.fit:
@@ -185,6 +190,7 @@ def convert_shot(input_dir: Path, output_name: str, videos_dir: Path, options: C
                      "the last row/column (H.264 needs even sizes)")
     for note in notes:
         notify(note)
+    notes = unused_notes + notes
     fingerprint, per_modality = _fingerprint(sequences, options)
     videos_dir = Path(videos_dir)
     target = videos_dir / output_name
@@ -193,8 +199,11 @@ def convert_shot(input_dir: Path, output_name: str, videos_dir: Path, options: C
         record = _up_to_date(target, fingerprint)
         if record is not None:
             return ConvertResult(target, record, skipped=True, notes=notes)
-    videos_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=videos_dir))
+    try:
+        videos_dir.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=videos_dir))
+    except OSError as exc:
+        raise _cannot_write(videos_dir, exc) from None
     try:
         started = time.monotonic()
         parts = {m: (frames, 2 if m == "depth" else 1) for m in sequences}  # depth: range pass, then encode
@@ -204,13 +213,23 @@ def convert_shot(input_dir: Path, output_name: str, videos_dir: Path, options: C
         measured["outputs"] = {m: measured["outputs"][m] for m in sequences}
         record = _record(output_name, sequences, per_modality, geo, options, measured, fingerprint)
         record["encode_seconds"] = round(seconds, 3)
-        write_json_atomic(tmp / SHOT_JSON, record)
-        _usual_permissions(tmp)
-        _swap_in(tmp, target)
+        try:
+            write_json_atomic(tmp / SHOT_JSON, record)
+            _usual_permissions(tmp)
+            _swap_in(tmp, target)
+        except OSError as exc:
+            raise _cannot_write(videos_dir, exc) from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return ConvertResult(target, record, skipped=False, notes=notes)
+
+
+def _cannot_write(folder: Path, exc: OSError) -> LocalError:
+    """This machine would not let the shot folder be written: a full disk or a folder without write permission."""
+    fix = ("free some space on that disk" if exc.errno in (errno.ENOSPC, errno.EDQUOT)
+           else f"make {folder} writable, or point LOCAL_VIDEOS_DIR in config.sh elsewhere")
+    return LocalError(f"{exc.filename or folder}: cannot write the shot there ({exc.strerror}); {fix}")
 
 
 def _record(name: str, sequences: dict[str, Sequence], per_modality: dict[str, str], geo: Geometry,
@@ -225,16 +244,16 @@ def _record(name: str, sequences: dict[str, Sequence], per_modality: dict[str, s
             "first_frame": color.first,
             "last_frame": color.first + len(color.files) - 1,
             "frames": len(color.files),
-            "width": color.info.width,
-            "height": color.info.height,
-            "sequences": {m: {"pattern": s.label, "png": s.info.kind, "bit_depth": s.info.bit_depth,
+            "width": color.png.width,
+            "height": color.png.height,
+            "sequences": {m: {"pattern": s.label, "png": s.png.kind, "bit_depth": s.png.bit_depth,
                               "fingerprint": per_modality[m]} for m, s in sequences.items()},
         },
         "fps": options.fps,
         "width": geo.width,
         "height": geo.height,
         "frames": len(color.files),
-        "settings": {"frame_count": options.frame_count, "fit": options.fit,
+        "settings": {"frame_count": options.frame_count, "fit": options.fit, "passes": options.passes,
                      "depth_near_bright": options.depth_near_bright,
                      "geometry": {"scaled": [geo.scaled_w, geo.scaled_h], "padded_to": [geo.width, geo.height],
                                   "pad": "edge pixels repeated"},
