@@ -49,6 +49,7 @@ class SyncReport:
     skipped: list[str] = field(default_factory=list)
     bytes_sent: int = 0
     seconds: float = 0.0
+    digests: dict[str, str] = field(default_factory=dict)  # upload: sha256 of every file, by remote path
 
 
 def local_digest(path: Path, stop: threading.Event | None = None) -> Digest | None:
@@ -115,20 +116,22 @@ def upload_files(t: Transport, files: list[tuple[Path, str]], *, progress: bool 
     for (path, rel), target, size, mine, theirs in zip(files, targets, sizes, local, remote, strict=True):
         if theirs is not None and theirs[0] == size and mine.result() == theirs:
             report.skipped.append(rel)
+            report.digests[rel] = theirs[1]
         else:
             todo.append((Path(path), rel, target, size))
     with Progress(sum(size for *_, size in todo), "upload", unit="B", enabled=progress) as bar:
         for folder in sorted({posixpath.dirname(target) for _, _, target, _ in todo}):
             t.makedirs(folder)
         for path, rel, target, size in todo:
-            report.bytes_sent += _upload_one(t, path, rel, target, size, bar)
+            sent, report.digests[rel] = _upload_one(t, path, rel, target, size, bar)
+            report.bytes_sent += sent
             report.sent.append(rel)
     report.seconds = time.monotonic() - start
     return report
 
 
-def _upload_one(t: Transport, path: Path, rel: str, target: str, size: int, bar: Progress) -> int:
-    """Send one file under its temporary name, check it on the box, rename it; return the bytes sent.
+def _upload_one(t: Transport, path: Path, rel: str, target: str, size: int, bar: Progress) -> Digest:
+    """Send one file under its temporary name, check it on the box, rename it; return (bytes sent, sha256).
 
     The box hashes the temporary file while it arrives (remote/sync_follow.py), so the check costs no extra
     pass over the data; if that hash is missing or differs, the file is hashed again after the upload.
@@ -164,7 +167,7 @@ def _upload_one(t: Transport, path: Path, rel: str, target: str, size: int, bar:
                           f"found {arrived}); run the upload again")
     t.rename(part, target)
     _abandoned_parts.discard(part)
-    return sent
+    return sent, digest
 
 
 def _parse_digest(line: str) -> Digest | None:
@@ -190,11 +193,12 @@ def remote_sizes(t: Transport, remote_rel_dir: str) -> dict[str, int] | None:
 
 
 def download_tree(t: Transport, remote_rel_dir: str, local_dir: Path, *, progress: bool = True,
-                  missing_ok: bool = False) -> SyncReport:
+                  missing_ok: bool = False, keep: tuple[str, ...] = ()) -> SyncReport:
     """Bring a remote folder (relative to REMOTE_DIR) into ``local_dir``, skipping identical files.
 
     The box hashes its files while they travel; each one is checked against that hash before it
     replaces its local name. Local files of the same size are hashed here and skipped if identical.
+    Files named in ``keep`` are fetched only when there is no local copy (a local copy adds to them).
     """
     start = time.monotonic()
     sizes = remote_sizes(t, remote_rel_dir)
@@ -204,12 +208,15 @@ def download_tree(t: Transport, remote_rel_dir: str, local_dir: Path, *, progres
         raise RemoteError(f"{t.abspath(remote_rel_dir)} does not exist on {t.describe()}: nothing to download "
                           "(has the run started and finished?)")
     base = t.abspath(remote_rel_dir)
+    kept = [rel for rel in keep if rel in sizes and (Path(local_dir) / rel).is_file()]
+    for rel in kept:
+        del sizes[rel]
     rels = sorted(sizes)
     for rel in rels:
         _check_relative(rel)
     targets = {rel: Path(local_dir) / rel for rel in rels}
     maybe_same = [r for r in rels if targets[r].is_file() and targets[r].stat().st_size == sizes[r]]
-    report = SyncReport()
+    report = SyncReport(skipped=list(kept))
     fetched: list[tuple[str, Path, Digest]] = []
     try:
         with ThreadPoolExecutor(1) as pool, \

@@ -111,21 +111,24 @@ def test_full_cycle_then_rerun_does_nothing_again(project, rehearsal_host):
     done = script(project, "full_cycle.sh", prompt.relative_to(project))
     assert done.returncode == 0, done.stderr
     out = project / "outputs" / "city_v1"
-    for name in ("output.mp4", "run.log", "spec_used.json", "prompt_spec.json", "controlnet_spec.json", "exit_code"):
+    assert out.is_symlink() and os.readlink(out) == "runs/city_v1-1"  # the latest view links to the run's folder
+    for name in ("output.mp4", "run.log", "spec_used.json", "prompt_spec.json", "controlnet_spec.json", "exit_code",
+                 "provenance.json"):
         assert (out / name).is_file(), name
     assert (project / "outputs" / "city_v1_upscaled" / "output.mp4").stat().st_size > 0
     assert (out / "prompt_spec.json").read_bytes() == prompt.read_bytes()
     used = json.loads((out / "spec_used.json").read_text())
     assert used["command"][:2] == ["python3", "cosmos_transfer1/diffusion/inference/transfer.py"]
     assert used["env"]["CUDA_VISIBLE_DEVICES"] == "0" and "--name" in used["docker"]
-    assert "Saved video to outputs/city_v1/output.mp4" in done.stdout  # the live log reached the terminal
-    assert "status: ok" in done.stdout and "result: outputs/city_v1/output.mp4" in done.stdout
+    assert "Saved video to outputs/runs/city_v1-1/output.mp4" in done.stdout  # the live log reached the terminal
+    assert "status: ok" in done.stdout and "result: outputs/runs/city_v1-1/output.mp4" in done.stdout
     (line,) = records(project)
     assert line["status"] == "ok" and line["run"] == "city_v1" and line["shot"] == shot and line["upscale"] == "0.5"
     assert line["weights"] == "vis=0.25,edge=0.25,depth=0.25,seg=0.25" and line["exit"] == "0"
-    assert line["output"] == "outputs/city_v1" and line["upscaled"] == "outputs/city_v1_upscaled"
+    assert line["run_id"] == "city_v1-1" and line["output"] == "outputs/runs/city_v1-1"
+    assert line["upscaled"] == "outputs/runs/city_v1-1_upscaled"
     assert all(float(line[k]) >= 0 for k in ("upload_s", "run_s", "upscale_s", "download_s"))
-    log_before = remote_path(rehearsal_host, "outputs/city_v1/run.log").read_bytes()
+    log_before = remote_path(rehearsal_host, "outputs/runs/city_v1-1/run.log").read_bytes()
 
     # Again, in this process, to count connections: nothing is sent, run or fetched again.
     from cosmos_tools.config import load_config
@@ -136,18 +139,22 @@ def test_full_cycle_then_rerun_does_nothing_again(project, rehearsal_host):
     run_cycle(load_config(), prompt, echo=echoed.append)  # ok: returns (a failure raises)
     assert transport.CONNECTIONS_OPENED - opened == 1
     assert echoed == []  # no job ran, so no live log
-    assert remote_path(rehearsal_host, "outputs/city_v1/run.log").read_bytes() == log_before
+    assert remote_path(rehearsal_host, "outputs/runs/city_v1-1/run.log").read_bytes() == log_before
     again = script(project, "full_cycle.sh", prompt)
     assert again.returncode == 0, again.stderr
     assert "upload: 0 sent" in again.stderr and again.stderr.count("already finished ok") == 2
     assert "0 fetched" in again.stderr
-    assert [r["status"] for r in records(project)] == ["ok", "ok", "ok"]
+    assert "run: city_v1-1 (outputs/runs/city_v1-1), found already done" in again.stdout
+    assert "nothing new, no line added" in again.stdout
+    assert [r["status"] for r in records(project)] == ["ok"]  # nothing new is not a run: no line
     table = tool(project, "history", "--status", "ok")
-    assert table.returncode == 0 and table.stdout.count("city_v1") == 3
-    shutil.rmtree(out)
+    assert table.returncode == 0 and table.stdout.count("city_v1-1") == 1
+    shutil.rmtree(project / "outputs" / "runs" / "city_v1-1")
+    out.unlink()
     fetched = script(project, "download_results.sh", prompt)
     assert fetched.returncode == 0, fetched.stderr
-    assert (out / "output.mp4").read_bytes() == remote_path(rehearsal_host, "outputs/city_v1/output.mp4").read_bytes()
+    assert (out / "output.mp4").read_bytes() == \
+        remote_path(rehearsal_host, "outputs/runs/city_v1-1/output.mp4").read_bytes()
     finished = tool(project, "attach", str(prompt))  # a prompt path works too; a finished job is judged
     assert finished.returncode == 0 and "ended ok" in finished.stderr and "outputs/city_v1_upscaled: ok" in \
         finished.stdout
