@@ -19,7 +19,7 @@ from pathlib import Path
 
 from . import history, provenance
 from .constants import MAX_UPSCALE_FRAMES
-from .errors import Interrupted, JobFailed, UserError
+from .errors import Interrupted, JobFailed, RemoteError, UserError
 from .jobs import Box, BoxFacts, Job, Outcome, Remote, Runner, current_job, job_from_rendered
 from .plan import Plan, check_upscale_length, plan_prompt, weights_text
 from .remote.paths import RUN, UPSCALE, latest_folder, run_id_of, upscale_leaf
@@ -338,11 +338,19 @@ def run_attempt(cfg, plan: Plan, steps: Steps, *, echo=None) -> None:
     for job in result.started:
         provenance.add_timings(local_job_folder(cfg, job.dir), result.durations)
     line = None
-    if result.started or result.status != "ok":
+    if result.started or (error is not None and not _refusal(error)):
         line = _record(cfg, plan, started, result, steps, session)
     _summary(cfg, result, line)
     if error is not None:
         raise error
+
+
+def _refusal(error: UserError) -> bool:
+    """The toolkit refused the input (no run to upscale, a shot too long...): not a run attempt, no history line.
+
+    The box or the connection failing (RemoteError), a job failing (JobFailed) or Ctrl-C (Interrupted) are.
+    """
+    return not isinstance(error, (RemoteError, JobFailed, Interrupted))
 
 
 def _record(cfg, plan: Plan, started: str, result: CycleResult, steps: Steps, session: Session | None) -> str:

@@ -205,13 +205,21 @@ def test_changed_prompt_runs_again_and_a_guardrail_block_is_reported_with_the_lo
     assert done.returncode == 1
     assert "guardrail blocked it" in done.stderr and "last" in done.stderr and "GUARDRAIL BLOCKED" in done.stderr
     out = project / "outputs" / "blocked"
+    assert os.readlink(out) == "runs/blocked-2"  # the edit is a new run; the latest view points at it
     assert "GUARDRAIL BLOCKED" in (out / "run.log").read_text()  # the failed run's log came back
-    assert not (out / "output.mp4").exists() and (out / "output.mp4.prev").is_file()  # no stale result
+    assert not (out / "output.mp4").exists() and not (out / "output.mp4.prev").exists()  # no stale result
+    first_run = project / "outputs" / "runs" / "blocked-1"
+    assert (first_run / "output.mp4").stat().st_size > 0, "the first edit's result is kept"
+    assert "GUARDRAIL" not in (first_run / "controlnet_spec.json").read_text()
+    assert remote_path(rehearsal_host, "outputs/runs/blocked-1/output.mp4").is_file()
+    assert not remote_path(rehearsal_host, "outputs/runs/blocked-2/run.log.prev").exists()
     assert "result:" not in done.stdout
-    assert remote_path(rehearsal_host, "outputs/blocked/run.log.prev").is_file()
     assert not (project / "outputs" / "blocked_upscaled").exists()
     first, second = records(project)
     assert first["status"] == "ok" and second["status"] == "blocked" and "guardrail" in second["error"]
+    assert (first["run_id"], second["run_id"]) == ("blocked-1", "blocked-2")
+    assert (first["output"], second["output"]) == ("outputs/runs/blocked-1", "outputs/runs/blocked-2")
+    assert first["spec_sha256"] != second["spec_sha256"]
     assert second["upscale"] == "0.5" and "upscaled" not in second
 
 
@@ -221,7 +229,7 @@ def test_run_refused_by_transfer_py_fails_with_its_error(project, rehearsal_host
     assert script(project, "upload_prompt.sh", write_prompt(project, "ok", shot)).returncode == 0
     done = script(project, "run_inference_remote.sh", prompt)  # run does not re-check: the stand-in refuses it
     assert done.returncode == 1
-    assert "FAILED negative: exit 1" in done.stderr
+    assert "FAILED negative-1: exit 1" in done.stderr
     assert "Control weight for vis must be a valid non-negative float" in done.stderr
 
 
@@ -283,7 +291,7 @@ def test_client_killed_mid_run_then_rerun_reattaches_and_finishes(project, rehea
     shot = add_shot(project)
     prompt = write_prompt(project, "dropped", shot)
     proc = start(project, "full_cycle.sh", prompt, "--no-upscale")
-    wait_for_line(proc, "started dropped as container")
+    wait_for_line(proc, "started dropped-1 as container")
     proc.kill()  # SIGKILL: no chance to stop the job or write history
     proc.communicate()
     assert records(project) == []
@@ -301,7 +309,7 @@ def test_connection_cut_mid_run_reconnects_without_losing_or_repeating_log(proje
     shot = add_shot(project)
     prompt = write_prompt(project, "cut", shot)
     proc = start(project, "full_cycle.sh", prompt, "--no-upscale")
-    wait_for_line(proc, "started cut as container")
+    wait_for_line(proc, "started cut-1 as container")
     time.sleep(0.5)
     sessions = subprocess.run(["pgrep", "-P", str(rehearsal_host.pid)], capture_output=True, text=True).stdout.split()
     assert sessions, "no sshd session process to cut"
@@ -362,11 +370,11 @@ def test_ctrl_c_during_a_cycle_stops_the_job_and_records_it_cancelled(project, r
     shot = add_shot(project)
     prompt = write_prompt(project, "cancelled", shot)
     proc = start(project, "full_cycle.sh", prompt)
-    wait_for_line(proc, "started cancelled as container")
+    wait_for_line(proc, "started cancelled-1 as container")
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
-    assert "interrupted: stopped cancelled on the box" in stderr and "Traceback" not in stderr
+    assert "interrupted: stopped cancelled-1 on the box" in stderr and "Traceback" not in stderr
     (line,) = records(project)
     assert line["status"] == "cancelled" and "interrupted" in line["error"]
     assert remote_path(rehearsal_host, "outputs/cancelled/exit_code").read_text().strip() in ("130", "137", "143")

@@ -92,7 +92,7 @@ def test_ctrl_c_stops_the_remote_job(project, rehearsal_host):
     prompt = write_prompt(project, "interrupted", shot)
     assert script(project, "upload_prompt.sh", prompt, "--quiet").returncode == 0
     proc = start(project, "run_inference_remote.sh", prompt)
-    wait_for_line(proc, "started interrupted as container")
+    wait_for_line(proc, "started interrupted-1 as container")
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
@@ -101,8 +101,8 @@ def test_ctrl_c_stops_the_remote_job(project, rehearsal_host):
     assert row["state"] == "stopped"
     rerun = script(project, "run_inference_remote.sh", prompt, "--detach")  # a stopped job is run again
     assert rerun.returncode == 0, rerun.stderr
-    assert "started interrupted" in rerun.stderr
-    assert "exit code 1" in remote_path(rehearsal_host, "outputs/interrupted/run.log.prev").read_text()  # 130/143
+    assert "started interrupted-2" in rerun.stderr  # a new run: the stopped one keeps its folder and log
+    assert "exit code 1" in remote_path(rehearsal_host, "outputs/runs/interrupted-1/run.log").read_text()  # 130/143
     assert tool(project, "kill", "interrupted").returncode == 0
 
 
