@@ -96,7 +96,7 @@ def test_ctrl_c_stops_the_remote_job(project, rehearsal_host):
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
-    assert "stopping interrupted on the box" in stderr and "Traceback" not in stderr
+    assert "stopping interrupted-1 on the box" in stderr and "Traceback" not in stderr
     row = statuses(project)["interrupted"]
     assert row["state"] == "stopped"
     rerun = script(project, "run_inference_remote.sh", prompt, "--detach")  # a stopped job is run again
