@@ -28,7 +28,7 @@ from .errors import Interrupted, RemoteError, UserError
 from .remote import script
 from .remote.account import BoxAccount
 from .remote.codes import ScriptExit
-from .remote.paths import RUN, UPSCALE, JobPaths, container_name, split_leaf
+from .remote.paths import RUN, UPSCALE, UPSCALED_SUFFIX, JobPaths, container_name, split_leaf
 
 # The one reconnect policy (Remote.retrying): wait these seconds before each try to reconnect after a drop;
 # a step is repeated after at most STEP_RETRIES drops, following one job's log after at most MAX_DROPS.
@@ -635,8 +635,6 @@ def job_rows(remote: Remote) -> list[dict]:
     Folders under outputs/runs/ are named by their run id; a running container is the job its prompt's
     "latest" link points at. Real folders of the version before run ids (outputs/<name>) are listed as they are.
     """
-    from .remote.paths import UPSCALED_SUFFIX
-
     box = remote.probe(None)
     links = {}  # job folder -> (prompt name, kind), from the "latest" links
     for state in box.jobs.values():
@@ -671,8 +669,6 @@ def job_rows(remote: Remote) -> list[dict]:
 
 def _legacy_row(state: JobState, box: Box, seen: set) -> tuple[str, str, str]:
     """(name, kind, run id "") of a real folder outputs/<name>[_upscaled] left by the version before run ids."""
-    from .remote.paths import UPSCALED_SUFFIX
-
     folder = state.dir.removeprefix("outputs/")
     candidates = [(folder, RUN)]
     if folder.endswith(UPSCALED_SUFFIX) and len(folder) > len(UPSCALED_SUFFIX):

@@ -99,6 +99,9 @@ def test_force_is_a_new_run_and_a_taken_run_id_is_skipped(project, rehearsal_hos
     assert forced.returncode == 0 and "started forced-3" in forced.stderr
     assert [(r["run_id"], r["status"]) for r in records(project)] == [("forced-2", "ok"), ("forced-3", "ok")]
     assert os.readlink(remote_path(rehearsal_host, "outputs/forced")) == "runs/forced-3"
+    rows = [r for r in json.loads(tool(project, "status", "--json").stdout) if r["run"] == "forced"]
+    assert sorted((r["job"], r["run_id"], r["state"]) for r in rows) == [
+        ("outputs/runs/forced-2", "forced-2", "ok"), ("outputs/runs/forced-3", "forced-3", "ok")]  # links: no rows
 
 
 def test_rerun_reproduces_the_first_spec_after_the_prompt_changed(project, rehearsal_host):
