@@ -52,6 +52,8 @@ class Session:
         self.facts: BoxFacts | None = None  # the box's image, checkout and GPUs (first probe)
         self.digests: dict[str, str] = {}  # sha256 of every file the upload sent or found, by remote path
         self.made: dict[str, dict] = {}  # provenance of each job this session rendered, by its folder
+        self.run_ids = [r.get("run_id", "") for r in history.read_records(history.history_path(cfg),
+                                                                          warn=lambda msg: None)]
 
     def say(self, msg: str) -> None:
         if not self.quiet:
@@ -141,8 +143,6 @@ class Session:
         from .render import render_run
 
         name = self.plan.name
-        run_ids = [r.get("run_id", "") for r in history.read_records(history.history_path(self.cfg),
-                                                                     warn=lambda msg: None)]
 
         def attempt():
             box = self.fresh_box()
@@ -152,7 +152,7 @@ class Session:
                 rendered = render_run(name, self.plan.prompt, self.cfg, account=box.account, run_id=run_id)
                 return self._job(rendered, self.plan.text, run_id)
 
-            first = next_run_number(self.cfg, name, box.jobs[latest_folder(name, RUN)].leaf, run_ids)
+            first = next_run_number(self.cfg, name, box.jobs[latest_folder(name, RUN)].leaf, self.run_ids)
             return self._keep(self.runner.ensure(name, RUN, box, new_job, first=first, wait=wait, detach=detach,
                                                  force=force))
 
@@ -248,6 +248,7 @@ class CycleResult:
     run: Job | None = None  # the run this attempt ran, re-attached or found
     upscale: Job | None = None
     started: list[Job] = field(default_factory=list)  # jobs this attempt started or re-attached to
+    unrecorded: bool = False  # the run found done has no history line yet (its client died before writing it)
     connections: int = 0
 
 
@@ -307,6 +308,8 @@ def run_attempt(cfg, plan: Plan, steps: Steps, *, echo=None) -> None:
                 if steps.download:
                     timed("download", lambda: session.download(outcome.job, missing_ok=True))
                 run_ok = outcome.status == "ok"
+                result.unrecorded = outcome.reused and outcome.job.run_id not in session.run_ids and \
+                    bool(provenance.read(local_job_folder(cfg, outcome.job.dir)))
                 if not run_ok:
                     fail(outcome)
         else:
@@ -338,7 +341,7 @@ def run_attempt(cfg, plan: Plan, steps: Steps, *, echo=None) -> None:
     for job in result.started:
         provenance.add_timings(local_job_folder(cfg, job.dir), result.durations)
     line = None
-    if result.started or (error is not None and not _refusal(error)):
+    if result.started or result.unrecorded or (error is not None and not _refusal(error)):
         line = _record(cfg, plan, started, result, steps, session)
     _summary(cfg, result, line)
     if error is not None:

@@ -299,10 +299,10 @@ def test_client_killed_mid_run_then_rerun_reattaches_and_finishes(project, rehea
     assert again.returncode == 0, again.stderr
     assert "already running on the box; re-attaching" in again.stderr or "already finished ok" in again.stderr
     if "re-attaching" in again.stderr:
-        assert "Saved video to outputs/dropped/output.mp4" in again.stdout
+        assert "Saved video to outputs/runs/dropped-1/output.mp4" in again.stdout
     assert (project / "outputs" / "dropped" / "output.mp4").is_file()
     assert remote_path(rehearsal_host, "outputs/dropped/run.log").read_text().count("[cosmos-run]") == 2  # one job
-    assert [r["status"] for r in records(project)] == ["ok"]
+    assert [(r["status"], r["run_id"]) for r in records(project)] == [("ok", "dropped-1")]  # the same run
 
 
 def test_connection_cut_mid_run_reconnects_without_losing_or_repeating_log(project, rehearsal_host, slow_jobs):

@@ -174,6 +174,26 @@ def test_connection_cut_mid_run_resumes_into_the_same_run_id(project, rehearsal_
     assert [(r["run_id"], r["status"]) for r in records(project)] == [("resumed-1", "ok")]
 
 
+@pytest.mark.usefixtures("slow_jobs")
+def test_a_run_whose_client_died_gets_its_one_line_from_the_attempt_that_finds_it(project, rehearsal_host):
+    shot = add_shot(project, "orphan_shot")
+    prompt = write_prompt(project, "orphan", shot)
+    proc = start(project, "full_cycle.sh", prompt, "--no-upscale")
+    wait_for_line(proc, "started orphan-1 as container")
+    proc.kill()  # SIGKILL: no history line
+    proc.communicate()
+    code = remote_path(rehearsal_host, "outputs/runs/orphan-1/exit_code")
+    deadline = time.monotonic() + 60
+    while not code.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert code.exists() and records(project) == []
+    found = script(project, "full_cycle.sh", prompt, "--no-upscale")
+    assert found.returncode == 0 and "already finished ok" in found.stderr
+    assert [(r["run_id"], r["status"]) for r in records(project)] == [("orphan-1", "ok")]
+    again = script(project, "full_cycle.sh", prompt, "--no-upscale")
+    assert again.returncode == 0 and len(records(project)) == 1  # now it is recorded: nothing new, no line
+
+
 def _old_run(folder: Path, spec: bytes) -> None:
     folder.mkdir(parents=True)
     (folder / "controlnet_spec.json").write_bytes(spec)
