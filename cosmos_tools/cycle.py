@@ -135,7 +135,7 @@ class Session:
     def _job(self, rendered, prompt_text: bytes | None, run_id: str, **extra) -> Job:
         job = job_from_rendered(rendered, prompt_text, self._provenance(run_id, rendered.kind, rendered.spec,
                                                                         **extra))
-        self.made[job.dir] = {**self.made.get(job.dir, {}), **json.loads(job.files[provenance.FILE])}
+        self.made[job.dir] = json.loads(job.files[provenance.FILE])
         return job
 
     def ensure_run(self, *, wait: bool, detach: bool = False, force: bool = False) -> Outcome:
