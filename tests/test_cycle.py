@@ -285,6 +285,7 @@ def test_unknown_host_key_is_refused(project, rehearsal_host, tmp_path):
     assert not remote_path(rehearsal_host, "inputs/prompts/keyed.json").exists()
     (line,) = records(project)
     assert line["status"] == "failed" and "not known" in line["error"]
+    assert "run_id" not in line and "output" not in line  # no run id was allocated: no run folder to name
 
 
 def test_client_killed_mid_run_then_rerun_reattaches_and_finishes(project, rehearsal_host, slow_jobs):

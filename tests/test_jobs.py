@@ -16,6 +16,7 @@ from test_cycle import (  # noqa: F401 (fixtures)
     REPO,
     add_shot,
     endless_jobs,
+    records,
     remote_path,
     script,
     start,
@@ -47,6 +48,9 @@ def test_detach_status_attach_kill(project, rehearsal_host):
     started = script(project, "run_inference_remote.sh", prompt, "--detach")
     assert started.returncode == 0, started.stderr
     assert "cosmos-tools attach 'detached job'" in started.stderr
+    (line,) = records(project)  # it started a job: one line, which says it was left running
+    assert (line["run_id"], line["status"]) == ("detached job-1", "detached")
+    assert line["output"] == "outputs/runs/detached job-1"
     assert statuses(project)["detached job"]["state"] == "running"
     early = script(project, "download_results.sh", prompt)
     assert early.returncode == 1 and "still running on the box" in early.stderr
