@@ -1,4 +1,5 @@
-"""Commands that talk to the GPU box (upload, run, upscale, download, cycle, status, attach, kill) and history.
+"""Commands that talk to the GPU box (upload, run, upscale, download, cycle, rerun, status, attach, kill), and
+the record: history, show.
 
 Thin: parse, call cycle.py / jobs.py / history.py, print. Failures raise UserError/RemoteError (one line).
 """
@@ -49,18 +50,6 @@ def _session(cfg, prompt: Path, override: str | None = None, *, check: bool = Fa
     return Session(cfg, plan, **kwargs)
 
 
-def _finish(outcome, session) -> None:
-    """Exit 0 for ok/detached/running; JobFailed (exit 1, after the failure line and log tail) otherwise."""
-    from .jobs import report_failure
-
-    if outcome.status in ("ok", "detached", "running"):
-        if outcome.status == "ok":
-            click.echo(f"{outcome.state.dir}: ok" + (" (already done)" if outcome.reused else ""))
-        return
-    report_failure(outcome, session.say)
-    raise JobFailed(outcome.message)
-
-
 @click.command("upload")
 @PROMPT
 @click.argument("videos_subdir", required=False)
@@ -88,19 +77,18 @@ def upload_cmd(prompt: Path, videos_subdir: str | None, quiet: bool) -> None:
 @click.option("--force", is_flag=True, help="Run again even if the job already finished ok with the same spec.")
 @interruptible
 def run_cmd(prompt: Path, detach: bool, wait: bool, num_gpu: int | None, force: bool) -> None:
-    """Run PROMPT on the GPU box as a detached, named job and stream its log (Ctrl-C stops the job).
+    """Run PROMPT on the GPU box as a new run (outputs/runs/NAME-K) and stream its log (Ctrl-C stops the job).
 
-    The job survives a dropped connection: `cosmos-tools attach NAME` re-attaches. A job that already
-    finished ok with the same spec is not run again; a running one is re-attached.
+    The job survives a dropped connection: `cosmos-tools attach NAME` re-attaches. A run that already
+    finished ok with the same spec is not run again (--force: a new run); a running one is re-attached.
+    A run started (or tried) gets a line in notes/run_history.log.
     """
+    from .cycle import Steps, run_attempt
+    from .plan import plan_prompt
+
     cfg = _config(num_gpu)
-    session = _session(cfg, prompt)
-    try:
-        session.probe()
-        outcome = session.ensure(session.run_job(), wait=wait, detach=detach, force=force)
-        _finish(outcome, session)
-    finally:
-        session.close()
+    run_attempt(cfg, plan_prompt(cfg, prompt, check=False),
+                Steps(upload=False, download=False, wait=wait, detach=detach, force=force))
 
 
 @click.command("upscale")
@@ -110,41 +98,41 @@ def run_cmd(prompt: Path, detach: bool, wait: bool, num_gpu: int | None, force: 
 @GPUS
 @interruptible
 def upscale_cmd(prompt: Path, control_weight: str | None, wait: bool, num_gpu: int | None) -> None:
-    """4K-upscale the run's outputs/NAME/output.mp4 into outputs/NAME_upscaled/ (weight default UPSCALE_WEIGHT).
+    """4K-upscale the latest run of PROMPT (outputs/NAME) into outputs/runs/<run id>_upscaled[-K]/
+    (weight default UPSCALE_WEIGHT); outputs/NAME_upscaled links to the newest.
 
     Refused when the run has no output or its video is longer than 121 frames (what the upscaler handles).
     """
+    from .cycle import Steps, run_attempt
+    from .plan import plan_prompt
     from .render import upscale_weight
 
     cfg = _config(num_gpu)
     weight = upscale_weight(cfg["UPSCALE_WEIGHT"] if control_weight is None else control_weight)
-    session = _session(cfg, prompt)
-    try:
-        session.probe()
-        session.check_upscale_input()
-        outcome = session.ensure(session.upscale_job(weight), wait=wait)
-        _finish(outcome, session)
-    finally:
-        session.close()
+    run_attempt(cfg, plan_prompt(cfg, prompt, check=False),
+                Steps(upload=False, run=False, upscale=weight, download=False, wait=wait))
 
 
 @click.command("download")
 @PROMPT
 @interruptible
 def download_cmd(prompt: Path) -> None:
-    """Fetch outputs/NAME/ and outputs/NAME_upscaled/ from the box (verified, identical files skipped)."""
+    """Fetch the latest run of PROMPT and its latest upscale (outputs/runs/...; verified, identical files skipped),
+    and point outputs/NAME and outputs/NAME_upscaled at them."""
     from .remote.paths import RUN, UPSCALE
 
     cfg = load_config()
     session = _session(cfg, prompt)
     try:
         box = session.probe()
-        for job in (session.named_job(RUN), session.named_job(UPSCALE)):
+        jobs = [session.current(RUN), session.current(UPSCALE)]
+        for job in jobs:
             if job.container in box.running:
                 raise UserError(f"{job.label} is still running on the box: follow it with `cosmos-tools attach "
                                 f"{shlex.quote(job.name)}` and download when it has finished")
-        session.download(RUN, missing_ok=False)
-        session.download(UPSCALE, missing_ok=True)
+        session.download(jobs[0], missing_ok=False)
+        if jobs[1].run_id:
+            session.download(jobs[1], missing_ok=True)
     finally:
         session.close()
 
@@ -157,18 +145,44 @@ def download_cmd(prompt: Path) -> None:
               "UPSCALE_WEIGHT).")
 @WAIT
 @GPUS
+@click.option("--force", is_flag=True, help="A new run even if the latest one finished ok with the same spec.")
 @interruptible
 def cycle_cmd(prompt: Path, videos_subdir: str | None, no_upscale: bool, upscale_weight: str | None, wait: bool,
-              num_gpu: int | None) -> None:
+              num_gpu: int | None, force: bool) -> None:
     """Upload, run (live log), upscale, download, and append a line to notes/run_history.log.
 
-    Re-running after a failure or a dropped connection resumes: what is done is not done again and a
+    Each run gets its own folder, outputs/runs/NAME-K (outputs/NAME links to the latest). Re-running after a
+    failure or a dropped connection resumes: what is done is not done again (and adds no history line) and a
     running job is re-attached. Exit codes: 0 ok, 1 run failed, 3 GPU box or connection problem, 130 Ctrl-C.
     """
     from .cycle import run_cycle
 
     run_cycle(_config(num_gpu), prompt, override=videos_subdir, upscale=not no_upscale, weight=upscale_weight,
-              wait=wait)
+              wait=wait, force=force)
+
+
+@click.command("rerun")
+@click.argument("run_id")
+@click.option("--no-upscale", is_flag=True, help="Skip the 4K upscale.")
+@WAIT
+@GPUS
+@interruptible
+def rerun_cmd(run_id: str, no_upscale: bool, wait: bool, num_gpu: int | None) -> None:
+    """Run RUN_ID's exact spec again, as a new run of the same prompt (history: rerun_of=RUN_ID).
+
+    The spec comes from the run's local folder outputs/runs/RUN_ID/ (controlnet_spec.json, prompt_spec.json),
+    never from the prompt file, which may have changed since. The shot is uploaded if the box lacks it.
+    """
+    from .cycle import Steps, run_attempt
+    from .plan import check_upscale_length, plan_rerun
+    from .render import upscale_weight
+
+    cfg = _config(num_gpu)
+    plan = plan_rerun(cfg, run_id)
+    weight = None if no_upscale else upscale_weight(cfg["UPSCALE_WEIGHT"])
+    if weight is not None:
+        check_upscale_length(cfg, plan)
+    run_attempt(cfg, plan, Steps(upscale=weight, wait=wait, force=True, rerun_of=run_id))
 
 
 def _name_of(run: str) -> str:
@@ -260,7 +274,8 @@ def kill_cmd(run: str) -> None:
 
 
 @click.command("history")
-@click.option("--status", type=click.Choice(["ok", "failed", "blocked", "cancelled"]), help="Only this status.")
+@click.option("--status", type=click.Choice(["ok", "failed", "blocked", "cancelled", "detached"]),
+              help="Only this status.")
 @click.option("--shot", help="Only runs of this shot.")
 @click.option("--since", metavar="DATE", help="From this date (YYYY-MM-DD or ISO time, UTC).")
 @click.option("--until", metavar="DATE", help="Up to this date (a bare date includes the whole day).")
@@ -268,7 +283,11 @@ def kill_cmd(run: str) -> None:
 @click.option("--limit", type=click.IntRange(min=1), help="Only the last N matching records.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of records for tools.")
 def history_cmd(status, shot, since, until, grep, limit, as_json) -> None:
-    """Show notes/run_history.log as a table (one row per cycle), filtered."""
+    """Show notes/run_history.log as a table (one row per run attempt), filtered.
+
+    `--json` rows always carry run_id, prompt, output, status, spec_sha256, seed, image_id, code_version,
+    tool_version, shot_sha256 and rerun_of ("" when a line does not say).
+    """
     from . import history
 
     cfg = load_config()
@@ -288,5 +307,31 @@ def history_cmd(status, shot, since, until, grep, limit, as_json) -> None:
     click.echo(history.format_table(kept))
 
 
-COMMANDS = [upload_cmd, run_cmd, upscale_cmd, download_cmd, cycle_cmd, status_cmd, attach_cmd, kill_cmd,
-            history_cmd]
+@click.command("show")
+@click.argument("run_id")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object for tools.")
+def show_cmd(run_id: str, as_json: bool) -> None:
+    """Everything known about run RUN_ID, without a connection: its history line(s), provenance, files, and
+    where it lives here and on the GPU box."""
+    from .runs import describe
+
+    info = describe(load_config(), run_id)
+    if as_json:
+        click.echo(json.dumps(info, indent=2, ensure_ascii=False))
+        return
+    click.echo(f"run {_shown(info['run_id'])} of prompt {_shown(info['prompt_name'])}")
+    click.echo(f"here:   {_shown(info['local'] or '(not downloaded)')}")
+    click.echo(f"on box: {_shown(info['box'])}")
+    for record in info["history"]:
+        click.echo(f"history: {record['ts']} status={record['status']} total_s={record.get('total_s', '')}")
+    for key, value in info["provenance"].items():
+        text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+        click.echo(f"  {key}: {_shown(text)}")
+    for folder in info["folders"]:
+        click.echo(f"{_shown(folder['path'])}/")
+        for file in folder["files"]:
+            click.echo(f"  {file['size']:>12}  {_shown(file['name'])}")
+
+
+COMMANDS = [upload_cmd, run_cmd, upscale_cmd, download_cmd, cycle_cmd, rerun_cmd, status_cmd, attach_cmd, kill_cmd,
+            history_cmd, show_cmd]

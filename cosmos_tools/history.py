@@ -1,8 +1,10 @@
-"""notes/run_history.log: one logfmt line per cycle attempt, appended under a lock, never rewritten.
+"""notes/run_history.log: one logfmt line per run attempt, appended under a lock, never rewritten.
 
-A line looks like ``ts=2026-11-22T14:30:00Z run=shot1_v2 prompt=inputs/prompts/shot1_v2.json
-shot=shot1 host=gpu-1 gpus=1 weights=vis=0.25,edge=0.25 upscale=0.5 status=ok exit=0 upload_s=1.2
-run_s=300.5 upscale_s=0 download_s=2.1 output=outputs/shot1_v2 upscaled=outputs/shot1_v2_upscaled``.
+A line looks like ``ts=2026-11-22T14:30:00Z run=shot1_v2 run_id=shot1_v2-3 prompt=inputs/prompts/shot1_v2.json
+shot=shot1 host=gpu-1 gpus=1 weights=vis=0.25,edge=0.25 seed=1 upscale=0.5 status=ok exit=0 upload_s=1.2
+run_s=300.5 upscale_s=0 download_s=2.1 output=outputs/runs/shot1_v2-3 upscaled=outputs/runs/shot1_v2-3_upscaled
+spec_sha256=... prompt_text=... image_id=... code_version=... tool_version=... shot_sha256=... gpu=...``
+(lines of the version before run ids lack the fields from run_id on; they read the same).
 A value that is empty or holds a space, ``"``, ``=``, ``\\`` or a control character is written in
 double quotes with ``\\"``, ``\\\\``, ``\\n``, ``\\r``, ``\\t`` and ``\\u00XX`` escapes, so any name
 round-trips through :func:`format_record` and :func:`parse_line`.
@@ -18,9 +20,13 @@ from pathlib import Path
 from .constants import UTC_TIME_FORMAT
 from .fsutil import append_line_locked
 
-KEYS = ("ts", "run", "prompt", "shot", "host", "gpus", "weights", "upscale", "status", "exit",
-        "upload_s", "run_s", "upscale_s", "download_s", "total_s", "output", "upscaled", "error")
-STATUSES = ("ok", "failed", "blocked", "cancelled")
+KEYS = ("ts", "run", "run_id", "prompt", "shot", "host", "gpus", "weights", "seed", "upscale", "status", "exit",
+        "upload_s", "run_s", "upscale_s", "download_s", "total_s", "output", "upscaled", "spec_sha256",
+        "prompt_text", "image_id", "code_version", "tool_version", "shot_sha256", "gpu", "rerun_of", "error")
+# Every JSON row carries these ("" when a line does not say, e.g. one written before run ids).
+ROW_FIELDS = ("run_id", "prompt", "output", "status", "spec_sha256", "seed", "image_id", "code_version",
+              "tool_version", "shot_sha256", "rerun_of")
+STATUSES = ("ok", "failed", "blocked", "cancelled", "detached")
 _KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _NEEDS_QUOTES = re.compile(r'[\s"=\\\x00-\x1f\x7f]')
 _ESCAPES = {'"': '"', "\\": "\\", "n": "\n", "r": "\r", "t": "\t"}
@@ -133,12 +139,12 @@ def append_record(path: Path, record: dict) -> str:
 
 
 def typed(record: dict[str, str]) -> dict:
-    """The record for JSON: counts and durations as numbers (gpus, exit, *_s), the rest as written."""
-    out: dict = {}
+    """The record for JSON: every ROW_FIELDS key, counts and durations as numbers (gpus, exit, seed, *_s)."""
+    out: dict = dict.fromkeys(ROW_FIELDS, "")
     for key, value in record.items():
-        if value and (key in ("gpus", "exit") or key.endswith("_s")):
+        if value and (key in ("gpus", "exit", "seed") or key.endswith("_s")):
             try:
-                out[key] = int(value) if key in ("gpus", "exit") else float(value)
+                out[key] = int(value) if key in ("gpus", "exit", "seed") else float(value)
                 continue
             except ValueError:
                 pass
@@ -203,14 +209,14 @@ def filter_records(records: list[dict], *, status: str | None = None, shot: str 
     return kept[-limit:] if limit else kept
 
 
-TABLE_COLUMNS = ("ts", "status", "run", "shot", "gpus", "upscale", "upload_s", "run_s", "upscale_s",
-                 "download_s", "host")
+TABLE_COLUMNS = ("ts", "status", "run", "weights", "seed", "total_s", "upscale", "shot")
 
 
 def format_table(records: list[dict]) -> str:
-    """A plain aligned table of the main columns; control characters in values are shown escaped."""
+    """A plain aligned table of the main columns (run: the run id, or the prompt name on lines written before
+    run ids); control characters in values are shown escaped."""
     def cell(record, key):
-        value = record.get(key, "")
+        value = (record.get("run_id") or record.get("run", "")) if key == "run" else record.get(key, "")
         shown = quote_value(value)
         return shown[1:-1] if shown.startswith('"') else shown
 

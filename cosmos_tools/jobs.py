@@ -1,8 +1,9 @@
 """Detached jobs on the GPU box: start, follow the log, judge, list, stop.
 
-A job is a folder (``outputs/<name>/`` for a run, ``outputs/<name>_upscaled/`` for an upscale) and a
-named container. The runner inside the container appends everything to ``run.log`` and writes
-``exit_code`` when the command ends, so nothing about a job lives only in a connection: the client
+A job is a folder of its own (``outputs/runs/<run id>/`` for a run, ``outputs/runs/<run id>_upscaled[-k]/``
+for an upscale; ``outputs/<name>`` and ``outputs/<name>_upscaled`` link to the latest) and a named
+container. The runner inside the container appends everything to ``run.log`` and writes ``exit_code`` when
+the command ends, so nothing about a job lives only in a connection: the client
 can drop, come back and pick up from a byte offset. Every remote step is one fixed bash script of
 cosmos_tools/remote/ run with its data as positional parameters (never pasted into the script), and
 ``Remote.retrying`` is the one policy for dropped connections.
@@ -13,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import secrets
 import shlex
 import signal
 import sys
@@ -20,12 +22,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import PurePosixPath
 
 from .errors import Interrupted, RemoteError, UserError
 from .remote import script
 from .remote.account import BoxAccount
 from .remote.codes import ScriptExit
-from .remote.paths import RUN, UPSCALE, UPSCALED_SUFFIX, JobPaths, container_name
+from .remote.paths import RUN, UPSCALE, UPSCALED_SUFFIX, JobPaths, container_name, split_leaf
 
 # The one reconnect policy (Remote.retrying): wait these seconds before each try to reconnect after a drop;
 # a step is repeated after at most STEP_RETRIES drops, following one job's log after at most MAX_DROPS.
@@ -35,11 +38,18 @@ MAX_DROPS = 20
 WAIT_POLL_SECONDS = 2.0
 GUARDRAIL = "GUARDRAIL BLOCKED"
 STOPPED_CODES = (130, 137, 143)  # ended by SIGINT, SIGKILL or SIGTERM (Ctrl-C, kill, docker stop)
-STATE_FIELDS = 9  # fields per job folder in the answer of remote/job_state.sh
+STATE_FIELDS = 10  # fields per job folder in the answer of remote/job_state.sh
+FACT_FIELDS = 3  # what the box says about the image, its checkout and its GPUs (scope "provenance")
+START_TRIES = 10  # run ids tried when other clients took the proposed ones (start.sh RUN_EXISTS)
+STAGING_DIR = ".cosmos-tools/staging"  # a job's files are written here, then moved into its folder by start.sh
 
 
 class Busy(RemoteError):
     """Another job holds the GPU box."""
+
+
+class RunTaken(Exception):
+    """The job folder proposed for a new job exists already on the box (start.sh RUN_EXISTS)."""
 
 
 def docker_words(cfg) -> list[str]:
@@ -72,6 +82,13 @@ class JobState:
     tail: list[str] = field(default_factory=list)
     running: bool = False
     updated: float = 0.0  # mtime of run.log
+    target: str = ""  # the folder is a link to this (``runs/<leaf>``): a "latest" view
+
+    @property
+    def leaf(self) -> str | None:
+        """The folder under outputs/runs/ a "latest" view points at; None if it is not such a link."""
+        return self.target.removeprefix("runs/") if self.target.startswith("runs/") and "/" not in \
+            self.target.removeprefix("runs/") else None
 
     @property
     def verdict(self) -> str:
@@ -100,6 +117,34 @@ class JobState:
         return f"{name}: exit {self.exit_code}"
 
 
+@dataclass(frozen=True)
+class BoxFacts:
+    """What the box says about the run's Docker image, its cosmos-transfer1 checkout and its GPUs."""
+
+    image_id: str = "unknown"
+    image_digests: tuple[str, ...] = ()
+    code_version: str = "unknown"
+    gpu_names: tuple[str, ...] = ()
+
+    @property
+    def gpu(self) -> str:
+        """``<model> x <count>`` as nvidia-smi reports them (models joined with "+" if mixed), or unknown."""
+        if not self.gpu_names:
+            return "unknown"
+        return f"{' + '.join(dict.fromkeys(self.gpu_names))} x {len(self.gpu_names)}"
+
+
+def parse_facts(image: str, code: str, gpus: str) -> BoxFacts:
+    """The three fact fields of remote/job_state.sh; anything a tool did not answer is ``unknown``."""
+    image_id, _, digests_json = image.strip().partition(" ")
+    try:
+        digests = tuple(str(d) for d in json.loads(digests_json) or ())
+    except ValueError:
+        digests = ()
+    return BoxFacts(image_id=image_id or "unknown", image_digests=digests, code_version=code.strip() or "unknown",
+                    gpu_names=tuple(line.strip() for line in gpus.splitlines() if line.strip()))
+
+
 @dataclass
 class Box:
     """One look at the box: the remote user, the running cosmos-tools containers and some job folders."""
@@ -107,25 +152,27 @@ class Box:
     account: BoxAccount
     running: list[str]
     jobs: dict[str, JobState]
+    facts: BoxFacts | None = None  # read only when asked (``Remote.probe(..., image=...)``)
 
 
-def parse_box(stdout: bytes) -> Box | None:
-    """The answer of remote/job_state.sh (both scopes); None if it is not one."""
+def parse_box(stdout: bytes, facts: bool = False) -> Box | None:
+    """The answer of remote/job_state.sh (``facts``: scope provenance); None if it is not one."""
     fields = [f.decode("utf-8", "replace") for f in stdout.split(b"\0")[:-1]]
-    if len(fields) < 4 or (len(fields) - 4) % STATE_FIELDS:
+    head = 4 + (FACT_FIELDS if facts else 0)
+    if len(fields) < head or (len(fields) - head) % STATE_FIELDS:
         return None
     uid, gid, home, names = fields[:4]
     jobs = {}
     try:
-        for i in range(4, len(fields), STATE_FIELDS):
-            d, code, when, log, logged, out, blocked, sha, tail = fields[i:i + STATE_FIELDS]
+        for i in range(head, len(fields), STATE_FIELDS):
+            d, code, when, log, logged, out, blocked, sha, tail, target = fields[i:i + STATE_FIELDS]
             jobs[d] = JobState(dir=d, exit_code=_int_or_none(code), finished_at=float(when or 0),
                                log_size=int(log or 0), output_size=int(out or 0), blocked=blocked == "1",
-                               spec_sha=sha, tail=tail.splitlines(), updated=float(logged or 0))
+                               spec_sha=sha, tail=tail.splitlines(), updated=float(logged or 0), target=target)
     except ValueError:
         return None
     return Box(account=BoxAccount(uid=uid, gid=gid, home=home), running=[n for n in names.splitlines() if n],
-               jobs=jobs)
+               jobs=jobs, facts=parse_facts(*fields[4:head]) if facts else None)
 
 
 def _say(msg: str) -> None:
@@ -190,13 +237,18 @@ class Remote:
         return self.t.run(["bash", "-c", script(name), f"cosmos-{name.removesuffix('.sh')}", *args], input=input,
                           check=check)
 
-    def probe(self, dirs: list[str] | None) -> Box:
-        """The remote user, running containers and job folders (``dirs``; None: every one), in one round trip."""
+    def probe(self, dirs: list[str] | None, image: str | None = None) -> Box:
+        """The remote user, running containers and job folders (``dirs``; None: every one), in one round trip.
+
+        With ``image`` (DOCKER_IMAGE) also the facts a run's provenance needs (``Box.facts``).
+        """
         scope, folders = ("all", []) if dirs is None else ("named", dirs)
+        if image is not None:
+            scope, folders = "provenance", [image, *folders]
         done = self.bash("job_state.sh", scope, str(len(self.docker)), *self.docker, *folders)
         if done.rc != 0:
             raise _docker_error(done, self.t.describe())
-        box = parse_box(done.stdout)
+        box = parse_box(done.stdout, facts=image is not None)
         if box is None or (dirs is not None and list(box.jobs) != list(dict.fromkeys(dirs))):
             raise RemoteError(f"unexpected answer from {self.t.describe()} when reading job state; is bash there?")
         return box
@@ -211,16 +263,33 @@ class Remote:
             raise RemoteError(f"could not write {', '.join(files)} into {folder} on {self.t.describe()} "
                               f"(exit {done.rc}): {_last_line(done)}")
 
-    def start(self, folder: str, container: str, docker_argv: list[str]) -> list[str] | None:
-        """Start the job under the GPU lock; the running container names instead if the box is busy."""
-        done = self.bash("start.sh", folder, container, str(len(self.docker)), *docker_argv)
+    def start(self, staging: str, job: Job) -> list[str] | None:
+        """Start the job under the GPU lock; the running container names instead if the box is busy.
+
+        ``staging`` holds the job's files; start.sh moves it to the job's folder and points the "latest" link
+        there. RunTaken if that folder exists already.
+        """
+        done = self.bash("start.sh", staging, job.dir, job.paths.latest, job.container, str(len(self.docker)),
+                         *job.docker)
         if done.rc == ScriptExit.BUSY:
             return [n for n in done.stdout.decode("utf-8", "replace").splitlines() if n]
+        if done.rc == ScriptExit.RUN_EXISTS:
+            raise RunTaken(job.dir)
         if done.rc != 0:
             if done.rc == ScriptExit.DOCKER_FAILED:
                 raise _docker_error(done, self.t.describe())
             raise RemoteError(f"starting the job on {self.t.describe()} failed (exit {done.rc}): {_last_line(done)}")
         return None
+
+    def migrate(self, name: str) -> list[tuple[str, str]]:
+        """Move the real folders the version before run ids left at outputs/<name>[_upscaled] to
+        outputs/runs/<name>-0[_upscaled] (links left in their place); the (from, to) pairs moved."""
+        done = self.bash("migrate.sh", name)
+        if done.rc != 0:
+            raise RemoteError(f"could not move the old results of {name!r} into outputs/runs/ on "
+                              f"{self.t.describe()} (exit {done.rc}): {_last_line(done)}")
+        fields = [f.decode("utf-8", "replace") for f in done.stdout.split(b"\0")[:-1]]
+        return list(zip(fields[::2], fields[1::2], strict=True))
 
     def stop(self, container: str) -> bool:
         """Ask a container to stop (SIGTERM, then SIGKILL after 10 s); False if it was not running."""
@@ -261,6 +330,13 @@ class Job:
     spec_sha: str = ""
 
     @property
+    def run_id(self) -> str:
+        """The run this job is (a run) or upscales (an upscale); "" for a folder of the version before run ids."""
+        if not self.dir.startswith("outputs/runs/"):
+            return ""
+        return split_leaf(self.paths.leaf)[2]
+
+    @property
     def name(self) -> str:
         return self.paths.name
 
@@ -278,23 +354,34 @@ class Job:
 
     @property
     def label(self) -> str:
-        return self.name if self.kind == RUN else f"{self.name} (upscale)"
+        """``<run id>`` or ``<run id> (upscale)``; the prompt name for a job known by name only."""
+        who = self.run_id or self.name
+        return who if self.kind == RUN else f"{who} (upscale)"
 
 
 def plain_job(name: str, kind: str) -> Job:
-    """A job known by name only (for attach/kill): its container and files follow from the name."""
+    """A job known by name only (for attach/kill): the prompt's "latest" view and its container."""
     return Job(JobPaths.of(name, kind))
 
 
-def job_from_rendered(rendered, prompt_text: bytes | None) -> Job:
-    """The job for a rendered run or upscale: controlnet_spec.json, spec_used.json, prompt_spec.json."""
+def current_job(name: str, kind: str, state: JobState) -> Job:
+    """The job a "latest" view (``state``, as probed) points at: its own folder under outputs/runs/."""
+    return Job(JobPaths.of(name, kind, state.leaf))
+
+
+def job_from_rendered(rendered, prompt_text: bytes | None, provenance: dict | None = None) -> Job:
+    """The job for a rendered run or upscale: controlnet_spec.json, spec_used.json, prompt_spec.json and
+    provenance.json (its ``spec_sha256`` filled in here)."""
     spec = spec_bytes(rendered.spec)
     files = {"controlnet_spec.json": spec,
              "spec_used.json": (json.dumps(rendered.spec_used(), indent=2, ensure_ascii=False) + "\n").encode()}
     if prompt_text is not None:
         files["prompt_spec.json"] = prompt_text
-    return Job(JobPaths.of(rendered.name, rendered.kind), docker=list(rendered.docker), files=files,
-               spec_sha=_sha(spec))
+    if provenance is not None:
+        provenance = {**provenance, "spec_sha256": _sha(spec)}
+        files["provenance.json"] = (json.dumps(provenance, indent=2, ensure_ascii=False) + "\n").encode()
+    return Job(JobPaths.of(rendered.name, rendered.kind, PurePosixPath(rendered.output_dir).name),
+               docker=list(rendered.docker), files=files, spec_sha=_sha(spec))
 
 
 @dataclass
@@ -303,6 +390,7 @@ class Outcome:
 
     status: str  # ok, failed, blocked, cancelled, detached, running
     state: JobState
+    job: Job | None = None  # the job that ran, runs or was found (its own folder, its run id)
     reused: bool = False  # already finished before this command: nothing was run
     seconds: float = 0.0
     message: str = ""
@@ -319,36 +407,55 @@ class Runner:
         self.echo = echo or _echo_stdout
         self.say = say or remote.say
 
-    def ensure(self, job: Job, box: Box, *, wait: bool = False, detach: bool = False, rerun_if=None) -> Outcome:
-        """Run ``job`` unless it already finished ok with the same spec; re-attach if it is running.
+    def ensure(self, name: str, kind: str, box: Box, new_job: Callable[[int], Job], *, first: int,
+               wait: bool = False, detach: bool = False, force: bool = False) -> Outcome:
+        """Make sure the latest ``kind`` job of prompt ``name`` is current: re-attach to it if it runs, keep it
+        if it finished ok with the spec ``new_job`` renders (unless ``force``), else start a new one.
 
-        ``rerun_if(state)`` may force a new attempt of a finished job (e.g. an upscale older than its run).
+        ``new_job(k)`` renders the job in its ``k``-th folder (run id ``<name>-<k>``, or upscale ``k``); the
+        new job takes ``first`` and, when another client took that folder, the next ones.
         """
-        state = box.jobs[job.dir]
-        if job.container in box.running:
+        view = JobPaths.of(name, kind)
+        state = box.jobs[view.folder]
+        current = current_job(name, kind, state)
+        if view.container in box.running:
             state.running = True
-        verdict = state.verdict
-        if verdict == "running":
+        if state.verdict == "running":
             if detach:
-                self.say(f"{job.label} is already running on the box; follow it with "
-                         f"`cosmos-tools attach {shlex.quote(job.name)}`")
-                return Outcome("running", state, box=box)
-            self.say(f"{job.label} is already running on the box; re-attaching to its log")
-            return self.follow(job, offset=-20)
-        current = state.spec_sha == job.spec_sha
-        if verdict == "ok" and current and not (rerun_if and rerun_if(state)):
-            self.say(f"{job.label} already finished ok on the box; not running it again")
-            return Outcome("ok", state, reused=True, box=box)
-        return self.start(job, wait=wait, detach=detach)
+                self.say(f"{current.label} is already running on the box; follow it with "
+                         f"`cosmos-tools attach {shlex.quote(name)}`")
+                return Outcome("running", state, job=current, box=box)
+            self.say(f"{current.label} is already running on the box; re-attaching to its log")
+            return self.follow(current, offset=-20)
+        job = new_job(first)
+        if state.verdict == "ok" and state.spec_sha == job.spec_sha and not force:
+            self.say(f"{current.label} already finished ok on the box with the same spec; not running it again")
+            return Outcome("ok", state, job=current, reused=True, box=box)
+        for k in range(first, first + START_TRIES):
+            if k != first:
+                job = new_job(k)
+            try:
+                return self.start(job, wait=wait, detach=detach)
+            except RunTaken:
+                continue
+        raise RemoteError(f"could not start {name!r}: {START_TRIES} run folders in a row were taken on the box by "
+                          "other clients; try again")
 
     def start(self, job: Job, *, wait: bool, detach: bool) -> Outcome:
+        """Start ``job`` in its own folder (RunTaken if that folder exists), then follow it unless ``detach``."""
         remote = self.remote
-        remote.write_files(job.dir, job.files)
+        staging = f"{STAGING_DIR}/{secrets.token_hex(8)}"
+        remote.write_files(staging, job.files)
         waited_for: list[str] | None = None
         own_since = time.monotonic()
         while True:
             with deferred_sigint() as pending:  # a start cut in half would leave an unknown job behind
-                busy = remote.start(job.dir, job.container, job.docker)
+                try:
+                    busy = remote.start(staging, job)
+                except RunTaken:
+                    if pending:
+                        raise Interrupted(f"interrupted before {job.label} started") from None
+                    raise
             if pending and busy is None:
                 raise self.interrupt(job)
             if pending:
@@ -367,11 +474,11 @@ class Runner:
                 waited_for = busy
             time.sleep(WAIT_POLL_SECONDS)
         try:
-            self.say(f"started {job.label} as container {job.container}")
+            self.say(f"started {job.label} as container {job.container} in {job.dir}")
             if detach:
                 self.say(f"detached: follow it with `cosmos-tools attach {shlex.quote(job.name)}`, "
                          f"stop it with `cosmos-tools kill {shlex.quote(job.name)}`")
-                return Outcome("detached", JobState(dir=job.dir, running=True))
+                return Outcome("detached", JobState(dir=job.dir, running=True), job=job)
         except KeyboardInterrupt:
             raise self.interrupt(job) from None
         return self.follow(job, offset=0)
@@ -420,7 +527,7 @@ class Runner:
         if rc == ScriptExit.LOST and state.exit_code is None:
             state.running = False
         status = {"ok": "ok", "blocked": "blocked", "stopped": "cancelled"}.get(state.verdict, "failed")
-        return Outcome(status, state, seconds=time.monotonic() - started,
+        return Outcome(status, state, job=job, seconds=time.monotonic() - started,
                        message="" if status == "ok" else state.failure(job.label), box=box)
 
     def interrupt(self, job: Job) -> Interrupted:
@@ -488,22 +595,25 @@ def attach(remote: Remote, name: str, runner: Runner | None = None) -> Outcome:
     jobs = {kind: plain_job(name, kind) for kind in (RUN, UPSCALE)}
     box = remote.probe([job.dir for job in jobs.values()])
     runner = runner or Runner(remote)
-    for job in jobs.values():
-        if job.container in box.running:
+    for kind, view in jobs.items():
+        if view.container in box.running:
+            job = current_job(name, kind, box.jobs[view.dir])
             runner.say(f"attached to {job.label}")
             return runner.follow(job, offset=-20)
-    known = [(box.jobs[job.dir].finished_at, job) for job in jobs.values() if box.jobs[job.dir].verdict != "absent"]
+    known = [(box.jobs[view.dir].finished_at, kind) for kind, view in jobs.items()
+             if box.jobs[view.dir].verdict != "absent"]
     if not known:
         raise UserError(f"no job named {name!r} on the GPU box; `cosmos-tools status` lists the jobs")
-    job = max(known, key=lambda pair: (pair[0], pair[1].kind == UPSCALE))[1]
-    state = box.jobs[job.dir]
+    kind = max(known, key=lambda pair: (pair[0], pair[1] == UPSCALE))[1]
+    state = box.jobs[jobs[kind].dir]
+    job = current_job(name, kind, state)
     runner.say(f"{job.label} is not running; it ended {state.verdict}")
     if state.verdict == "ok":
         for line in state.tail:
             runner.echo((line + "\n").encode())
-        return Outcome("ok", state, reused=True)
+        return Outcome("ok", state, job=job, reused=True)
     status = {"blocked": "blocked", "stopped": "cancelled"}.get(state.verdict, "failed")
-    return Outcome(status, state, reused=True, message=state.failure(job.label))
+    return Outcome(status, state, job=job, reused=True, message=state.failure(job.label))
 
 
 def kill(remote: Remote, name: str) -> list[str]:
@@ -520,32 +630,57 @@ def kill(remote: Remote, name: str) -> list[str]:
 
 
 def job_rows(remote: Remote) -> list[dict]:
-    """Every job folder on the box with its state (running, ok, blocked, failed, lost), newest first."""
+    """Every job folder on the box with its state (running, ok, blocked, failed, lost), newest first.
+
+    Folders under outputs/runs/ are named by their run id; a running container is the job its prompt's
+    "latest" link points at. Real folders of the version before run ids (outputs/<name>) are listed as they are.
+    """
     box = remote.probe(None)
+    links = {}  # job folder -> (prompt name, kind), from the "latest" links
+    for state in box.jobs.values():
+        if state.target and state.leaf is not None:
+            view = state.dir.removeprefix("outputs/")
+            kind = UPSCALE if view.endswith(UPSCALED_SUFFIX) and len(view) > len(UPSCALED_SUFFIX) else RUN
+            links[f"outputs/runs/{state.leaf}"] = (view[:-len(UPSCALED_SUFFIX)] if kind == UPSCALE else view, kind)
     seen = set()
     out = []
     for state in box.jobs.values():
-        folder = state.dir.removeprefix("outputs/")
-        candidates = [(folder, RUN)]
-        if folder.endswith(UPSCALED_SUFFIX) and len(folder) > len(UPSCALED_SUFFIX):
-            candidates.insert(0, (folder[:-len(UPSCALED_SUFFIX)], UPSCALE))
-        name, kind = candidates[-1]
-        for cand_name, cand_kind in candidates:
-            if container_name(cand_name, cand_kind) in box.running:
-                name, kind, state.running = cand_name, cand_kind, True
-                seen.add(container_name(cand_name, cand_kind))
-        if kind == RUN and len(candidates) == 2 and not state.running:
-            name, kind = candidates[0]  # a *_upscaled folder is an upscale unless a run of that name is live
-        out.append({"job": state.dir, "run": name, "kind": kind, "state": state.verdict,
+        if state.target:
+            continue
+        if state.dir.startswith("outputs/runs/"):
+            name, kind, run_id = split_leaf(state.dir.removeprefix("outputs/runs/"))
+            name, kind = links.get(state.dir, (name, kind))
+            if links.get(state.dir) and container_name(name, kind) in box.running:
+                state.running = True
+                seen.add(container_name(name, kind))
+        else:
+            name, kind, run_id = _legacy_row(state, box, seen)
+        out.append({"job": state.dir, "run": name, "run_id": run_id, "kind": kind, "state": state.verdict,
                     "exit_code": state.exit_code, "updated": _iso(state.updated),
                     "output_size": state.output_size})
     for container in box.running:
         if container not in seen:
-            out.append({"job": container, "run": "", "kind": "", "state": "running", "exit_code": None,
+            out.append({"job": container, "run": "", "run_id": "", "kind": "", "state": "running", "exit_code": None,
                         "updated": "", "output_size": 0})
     out.sort(key=lambda r: r["updated"], reverse=True)
     out.sort(key=lambda r: r["state"] != "running")
     return out
+
+
+def _legacy_row(state: JobState, box: Box, seen: set) -> tuple[str, str, str]:
+    """(name, kind, run id "") of a real folder outputs/<name>[_upscaled] left by the version before run ids."""
+    folder = state.dir.removeprefix("outputs/")
+    candidates = [(folder, RUN)]
+    if folder.endswith(UPSCALED_SUFFIX) and len(folder) > len(UPSCALED_SUFFIX):
+        candidates.insert(0, (folder[:-len(UPSCALED_SUFFIX)], UPSCALE))
+    name, kind = candidates[-1]
+    for cand_name, cand_kind in candidates:
+        if container_name(cand_name, cand_kind) in box.running:
+            name, kind, state.running = cand_name, cand_kind, True
+            seen.add(container_name(cand_name, cand_kind))
+    if kind == RUN and len(candidates) == 2 and not state.running:
+        name, kind = candidates[0]  # a *_upscaled folder is an upscale unless a run of that name is live
+    return name, kind, ""
 
 
 def _iso(epoch: float) -> str:

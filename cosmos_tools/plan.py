@@ -9,6 +9,7 @@ about in-memory files for this one case.)
 
 from __future__ import annotations
 
+import json
 import sys
 import tempfile
 from dataclasses import dataclass, field
@@ -66,6 +67,16 @@ def plan_prompt(cfg, path: str | Path, override: str | None = None, *, check: bo
                             f"paths at inputs/videos/{shot}/ or drop the videos_subdir argument")
     else:
         shot = natural
+    prompt_rel = f"inputs/prompts/{path.name}"
+    uploads = _shot_uploads(cfg, shot, files, known={prompt_rel})
+    staging, staged = _stage(prompt.raw, path.name)
+    uploads.insert(0, (staged, prompt_rel))
+    return Plan(path=path, name=name, prompt=prompt.data, text=prompt.raw, shot=shot, uploads=uploads,
+                staging=staging)
+
+
+def _shot_uploads(cfg, shot: str | None, files: list[tuple[Path, str]], known: set[str]) -> list[tuple[Path, str]]:
+    """The shot folder's files, then the other files the spec names (each once, none of ``known``)."""
     uploads: list[tuple[Path, str]] = []
     if shot is not None:
         folder = cfg.local_path("LOCAL_VIDEOS_DIR") / shot
@@ -76,13 +87,41 @@ def plan_prompt(cfg, path: str | Path, override: str | None = None, *, check: bo
             rel = file.relative_to(folder)
             if file.is_file() and not any(part.startswith(".") for part in rel.parts):
                 uploads.append((file, f"inputs/videos/{shot}/{rel.as_posix()}"))
-    prompt_rel = f"inputs/prompts/{path.name}"
-    known = {prompt_rel} | {rel for _, rel in uploads}
-    uploads += [(local, rel) for local, rel in files if rel not in known]
-    staging, staged = _stage(prompt.raw, path.name)
-    uploads.insert(0, (staged, prompt_rel))
-    return Plan(path=path, name=name, prompt=prompt.data, text=prompt.raw, shot=shot, uploads=uploads,
-                staging=staging)
+    known = known | {rel for _, rel in uploads}
+    return uploads + [(local, rel) for local, rel in files if rel not in known]
+
+
+def plan_rerun(cfg, run_id: str) -> Plan:
+    """Run ``run_id`` again exactly: the spec it ran (controlnet_spec.json) and the prompt as it was written
+    (prompt_spec.json), read from its local folder outputs/runs/<run id>/, never from the prompt file.
+
+    The shot and the files the spec names are sent as for a new run; the prompt file itself is not.
+    """
+    from .remote.paths import split_leaf
+    from .runs import runs_dir
+
+    check_run_name(run_id)
+    folder = runs_dir(cfg) / run_id
+    spec_file = folder / "controlnet_spec.json"
+    if not spec_file.is_file():
+        raise UserError(f"run {run_id!r} is not here: no {spec_file}; download it (scripts/download_results.sh) "
+                        "or pick a run id from `cosmos-tools history`")
+    try:
+        spec = json.loads(spec_file.read_text(encoding="utf-8"))
+        used = json.loads((folder / "spec_used.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{folder}: cannot read the run's spec files ({exc}); the run folder is damaged") from None
+    if not isinstance(spec, dict):
+        raise UserError(f"{spec_file}: not a spec (a JSON object); the run folder is damaged")
+    name = check_run_name(used.get("name") if isinstance(used, dict) and used.get("name") else split_leaf(run_id)[0])
+    prompt_file = folder / "prompt_spec.json"
+    text = prompt_file.read_bytes() if prompt_file.is_file() else spec_file.read_bytes()
+    try:
+        shot = shot_of(spec)
+    except UserError:
+        shot = None
+    return Plan(path=prompt_file, name=name, prompt=spec, text=text, shot=shot,
+                uploads=_shot_uploads(cfg, shot, referenced_files(cfg, spec), known=set()))
 
 
 def _check(prompt: PromptFile, cfg, quiet: bool = False) -> list[tuple[Path, str]]:

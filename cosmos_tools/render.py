@@ -127,8 +127,8 @@ def _docker_user(cfg, account: BoxAccount | None) -> str | None:
 
 
 def _render(name: str, kind: str, spec: dict, cfg, *, num_steps: int | None, fps: int,
-            account: BoxAccount | None) -> Rendered:
-    paths = JobPaths.of(name, kind)
+            account: BoxAccount | None, leaf: str | None) -> Rendered:
+    paths = JobPaths.of(name, kind, leaf)
     gpus = _num_gpu(cfg)
     command = _render_json("transfer_command.json.j2", num_gpu=gpus, checkpoint_dir=cfg["CHECKPOINT_DIR_REMOTE"],
                            output_dir=paths.folder, spec_path=paths.spec, fps=fps, num_steps=num_steps,
@@ -159,8 +159,9 @@ def run_spec(prompt: dict) -> dict:
     return {key: value for key, value in prompt.items() if not key.startswith("_")}
 
 
-def render_run(name: str, prompt: dict, cfg, *, account: BoxAccount | None = None) -> Rendered:
-    """The inference job of prompt ``name``: results in outputs/<name>/.
+def render_run(name: str, prompt: dict, cfg, *, account: BoxAccount | None = None,
+               run_id: str | None = None) -> Rendered:
+    """The inference job of prompt ``name``: results in outputs/runs/<run_id>/ (no run id: outputs/<name>/).
 
     ``account`` is the remote user the probe found (for DOCKER_USER=auto and relative remote paths); per-run
     settings such as ``--num-gpu`` arrive as a layer of ``cfg`` (``Config.with_overrides``).
@@ -172,7 +173,7 @@ def render_run(name: str, prompt: dict, cfg, *, account: BoxAccount | None = Non
     fps = prompt.get("fps")
     if isinstance(fps, bool) or not isinstance(fps, int) or fps < 1:
         fps = cfg.int("FPS")
-    return _render(name, RUN, run_spec(prompt), cfg, num_steps=None, fps=fps, account=account)
+    return _render(name, RUN, run_spec(prompt), cfg, num_steps=None, fps=fps, account=account, leaf=run_id)
 
 
 def upscale_weight(value) -> float:
@@ -187,12 +188,14 @@ def upscale_weight(value) -> float:
 
 
 def render_upscale(name: str, cfg, *, weight: float | None = None, account: BoxAccount | None = None,
-                   prompt: str | None = None) -> Rendered:
-    """The 4K upscale of run ``name``: input outputs/<name>/output.mp4, results in outputs/<name>_upscaled/."""
+                   prompt: str | None = None, run_id: str | None = None, leaf: str | None = None) -> Rendered:
+    """The 4K upscale of run ``run_id`` of prompt ``name``: input outputs/runs/<run_id>/output.mp4, results in
+    outputs/runs/<leaf>/ (no run id: outputs/<name>/output.mp4 into outputs/<name>_upscaled/)."""
     check_run_name(name)
     w = upscale_weight(cfg["UPSCALE_WEIGHT"] if weight is None else weight)
     if prompt is not None and not isinstance(prompt, str):
         raise UserError(f"upscale prompt must be text, got {type(prompt).__name__}")
-    spec = _render_json("upscale_spec.json.j2", input_video_path=f"{JobPaths.of(name, RUN).folder}/output.mp4",
+    spec = _render_json("upscale_spec.json.j2", input_video_path=f"{JobPaths.of(name, RUN, run_id).folder}/output.mp4",
                         prompt=prompt, weight=w)
-    return _render(name, UPSCALE, spec, cfg, num_steps=UPSCALE_NUM_STEPS, fps=cfg.int("FPS"), account=account)
+    return _render(name, UPSCALE, spec, cfg, num_steps=UPSCALE_NUM_STEPS, fps=cfg.int("FPS"), account=account,
+                   leaf=leaf)

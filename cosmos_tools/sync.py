@@ -53,6 +53,7 @@ class SyncReport:
     skipped: list[str] = field(default_factory=list)
     bytes_sent: int = 0
     seconds: float = 0.0
+    digests: dict[str, str] = field(default_factory=dict)  # upload: sha256 of every file, by remote path
 
 
 def local_digest(path: Path, stop: threading.Event | None = None) -> Digest | None:
@@ -203,6 +204,7 @@ def upload_files(t: Transport, files: list[tuple[Path, str]], *, progress: bool 
     for (path, rel), target, size, mine, theirs in zip(files, targets, sizes, local, remote, strict=True):
         if theirs is not None and theirs[0] == size and mine.result() == theirs:
             report.skipped.append(rel)
+            report.digests[rel] = theirs[1]
         else:
             todo.append(_Todo(Path(path), rel, target, size, part_name(target)))
     _resume_or_drop(t, record, todo, parts, ours)
@@ -210,7 +212,8 @@ def upload_files(t: Transport, files: list[tuple[Path, str]], *, progress: bool 
         for folder in sorted({posixpath.dirname(f.target) for f in todo}):
             t.makedirs(folder)
         for item in todo:
-            report.bytes_sent += _upload_one(t, record, item, bar)
+            sent, report.digests[item.rel] = _upload_one(t, record, item, bar)
+            report.bytes_sent += sent
             report.sent.append(item.rel)
     report.seconds = time.monotonic() - start
     return report
@@ -235,9 +238,9 @@ def _resume_or_drop(t: Transport, record: PartRecord, todo: list[_Todo], parts: 
             record.discard(part)
 
 
-def _upload_one(t: Transport, record: PartRecord, item: _Todo, bar: Progress) -> int:
+def _upload_one(t: Transport, record: PartRecord, item: _Todo, bar: Progress) -> tuple[int, str]:
     """Send one file (or the rest of it) under its temporary name, check it on the box, rename it; return the
-    bytes sent.
+    bytes sent and the whole file's sha256.
 
     The box hashes the temporary file while it arrives (remote/sync_follow.py) and reports how much has
     landed, which is what the progress bar shows; if its hash is missing or differs, the file is hashed
@@ -297,7 +300,7 @@ def _upload_one(t: Transport, record: PartRecord, item: _Todo, bar: Progress) ->
         _sending.discard(part)
     record.discard(part)
     landed(size)
-    return sent
+    return sent, digest
 
 
 def _remove_part(t: Transport, record: PartRecord, part: str) -> None:
@@ -359,13 +362,14 @@ def remote_sizes(t: Transport, remote_rel_dir: str) -> dict[str, int] | None:
 
 
 def download_tree(t: Transport, remote_rel_dir: str, local_dir: Path, *, progress: bool = True,
-                  missing_ok: bool = False) -> SyncReport:
+                  missing_ok: bool = False, keep: tuple[str, ...] = ()) -> SyncReport:
     """Bring a remote folder (relative to REMOTE_DIR) into ``local_dir``, skipping identical files.
 
     The box hashes its files while they travel; each one is checked against that hash before it
     replaces its local name. Local files of the same size are hashed here and skipped if identical.
     A file cut off by a dropped connection keeps its part file when it is large (``RESUME_MIN_BYTES``):
     the next download goes on from it; every other part file is removed, whatever went wrong.
+    Files named in ``keep`` are fetched only when there is no local copy (a local copy adds to them).
     """
     start = time.monotonic()
     sizes = remote_sizes(t, remote_rel_dir)
@@ -375,12 +379,15 @@ def download_tree(t: Transport, remote_rel_dir: str, local_dir: Path, *, progres
         raise RemoteError(f"{t.abspath(remote_rel_dir)} does not exist on {t.describe()}: nothing to download "
                           "(has the run started and finished?)")
     base = t.abspath(remote_rel_dir)
+    kept = [rel for rel in keep if rel in sizes and (Path(local_dir) / rel).is_file()]
+    for rel in kept:
+        del sizes[rel]
     rels = sorted(sizes)
     for rel in rels:
         _check_relative(rel)
     targets = {rel: Path(local_dir) / rel for rel in rels}
     maybe_same = [r for r in rels if targets[r].is_file() and targets[r].stat().st_size == sizes[r]]
-    report = SyncReport()
+    report = SyncReport(skipped=list(kept))
     fetched: list[_Fetched] = []
     try:
         with ThreadPoolExecutor(1) as pool, \

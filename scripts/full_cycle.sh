@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
 # Usage: full_cycle.sh <prompt.json> [videos_subdir_override] [--no-upscale] [--upscale-weight W]
-#                      [--wait] [--num-gpu N]
+#                      [--wait] [--num-gpu N] [--force]
 #
 # Upload, run with a live log, upscale (if the run succeeded), download, and append one line
 # to notes/run_history.log. Re-running after a failure or a dropped connection resumes: what is
-# done is not done again, a job still running is re-attached. Exit: 0 ok, 1 run failed,
-# 3 GPU box or connection problem, 130 Ctrl-C (the job is asked to stop).
+# done is not done again, a job still running is re-attached; an unchanged prompt whose run
+# finished ok is not run again (--force makes a new run). Exit: 0 ok, 1 run failed, 2 usage,
+# 3 GPU box or connection problem, 4 local environment, 130 Ctrl-C (the job is asked to stop).
 #
 # Options:
 #   --no-upscale      skip the 4K upscale
 #   --upscale-weight W    control weight of the upscaler (default UPSCALE_WEIGHT, 0.5)
 #   --wait            if the GPU box is busy with another job, wait for it instead of refusing
 #   --num-gpu N       GPUs for this run (default NUM_GPU; more than 1 uses torchrun)
+#   --force           run again as a new run even if this spec already finished ok
 #   -h, --help        show this help
 set -euo pipefail
 # shellcheck source=scripts/lib.sh

@@ -111,21 +111,24 @@ def test_full_cycle_then_rerun_does_nothing_again(project, rehearsal_host):
     done = script(project, "full_cycle.sh", prompt.relative_to(project))
     assert done.returncode == 0, done.stderr
     out = project / "outputs" / "city_v1"
-    for name in ("output.mp4", "run.log", "spec_used.json", "prompt_spec.json", "controlnet_spec.json", "exit_code"):
+    assert out.is_symlink() and os.readlink(out) == "runs/city_v1-1"  # the latest view links to the run's folder
+    for name in ("output.mp4", "run.log", "spec_used.json", "prompt_spec.json", "controlnet_spec.json", "exit_code",
+                 "provenance.json"):
         assert (out / name).is_file(), name
     assert (project / "outputs" / "city_v1_upscaled" / "output.mp4").stat().st_size > 0
     assert (out / "prompt_spec.json").read_bytes() == prompt.read_bytes()
     used = json.loads((out / "spec_used.json").read_text())
     assert used["command"][:2] == ["python3", "cosmos_transfer1/diffusion/inference/transfer.py"]
     assert used["env"]["CUDA_VISIBLE_DEVICES"] == "0" and "--name" in used["docker"]
-    assert "Saved video to outputs/city_v1/output.mp4" in done.stdout  # the live log reached the terminal
-    assert "status: ok" in done.stdout and "result: outputs/city_v1/output.mp4" in done.stdout
+    assert "Saved video to outputs/runs/city_v1-1/output.mp4" in done.stdout  # the live log reached the terminal
+    assert "status: ok" in done.stdout and "result: outputs/runs/city_v1-1/output.mp4" in done.stdout
     (line,) = records(project)
     assert line["status"] == "ok" and line["run"] == "city_v1" and line["shot"] == shot and line["upscale"] == "0.5"
     assert line["weights"] == "vis=0.25,edge=0.25,depth=0.25,seg=0.25" and line["exit"] == "0"
-    assert line["output"] == "outputs/city_v1" and line["upscaled"] == "outputs/city_v1_upscaled"
+    assert line["run_id"] == "city_v1-1" and line["output"] == "outputs/runs/city_v1-1"
+    assert line["upscaled"] == "outputs/runs/city_v1-1_upscaled"
     assert all(float(line[k]) >= 0 for k in ("upload_s", "run_s", "upscale_s", "download_s"))
-    log_before = remote_path(rehearsal_host, "outputs/city_v1/run.log").read_bytes()
+    log_before = remote_path(rehearsal_host, "outputs/runs/city_v1-1/run.log").read_bytes()
 
     # Again, in this process, to count connections: nothing is sent, run or fetched again.
     from cosmos_tools.config import load_config
@@ -136,18 +139,22 @@ def test_full_cycle_then_rerun_does_nothing_again(project, rehearsal_host):
     run_cycle(load_config(), prompt, echo=echoed.append)  # ok: returns (a failure raises)
     assert transport.CONNECTIONS_OPENED - opened == 1
     assert echoed == []  # no job ran, so no live log
-    assert remote_path(rehearsal_host, "outputs/city_v1/run.log").read_bytes() == log_before
+    assert remote_path(rehearsal_host, "outputs/runs/city_v1-1/run.log").read_bytes() == log_before
     again = script(project, "full_cycle.sh", prompt)
     assert again.returncode == 0, again.stderr
     assert "upload: 0 sent" in again.stderr and again.stderr.count("already finished ok") == 2
     assert "0 fetched" in again.stderr
-    assert [r["status"] for r in records(project)] == ["ok", "ok", "ok"]
+    assert "run: city_v1-1 (outputs/runs/city_v1-1), found already done" in again.stdout
+    assert "nothing new, no line added" in again.stdout
+    assert [r["status"] for r in records(project)] == ["ok"]  # nothing new is not a run: no line
     table = tool(project, "history", "--status", "ok")
-    assert table.returncode == 0 and table.stdout.count("city_v1") == 3
-    shutil.rmtree(out)
+    assert table.returncode == 0 and table.stdout.count("city_v1-1") == 1
+    shutil.rmtree(project / "outputs" / "runs" / "city_v1-1")
+    out.unlink()
     fetched = script(project, "download_results.sh", prompt)
     assert fetched.returncode == 0, fetched.stderr
-    assert (out / "output.mp4").read_bytes() == remote_path(rehearsal_host, "outputs/city_v1/output.mp4").read_bytes()
+    assert (out / "output.mp4").read_bytes() == \
+        remote_path(rehearsal_host, "outputs/runs/city_v1-1/output.mp4").read_bytes()
     finished = tool(project, "attach", str(prompt))  # a prompt path works too; a finished job is judged
     assert finished.returncode == 0 and "ended ok" in finished.stderr and "outputs/city_v1_upscaled: ok" in \
         finished.stdout
@@ -198,13 +205,21 @@ def test_changed_prompt_runs_again_and_a_guardrail_block_is_reported_with_the_lo
     assert done.returncode == 1
     assert "guardrail blocked it" in done.stderr and "last" in done.stderr and "GUARDRAIL BLOCKED" in done.stderr
     out = project / "outputs" / "blocked"
+    assert os.readlink(out) == "runs/blocked-2"  # the edit is a new run; the latest view points at it
     assert "GUARDRAIL BLOCKED" in (out / "run.log").read_text()  # the failed run's log came back
-    assert not (out / "output.mp4").exists() and (out / "output.mp4.prev").is_file()  # no stale result
+    assert not (out / "output.mp4").exists() and not (out / "output.mp4.prev").exists()  # no stale result
+    first_run = project / "outputs" / "runs" / "blocked-1"
+    assert (first_run / "output.mp4").stat().st_size > 0, "the first edit's result is kept"
+    assert "GUARDRAIL" not in (first_run / "controlnet_spec.json").read_text()
+    assert remote_path(rehearsal_host, "outputs/runs/blocked-1/output.mp4").is_file()
+    assert not remote_path(rehearsal_host, "outputs/runs/blocked-2/run.log.prev").exists()
     assert "result:" not in done.stdout
-    assert remote_path(rehearsal_host, "outputs/blocked/run.log.prev").is_file()
     assert not (project / "outputs" / "blocked_upscaled").exists()
     first, second = records(project)
     assert first["status"] == "ok" and second["status"] == "blocked" and "guardrail" in second["error"]
+    assert (first["run_id"], second["run_id"]) == ("blocked-1", "blocked-2")
+    assert (first["output"], second["output"]) == ("outputs/runs/blocked-1", "outputs/runs/blocked-2")
+    assert first["spec_sha256"] != second["spec_sha256"]
     assert second["upscale"] == "0.5" and "upscaled" not in second
 
 
@@ -214,7 +229,7 @@ def test_run_refused_by_transfer_py_fails_with_its_error(project, rehearsal_host
     assert script(project, "upload_prompt.sh", write_prompt(project, "ok", shot)).returncode == 0
     done = script(project, "run_inference_remote.sh", prompt)  # run does not re-check: the stand-in refuses it
     assert done.returncode == 1
-    assert "FAILED negative: exit 1" in done.stderr
+    assert "FAILED negative-1: exit 1" in done.stderr
     assert "Control weight for vis must be a valid non-negative float" in done.stderr
 
 
@@ -270,13 +285,14 @@ def test_unknown_host_key_is_refused(project, rehearsal_host, tmp_path):
     assert not remote_path(rehearsal_host, "inputs/prompts/keyed.json").exists()
     (line,) = records(project)
     assert line["status"] == "failed" and "not known" in line["error"]
+    assert "run_id" not in line and "output" not in line  # no run id was allocated: no run folder to name
 
 
 def test_client_killed_mid_run_then_rerun_reattaches_and_finishes(project, rehearsal_host, slow_jobs):
     shot = add_shot(project)
     prompt = write_prompt(project, "dropped", shot)
     proc = start(project, "full_cycle.sh", prompt, "--no-upscale")
-    wait_for_line(proc, "started dropped as container")
+    wait_for_line(proc, "started dropped-1 as container")
     proc.kill()  # SIGKILL: no chance to stop the job or write history
     proc.communicate()
     assert records(project) == []
@@ -284,17 +300,17 @@ def test_client_killed_mid_run_then_rerun_reattaches_and_finishes(project, rehea
     assert again.returncode == 0, again.stderr
     assert "already running on the box; re-attaching" in again.stderr or "already finished ok" in again.stderr
     if "re-attaching" in again.stderr:
-        assert "Saved video to outputs/dropped/output.mp4" in again.stdout
+        assert "Saved video to outputs/runs/dropped-1/output.mp4" in again.stdout
     assert (project / "outputs" / "dropped" / "output.mp4").is_file()
     assert remote_path(rehearsal_host, "outputs/dropped/run.log").read_text().count("[cosmos-run]") == 2  # one job
-    assert [r["status"] for r in records(project)] == ["ok"]
+    assert [(r["status"], r["run_id"]) for r in records(project)] == [("ok", "dropped-1")]  # the same run
 
 
 def test_connection_cut_mid_run_reconnects_without_losing_or_repeating_log(project, rehearsal_host, slow_jobs):
     shot = add_shot(project)
     prompt = write_prompt(project, "cut", shot)
     proc = start(project, "full_cycle.sh", prompt, "--no-upscale")
-    wait_for_line(proc, "started cut as container")
+    wait_for_line(proc, "started cut-1 as container")
     time.sleep(0.5)
     sessions = subprocess.run(["pgrep", "-P", str(rehearsal_host.pid)], capture_output=True, text=True).stdout.split()
     assert sessions, "no sshd session process to cut"
@@ -355,11 +371,11 @@ def test_ctrl_c_during_a_cycle_stops_the_job_and_records_it_cancelled(project, r
     shot = add_shot(project)
     prompt = write_prompt(project, "cancelled", shot)
     proc = start(project, "full_cycle.sh", prompt)
-    wait_for_line(proc, "started cancelled as container")
+    wait_for_line(proc, "started cancelled-1 as container")
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
-    assert "interrupted: stopped cancelled on the box" in stderr and "Traceback" not in stderr
+    assert "interrupted: stopped cancelled-1 on the box" in stderr and "Traceback" not in stderr
     (line,) = records(project)
     assert line["status"] == "cancelled" and "interrupted" in line["error"]
     assert remote_path(rehearsal_host, "outputs/cancelled/exit_code").read_text().strip() in ("130", "137", "143")

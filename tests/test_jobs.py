@@ -16,6 +16,7 @@ from test_cycle import (  # noqa: F401 (fixtures)
     REPO,
     add_shot,
     endless_jobs,
+    records,
     remote_path,
     script,
     start,
@@ -47,6 +48,9 @@ def test_detach_status_attach_kill(project, rehearsal_host):
     started = script(project, "run_inference_remote.sh", prompt, "--detach")
     assert started.returncode == 0, started.stderr
     assert "cosmos-tools attach 'detached job'" in started.stderr
+    (line,) = records(project)  # it started a job: one line, which says it was left running
+    assert (line["run_id"], line["status"]) == ("detached job-1", "detached")
+    assert line["output"] == "outputs/runs/detached job-1"
     assert statuses(project)["detached job"]["state"] == "running"
     early = script(project, "download_results.sh", prompt)
     assert early.returncode == 1 and "still running on the box" in early.stderr
@@ -92,17 +96,17 @@ def test_ctrl_c_stops_the_remote_job(project, rehearsal_host):
     prompt = write_prompt(project, "interrupted", shot)
     assert script(project, "upload_prompt.sh", prompt, "--quiet").returncode == 0
     proc = start(project, "run_inference_remote.sh", prompt)
-    wait_for_line(proc, "started interrupted as container")
+    wait_for_line(proc, "started interrupted-1 as container")
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
-    assert "stopping interrupted on the box" in stderr and "Traceback" not in stderr
+    assert "stopping interrupted-1 on the box" in stderr and "Traceback" not in stderr
     row = statuses(project)["interrupted"]
     assert row["state"] == "stopped"
     rerun = script(project, "run_inference_remote.sh", prompt, "--detach")  # a stopped job is run again
     assert rerun.returncode == 0, rerun.stderr
-    assert "started interrupted" in rerun.stderr
-    assert "exit code 1" in remote_path(rehearsal_host, "outputs/interrupted/run.log.prev").read_text()  # 130/143
+    assert "started interrupted-2" in rerun.stderr  # a new run: the stopped one keeps its folder and log
+    assert "exit code 1" in remote_path(rehearsal_host, "outputs/runs/interrupted-1/run.log").read_text()  # 130/143
     assert tool(project, "kill", "interrupted").returncode == 0
 
 

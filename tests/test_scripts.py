@@ -39,7 +39,8 @@ USAGE = {
                              " [--num-gpu N]",
     "download_results.sh": "usage: scripts/download_results.sh <prompt.json>",
     "full_cycle.sh": "usage: scripts/full_cycle.sh <prompt.json> [videos_subdir_override] [--no-upscale]"
-                     " [--upscale-weight W] [--wait] [--num-gpu N]",
+                     " [--upscale-weight W] [--wait] [--num-gpu N] [--force]",
+    "rerun.sh": "usage: scripts/rerun.sh <run id> [--no-upscale] [--wait] [--num-gpu N]",
     "sweep.sh": "usage: scripts/sweep.sh <prompt.json> --set KEY=V1,V2,... [--set KEY=...] [--zip] [--name NAME]",
 }
 
@@ -127,7 +128,7 @@ SCRIPT_ARGS = {
     "upload_prompt.sh": ["inputs/prompts/p.json"], "run_inference_remote.sh": ["inputs/prompts/p.json"],
     "run_upscale_remote.sh": ["inputs/prompts/p.json"], "download_results.sh": ["inputs/prompts/p.json"],
     "full_cycle.sh": ["inputs/prompts/p.json"], "ssh_remote.sh": ["true"],
-    "sweep.sh": ["inputs/prompts/p.json", "--set", "seed=1,2"],
+    "sweep.sh": ["inputs/prompts/p.json", "--set", "seed=1,2"], "rerun.sh": ["p-1"],
 }
 
 

@@ -232,7 +232,7 @@ def _install_remote(paths: dict[str, Path]) -> None:
     (paths["remote_home"] / ".cache" / "huggingface").mkdir(parents=True, exist_ok=True)
     paths["state_dir"].mkdir(parents=True, exist_ok=True)
     _update_engine(paths)
-    for tool in ("docker", "torchrun"):
+    for tool in ("docker", "torchrun", "nvidia-smi"):
         _copy_exec(STAND_IN / tool, paths["bin_dir"] / tool, 0o755)
     _copy_exec(STAND_IN / "python", paths["bin_dir"] / "image" / "python", 0o755)  # the image's python -> python3
 

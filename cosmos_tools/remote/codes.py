@@ -21,3 +21,4 @@ class ScriptExit(IntEnum):
     SHORT_INPUT = 87  # write.sh: stdin ended before the announced sizes
     NOT_A_FOLDER = 88  # sync_list.py: the folder to list does not exist
     STALLED = 89  # sync_follow.py: the file being uploaded stopped growing
+    RUN_EXISTS = 90  # start.sh: the run folder already exists (another client took that run id): take the next

@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # shellcheck shell=bash
 # The one reader of job state, for `status` and for every probe.
-# $1 = scope: "all" (every job folder under outputs/ with a run.log or an exit_code) or "named" (the folders
-# given), $2 = number of docker words, then the docker words, then (named) the job folders.
+# $1 = scope: "all" (every job folder under outputs/ and outputs/runs/ with a run.log or an exit_code, and every
+# "latest" link), "named" (the folders given) or "provenance" (named, plus what the box says about the image,
+# the checkout and its GPUs), $2 = number of docker words, then the docker words, then (provenance) the Docker
+# image, then (named, provenance) the job folders.
 # Prints, each field followed by NUL: uid, gid, home, the names of the running cosmos-tools containers (one
-# per line), then 9 fields per folder: folder, exit code, exit_code mtime, log size, log mtime, output.mp4
-# size, guardrail flag, sha256 of controlnet_spec.json, last 15 log lines (named scope only).
+# per line); for provenance 3 more fields: `docker image inspect` of the image ("<Id> <RepoDigests as JSON>" or
+# empty), `git rev-parse HEAD` of the checkout (or "unknown"), the GPU names of nvidia-smi (one per line, or
+# empty); then 10 fields per folder: folder, exit code, exit_code mtime, log size, log mtime, output.mp4 size,
+# guardrail flag, sha256 of controlnet_spec.json, last 15 log lines (named scopes only), link target (the
+# folder is a symbolic link to it; the other fields follow the link).
 # Exit 82 (codes.py DOCKER_FAILED) if docker ps fails.
 scope=$1 nd=$2; shift 2
 docker=("${@:1:nd}"); shift "$nd"
@@ -14,22 +19,31 @@ if ! names=$("${docker[@]}" ps --filter label=cosmos-tools.run --format '{{.Name
   printf 'docker ps failed: %s\n' "$names" >&2; exit 82
 fi
 printf '%s\0' "$names"
+if [ "$scope" = provenance ]; then
+  image=$1; shift
+  facts=$("${docker[@]}" image inspect -f '{{.Id}} {{json .RepoDigests}}' -- "$image" 2>/dev/null </dev/null) || facts=''
+  code=$(git rev-parse HEAD 2>/dev/null </dev/null) || code=unknown
+  gpus=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null </dev/null) || gpus=''
+  printf '%s\0' "$facts" "${code:-unknown}" "$gpus"
+fi
 if [ "$scope" = all ]; then
   set --
-  for d in outputs/*/; do
+  for d in outputs/*/ outputs/runs/*/; do
     d=${d%/}
-    if [ -f "$d/run.log" ] || [ -f "$d/exit_code" ]; then set -- "$@" "$d"; fi
+    [ "$d" = outputs/runs ] && continue
+    if [ -L "$d" ] || [ -f "$d/run.log" ] || [ -f "$d/exit_code" ]; then set -- "$@" "$d"; fi
   done
 fi
 for d; do
-  code='' when='' log=0 logged=0 out=0 blocked=0 sha='' tail=''
+  code='' when='' log=0 logged=0 out=0 blocked=0 sha='' tail='' target=''
+  if [ -L "$d" ]; then target=$(readlink -- "$d"; echo x) && target=${target%?} && target=${target%$'\n'}; fi
   if [ -f "$d/exit_code" ]; then code=$(head -c 32 "$d/exit_code"); when=$(stat -c %Y "$d/exit_code"); fi
   if [ -f "$d/run.log" ]; then
     log=$(stat -c %s "$d/run.log") logged=$(stat -c %Y "$d/run.log")
     if grep -qF 'GUARDRAIL BLOCKED' "$d/run.log"; then blocked=1; fi
-    if [ "$scope" = named ]; then tail=$(tail -n 15 "$d/run.log" | tr -d '\000'); fi
+    if [ "$scope" != all ]; then tail=$(tail -n 15 "$d/run.log" | tr -d '\000'); fi
   fi
   if [ -f "$d/output.mp4" ]; then out=$(stat -c %s "$d/output.mp4"); fi
   if [ -f "$d/controlnet_spec.json" ]; then sha=$(sha256sum < "$d/controlnet_spec.json") && sha=${sha%% *}; fi
-  printf '%s\0' "$d" "$code" "$when" "$log" "$logged" "$out" "$blocked" "$sha" "$tail"
+  printf '%s\0' "$d" "$code" "$when" "$log" "$logged" "$out" "$blocked" "$sha" "$tail" "$target"
 done
