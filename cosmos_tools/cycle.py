@@ -19,7 +19,7 @@ from pathlib import Path
 
 from . import history, provenance
 from .constants import MAX_UPSCALE_FRAMES
-from .errors import Interrupted, JobFailed, RemoteError, UserError
+from .errors import Interrupted, JobFailed, LocalError, RemoteError, UserError
 from .jobs import Box, BoxFacts, Job, Outcome, Remote, Runner, current_job, job_from_rendered
 from .plan import Plan, check_upscale_length, plan_prompt, weights_text
 from .remote.paths import RUN, UPSCALE, latest_folder, run_id_of, upscale_leaf
@@ -340,12 +340,19 @@ def run_attempt(cfg, plan: Plan, steps: Steps, *, echo=None) -> None:
     result.durations["total"] = time.monotonic() - clock
     for job in result.started:
         provenance.add_timings(local_job_folder(cfg, job.dir), result.durations)
-    line = None
+    line, unwritten = None, None
     if result.started or result.unrecorded or (error is not None and not _refusal(error)):
-        line = _record(cfg, plan, started, result, steps, session)
+        try:
+            line = _record(cfg, plan, started, result, steps, session)
+        except LocalError as exc:  # the results are in place: say where they are, then why the line is missing
+            unwritten = exc
     _summary(cfg, result, line)
+    if unwritten is not None and error is not None:
+        unwritten.show()  # both matter: the missing line here, the run's own failure as the exit status
     if error is not None:
         raise error
+    if unwritten is not None:
+        raise unwritten
 
 
 def _refusal(error: UserError) -> bool:

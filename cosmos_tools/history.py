@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .constants import UTC_TIME_FORMAT
+from .errors import LocalError
 from .fsutil import append_line_locked
 
 KEYS = ("ts", "run", "run_id", "prompt", "shot", "host", "gpus", "weights", "seed", "upscale", "status", "exit",
@@ -134,7 +135,12 @@ def append_record(path: Path, record: dict) -> str:
     """Append one record (``ts`` filled in if missing) with O_APPEND under flock; return the line."""
     record = {"ts": now_iso(), **{k: v for k, v in record.items() if k != "ts" or v}}
     line = format_record(record)
-    append_line_locked(Path(path), line)
+    try:
+        append_line_locked(Path(path), line)
+    except OSError as exc:
+        raise LocalError(f"{path}: cannot append to the run history ({exc.strerror or exc}); make it a writable file "
+                         f"(check the notes/ folder, its permissions and free space) and add this line by hand: {line}"
+                         ) from None
     return line
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from .constants import MAX_UPSCALE_FRAMES
 from .errors import UserError
 from .names import check_run_name
-from .prompts import PromptFile, local_file, read_prompt, referenced_files, shot_of
+from .prompts import PromptFile, inside_project, local_file, read_prompt, referenced_files, shot_of
 from .validate import check_prompt
 
 
@@ -85,8 +85,13 @@ def _shot_uploads(cfg, shot: str | None, files: list[tuple[Path, str]], known: s
                             f"scripts/convert_png_sequences.sh or fix the prompt's paths")
         for file in sorted(folder.rglob("*")):
             rel = file.relative_to(folder)
-            if file.is_file() and not any(part.startswith(".") for part in rel.parts):
-                uploads.append((file, f"inputs/videos/{shot}/{rel.as_posix()}"))
+            if not file.is_file() or any(part.startswith(".") for part in rel.parts):
+                continue
+            if not inside_project(cfg, file):  # a link to ~/.ssh/id_rsa must never reach a rented box
+                print(f"warning: not sending {file}: a symlink to {file.resolve()}, outside the project; copy the "
+                      "file into the shot folder if it belongs to the shot", file=sys.stderr)
+                continue
+            uploads.append((file, f"inputs/videos/{shot}/{rel.as_posix()}"))
     known = known | {rel for _, rel in uploads}
     return uploads + [(local, rel) for local, rel in files if rel not in known]
 

@@ -278,6 +278,13 @@ def local_file(cfg: Config, spec_path: str) -> Path:
     return cfg.root.joinpath(*parts)
 
 
+def inside_project(cfg: Config, path: Path) -> bool:
+    """True if ``path``, symlinks followed, stays in the project (or in LOCAL_VIDEOS_DIR, wherever that is)."""
+    roots = {cfg.root.resolve(), cfg.local_path("LOCAL_VIDEOS_DIR").resolve()}
+    resolved = path.resolve()
+    return any(resolved == root or root in resolved.parents for root in roots)
+
+
 def _spec_paths(spec: dict) -> list[str]:
     """The project files a spec points at: input video, control videos, checkpoints, .pt weight maps, region files."""
     found: list[str] = []

@@ -32,7 +32,7 @@ from .config import Config
 from .constants import CHUNK_FRAMES, MAX_UPSCALE_FRAMES, RESOLUTION_BUCKETS
 from .errors import UserError
 from .names import check_run_name
-from .prompts import PromptFile, PromptFileError, local_file, read_prompt, referenced_files
+from .prompts import PromptFile, PromptFileError, inside_project, local_file, read_prompt, referenced_files
 
 CONTROL_KEYS = ("vis", "seg", "edge", "depth", "keypoint", "upscale", "hdmap", "lidar")
 CONTROL_FIELDS = ("control_weight", "input_control", "ckpt_path", "input_control_prompt", "control_weight_prompt")
@@ -165,11 +165,9 @@ class _Checker:
             self.error(key, f"{value!r} contains '..'; write it relative to the project root without '..'")
             return None
         local = local_file(self.cfg, value)
-        roots = {self.cfg.root.resolve(), self.cfg.local_path("LOCAL_VIDEOS_DIR")}
-        resolved = local.resolve()
-        if not any(resolved == r or r in resolved.parents for r in roots):
-            self.error(key, f"{value!r} leads out of the project (through a symlink to {resolved}); copy the file "
-                            "into the project")
+        if not inside_project(self.cfg, local):
+            self.error(key, f"{value!r} leads out of the project (through a symlink to {local.resolve()}); copy "
+                            "the file into the project")
             return None
         if local.is_dir():
             self.error(key, f"{value!r} is a folder; name the {what} file inside it")

@@ -11,6 +11,7 @@ import sys
 import pytest
 
 from cosmos_tools import history
+from cosmos_tools.errors import LocalError
 
 HOSTILE = [
     "plain", "", "with space", 'quo"te', "back\\slash", "a=b", "new\nline", "tab\there", "cr\rx",
@@ -123,3 +124,13 @@ def test_history_command_without_a_log_says_so(tmp_path):
     done = _cli([], tmp_path)
     assert done.returncode == 0
     assert "no runs recorded yet" in done.stderr
+
+
+def test_an_unwritable_history_is_one_line_with_the_record_to_add(tmp_path):
+    blocked = tmp_path / "run_history.log"
+    blocked.mkdir()  # root ignores permissions: a folder in the file's place fails for everyone
+    with pytest.raises(LocalError) as caught:
+        history.append_record(blocked, {"run": "shot1_v2", "status": "ok"})
+    message = caught.value.format_message()
+    assert caught.value.exit_code == 4
+    assert str(blocked) in message and "run=shot1_v2 status=ok" in message and "\n" not in message

@@ -113,6 +113,20 @@ def test_the_plan_sends_the_files_the_check_found(cfg, project):
     assert {"weights/mask.pt", "regions.json"} <= set(sent)
 
 
+def test_a_symlink_out_of_the_project_is_never_sent(cfg, project, tmp_path, capsys):
+    secret = tmp_path / "outside" / "id_rsa"
+    secret.parent.mkdir()
+    secret.write_text("PRIVATE KEY")
+    shot = project / "inputs/videos/shot1"
+    (shot / "notes.txt").symlink_to(secret)
+    (shot / "readme.txt").symlink_to(project / "regions.json")  # a link that stays inside is fine
+    sent = [rel for _, rel in plan_prompt(cfg, write(project), quiet=True).uploads]
+    assert "inputs/videos/shot1/notes.txt" not in sent
+    assert "inputs/videos/shot1/readme.txt" in sent
+    err = capsys.readouterr().err
+    assert f"not sending {shot / 'notes.txt'}: a symlink to {secret}" in err and err.count("\n") == 1
+
+
 def test_a_prompt_with_errors_sends_nothing_and_stages_nothing(cfg, project, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
     (tmp_path / "tmp").mkdir()

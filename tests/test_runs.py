@@ -315,3 +315,16 @@ def test_rerun_script_answers_help(flag):
     assert done.returncode == 0 and done.stdout.startswith("Usage: rerun.sh") and "-h, --help" in done.stdout
     shellcheck = Path(sys.executable).with_name("shellcheck")
     assert subprocess.run([str(shellcheck), "-x", "scripts/rerun.sh"], cwd=REPO).returncode == 0
+
+
+def test_an_unwritable_history_after_a_good_run_says_where_the_result_is(project, rehearsal_host):
+    shot = add_shot(project, "nohist_shot")
+    prompt = write_prompt(project, "nohist", shot)
+    (project / "notes" / "run_history.log").mkdir()
+    done = script(project, "full_cycle.sh", prompt, "--no-upscale")
+    assert done.returncode == 4, done.stderr
+    assert "result: outputs/runs/nohist-1/output.mp4" in done.stdout
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "run_history.log: cannot append to the run history" in errors[0]
+    assert "Traceback" not in done.stderr
+    assert (project / "outputs" / "runs" / "nohist-1" / "output.mp4").stat().st_size > 0
