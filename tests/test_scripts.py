@@ -14,7 +14,7 @@ from cosmos_tools.cli import cli
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = ["convert_png_sequences.sh", "new_prompt.sh", "upload_prompt.sh", "run_inference_remote.sh",
-           "run_upscale_remote.sh", "download_results.sh", "full_cycle.sh", "ssh_remote.sh"]
+           "run_upscale_remote.sh", "download_results.sh", "full_cycle.sh", "ssh_remote.sh", "review.sh"]
 
 
 @pytest.mark.parametrize("name", SCRIPTS)
