@@ -182,12 +182,13 @@ def _tile(cfg, run_id: str, lines: list[dict]) -> Tile:
 
 
 def _judge(line: dict, folder: Path, output: Path | None, log_text: str) -> tuple[str, str]:
-    """(status, verdict): the history line's status, else judged from the folder as jobs.py judges a job."""
+    """(status, verdict): the history line's status, else (no line, or ``detached``: started and left) judged
+    from the folder as jobs.py judges a job."""
     status = line.get("status", "")
     code = _read_text(folder / "exit_code").strip()
-    if not status:
+    if status in ("", "detached"):
         if not code:
-            status = "unfinished"
+            status = status or "unfinished"
         elif GUARDRAIL in log_text:
             status = "blocked"
         elif code.isdigit() and int(code) in STOPPED_CODES:
@@ -200,7 +201,7 @@ def _judge(line: dict, folder: Path, output: Path | None, log_text: str) -> tupl
         return status, line["error"]
     if status == "blocked" or GUARDRAIL in log_text:
         return status, f"the guardrail blocked it ({GUARDRAIL} in run.log); change the prompt"
-    if status == "unfinished":
+    if status in ("unfinished", "detached"):
         return status, "no exit code yet: still running, or not downloaded (cosmos-tools attach / download)"
     return status, f"exit code {code}" if code else f"status {status}"
 

@@ -229,3 +229,15 @@ def test_an_unreadable_video_is_one_line_and_leaves_no_page(four):
     assert done.returncode == 1 and len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert "output.mp4" in done.stderr and "ffmpeg failed" in done.stderr
     assert not (four / "outputs" / "review").exists() or not any((four / "outputs" / "review").iterdir())
+
+
+def test_a_detached_run_is_judged_from_its_folder(root, cache):
+    from cosmos_tools import history
+
+    make_run(root, cache, "left-1", base_spec(), history_line=False)
+    history.append_record(root / "notes" / "run_history.log", {"run": "left", "run_id": "left-1", "status": "detached"})
+    tile = load(load_config(root), "t", ["left-1"]).tiles[0]
+    assert (tile.status, tile.verdict) == ("ok", "")
+    (tile.folder / "exit_code").unlink()
+    tile = load(load_config(root), "t", ["left-1"]).tiles[0]
+    assert tile.status == "detached" and "no exit code yet" in tile.verdict
