@@ -51,9 +51,9 @@ def config_cmd(as_json: bool, example: bool) -> None:
 
 
 def _register() -> None:
-    from . import cli_convert, cli_experiments, cli_prompts, cli_rehearsal, cli_remote, cli_ssh
+    from . import cli_convert, cli_experiments, cli_prompts, cli_rehearsal, cli_remote, cli_review, cli_ssh
 
-    for module in (cli_prompts, cli_convert, cli_remote, cli_ssh, cli_rehearsal, cli_experiments):
+    for module in (cli_prompts, cli_convert, cli_remote, cli_ssh, cli_rehearsal, cli_experiments, cli_review):
         for command in module.COMMANDS:
             cli.add_command(command)
 

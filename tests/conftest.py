@@ -22,7 +22,7 @@ HOST_FIXTURES = {"rehearsal_host", "project", "cfg", "ssh", "local"}
 # Tests that start a rehearsal host of their own (not through the fixture), in files that do not mark them yet.
 STARTS_ITS_OWN_HOST = {"test_rehearsal.py::test_up_status_down_through_the_cli"}
 # Modules whose tests encode real video with ffmpeg (1-7 s each, about two thirds of the unit tier's CPU time).
-SLOW_MODULES = {"test_convert.py"}
+SLOW_MODULES = {"test_convert.py", "test_review.py", "test_review_browser.py"}  # real ffmpeg encodes, a real browser
 
 
 def uses_rehearsal_host(item) -> bool:

@@ -128,7 +128,7 @@ SCRIPT_ARGS = {
     "upload_prompt.sh": ["inputs/prompts/p.json"], "run_inference_remote.sh": ["inputs/prompts/p.json"],
     "run_upscale_remote.sh": ["inputs/prompts/p.json"], "download_results.sh": ["inputs/prompts/p.json"],
     "full_cycle.sh": ["inputs/prompts/p.json"], "ssh_remote.sh": ["true"],
-    "sweep.sh": ["inputs/prompts/p.json", "--set", "seed=1,2"], "rerun.sh": ["p-1"],
+    "sweep.sh": ["inputs/prompts/p.json", "--set", "seed=1,2"], "rerun.sh": ["p-1"], "review.sh": ["--last", "1"],
 }
 
 
