@@ -87,6 +87,8 @@ def trust(yes: bool, replace: bool, as_json: bool) -> None:
     Behind ProxyJump hosts, each jump host's key is shown and asked about first, in order (the box can only be
     reached through hosts we trust); keys already known are not asked about again.
     """
+    from paramiko import HostKeys
+
     from .hostkeys import check_host_key, classify_host_key, fingerprint
     from .ssh import close_hops, reach
     from .ssh_config import resolve
@@ -97,11 +99,12 @@ def trust(yes: bool, replace: bool, as_json: bool) -> None:
     route = resolve(cfg)
     project_file = cfg.local_path("KNOWN_HOSTS")
     results: dict[int, dict] = {}
+    recorded = HostKeys()  # keys recorded during this walk: a host met twice on the route is asked about once
 
     def judge(end, key, known) -> None:
         name = end.key_name
         label = end.label if end.hop else ""
-        status, where, _old = classify_host_key(name, key, known)
+        status, where, _old = classify_host_key(name, key, [*known, (project_file, recorded)])
         kind, fp = fingerprint(key).split(" ", 1)
         result = results[end.hop] = {"host": name, "key_type": kind, "fingerprint": fp, "status": status,
                                      "file": str(where or project_file), "recorded": False}
@@ -114,7 +117,7 @@ def trust(yes: bool, replace: bool, as_json: bool) -> None:
                 click.echo(f"already trusted ({where})")
         elif yes or (not as_json and _confirm(f"Trust it and record it in {project_file}?")):
             _record(project_file, f"{name} {key.get_name()} {key.get_base64()}", name, replace=status == "changed")
-            known[-1][1].add(name, key.get_name(), key)
+            recorded.add(name, key.get_name(), key)
             result.update(recorded=True, file=str(project_file))
             if not as_json:
                 click.echo(f"recorded in {project_file}")

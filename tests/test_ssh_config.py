@@ -120,8 +120,8 @@ def test_unknown_jump_host_key_is_refused_then_trusted(home_ssh, rehearsal_host,
     known = project / "known_hosts"
     known.write_text(rehearsal_host.known_hosts.read_text())  # the box's key only
     monkeypatch.setenv("KNOWN_HOSTS", str(known))
-    with pytest.raises(RemoteError, match=r"^host key of bastion \(jump host 1 \(jump1\)\) is not known "
-                                          r"\(ED25519 SHA256:.*\); if this is your jump host, run: cosmos-tools trust$"):
+    refused = r"^host key of bastion \(jump host 1 \(jump1\)\) is not known \(ED25519 SHA256:.*\); "
+    with pytest.raises(RemoteError, match=refused + r"if this is your jump host, run: cosmos-tools trust$"):
         transport.connect(load_config(project))
 
     listed = CliRunner().invoke(cli, ["trust", "--json"])
