@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -217,3 +218,46 @@ def test_ssh_remote_script_checks_jump_host_keys_with_our_files(home_ssh, rehear
     done = run_script("true")
     assert done.returncode == 255
     assert "Host key verification failed" in done.stderr
+
+
+@pytest.fixture
+def agent_socket(tmp_path, rehearsal_host):
+    """An ssh-agent of this test holding the rehearsal client key, on its own socket."""
+    sock = tmp_path / "agent.sock"
+    agent = subprocess.Popen(["ssh-agent", "-D", "-a", str(sock)], stdout=subprocess.DEVNULL)
+    try:
+        for _ in range(200):  # the agent creates its socket when it is ready
+            if sock.exists() or agent.poll() is not None:
+                break
+            time.sleep(0.05)
+        subprocess.run(["ssh-add", "-q", str(rehearsal_host.client_key)], check=True, capture_output=True,
+                       env={**os.environ, "SSH_AUTH_SOCK": str(sock)})
+        yield sock
+    finally:
+        agent.terminate()
+        agent.wait(timeout=10)
+
+
+def test_identity_agent_socket_is_used_and_none_is_none(home_ssh, rehearsal_host, project, monkeypatch, agent_socket):
+    box = BOX.replace("    IdentityFile {key}\n    IdentitiesOnly yes\n", "")
+    write_config(home_ssh, rehearsal_host, box + f"    IdentityAgent {agent_socket}\n")
+    (home_ssh / "id_box").unlink()
+    monkeypatch.setenv("REMOTE_HOST", "gpu")
+    assert run_on_box(load_config(project), "echo", "agent") == (b"agent\n", 0)
+
+    write_config(home_ssh, rehearsal_host, box + "    IdentityAgent none\n")
+    monkeypatch.setenv("SSH_AUTH_SOCK", str(agent_socket))
+    with pytest.raises(RemoteError, match="no SSH key to offer"):
+        transport.connect(load_config(project))
+
+
+def test_ssh_argv_leaves_the_alias_its_own_settings(home_ssh, rehearsal_host, project, monkeypatch):
+    from cosmos_tools.ssh import interactive_argv
+
+    write_config(home_ssh, rehearsal_host, BOX + "    ServerAliveInterval 9\n")
+    monkeypatch.setenv("REMOTE_HOST", "gpu")
+    monkeypatch.setenv("SSH_ALIVE_TIMEOUT", "")
+    argv = interactive_argv(load_config(project), ["true"])
+    assert argv[-3:] == ["--", "gpu", "true"] and "-F" not in argv
+    assert not any(a.startswith(("IdentityFile=", "ServerAlive")) for a in argv)
+    assert "StrictHostKeyChecking=yes" in argv and "ForwardAgent=no" in argv
