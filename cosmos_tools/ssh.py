@@ -1,4 +1,5 @@
-"""SSH to the GPU box: reach it, run the key exchange, log in, and work over one paramiko connection
+"""SSH to the GPU box: reach it (through its jump hosts, the route ``ssh_config`` resolves), run the key
+exchange and check the host key of each host on the way, log in, and work over one paramiko connection
 (``SSHTransport``: commands on session channels, files over one SFTP session); plus the OpenSSH
 ``ssh`` argv with the same settings for ``cosmos-tools ssh``. Host keys are judged by ``hostkeys``.
 """
@@ -72,9 +73,6 @@ class HeardChannel:
         data = self.chan.recv(bufsize)
         self.last_heard = time.monotonic()
         return data
-
-    def shutdown(self, how: int) -> None:
-        self.chan.shutdown(how)
 
     def __getattr__(self, name: str) -> object:
         return getattr(self.chan, name)

@@ -16,7 +16,7 @@ import glob
 import os
 import re
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import click
@@ -148,15 +148,23 @@ class SshConfig:
         if self._parsed is None:
             return {}
         options = dict(self._parsed.lookup(name))
-        if options.get("hostname") == name and not self._has(name, "hostname"):
+        if options.get("hostname") == name and self.origin(name, "hostname") is None:
             del options["hostname"]  # paramiko fills it in; we want to know whether the file set it
         return {key: value for key, value in options.items() if value is not None}
 
-    def _has(self, name: str, key: str) -> bool:
-        return self.origin(name, key) is not None
-
     def origin(self, name: str, key: str) -> str | None:
         """``file:line`` of the line that gave ``name`` its (first) ``key`` value, or None."""
+        index = self._line_of(name, key)
+        return None if index is None or self.text is None else self.text.origins[index]
+
+    def words(self, name: str, key: str) -> list[str]:
+        """The value of ``key`` for ``name`` as ssh splits it: quoted words (paramiko keeps ``"a b" c`` as one)."""
+        index = self._line_of(name, key)
+        if index is None or self.text is None:
+            return []
+        return _words(re.split(r"\s*=\s*|\s+", self.text.lines[index].strip(), maxsplit=1)[1])
+
+    def _line_of(self, name: str, key: str) -> int | None:
         if self.text is None:
             return None
         lines = self.text.lines
@@ -174,7 +182,7 @@ class SshConfig:
                 high = middle
             else:
                 low = middle
-        return self.text.origins[high - 1]
+        return high - 1
 
 
 @dataclass(frozen=True)
@@ -211,7 +219,7 @@ class Route:
     hops: tuple[Endpoint, ...]
     box: Endpoint
     alive: float
-    sources: dict[str, str]
+    sources: dict[str, str]  # setting -> where its effective value came from; HOSTNAME: the alias's HostName line
     details: tuple[str, ...] = ()  # one line per honoured ssh config option, for `cosmos-tools config`
     alive_from_ssh_config: bool = False  # the silence limit is the alias's ServerAliveInterval x (CountMax + 1)
 
@@ -280,7 +288,7 @@ def _endpoint(conf: SshConfig, name: str, hop: int, given: dict[str, str], cfg: 
         agent = "" if agent.lower() == "none" else None if agent == "SSH_AUTH_SOCK" else _expand(
             os.environ.get(agent[1:], "") if agent.startswith("$") else agent, tokens)
         details.append(f"IdentityAgent {options['identityagent']} ({conf.origin(name, 'identityagent')})")
-    files = [_expand(w, tokens) for w in _words(options.get("userknownhostsfile", ""))]
+    files = [_expand(w, tokens) for w in conf.words(name, "userknownhostsfile")]
     known = tuple(Path(f) for f in files if f not in ("none", "/dev/null")) if files else \
         (Path(os.path.expanduser("~/.ssh/known_hosts")),)
     if files:
@@ -316,7 +324,7 @@ def parse_jump(entry: str, origin: str) -> tuple[str, dict[str, str]]:
     return host, given
 
 
-def _jumps(conf: SshConfig, name: str, options: dict, cfg: Config, depth: int = 0) -> list[tuple[str, dict, str]]:
+def _jumps(conf: SshConfig, name: str, options: dict, depth: int = 0) -> list[tuple[str, dict, str]]:
     """The ProxyJump chain in front of ``name``: [(host, given values, origin)], the first hop first.
     Like ssh, the first hop's own ProxyJump is followed; the others' are replaced by the chain."""
     value = options.get("proxyjump")
@@ -327,13 +335,13 @@ def _jumps(conf: SshConfig, name: str, options: dict, cfg: Config, depth: int = 
         raise SshConfigError(f"{origin}: ProxyJump chain longer than {MAX_HOPS} hosts; check for a loop")
     chain = [(*parse_jump(entry.strip(), origin), origin) for entry in value.split(",")]
     first = chain[0][0]
-    return _jumps(conf, first, conf.lookup(first), cfg, depth + 1) + chain
+    return _jumps(conf, first, conf.lookup(first), depth + 1) + chain
 
 
-def resolve(cfg: Config, conf: SshConfig | None = None) -> Route:
+def resolve(cfg: Config) -> Route:
     """The route to REMOTE_HOST: config.sh/env values first, then ~/.ssh/config, then defaults."""
     cfg.require("REMOTE_HOST")
-    conf = conf or SshConfig(read_user_config())
+    conf = SshConfig(read_user_config())
     given = {key: cfg[key] for key in ("REMOTE_USER", "REMOTE_PORT", "SSH_KEY", "SSH_TIMEOUT")
              if cfg.sources[key] != "default" and cfg[key]}
     sources = {key: cfg.sources[key] for key in ("REMOTE_USER", "REMOTE_PORT", "SSH_KEY", "SSH_TIMEOUT",
@@ -341,11 +349,11 @@ def resolve(cfg: Config, conf: SshConfig | None = None) -> Route:
     details: list[str] = []
     box, options = _endpoint(conf, cfg["REMOTE_HOST"], 0, given, cfg, sources, details)
     if "REMOTE_USER" not in given and "user" not in options:
-        box = _replace(box, user=cfg["REMOTE_USER"])
+        box = replace(box, user=cfg["REMOTE_USER"])
     if "REMOTE_PORT" not in given and "port" not in options:
-        box = _replace(box, port=cfg.int("REMOTE_PORT"))
+        box = replace(box, port=cfg.int("REMOTE_PORT"))
     hops = []
-    for number, (host, hop_given, origin) in enumerate(_jumps(conf, cfg["REMOTE_HOST"], options, cfg), start=1):
+    for number, (host, hop_given, origin) in enumerate(_jumps(conf, cfg["REMOTE_HOST"], options), start=1):
         hop, _ = _endpoint(conf, host, number, hop_given, cfg, {}, details)
         hops.append(hop)
         details.append(f"jump host {number}: {hop.user}@{hop.hostname}:{hop.port} ({origin})")
@@ -359,9 +367,3 @@ def resolve(cfg: Config, conf: SshConfig | None = None) -> Route:
                                        f"(ServerAliveInterval {interval} x (ServerAliveCountMax {count} + 1))"
     return Route(hops=tuple(hops), box=box, alive=alive, sources=sources, details=tuple(details),
                  alive_from_ssh_config=from_alias)
-
-
-def _replace(end: Endpoint, **changes: object) -> Endpoint:
-    from dataclasses import replace
-
-    return replace(end, **changes)

@@ -171,10 +171,10 @@ def test_strict_host_key_checking_no_does_not_weaken_the_check(home_ssh, rehears
 
 
 def test_user_known_hosts_file_and_server_alive_interval(home_ssh, rehearsal_host, project, monkeypatch):
-    mine = home_ssh / "boxes_known"
+    mine = home_ssh / "known boxes"
     mine.write_text(rehearsal_host.known_hosts.read_text())
-    write_config(home_ssh, rehearsal_host, BOX + f"    UserKnownHostsFile {mine}\n    ServerAliveInterval 5\n"
-                 "    ServerAliveCountMax 2\n")
+    write_config(home_ssh, rehearsal_host, BOX + f'    UserKnownHostsFile /nowhere "{mine}"\n'
+                 "    ServerAliveInterval 5\n    ServerAliveCountMax 2\n")
     monkeypatch.setenv("REMOTE_HOST", "gpu")
     monkeypatch.setenv("KNOWN_HOSTS", str(project / "empty"))
     monkeypatch.setenv("SSH_ALIVE_TIMEOUT", "")
