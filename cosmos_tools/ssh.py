@@ -618,8 +618,8 @@ def write_jump_config(cfg: Config, route: Route) -> Path:
         lines += [f"Host {ssh_config_word(hop.name, percent=False)}",
                   f"    UserKnownHostsFile {_known_hosts_words(cfg, hop)}"]
     lines += ["Host *", "    StrictHostKeyChecking yes", "    ForwardAgent no"]
-    lines += [f"    Include {ssh_config_word(path)}" for path in (user_config_path(), Path("/etc/ssh/ssh_config"))
-              if path.is_file()]
+    lines += [f"    Include {ssh_config_word(path, percent=False)}"  # Include expands no %-tokens
+              for path in (user_config_path(), Path("/etc/ssh/ssh_config")) if path.is_file()]
     write_text_atomic(target, "\n".join(lines) + "\n")
     return target
 
