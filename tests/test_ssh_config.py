@@ -261,3 +261,14 @@ def test_ssh_argv_leaves_the_alias_its_own_settings(home_ssh, rehearsal_host, pr
     assert argv[-3:] == ["--", "gpu", "true"] and "-F" not in argv
     assert not any(a.startswith(("IdentityFile=", "ServerAlive")) for a in argv)
     assert "StrictHostKeyChecking=yes" in argv and "ForwardAgent=no" in argv
+
+
+def test_a_locked_identity_file_logs_in_through_the_agents_copy(home_ssh, rehearsal_host, project, monkeypatch,
+                                                                agent_socket):
+    locked = home_ssh / "id_box"
+    subprocess.run(["ssh-keygen", "-q", "-p", "-P", "", "-N", "secret", "-f", str(locked)], check=True)
+    (home_ssh / "id_box.pub").write_text(rehearsal_host.client_key.with_suffix(".pub").read_text())
+    write_config(home_ssh, rehearsal_host, BOX)  # IdentitiesOnly yes: only this key, here through the agent
+    monkeypatch.setenv("REMOTE_HOST", "gpu")
+    monkeypatch.setenv("SSH_AUTH_SOCK", str(agent_socket))
+    assert run_on_box(load_config(project), "echo", "ok") == (b"ok\n", 0)
