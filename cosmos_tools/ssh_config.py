@@ -241,6 +241,14 @@ def _expand(value: str, end: dict[str, str]) -> str:
     return os.path.expanduser(value)
 
 
+def _number(conf: SshConfig, name: str, key: str, value: str) -> float:
+    """A whole number >= 0 from ssh config (or a ProxyJump port), or one line naming where it was written."""
+    if value.isdigit():
+        return float(value)
+    where = conf.origin(name, key) or "ProxyJump"
+    raise SshConfigError(f"{where}: {key} {value!r} of {name!r} is not a whole number; fix it")
+
+
 def _check_supported(conf: SshConfig, name: str, options: dict) -> None:
     for key, fix in UNSUPPORTED.items():
         value = options.get(key)
@@ -267,12 +275,7 @@ def _endpoint(conf: SshConfig, name: str, hop: int, given: dict[str, str], cfg: 
     hostname = options.get("hostname", name)
     if "hostname" in options:
         sources["HOSTNAME"] = conf.origin(name, "hostname") or ""
-    port_text = pick("port", "REMOTE_PORT") or "22"
-    try:
-        port = int(port_text)
-    except ValueError:
-        raise SshConfigError(f"{sources.get('REMOTE_PORT', 'ProxyJump')}: Port {port_text!r} of {name!r} is not a "
-                             "number; fix it") from None
+    port = int(_number(conf, name, "port", pick("port", "REMOTE_PORT") or "22"))
     user = pick("user", "REMOTE_USER") or getpass.getuser()
     tokens = {"%h": hostname, "%p": str(port), "%r": user, "%n": name}
     if "SSH_KEY" in given:
@@ -304,7 +307,8 @@ def _endpoint(conf: SshConfig, name: str, hop: int, given: dict[str, str], cfg: 
         details.append(f"HostKeyAlias {alias} for {name} ({conf.origin(name, 'hostkeyalias')})")
     end = Endpoint(name=name, hostname=hostname, port=port, user=user, hop=hop, keys=keys, keys_from=keys_from,
                    identities_only=identities_only, agent=agent, known_hosts=known, key_alias=alias,
-                   timeout=float(timeout) if timeout else cfg.float("SSH_TIMEOUT"))
+                   timeout=cfg.float("SSH_TIMEOUT") if timeout is None or "SSH_TIMEOUT" in given
+                   else _number(conf, name, "connecttimeout", timeout))
     return end, options
 
 
@@ -358,12 +362,13 @@ def resolve(cfg: Config) -> Route:
         hops.append(hop)
         details.append(f"jump host {number}: {hop.user}@{hop.hostname}:{hop.port} ({origin})")
     alive = cfg.float("SSH_ALIVE_TIMEOUT")
-    interval = options.get("serveraliveinterval")
-    from_alias = cfg.sources["SSH_ALIVE_TIMEOUT"] == "default" and bool(interval) and float(interval) > 0
+    interval = _number(conf, cfg["REMOTE_HOST"], "serveraliveinterval", options.get("serveraliveinterval", "0"))
+    from_alias = cfg.sources["SSH_ALIVE_TIMEOUT"] == "default" and interval > 0
     if from_alias:
-        count = int(options.get("serveralivecountmax", KEEPALIVE_COUNT_DEFAULT))
-        alive = float(interval) * (count + 1)
+        count = int(_number(conf, cfg["REMOTE_HOST"], "serveralivecountmax",
+                            options.get("serveralivecountmax", str(KEEPALIVE_COUNT_DEFAULT))))
+        alive = interval * (count + 1)
         sources["SSH_ALIVE_TIMEOUT"] = f"{conf.origin(cfg['REMOTE_HOST'], 'serveraliveinterval')} " \
-                                       f"(ServerAliveInterval {interval} x (ServerAliveCountMax {count} + 1))"
+                                       f"(ServerAliveInterval {interval:g} x (ServerAliveCountMax {count} + 1))"
     return Route(hops=tuple(hops), box=box, alive=alive, sources=sources, details=tuple(details),
                  alive_from_ssh_config=from_alias)

@@ -272,3 +272,13 @@ def test_a_locked_identity_file_logs_in_through_the_agents_copy(home_ssh, rehear
     monkeypatch.setenv("REMOTE_HOST", "gpu")
     monkeypatch.setenv("SSH_AUTH_SOCK", str(agent_socket))
     assert run_on_box(load_config(project), "echo", "ok") == (b"ok\n", 0)
+
+
+def test_a_bad_number_in_ssh_config_is_one_line_with_its_line(home_ssh, rehearsal_host, project, monkeypatch):
+    write_config(home_ssh, rehearsal_host, BOX + "    ConnectTimeout soon\n")
+    monkeypatch.setenv("REMOTE_HOST", "gpu")
+    monkeypatch.setenv("SSH_TIMEOUT", "")
+    with pytest.raises(SshConfigError, match=r"^~/.ssh/config:8: connecttimeout 'soon' of 'gpu' is not a whole number"):
+        transport.connect(load_config(project))
+    monkeypatch.setenv("SSH_TIMEOUT", "2.5")  # config.sh's value wins, and the alias's is not read
+    assert resolve(load_config(project)).box.timeout == 2.5
