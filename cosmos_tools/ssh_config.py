@@ -28,17 +28,17 @@ from .hostkeys import host_id
 MAX_INCLUDE_DEPTH = 16  # OpenSSH's READCONF_MAX_DEPTH
 MAX_HOPS = 10
 KEEPALIVE_COUNT_DEFAULT = 3  # OpenSSH's ServerAliveCountMax default
-# Options that change where or how ssh connects and that the toolkit does not implement: keyword -> what to do.
+# Options that change where or how ssh connects and that the toolkit does not implement: option -> what to do.
 UNSUPPORTED = {
-    "proxycommand": "use ProxyJump instead (cosmos-tools runs no commands from your ssh config)",
-    "proxyusefdpass": "use ProxyJump instead",
-    "knownhostscommand": "record the key with cosmos-tools trust instead",
-    "certificatefile": "use a plain key (IdentityFile or SSH_KEY)",
-    "pkcs11provider": "load the key into ssh-agent instead",
-    "securitykeyprovider": "load the key into ssh-agent instead",
-    "bindaddress": "remove it for this host",
-    "bindinterface": "remove it for this host",
-    "canonicalizehostname": "write the full host name in HostName instead",
+    "ProxyCommand": "use ProxyJump instead (cosmos-tools runs no commands from your ssh config)",
+    "ProxyUseFdpass": "use ProxyJump instead",
+    "KnownHostsCommand": "record the key with cosmos-tools trust instead",
+    "CertificateFile": "use a plain key (IdentityFile or SSH_KEY)",
+    "PKCS11Provider": "load the key into ssh-agent instead",
+    "SecurityKeyProvider": "load the key into ssh-agent instead",
+    "BindAddress": "remove it for this host",
+    "BindInterface": "remove it for this host",
+    "CanonicalizeHostname": "write the full host name in HostName instead",
 }
 WEAK_STRICT = {"no", "off", "accept-new", "ask"}
 _warned: set[str] = set()  # warnings already shown by this command
@@ -241,21 +241,22 @@ def _expand(value: str, end: dict[str, str]) -> str:
     return os.path.expanduser(value)
 
 
-def _number(conf: SshConfig, name: str, key: str, value: str) -> float:
+def _number(conf: SshConfig, name: str, option: str, value: str) -> float:
     """A whole number >= 0 from ssh config (or a ProxyJump port), or one line naming where it was written."""
     if value.isdigit():
         return float(value)
-    where = conf.origin(name, key) or "ProxyJump"
-    raise SshConfigError(f"{where}: {key} {value!r} of {name!r} is not a whole number; fix it")
+    where = conf.origin(name, option.lower()) or "ProxyJump"
+    raise SshConfigError(f"{where}: {option} {value!r} of {name!r} is not a whole number; fix it")
 
 
 def _check_supported(conf: SshConfig, name: str, options: dict) -> None:
-    for key, fix in UNSUPPORTED.items():
+    for option, fix in UNSUPPORTED.items():
+        key = option.lower()
         value = options.get(key)
         if value is None or (key == "canonicalizehostname" and str(value).lower() in ("no", "none")):
             continue
         origin = conf.origin(name, key) or shown(user_config_path())
-        raise SshConfigError(f"{origin}: {key} is not supported by cosmos-tools for host {name!r}; {fix}")
+        raise SshConfigError(f"{origin}: {option} is not supported by cosmos-tools for host {name!r}; {fix}")
 
 
 def _endpoint(conf: SshConfig, name: str, hop: int, given: dict[str, str], cfg: Config,
@@ -275,7 +276,7 @@ def _endpoint(conf: SshConfig, name: str, hop: int, given: dict[str, str], cfg: 
     hostname = options.get("hostname", name)
     if "hostname" in options:
         sources["HOSTNAME"] = conf.origin(name, "hostname") or ""
-    port = int(_number(conf, name, "port", pick("port", "REMOTE_PORT") or "22"))
+    port = int(_number(conf, name, "Port", pick("port", "REMOTE_PORT") or "22"))
     user = pick("user", "REMOTE_USER") or getpass.getuser()
     tokens = {"%h": hostname, "%p": str(port), "%r": user, "%n": name}
     if "SSH_KEY" in given:
@@ -308,7 +309,7 @@ def _endpoint(conf: SshConfig, name: str, hop: int, given: dict[str, str], cfg: 
     end = Endpoint(name=name, hostname=hostname, port=port, user=user, hop=hop, keys=keys, keys_from=keys_from,
                    identities_only=identities_only, agent=agent, known_hosts=known, key_alias=alias,
                    timeout=cfg.float("SSH_TIMEOUT") if timeout is None or "SSH_TIMEOUT" in given
-                   else _number(conf, name, "connecttimeout", timeout))
+                   else _number(conf, name, "ConnectTimeout", timeout))
     return end, options
 
 
@@ -362,10 +363,10 @@ def resolve(cfg: Config) -> Route:
         hops.append(hop)
         details.append(f"jump host {number}: {hop.user}@{hop.hostname}:{hop.port} ({origin})")
     alive = cfg.float("SSH_ALIVE_TIMEOUT")
-    interval = _number(conf, cfg["REMOTE_HOST"], "serveraliveinterval", options.get("serveraliveinterval", "0"))
+    interval = _number(conf, cfg["REMOTE_HOST"], "ServerAliveInterval", options.get("serveraliveinterval", "0"))
     from_alias = cfg.sources["SSH_ALIVE_TIMEOUT"] == "default" and interval > 0
     if from_alias:
-        count = int(_number(conf, cfg["REMOTE_HOST"], "serveralivecountmax",
+        count = int(_number(conf, cfg["REMOTE_HOST"], "ServerAliveCountMax",
                             options.get("serveralivecountmax", str(KEEPALIVE_COUNT_DEFAULT))))
         alive = interval * (count + 1)
         sources["SSH_ALIVE_TIMEOUT"] = f"{conf.origin(cfg['REMOTE_HOST'], 'serveraliveinterval')} " \

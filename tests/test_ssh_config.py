@@ -138,8 +138,8 @@ def test_unknown_jump_host_key_is_refused_then_trusted(home_ssh, rehearsal_host,
     assert run_on_box(load_config(project), "echo", "ok") == (b"ok\n", 1)
 
 
-@pytest.mark.parametrize(("line", "option"), [("ProxyCommand nc %h %p", "proxycommand"),
-                                              ("CertificateFile ~/.ssh/id-cert.pub", "certificatefile")])
+@pytest.mark.parametrize(("line", "option"), [("ProxyCommand nc %h %p", "ProxyCommand"),
+                                              ("CertificateFile ~/.ssh/id-cert.pub", "CertificateFile")])
 def test_unsupported_options_are_refused_with_the_line(home_ssh, rehearsal_host, project, monkeypatch, line, option):
     write_config(home_ssh, rehearsal_host, BOX + f"    {line}\n")
     monkeypatch.setenv("REMOTE_HOST", "gpu")
@@ -278,7 +278,7 @@ def test_a_bad_number_in_ssh_config_is_one_line_with_its_line(home_ssh, rehearsa
     write_config(home_ssh, rehearsal_host, BOX + "    ConnectTimeout soon\n")
     monkeypatch.setenv("REMOTE_HOST", "gpu")
     monkeypatch.setenv("SSH_TIMEOUT", "")
-    with pytest.raises(SshConfigError, match=r"^~/.ssh/config:8: connecttimeout 'soon' of 'gpu' is not a whole number"):
+    with pytest.raises(SshConfigError, match=r"^~/.ssh/config:8: ConnectTimeout 'soon' of 'gpu' is not a whole number"):
         transport.connect(load_config(project))
     monkeypatch.setenv("SSH_TIMEOUT", "2.5")  # config.sh's value wins, and the alias's is not read
     assert resolve(load_config(project)).box.timeout == 2.5
