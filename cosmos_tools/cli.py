@@ -9,7 +9,7 @@ import sys
 import click
 
 from . import __version__
-from .config import SETTINGS, load_config
+from .config import SETTINGS, Config, load_config
 from .errors import ExitStatus, UserError
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -36,18 +36,46 @@ def config_cmd(as_json: bool, example: bool) -> None:
         click.echo(example_text(), nl=False)
         return
     cfg = load_config(warn=False)
+    values, sources = dict(cfg.values), dict(cfg.sources)
+    warnings, details = list(cfg.warnings), _ssh_config_layer(cfg, values, sources)
+    if isinstance(details, UserError):
+        warnings.append(str(details))
+        details = []
     if as_json:
-        data = {k: {"value": cfg.values[k], "source": cfg.sources[k]} for k in cfg.values}
-        click.echo(json.dumps({"config": str(cfg.path), "root": str(cfg.root), "settings": data,
-                               "warnings": cfg.warnings}, indent=2))
+        data = {k: {"value": values[k], "source": sources[k]} for k in values}
+        click.echo(json.dumps({"config": str(cfg.path), "root": str(cfg.root), "settings": data, "ssh_config": details,
+                               "warnings": warnings}, indent=2))
         return
     click.echo(f"# project {cfg.root}")
     click.echo(f"# config  {cfg.path}{'' if cfg.path.is_file() else ' (missing: using defaults)'}")
     width = max(len(s.key) for s in SETTINGS)
     for s in SETTINGS:
-        click.echo(f"{s.key:<{width}}  {cfg.values[s.key]!r:<40}  {cfg.sources[s.key]}")
-    for line in cfg.warnings:
+        click.echo(f"{s.key:<{width}}  {values[s.key]!r:<40}  {sources[s.key]}")
+    for line in details:
+        click.echo(f"# ssh: {line}")
+    for line in warnings:
         click.echo(f"# warning: {line}")
+
+
+def _ssh_config_layer(cfg: Config, values: dict[str, str], sources: dict[str, str]) -> list[str] | UserError:
+    """What ~/.ssh/config gives REMOTE_HOST, laid over ``values``/``sources``: the lines about it, or the error."""
+    from .ssh_config import resolve, user_config_path
+
+    if cfg["TRANSPORT"] != "ssh" or not cfg["REMOTE_HOST"] or not user_config_path().is_file():
+        return []
+    try:
+        route = resolve(cfg)
+    except UserError as exc:
+        return exc
+    box = route.box
+    values.update(REMOTE_USER=box.user, REMOTE_PORT=str(box.port), SSH_TIMEOUT=f"{box.timeout:g}",
+                  SSH_ALIVE_TIMEOUT=f"{route.alive:g}")
+    if box.keys_from != "SSH_KEY" and box.keys:
+        values["SSH_KEY"] = " ".join(str(key) for key in box.keys)
+    sources.update({key: value for key, value in route.sources.items() if key in sources})
+    if "HOSTNAME" in route.sources:
+        sources["REMOTE_HOST"] += f" (HostName {box.hostname}: {route.sources['HOSTNAME']})"
+    return list(route.details)
 
 
 def _register() -> None:

@@ -31,20 +31,26 @@ class Setting:
     default: str
     help: str
     kind: str = "str"  # str, int, float, path
+    fallback: str = ""  # the value when the key is empty and ~/.ssh/config has none for REMOTE_HOST
 
 
 # The one place that lists every setting. config.sh.example is checked against it by the tests.
 SETTINGS: tuple[Setting, ...] = (
-    Setting("REMOTE_USER", "ubuntu", "user on the GPU box"),
-    Setting("REMOTE_HOST", "", "GPU box host name or IP (required for remote steps)"),
-    Setting("REMOTE_PORT", "22", "SSH port of the GPU box", "int"),
-    Setting("SSH_KEY", "", "private key file; empty uses the SSH agent and ~/.ssh/id_*", "path"),
+    Setting("REMOTE_USER", "", "user on the GPU box; empty: the User of REMOTE_HOST in ~/.ssh/config, else ubuntu",
+            fallback="ubuntu"),
+    Setting("REMOTE_HOST", "", "GPU box host name, IP or ~/.ssh/config alias (required for remote steps)"),
+    Setting("REMOTE_PORT", "", "SSH port of the GPU box; empty: the Port of REMOTE_HOST in ~/.ssh/config, else 22",
+            "int", fallback="22"),
+    Setting("SSH_KEY", "", "private key file; empty: the IdentityFile of REMOTE_HOST in ~/.ssh/config, else the "
+            "SSH agent and ~/.ssh/id_*", "path"),
     Setting("KNOWN_HOSTS", ".cosmos/known_hosts",
             "project known_hosts, read besides ~/.ssh/known_hosts (relative to the project)", "path"),
-    Setting("SSH_TIMEOUT", "15", "seconds to wait when connecting", "float"),
-    Setting("SSH_ALIVE_TIMEOUT", "20",
-            "seconds the box may stay silent (keepalives unanswered) before the connection counts as lost",
-            "float"),
+    Setting("SSH_TIMEOUT", "", "seconds to wait when connecting; empty: ConnectTimeout of REMOTE_HOST in "
+            "~/.ssh/config, else 15", "float", fallback="15"),
+    Setting("SSH_ALIVE_TIMEOUT", "",
+            "seconds the box may stay silent (keepalives unanswered) before the connection counts as lost; empty: "
+            "ServerAliveInterval x (ServerAliveCountMax + 1) of REMOTE_HOST in ~/.ssh/config, else 20",
+            "float", fallback="20"),
     Setting("TRANSPORT", "ssh", "ssh, or local when the toolkit runs on the GPU box itself"),
     Setting("REMOTE_DIR", "/home/ubuntu/cosmos-transfer1",
             "cosmos-transfer1 checkout on the GPU box, mounted at /workspace"),
@@ -303,6 +309,9 @@ def load_config(root: Path | None = None, *, warn: bool = True) -> Config:
         if setting.key in os.environ:
             values[setting.key] = os.environ[setting.key]
             sources[setting.key] = f"env {setting.key}"
+        if setting.fallback and not values[setting.key]:  # empty: ~/.ssh/config may say (ssh_config.py), else this
+            values[setting.key] = setting.fallback
+            sources[setting.key] = "default"
     _check_types(values, sources)
     if warn:
         for line in warnings:

@@ -1,5 +1,6 @@
-"""Which host keys we trust: the user's ~/.ssh/known_hosts and the project's KNOWN_HOSTS, and the
-verdict on the key a box presents (known, changed, unknown). No network here: ``ssh.py`` fetches the key.
+"""Which host keys we trust: the user's known_hosts (~/.ssh/known_hosts, or the UserKnownHostsFile ~/.ssh/config
+gives the host) and the project's KNOWN_HOSTS, and the verdict on the key a box or jump host presents (known,
+changed, unknown). No network here: ``ssh.py`` fetches the key.
 """
 
 from __future__ import annotations
@@ -7,6 +8,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -17,6 +19,7 @@ if TYPE_CHECKING:
     from paramiko import HostKeys, PKey
 
 Verdict = Literal["known", "changed", "unknown"]
+KnownHosts = list[tuple[Path, "HostKeys"]]  # the files read, in order; the project's KNOWN_HOSTS last
 KEY_TYPE_NAMES = {"ssh-ed25519": "ED25519", "ssh-rsa": "RSA", "ssh-dss": "DSA"}
 
 
@@ -38,11 +41,14 @@ def fingerprint(key: PKey) -> str:
     return f"{kind} SHA256:{digest}"
 
 
-def load_known_hosts(cfg: Config) -> tuple[HostKeys, HostKeys]:
-    """(user HostKeys, project HostKeys), each empty when its file is missing."""
-    return (read_known_hosts(user_known_hosts(), "remove or rename that folder"),
-            read_known_hosts(cfg.local_path("KNOWN_HOSTS"), "point KNOWN_HOSTS in config.sh at a file "
-                             "(default .cosmos/known_hosts) or move the folder away"))
+def load_known_hosts(cfg: Config, user_files: Sequence[Path] | None = None) -> KnownHosts:
+    """[(file, HostKeys)]: the user's files (``user_files``, default ~/.ssh/known_hosts), then the project's
+    KNOWN_HOSTS; a missing file has no keys."""
+    users = [user_known_hosts()] if user_files is None else list(user_files)
+    files = [(path, read_known_hosts(path, "remove or rename that folder")) for path in users]
+    project = cfg.local_path("KNOWN_HOSTS")
+    return [*files, (project, read_known_hosts(project, "point KNOWN_HOSTS in config.sh at a file "
+                                               "(default .cosmos/known_hosts) or move the folder away"))]
 
 
 def read_known_hosts(path: Path, folder_fix: str) -> HostKeys:
@@ -73,11 +79,9 @@ def read_known_hosts(path: Path, folder_fix: str) -> HostKeys:
     return keys
 
 
-def classify_host_key(cfg: Config, name: str, key: PKey, user_keys: HostKeys, project_keys: HostKeys
-                      ) -> tuple[Verdict, Path | None, PKey | None]:
+def classify_host_key(name: str, key: PKey, known: KnownHosts) -> tuple[Verdict, Path | None, PKey | None]:
     """("known", file, key) | ("changed", file, old key) | ("unknown", None, None) for a host's key."""
-    files = ((user_known_hosts(), user_keys), (cfg.local_path("KNOWN_HOSTS"), project_keys))
-    same_type = [(path, entries[key.get_name()]) for path, hk in files
+    same_type = [(path, entries[key.get_name()]) for path, hk in known
                  if (entries := hk.lookup(name)) and key.get_name() in entries]
     for path, old in same_type:
         if old == key:
@@ -87,15 +91,19 @@ def classify_host_key(cfg: Config, name: str, key: PKey, user_keys: HostKeys, pr
     return "unknown", None, None
 
 
-def check_host_key(cfg: Config, name: str, key: PKey, user_keys: HostKeys, project_keys: HostKeys) -> None:
-    """Refuse a host key that neither known_hosts file vouches for; accept one that matches."""
-    status, path, old = classify_host_key(cfg, name, key, user_keys, project_keys)
+def check_host_key(name: str, key: PKey, known: KnownHosts, what: str = "") -> None:
+    """Refuse a host key that no known_hosts file vouches for; accept one that matches. ``what`` names a
+    jump host (``jump host 1 (bastion)``); empty for the GPU box."""
+    status, path, old = classify_host_key(name, key, known)
+    project_file = known[-1][0]
+    about = f" ({what})" if what else ""
     if status == "changed" and old is not None:  # "changed" always comes with the old key
-        fix = (f"run: ssh-keygen -R '{name}' -f '{path}'" if path == user_known_hosts()
-               else "run: cosmos-tools trust --replace")
-        raise RemoteError(f"HOST KEY OF {name} HAS CHANGED (now {fingerprint(key)}, {path} has {fingerprint(old)}): "
-                          "someone may be intercepting the connection; check the key with your provider "
-                          f"before trusting it, then remove the old line from {path} ({fix})")
+        fix = ("run: cosmos-tools trust --replace" if path == project_file
+               else f"run: ssh-keygen -R '{name}' -f '{path}'")
+        raise RemoteError(f"HOST KEY OF {name}{about} HAS CHANGED (now {fingerprint(key)}, {path} has "
+                          f"{fingerprint(old)}): someone may be intercepting the connection; check the key with your "
+                          f"provider before trusting it, then remove the old line from {path} ({fix})")
     if status == "unknown":
-        raise RemoteError(f"host key of {name} is not known ({fingerprint(key)}); "
-                          "if this is your GPU box, run: cosmos-tools trust")
+        whose = "your jump host" if what else "your GPU box"
+        raise RemoteError(f"host key of {name}{about} is not known ({fingerprint(key)}); "
+                          f"if this is {whose}, run: cosmos-tools trust")

@@ -1,4 +1,5 @@
-"""SSH to the GPU box: reach it, run the key exchange, log in, and work over one paramiko connection
+"""SSH to the GPU box: reach it (through its jump hosts, the route ``ssh_config`` resolves), run the key
+exchange and check the host key of each host on the way, log in, and work over one paramiko connection
 (``SSHTransport``: commands on session channels, files over one SFTP session); plus the OpenSSH
 ``ssh`` argv with the same settings for ``cosmos-tools ssh``. Host keys are judged by ``hostkeys``.
 """
@@ -6,24 +7,30 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import posixpath
+import re
 import select
 import shlex
 import shutil
 import socket
 import stat
+import tempfile
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, TypeVar
 
 from . import transport
 from .config import Config
 from .errors import RemoteError, UserError
-from .hostkeys import check_host_key, host_id, load_known_hosts, user_known_hosts
+from .fsutil import write_text_atomic
+from .hostkeys import KnownHosts, check_host_key, load_known_hosts
+from .ssh_config import Endpoint, Route, resolve, user_config_path
 from .transport import NO_FOLDER, PARTS_RECORD, Completed, ConnectionLost, LocalSink, Resume, Transport, copy_hashing
 
 if TYPE_CHECKING:
@@ -36,17 +43,11 @@ CHUNK = 128 * 1024  # SFTP request size: pipelined writes and prefetched reads (
 FAST_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "aes128-ctr", "aes256-ctr")
 
 
-def _settings(cfg: Config) -> tuple[str, str, int, float]:
-    cfg.require("REMOTE_HOST")
-    return cfg["REMOTE_USER"], cfg["REMOTE_HOST"], cfg.int("REMOTE_PORT"), cfg.float("SSH_TIMEOUT")
-
-
-def alive_limit(cfg: Config) -> float:
-    """SSH_ALIVE_TIMEOUT: seconds of silence after which the link counts as lost."""
-    limit = cfg.float("SSH_ALIVE_TIMEOUT")
-    if limit <= 0:
-        raise UserError(f"SSH_ALIVE_TIMEOUT must be more than 0 seconds (it is {limit:g}); fix it in config.sh")
-    return limit
+def alive_limit(route: Route) -> float:
+    """SSH_ALIVE_TIMEOUT (or the alias's ServerAliveInterval): seconds of silence after which the link is lost."""
+    if route.alive <= 0:
+        raise UserError(f"SSH_ALIVE_TIMEOUT must be more than 0 seconds (it is {route.alive:g}); fix it in config.sh")
+    return route.alive
 
 
 class HeardSocket(socket.socket):
@@ -60,26 +61,43 @@ class HeardSocket(socket.socket):
         return data
 
 
-def open_socket(host: str, port: int, timeout: float, alive: float) -> HeardSocket:
-    """A TCP connection with TCP_NODELAY, or one clear line saying why the box cannot be reached.
+class HeardChannel:
+    """A ``direct-tcpip`` channel through a jump host, used as the next host's socket; notes when it last received."""
 
-    Unacknowledged data older than ``alive`` seconds ends it (TCP_USER_TIMEOUT, Linux).
+    last_heard = 0.0
+
+    def __init__(self, chan: paramiko.Channel) -> None:
+        self.chan = chan
+
+    def recv(self, bufsize: int) -> bytes:
+        data = self.chan.recv(bufsize)
+        self.last_heard = time.monotonic()
+        return data
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.chan, name)
+
+
+def open_socket(host: str, port: int, timeout: float, alive: float, hop: str = "") -> HeardSocket:
+    """A TCP connection with TCP_NODELAY, or one clear line saying why the box (or jump host ``hop``, a label)
+    cannot be reached. Unacknowledged data older than ``alive`` seconds ends it (TCP_USER_TIMEOUT, Linux).
     """
-    where = f"{host}:{port}"
+    where = f"{host}:{port}" + (f" ({hop})" if hop else "")
+    fix = "check ProxyJump and that host's HostName and Port in ~/.ssh/config" if hop else ""
     try:
         raw = socket.create_connection((host, port), timeout=timeout or None)
     except socket.gaierror as exc:
-        raise RemoteError(f"cannot resolve REMOTE_HOST {host!r} ({exc.strerror}); check REMOTE_HOST in config.sh"
-                          ) from None
+        raise RemoteError(f"cannot resolve {hop or 'REMOTE_HOST'} {host!r} ({exc.strerror}); "
+                          f"{fix or 'check REMOTE_HOST in config.sh'}") from None
     except ConnectionRefusedError:
-        raise RemoteError(f"{where} refused the connection: is the box up, sshd running, REMOTE_PORT right?"
-                          ) from None
+        raise RemoteError(f"{where} refused the connection: "
+                          f"{fix or 'is the box up, sshd running, REMOTE_PORT right?'}") from None
     except TimeoutError:
         raise RemoteError(f"timed out after {timeout:g} s connecting to {where}: is the box up and the address "
                           "right? (SSH_TIMEOUT sets the wait)") from None
     except OSError as exc:
-        raise RemoteError(f"cannot reach {where}: {exc.strerror or exc}; check REMOTE_HOST/REMOTE_PORT and "
-                          "your network") from None
+        raise RemoteError(f"cannot reach {where}: {exc.strerror or exc}; "
+                          f"{fix or 'check REMOTE_HOST/REMOTE_PORT and your network'}") from None
     sock = HeardSocket(raw.family, raw.type, raw.proto, fileno=raw.detach())
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     if hasattr(socket, "TCP_USER_TIMEOUT"):
@@ -95,7 +113,7 @@ class LinkWatchdog:
     keepalive answers keep the link heard.
     """
 
-    def __init__(self, conn: paramiko.Transport, sock: HeardSocket, limit: float) -> None:
+    def __init__(self, conn: paramiko.Transport, sock: HeardSocket | HeardChannel, limit: float) -> None:
         self.conn, self.sock, self.limit = conn, sock, limit
         self.interval = limit / KEEPALIVES_PER_LIMIT
         self.silent: float | None = None  # seconds of silence that made it shut the link
@@ -141,8 +159,10 @@ def _quiet_prefetch_hook(previous: Callable[[threading.ExceptHookArgs], object]
     return hook
 
 
-def start_transport(sock: HeardSocket, timeout: float, known_types: list[str]) -> paramiko.Transport:
-    """An SSH transport over ``sock`` with fast ciphers and the host key types we already know first."""
+def start_transport(sock: HeardSocket | HeardChannel, timeout: float, known_types: list[str], where: str
+                    ) -> paramiko.Transport:
+    """An SSH transport over ``sock`` (to ``where``, for messages) with fast ciphers and the host key types
+    we already know first."""
     import paramiko
 
     log = logging.getLogger("paramiko")
@@ -156,7 +176,6 @@ def start_transport(sock: HeardSocket, timeout: float, known_types: list[str]) -
     for kind in known_types:
         wanted += ["rsa-sha2-512", "rsa-sha2-256", kind] if kind == "ssh-rsa" else [kind]
     opts.key_types = [k for k in wanted if k in opts.key_types] + [k for k in opts.key_types if k not in wanted]
-    host, port = sock.getpeername()[:2]
     try:
         conn.start_client(timeout=timeout or None)  # returns at the timeout even if unfinished
         why = None if conn.host_key is not None else f"no answer within {timeout:g} s"
@@ -164,69 +183,167 @@ def start_transport(sock: HeardSocket, timeout: float, known_types: list[str]) -
         why = str(exc)
     if why:
         conn.close()
-        raise RemoteError(f"{host}:{port} did not complete the SSH handshake ({why}); is it an SSH server? "
+        raise RemoteError(f"{where} did not complete the SSH handshake ({why}); is it an SSH server? "
                           "(SSH_TIMEOUT sets the wait)")
     return conn
 
 
-def handshake(cfg: Config) -> tuple[str, paramiko.Transport, HeardSocket, paramiko.HostKeys, paramiko.HostKeys]:
-    """Connect and run the key exchange, no login: (host name as known_hosts files it, paramiko transport, its
-    socket, user HostKeys, project HostKeys). The host key is not checked yet."""
-    _user, host, port, timeout = _settings(cfg)
-    name = host_id(host, port)
-    user_keys, project_keys = load_known_hosts(cfg)
-    known_types = [t for hk in (user_keys, project_keys) for t in (hk.lookup(name) or {}).keys()]
-    sock = open_socket(host, port, timeout, alive_limit(cfg))
-    transport.CONNECTIONS_OPENED += 1
-    return name, start_transport(sock, timeout, known_types), sock, user_keys, project_keys
+@dataclass
+class Hop:
+    """One host of the route, connected: its endpoint, its SSH transport and the watchdog of its link."""
+
+    end: Endpoint
+    conn: paramiko.Transport
+    watchdog: LinkWatchdog
 
 
-def scan_host_key(cfg: Config) -> tuple[str, paramiko.PKey, paramiko.HostKeys, paramiko.HostKeys]:
-    """(host name as known_hosts files it, the key the box presents, user HostKeys, project HostKeys)."""
-    name, ssh, _sock, user_keys, project_keys = handshake(cfg)
+def _forward(prev: Hop, end: Endpoint) -> HeardChannel:
+    """A ``direct-tcpip`` channel from the previous host to ``end``: the socket of ``end``'s SSH session."""
+    import paramiko
+
     try:
-        return name, ssh.get_remote_server_key(), user_keys, project_keys
-    finally:
-        ssh.close()
+        chan = prev.conn.open_channel("direct-tcpip", (end.hostname, end.port), ("127.0.0.1", 0),
+                                      timeout=end.timeout or None)
+    except paramiko.ChannelException as exc:
+        raise RemoteError(f"{prev.end.label} could not connect to {end.hostname}:{end.port} for {end.label} "
+                          f"({exc.text}); check its HostName and Port, and that {prev.end.name} allows TCP "
+                          "forwarding (AllowTcpForwarding)") from None
+    except (paramiko.SSHException, EOFError, OSError) as exc:
+        why = f"silent for {prev.watchdog.silent:.0f} s" if prev.watchdog.silent is not None else str(exc)
+        raise RemoteError(f"{prev.end.label} dropped the connection while reaching {end.label} ({why})") from None
+    return HeardChannel(chan)
 
 
-def _auth_keys(cfg: Config) -> list[tuple[str, paramiko.PKey]]:
-    """The private keys to offer: SSH_KEY alone, else the agent's and ~/.ssh/id_*."""
+def reach(cfg: Config, route: Route, on_key: Callable[[Endpoint, paramiko.PKey, KnownHosts], None],
+          login_box: bool = True) -> list[Hop]:
+    """Connect through every jump host to the box, each over a channel of the one before (one process, no
+    ``ssh``): key exchange, ``on_key`` judges the host key (raises to refuse), login (the box only when
+    ``login_box``). Every host's link has its own watchdog. Returns the hops, the box last; closes all on failure.
+    """
+    global_alive = alive_limit(route)
+    knowns = [load_known_hosts(cfg, end.known_hosts) for end in route.endpoints]  # a bad file: before connecting
+    hops: list[Hop] = []
+    try:
+        for end, known in zip(route.endpoints, knowns, strict=True):
+            where = f"{end.hostname}:{end.port}" + (f" ({end.label})" if end.hop else "")
+            if hops:
+                sock: HeardSocket | HeardChannel = _forward(hops[-1], end)
+            else:
+                sock = open_socket(end.hostname, end.port, end.timeout, global_alive,
+                                   end.label if end.hop else "")
+                transport.CONNECTIONS_OPENED += 1
+            known_types = [t for _, hk in known for t in (hk.lookup(end.key_name) or {}).keys()]
+            conn = start_transport(sock, end.timeout, known_types, where)
+            hops.append(Hop(end, conn, LinkWatchdog(conn, sock, global_alive)))
+            on_key(end, conn.get_remote_server_key(), known)
+            if end.hop or login_box:
+                _authenticate(hops[-1])
+    except BaseException:
+        close_hops(hops)
+        raise
+    return hops
+
+
+def close_hops(hops: list[Hop]) -> None:
+    """Close the route from the box back to the first jump host."""
+    for hop in reversed(hops):
+        hop.watchdog.stop()
+        hop.conn.close()
+
+
+def check_key(end: Endpoint, key: paramiko.PKey, known: KnownHosts) -> None:
+    """``reach``'s judge for every command: only keys a known_hosts file holds (``hostkeys.check_host_key``)."""
+    check_host_key(end.key_name, key, known, end.label if end.hop else "")
+
+
+def _agent_keys(socket_path: str | None) -> list[paramiko.PKey]:
+    """The agent's keys: $SSH_AUTH_SOCK's (None), none (""), or the agent at IdentityAgent's socket."""
+    import paramiko
+    from paramiko.agent import AgentSSH
+
+    if socket_path == "":
+        return []
+    with contextlib.suppress(paramiko.SSHException, OSError):
+        if socket_path is None:
+            return list(paramiko.Agent().get_keys())
+        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        conn.connect(socket_path)
+        agent = paramiko.Agent.__new__(paramiko.Agent)  # paramiko.Agent() only knows $SSH_AUTH_SOCK
+        AgentSSH.__init__(agent)
+        agent._connect(conn)
+        return list(agent.get_keys())
+    return []
+
+
+def _read_key(path: Path) -> paramiko.PKey | None:
+    """A private key file, or None when it is missing, locked or unreadable (the next key is tried)."""
     import paramiko
 
-    if cfg["SSH_KEY"]:
-        path = cfg.local_path("SSH_KEY")
-        if not path.is_file():
-            raise UserError(f"SSH_KEY {path} does not exist; fix SSH_KEY in config.sh or leave it empty to use "
-                            "ssh-agent and ~/.ssh/id_*")
-        try:
-            return [(str(path), paramiko.PKey.from_path(path))]
-        except (paramiko.PasswordRequiredException, TypeError):  # TypeError: cryptography's "password-protected"
-            raise UserError(f"SSH_KEY {path} is protected by a passphrase: load it into ssh-agent "
-                            f"(ssh-add '{path}') and leave SSH_KEY empty") from None
-        except (paramiko.SSHException, OSError, ValueError) as exc:
-            raise UserError(f"SSH_KEY {path} is not a private key paramiko can read ({exc})") from None
+    with contextlib.suppress(paramiko.SSHException, OSError, ValueError, TypeError):  # TypeError: locked
+        return paramiko.PKey.from_path(path)
+    return None
+
+
+def _ssh_key(path: Path) -> list[tuple[str, paramiko.PKey]]:
+    """SSH_KEY, alone: missing, locked or unreadable is one line."""
+    import paramiko
+
+    if not path.is_file():
+        raise UserError(f"SSH_KEY {path} does not exist; fix SSH_KEY in config.sh or leave it empty to use "
+                        "ssh-agent and ~/.ssh/id_*")
+    try:
+        return [(str(path), paramiko.PKey.from_path(path))]
+    except (paramiko.PasswordRequiredException, TypeError):  # TypeError: cryptography's "password-protected"
+        raise UserError(f"SSH_KEY {path} is protected by a passphrase: load it into ssh-agent "
+                        f"(ssh-add '{path}') and leave SSH_KEY empty") from None
+    except (paramiko.SSHException, OSError, ValueError) as exc:
+        raise UserError(f"SSH_KEY {path} is not a private key paramiko can read ({exc})") from None
+
+
+def _auth_keys(end: Endpoint) -> list[tuple[str, paramiko.PKey]]:
+    """The private keys to offer, as ssh would: SSH_KEY alone; else the IdentityFiles of ~/.ssh/config (a
+    locked one through the agent's copy), then, unless IdentitiesOnly, the agent's keys and ~/.ssh/id_*."""
+    if end.keys_from == "SSH_KEY":
+        return _ssh_key(end.keys[0])
+    agent = _agent_keys(end.agent)
     found: list[tuple[str, paramiko.PKey]] = []
-    with contextlib.suppress(paramiko.SSHException):
-        found += [(f"agent key {k.fingerprint}", k) for k in paramiko.Agent().get_keys()]
-    for name in ("id_ed25519", "id_ecdsa", "id_rsa"):
-        path = Path(os.path.expanduser(f"~/.ssh/{name}"))
-        if path.is_file():
-            with contextlib.suppress(paramiko.SSHException, OSError, ValueError, TypeError):  # TypeError: locked
-                found.append((str(path), paramiko.PKey.from_path(path)))
-    return found
+    for path in end.keys:
+        key = _read_key(path)
+        pub = path.with_name(path.name + ".pub")
+        blob = pub.read_text(errors="replace").split()[1:2] if key is None and pub.is_file() else []
+        key = key or next((k for k in agent if blob and k.get_base64() == blob[0]), None)
+        if key is not None:
+            found.append((str(path), key))
+    if not end.identities_only:
+        found += [(f"agent key {k.fingerprint}", k) for k in agent]
+    if not end.identities_only or not end.keys:
+        for name in ("id_ed25519", "id_ecdsa", "id_rsa"):
+            path = Path(os.path.expanduser(f"~/.ssh/{name}"))
+            key = _read_key(path) if path.is_file() else None
+            if key is not None:
+                found.append((str(path), key))
+    seen: set[bytes] = set()
+    return [(label, key) for label, key in found if not (key.asbytes() in seen or seen.add(key.asbytes()))]
 
 
-def _authenticate(conn: paramiko.Transport, cfg: Config, user: str, where: str, watchdog: LinkWatchdog) -> None:
+def _authenticate(hop: Hop) -> None:
     import paramiko
 
-    keys = _auth_keys(cfg)
+    end, conn, watchdog = hop.end, hop.conn, hop.watchdog
+    where = f"{end.hostname}:{end.port}" + (f" ({end.label})" if end.hop else "")
+    keys = _auth_keys(end)
+    if end.hop:
+        fix = f"check the User and IdentityFile of {end.name} in ~/.ssh/config"
+    elif end.keys_from and end.keys_from != "SSH_KEY":
+        fix = f"check REMOTE_USER and the IdentityFile at {end.keys_from} (or set SSH_KEY in config.sh)"
+    else:
+        fix = "check REMOTE_USER and SSH_KEY"
     if not keys:
-        raise RemoteError(f"no SSH key to offer {user}@{where}: set SSH_KEY in config.sh, or start ssh-agent and "
-                          "ssh-add your key")
+        raise RemoteError(f"no SSH key to offer {end.user}@{where}: set SSH_KEY in config.sh (or IdentityFile in "
+                          "~/.ssh/config), or start ssh-agent and ssh-add your key")
     for _label, key in keys:
         try:
-            conn.auth_publickey(user, key)
+            conn.auth_publickey(end.user, key)
             return
         except paramiko.AuthenticationException:
             continue
@@ -234,8 +351,8 @@ def _authenticate(conn: paramiko.Transport, cfg: Config, user: str, where: str, 
             why = f"silent for {watchdog.silent:.0f} s" if watchdog.silent is not None else str(exc)
             raise RemoteError(f"{where} dropped the connection during login ({why})") from None
     labels = ", ".join(label for label, _ in keys)
-    raise RemoteError(f"{user}@{where} refused our key ({labels}): check REMOTE_USER and SSH_KEY, and that the "
-                      "public key is in ~/.ssh/authorized_keys on the box")
+    raise RemoteError(f"{end.user}@{where} refused our key ({labels}): {fix}, and that the public key is in "
+                      "~/.ssh/authorized_keys there")
 
 
 def _open_local(path: Path, mode: str) -> IO[bytes]:
@@ -251,18 +368,13 @@ class SSHTransport(Transport):
     def __init__(self, cfg: Config) -> None:
         import paramiko
 
-        self.user, self.host, self.port, _timeout = _settings(cfg)
+        route = resolve(cfg)
+        self.user, self.host, self.port = route.box.user, route.box.hostname, route.box.port
         self.remote_dir = cfg["REMOTE_DIR"]
         self.parts_dir = cfg.root / PARTS_RECORD
-        name, self._transport, sock, user_keys, project_keys = handshake(cfg)
-        self._watchdog = LinkWatchdog(self._transport, sock, alive_limit(cfg))
+        self._hops = reach(cfg, route, check_key)
+        self._transport, self._watchdog = self._hops[-1].conn, self._hops[-1].watchdog
         self._sftp: paramiko.SFTPClient | None = None
-        try:
-            check_host_key(cfg, name, self._transport.get_remote_server_key(), user_keys, project_keys)
-            _authenticate(self._transport, cfg, self.user, f"{self.host}:{self.port}", self._watchdog)
-        except BaseException:
-            self.close()
-            raise
         self._paramiko = paramiko
 
     def describe(self) -> str:
@@ -273,8 +385,7 @@ class SSHTransport(Transport):
             with contextlib.suppress(Exception):
                 self._sftp.close()
             self._sftp = None
-        self._watchdog.stop()
-        self._transport.close()
+        close_hops(self._hops)
 
     def dropped(self) -> bool:
         """True if the connection is gone (paramiko closes the channels just before its thread ends)."""
@@ -282,9 +393,10 @@ class SSHTransport(Transport):
         return not self._transport.is_alive()
 
     def lost(self, doing: str) -> ConnectionLost:
-        silent = self._watchdog.silent
-        how = "lost" if silent is None else \
-            f"silent for {silent:.0f} s (no answer to keepalives; SSH_ALIVE_TIMEOUT {self._watchdog.limit:g} s)"
+        quiet = next((hop for hop in self._hops if hop.watchdog.silent is not None), None)
+        how = "lost" if quiet is None else (f"silent for {quiet.watchdog.silent:.0f} s "
+                                            f"{'at ' + quiet.end.label + ' ' if quiet.end.hop else ''}(no answer to "
+                                            f"keepalives; SSH_ALIVE_TIMEOUT {quiet.watchdog.limit:g} s)")
         return ConnectionLost(f"connection to {self.describe()} {how} while {doing}; run the same command again "
                               "(finished work is kept)")
 
@@ -455,22 +567,61 @@ class SSHTransport(Transport):
 
 
 def interactive_argv(cfg: Config, command: list[str] | None = None) -> list[str]:
-    """OpenSSH ``ssh`` argv with the settings paramiko uses (key, known_hosts, strict checking, no forwarding)."""
-    user, host, port, timeout = _settings(cfg)
+    """OpenSSH ``ssh`` argv that opens the box the way the toolkit does: ssh reads ~/.ssh/config itself (alias,
+    ProxyJump, IdentityFile...); our options add the project's known_hosts, strict checking and no agent
+    forwarding, and give config.sh's values where config.sh sets them. With jump hosts, ``-F`` a generated file
+    that gives every jump host the same checks, then includes your own config (the jump ``ssh`` gets ``-F`` too).
+    """
+    route = resolve(cfg)
+    box = route.box
     if shutil.which("ssh") is None:
         raise UserError("ssh (OpenSSH client) is not installed; install openssh-client")
-    files = " ".join(ssh_config_word(str(p)) for p in (user_known_hosts(), cfg.local_path("KNOWN_HOSTS")))
-    argv = ["ssh", "-p", str(port), "-o", f"UserKnownHostsFile={files}", "-o", "StrictHostKeyChecking=yes",
-            "-o", "ForwardAgent=no", "-o", f"ConnectTimeout={max(1, round(timeout))}",
-            "-o", f"ServerAliveInterval={max(1, round(alive_limit(cfg) / KEEPALIVES_PER_LIMIT))}",
-            "-o", f"ServerAliveCountMax={KEEPALIVES_PER_LIMIT - 1}"]
-    if cfg["SSH_KEY"]:
+    argv = ["ssh"]
+    if route.hops:
+        argv += ["-F", str(write_jump_config(cfg, route))]
+    argv += ["-p", str(box.port), "-o", f"UserKnownHostsFile={_known_hosts_words(cfg, box)}",
+             "-o", "StrictHostKeyChecking=yes", "-o", "ForwardAgent=no",
+             "-o", f"ConnectTimeout={max(1, round(box.timeout))}"]
+    if not route.alive_from_ssh_config:
+        argv += ["-o", f"ServerAliveInterval={max(1, round(alive_limit(route) / KEEPALIVES_PER_LIMIT))}",
+                 "-o", f"ServerAliveCountMax={KEEPALIVES_PER_LIMIT - 1}"]
+    if box.keys_from == "SSH_KEY":
         # -o, not -i: ssh stats an -i path before expanding its %-tokens, so no spelling of a literal % works there
-        argv += ["-o", f"IdentityFile={ssh_config_word(str(cfg.local_path('SSH_KEY')))}", "-o", "IdentitiesOnly=yes"]
-    argv += ["-l", user, "--", host]
+        argv += ["-o", f"IdentityFile={ssh_config_word(str(box.keys[0]))}", "-o", "IdentitiesOnly=yes"]
+    argv += ["-l", box.user, "--", box.name]
     if command:
         argv.append(shlex.join(command))
     return argv
+
+
+def _known_hosts_words(cfg: Config, end: Endpoint) -> str:
+    return " ".join(ssh_config_word(str(p)) for p in (*end.known_hosts, cfg.local_path("KNOWN_HOSTS")))
+
+
+def write_jump_config(cfg: Config, route: Route) -> Path:
+    """An ssh config for ``ssh -F``: each jump host gets our known_hosts files, every host strict checking and no
+    agent forwarding, then ~/.ssh/config and /etc/ssh/ssh_config apply. ssh runs the jump ``ssh`` through a shell
+    with the ``-F`` path unquoted, so the file lives in a private folder whose path has no spaces."""
+    folder = Path(tempfile.gettempdir()) / f"cosmos-tools-{os.getuid()}"
+    with contextlib.suppress(FileExistsError):
+        folder.mkdir(mode=0o700)
+    info = folder.lstat()
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
+        raise UserError(f"{folder} is not a private folder of yours; remove it (or set TMPDIR) and try again")
+    target = folder / f"ssh_config-{hashlib.sha256(str(cfg.root).encode()).hexdigest()[:12]}"
+    if not re.fullmatch(r"[A-Za-z0-9_./-]+", str(target)):
+        raise UserError(f"{target}: the temporary folder's path has characters ssh's ProxyJump cannot pass on; "
+                        "set TMPDIR to a plain path such as /tmp")
+    lines = ["# Written by cosmos-tools ssh (ProxyJump): the toolkit's host key checks for every jump host,",
+             "# then your own config.", ""]
+    for hop in route.hops:
+        lines += [f"Host {ssh_config_word(hop.name, percent=False)}",
+                  f"    UserKnownHostsFile {_known_hosts_words(cfg, hop)}"]
+    lines += ["Host *", "    StrictHostKeyChecking yes", "    ForwardAgent no"]
+    lines += [f"    Include {ssh_config_word(path, percent=False)}"  # Include expands no %-tokens
+              for path in (user_config_path(), Path("/etc/ssh/ssh_config")) if path.is_file()]
+    write_text_atomic(target, "\n".join(lines) + "\n")
+    return target
 
 
 def ssh_config_word(path: str | os.PathLike[str], percent: bool = True) -> str:
