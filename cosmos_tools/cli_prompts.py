@@ -109,7 +109,7 @@ def render_cmd(prompt: Path, upscale: bool, weight: str | None, num_gpu: int | N
     if weight is not None and not upscale:
         raise click.UsageError("--weight is for --upscale")
     if upscale:
-        rendered = render_upscale(name, cfg, weight=weight)
+        rendered = render_upscale(name, cfg, weight=weight, run_prompt=spec)
     else:
         rendered = render_run(name, spec, cfg)
     if cfg["DOCKER_USER"].strip() == "auto":

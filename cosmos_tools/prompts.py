@@ -255,7 +255,8 @@ def _spec_paths(spec: dict) -> list[str]:
     return found
 
 
-def _clean_relative(path: str) -> bool:
+def is_clean_relative(path: str) -> bool:
+    """A relative path without '..' or NUL: one that stays inside the project."""
     parts = PurePosixPath(path).parts
     return bool(parts) and not path.startswith("/") and ".." not in parts and "\0" not in path
 
@@ -271,7 +272,7 @@ def referenced_files(cfg, spec: dict) -> list[tuple[Path, str]]:
     for spec_path in _spec_paths(spec):
         rel = PurePosixPath(spec_path).as_posix()
         on_box_only = PurePosixPath(rel).parts[:len(box_checkpoints)] == box_checkpoints
-        if _clean_relative(spec_path) and rel not in seen and not on_box_only and local_file(cfg, spec_path).is_file():
+        if is_clean_relative(spec_path) and rel not in seen and not on_box_only and local_file(cfg, spec_path).is_file():
             found.append((local_file(cfg, spec_path), rel))
             seen.add(rel)
     return found
