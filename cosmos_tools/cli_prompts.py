@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from .config import load_config
+from .config import MODELS, load_config
 from .constants import JSON_STYLE
 
 
@@ -17,19 +17,22 @@ from .constants import JSON_STYLE
 @click.option("--duplicate", "existing", type=click.Path(dir_okay=False, path_type=Path),
               help="Copy this prompt JSON under a new timestamp (its shot is kept).")
 @click.option("--shot", help="Shot folder under inputs/videos/ when it differs from BASE_NAME.")
-def new_prompt_cmd(args: tuple[str, ...], existing: Path | None, shot: str | None) -> None:
+@click.option("--model", type=click.Choice(MODELS), default=None,
+              help="Write this model's spec format (default MODEL from config.sh).")
+def new_prompt_cmd(args: tuple[str, ...], existing: Path | None, shot: str | None, model: str | None) -> None:
     """Write inputs/prompts/BASE_NAME_<YYYYmmdd_HHMMSS>.json and create outputs/<name>/.
 
     The spec uses the modalities present in inputs/videos/<shot>/ (color.mp4 is the input video; depth.mp4
     and segmentation.mp4 become depth and seg controls; vis and edge are computed by cosmos). Existing files
     are never overwritten: a clash in the same second adds _2, _3, ...
 
-    The defaults come from the template cosmos_tools/templates/prompt.json.j2; copy it to
-    inputs/prompts/prompt_template.json.j2 and edit it to change them. Prints the new file's path.
+    The defaults come from the model's template, cosmos_tools/templates/prompt.json.j2 (transfer1-7b) or
+    prompt_transfer25.json.j2 (transfer2.5-2b); copy it to inputs/prompts/prompt_template.json.j2 (or
+    prompt_template.transfer2.5-2b.json.j2) and edit it to change them. Prints the new file's path.
     """
     from .prompts import duplicate_prompt, new_prompt
 
-    cfg = load_config()
+    cfg = load_config().with_overrides({"MODEL": model}, source="--model")
     if existing is not None:
         if args or shot is not None:
             raise click.UsageError("--duplicate takes only the existing prompt: new-prompt --duplicate FILE.json")

@@ -73,7 +73,7 @@ def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _json_type(value) -> str:
+def json_type(value) -> str:
     names = {bool: "true/false", str: "a string", list: "a list", dict: "an object", type(None): "null"}
     return names.get(type(value), "a number")
 
@@ -81,7 +81,7 @@ def _json_type(value) -> str:
 def _arg_problem(key: str, value) -> str | None:
     """What is wrong with a top-level transfer.py argument, or None."""
     if key in ("prompt", "negative_prompt", "tokenizer_dir"):
-        return None if isinstance(value, str) else f"must be a string, got {_json_type(value)}"
+        return None if isinstance(value, str) else f"must be a string, got {json_type(value)}"
     if key in ("blur_strength", "canny_threshold"):
         return None if value in PRESETS else f"must be one of {', '.join(PRESETS)}, got {json.dumps(value)}"
     if key == "num_input_frames":
@@ -110,7 +110,7 @@ def _is_box(value) -> bool:
             and value[0] < value[2] and value[1] < value[3])
 
 
-def _suggest(word: str, choices) -> str:
+def suggest(word: str, choices) -> str:
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f'; did you mean "{close[0]}"?' if close else ""
 
@@ -173,7 +173,7 @@ class SpecChecker:
     def file(self, key: str, value, what: str, fix: str) -> Path | None:
         """Check a path in the spec: text, relative, inside the project, an existing file. Returns the local file."""
         if not isinstance(value, str) or not value:
-            self.error(key, f"must be a path (a non-empty string), got {_json_type(value)}")
+            self.error(key, f"must be a path (a non-empty string), got {json_type(value)}")
             return None
         posix = PurePosixPath(value)
         if posix.is_absolute():
@@ -258,7 +258,7 @@ class Transfer1Checker(SpecChecker):
                 continue
             if isinstance(value, dict):
                 self.error(key, f"not a control (cosmos: Invalid hint_key); use one of {', '.join(CONTROL_KEYS)}"
-                                f"{_suggest(key, CONTROL_KEYS)}")
+                                f"{suggest(key, CONTROL_KEYS)}")
             elif key in REFUSED_FLAGS:
                 self.error(key, f"not supported in a cosmos-tools prompt: {REFUSED_FLAGS[key]}")
             elif key in IGNORED_FLAGS:
@@ -269,7 +269,7 @@ class Transfer1Checker(SpecChecker):
             elif key == "tokenizer_dir":
                 self.warn(key, "has no effect: transfer.py always loads Cosmos-Tokenize1-CV8x8x8-720p; remove it")
             elif key not in ARG_KEYS:
-                self.error(key, f"unknown key (cosmos would silently ignore it){_suggest(key, ARG_KEYS)}; "
+                self.error(key, f"unknown key (cosmos would silently ignore it){suggest(key, ARG_KEYS)}; "
                                 "fix the name, or start it with _ to keep it as a comment")
             if key in ARG_KEYS and (message := _arg_problem(key, value)):
                 self.error(key, message)
@@ -292,12 +292,12 @@ class Transfer1Checker(SpecChecker):
             return
         if not isinstance(value, dict):
             self.error(UPSCALE_KEY, f'must be an object like {{"prompt": "...", "seed": 1, "num_steps": 10, '
-                                    f'"control_weight": 0.5}}, got {_json_type(value)}')
+                                    f'"control_weight": 0.5}}, got {json_type(value)}')
             return
         for field, field_value in value.items():
             where = f"{UPSCALE_KEY}.{field}"
             if field not in UPSCALE_FIELDS:
-                self.error(where, f"unknown field{_suggest(field, UPSCALE_FIELDS)}; use {', '.join(UPSCALE_FIELDS)}")
+                self.error(where, f"unknown field{suggest(field, UPSCALE_FIELDS)}; use {', '.join(UPSCALE_FIELDS)}")
             elif field == "control_weight":
                 if not _is_number(field_value) or field_value < 0:
                     self.error(where, f"must be a number >= 0, got {json.dumps(field_value)}")
@@ -334,7 +334,7 @@ class Transfer1Checker(SpecChecker):
         for key in keys:
             control = self.spec[key]
             if not isinstance(control, dict):
-                self.error(key, f'must be an object like {{"control_weight": 0.5}}, got {_json_type(control)}')
+                self.error(key, f'must be an object like {{"control_weight": 0.5}}, got {json_type(control)}')
                 continue
             self.control(key, control, has_input)
         self.distilled(keys)
@@ -345,11 +345,11 @@ class Transfer1Checker(SpecChecker):
             if field in ARG_KEYS:
                 self.warn(where, "has no effect inside a control; move it to the top level")
             elif field not in CONTROL_FIELDS:
-                self.error(where, f"unknown field (cosmos ignores it){_suggest(field, CONTROL_FIELDS)}; "
+                self.error(where, f"unknown field (cosmos ignores it){suggest(field, CONTROL_FIELDS)}; "
                                   f"a control takes {', '.join(CONTROL_FIELDS)}")
             elif field in ("input_control_prompt", "control_weight_prompt"):
                 if not isinstance(value, str):
-                    self.error(where, f"must be a string, got {_json_type(value)}")
+                    self.error(where, f"must be a string, got {json_type(value)}")
                 elif key != "seg":
                     self.warn(where, "cosmos-transfer1 only uses it on seg (since #182); it is ignored here")
         self.weight(key, control)
@@ -442,19 +442,19 @@ class Transfer1Checker(SpecChecker):
         if value is None:
             return
         if not isinstance(value, list):
-            self.error("regional_prompts", f"must be a list of objects, got {_json_type(value)}")
+            self.error("regional_prompts", f"must be a list of objects, got {json_type(value)}")
             return
         definitions = 0
         for i, item in enumerate(value):
             where = f"regional_prompts[{i}]"
             if not isinstance(item, dict):
                 self.error(where, f"must be an object with prompt and region_definitions_path or mask_prompt, "
-                                  f"got {_json_type(item)}")
+                                  f"got {json_type(item)}")
                 return
             for field in item:
                 if field not in ("prompt", "region_definitions_path", "mask_prompt"):
                     self.error(f"{where}.{field}", "unknown field; use prompt, region_definitions_path or "
-                                                   f"mask_prompt{_suggest(field, ('prompt', 'mask_prompt'))}")
+                                                   f"mask_prompt{suggest(field, ('prompt', 'mask_prompt'))}")
             if not isinstance(item.get("prompt"), str):
                 self.error(f"{where}.prompt", "missing or not a string; every regional prompt needs its text")
             has_regions, has_mask = "region_definitions_path" in item, "mask_prompt" in item
