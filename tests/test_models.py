@@ -205,3 +205,23 @@ def test_full_cycle_of_a_25_prompt_on_the_rehearsal_host(project, rehearsal_host
     used = json.loads((run / "spec_used.json").read_text())
     assert used["model"] == MODEL25 and used["command"][3] == "examples/inference.py"
     assert [r["status"] for r in records(project)] == ["ok"]
+
+
+def test_upscale_prompt_option_reaches_the_upscale_spec(project, rehearsal_host):
+    from test_cycle import write_prompt
+
+    add_shot(project, frames=8)
+    prompt = write_prompt(project, "city_up", "shot1")
+    done = script(project, "full_cycle.sh", prompt, "--upscale-prompt", "crisp 4K")
+    assert done.returncode == 0, done.stderr
+    spec = json.loads((project / "outputs" / "runs" / "city_up-1_upscaled" / "controlnet_spec.json").read_text())
+    assert spec["prompt"] == "crisp 4K"
+
+
+def test_rehearsal_config_names_the_model(rehearsal_host, tmp_path):
+    from cosmos_tools.config import parse_config_text
+    from cosmos_tools.rehearsal.host import config_text
+
+    text = config_text(rehearsal_host, MODEL25)
+    assert parse_config_text(text, "config.sh")["MODEL"][0] == MODEL25
+    assert (Path(rehearsal_host.remote_dir) / "examples" / "inference.py").is_file()

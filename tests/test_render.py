@@ -410,3 +410,31 @@ def test_cli_render_errors_are_one_line(project, args, message):
 
 def test_runner_quotes_readably():
     assert "'" not in script("runner.sh")  # shlex.join shows it as one '...' word in dry runs
+
+
+def test_upscale_plays_at_the_runs_fps(cfg):
+    assert parse_like_transfer_py(render_upscale("n", cfg, run_prompt={"fps": 30}).command).fps == 30
+    assert parse_like_transfer_py(render_upscale("n", cfg).command).fps == 24
+
+
+def test_upscale_settings_cli_over_prompt_over_config(project, monkeypatch):
+    from cosmos_tools.render import UPSCALE_PROMPT_OPTION
+
+    cfg = project_config(project, monkeypatch, UPSCALE_PROMPT="from config", UPSCALE_SEED="3", UPSCALE_STEPS="8")
+    plain = render_upscale("n", cfg)
+    assert plain.spec["prompt"] == "from config" and plain.spec["seed"] == 3
+    assert parse_like_transfer_py(plain.command).num_steps == 8
+    own = {"_upscale": {"prompt": "from prompt", "seed": 5, "num_steps": 12, "control_weight": 0.4}}
+    mine = render_upscale("n", cfg, run_prompt=own)
+    assert (mine.spec["prompt"], mine.spec["seed"], mine.spec["upscale"]) == ("from prompt", 5, {"control_weight": 0.4})
+    assert parse_like_transfer_py(mine.command).num_steps == 12
+    assert render_upscale("n", cfg, run_prompt=own, weight=0.9).spec["upscale"] == {"control_weight": 0.9}
+    cli = cfg.with_overrides({"UPSCALE_PROMPT": "from cli"}, source=UPSCALE_PROMPT_OPTION)
+    assert render_upscale("n", cli, run_prompt=own).spec["prompt"] == "from cli"
+
+
+def test_prompt_offload_false_wins_over_offload(cfg):
+    command = render_run("n", {"offload_guardrail_models": False}, cfg).command
+    assert "--offload_guardrail_models" not in command and "--offload_text_encoder_model" in command
+    assert "--offload_diffusion_transformer" not in render_run("n", {"offload_diffusion_transformer": True},
+                                                               cfg).command  # the JSON value applies
