@@ -173,8 +173,8 @@ def cycle_cmd(prompt: Path, videos_subdir: str | None, no_upscale: bool, upscale
     """
     from .cycle import run_cycle
 
-    run_cycle(_upscale_config(_config(num_gpu), upscale_prompt), prompt, override=videos_subdir, upscale=not no_upscale, weight=upscale_weight,
-              wait=wait, force=force)
+    run_cycle(_upscale_config(_config(num_gpu), upscale_prompt), prompt, override=videos_subdir,
+              upscale=not no_upscale, weight=upscale_weight, wait=wait, force=force)
 
 
 @click.command("rerun")

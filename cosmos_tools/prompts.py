@@ -284,7 +284,8 @@ def referenced_files(cfg, spec: dict) -> list[tuple[Path, str]]:
     for spec_path in _spec_paths(spec):
         rel = PurePosixPath(spec_path).as_posix()
         on_box_only = PurePosixPath(rel).parts[:len(box_checkpoints)] == box_checkpoints
-        if is_clean_relative(spec_path) and rel not in seen and not on_box_only and local_file(cfg, spec_path).is_file():
+        if (is_clean_relative(spec_path) and rel not in seen and not on_box_only
+                and local_file(cfg, spec_path).is_file()):
             found.append((local_file(cfg, spec_path), rel))
             seen.add(rel)
     return found

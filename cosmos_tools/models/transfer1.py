@@ -46,8 +46,8 @@ def command(cfg, prompt: dict, paths, num_gpu: int, *, fps: int | None = None,
     from ..render import render_json
 
     return render_json("transfer_command.json.j2", num_gpu=num_gpu, checkpoint_dir=cfg["CHECKPOINT_DIR_REMOTE"],
-                       output_dir=paths.folder, spec_path=paths.spec, fps=fps or run_fps(prompt, cfg), num_steps=num_steps,
-                       offload=offload_words(cfg, prompt))
+                       output_dir=paths.folder, spec_path=paths.spec, fps=fps or run_fps(prompt, cfg),
+                       num_steps=num_steps, offload=offload_words(cfg, prompt))
 
 
 def env(cfg, num_gpu: int) -> dict[str, str]:

@@ -38,8 +38,8 @@ CONTROL_FIELDS = {"control_path": CONTROL_KEYS, "control_weight": CONTROL_KEYS, 
                   "mask_prompt": CONTROL_KEYS, "preset_edge_threshold": ("edge",), "preset_blur_strength": ("vis",),
                   "control_prompt": ("seg",)}
 # Transfer1 names a Transfer1 prompt would bring, and what Transfer2.5 calls them.
-RENAMED = {"input_video_path": "video_path", "input_control": "control_path", "blur_strength": "vis.preset_blur_strength",
-           "canny_threshold": "edge.preset_edge_threshold"}
+RENAMED = {"input_video_path": "video_path", "input_control": "control_path",
+           "blur_strength": "vis.preset_blur_strength", "canny_threshold": "edge.preset_edge_threshold"}
 INT_KEYS = {"seed": None, "num_steps": 1, "max_frames": 1, "num_video_frames_per_chunk": 1, "context_frame_index": 1,
             "guided_generation_step_threshold": None}
 BOOL_KEYS = ("keep_input_resolution", "show_control_condition", "show_input")
