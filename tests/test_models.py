@@ -225,3 +225,8 @@ def test_rehearsal_config_names_the_model(rehearsal_host, tmp_path):
     text = config_text(rehearsal_host, MODEL25)
     assert parse_config_text(text, "config.sh")["MODEL"][0] == MODEL25
     assert (Path(rehearsal_host.remote_dir) / "examples" / "inference.py").is_file()
+
+
+def test_25_spec_renders_the_same_when_rerun(project, cfg25):
+    first = render_run("city25", prompt25(), cfg25, run_id="city25-1").spec
+    assert render_run("city25", first, cfg25, run_id="city25-2").spec == first

@@ -17,6 +17,7 @@ import json
 import math
 import posixpath
 
+from ..prompts import is_clean_relative
 from ..validate import SpecChecker, json_type, suggest
 
 NAME = "transfer2.5-2b"
@@ -209,11 +210,12 @@ def checker(spec: dict, cfg) -> Transfer25Checker:
 
 
 def run_spec(prompt: dict, spec_path: str) -> dict:
-    """The record upstream reads: comment keys dropped, ``name`` = output, paths relative to the spec's folder."""
+    """The record upstream reads: comment keys dropped, ``name`` = output, project paths made relative to the spec's
+    folder (idempotent, so a rerun of the spec a run used renders the same spec)."""
     folder = posixpath.dirname(spec_path)
 
-    def moved(value):
-        return posixpath.relpath(value, folder) if isinstance(value, str) and value else value
+    def moved(value):  # a spec that already ran (rerun) has them moved: kept as they are
+        return posixpath.relpath(value, folder) if isinstance(value, str) and is_clean_relative(value) else value
 
     spec = {key: value for key, value in prompt.items() if not key.startswith("_")}
     spec["name"] = OUTPUT_NAME
