@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from .config import load_config
+from .config import MODELS, load_config
 from .fsutil import json_text
 
 
@@ -17,7 +17,9 @@ from .fsutil import json_text
 @click.option("--duplicate", "existing", type=click.Path(dir_okay=False, path_type=Path),
               help="Copy this prompt JSON under a new timestamp (its shot is kept).")
 @click.option("--shot", help="Shot folder under inputs/videos/ when it differs from BASE_NAME.")
-def new_prompt_cmd(args: tuple[str, ...], existing: Path | None, shot: str | None) -> None:
+@click.option("--model", type=click.Choice(MODELS), default=None,
+              help="Write this model's spec format (default MODEL from config.sh).")
+def new_prompt_cmd(args: tuple[str, ...], existing: Path | None, shot: str | None, model: str | None) -> None:
     """Write inputs/prompts/BASE_NAME_<YYYYmmdd_HHMMSS>.json and create outputs/<name>/.
 
     The spec uses the modalities present in inputs/videos/<shot>/ (color.mp4 is the input video; depth.mp4
@@ -26,12 +28,13 @@ def new_prompt_cmd(args: tuple[str, ...], existing: Path | None, shot: str | Non
     BASE_NAME may be at most 194 bytes in UTF-8: the timestamp and the run's files add the rest of the
     255 a file name holds.
 
-    The defaults come from the template cosmos_tools/templates/prompt.json.j2; copy it to
-    inputs/prompts/prompt_template.json.j2 and edit it to change them. Prints the new file's path.
+    The defaults come from the model's template, cosmos_tools/templates/prompt.json.j2 (transfer1-7b) or
+    prompt_transfer25.json.j2 (transfer2.5-2b); copy it to inputs/prompts/prompt_template.json.j2 (or
+    prompt_template.transfer2.5-2b.json.j2) and edit it to change them. Prints the new file's path.
     """
     from .prompts import duplicate_prompt, new_prompt
 
-    cfg = load_config()
+    cfg = load_config().with_overrides({"MODEL": model}, source="--model")
     if existing is not None:
         if args or shot is not None:
             raise click.UsageError("--duplicate takes only the existing prompt: new-prompt --duplicate FILE.json")
@@ -112,7 +115,8 @@ def render_cmd(prompt: Path, upscale: bool, weight: str | None, num_gpu: int | N
     if weight is not None and not upscale:
         raise click.UsageError("--weight is for --upscale")
     if upscale:
-        rendered = render_upscale(name, cfg, weight=None if weight is None else upscale_weight(weight))
+        rendered = render_upscale(name, cfg, weight=None if weight is None else upscale_weight(weight),
+                                  run_prompt=spec)
     else:
         rendered = render_run(name, spec, cfg)
     if cfg["DOCKER_USER"].strip() == "auto":

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+from .config import MODELS
+
 DIR_ARG = click.argument("dir", type=click.Path(path_type=Path))
 
 
@@ -20,12 +22,14 @@ def rehearsal() -> None:
 @DIR_ARG
 @click.option("--seconds", type=click.FloatRange(min=0), default=None,
               help="How long each stand-in inference takes (default about 3).")
+@click.option("--model", type=click.Choice(MODELS), default=None,
+              help="MODEL written into DIR/config.sh (default transfer1-7b); the stand-in checkout runs both.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object for tools.")
-def up_cmd(dir: Path, seconds: float | None, as_json: bool) -> None:
+def up_cmd(dir: Path, seconds: float | None, model: str | None, as_json: bool) -> None:
     """Start the rehearsal host in DIR and write DIR/config.sh pointing at it."""
     from .rehearsal.host import up
 
-    info = up(dir, seconds=seconds)
+    info = up(dir, seconds=seconds, model=model)
     if as_json:
         click.echo(json.dumps(info.to_json(), indent=2))
         return

@@ -42,6 +42,17 @@ def _config(num_gpu: int | None = None):
     return load_config().with_overrides({"NUM_GPU": num_gpu}, source="--num-gpu")
 
 
+def _upscale_config(cfg, upscale_prompt: str | None):
+    """--upscale-prompt as a layer of the config: it wins over the prompt's _upscale and UPSCALE_PROMPT."""
+    from .render import UPSCALE_PROMPT_OPTION
+
+    return cfg.with_overrides({"UPSCALE_PROMPT": upscale_prompt}, source=UPSCALE_PROMPT_OPTION)
+
+
+UPSCALE_PROMPT = click.option("--upscale-prompt", default=None, metavar="TEXT",
+                              help="Prompt of the 4K upscaler (wins over the prompt's _upscale and UPSCALE_PROMPT).")
+
+
 def _session(cfg, prompt: Path, override: str | None = None, *, check: bool = False, **kwargs):
     from .cycle import Session
     from .plan import plan_prompt
@@ -94,22 +105,26 @@ def run_cmd(prompt: Path, detach: bool, wait: bool, num_gpu: int | None, force: 
 @click.command("upscale")
 @PROMPT
 @click.argument("control_weight", required=False)
+@UPSCALE_PROMPT
 @WAIT
 @GPUS
 @interruptible
-def upscale_cmd(prompt: Path, control_weight: str | None, wait: bool, num_gpu: int | None) -> None:
+def upscale_cmd(prompt: Path, control_weight: str | None, upscale_prompt: str | None, wait: bool,
+                num_gpu: int | None) -> None:
     """4K-upscale the latest run of PROMPT (outputs/NAME) into outputs/runs/<run id>_upscaled[-K]/
     (weight default UPSCALE_WEIGHT); outputs/NAME_upscaled links to the newest.
 
     Refused when the run has no output or its video is longer than 121 frames (what the upscaler handles).
     """
     from .cycle import Steps, run_attempt
-    from .plan import plan_prompt
+    from .plan import check_upscaler, plan_prompt
     from .render import upscale_weight
 
-    cfg = _config(num_gpu)
+    cfg = _upscale_config(_config(num_gpu), upscale_prompt)
     weight = upscale_weight(cfg["UPSCALE_WEIGHT"] if control_weight is None else control_weight)
-    run_attempt(cfg, plan_prompt(cfg, prompt, check=False),
+    plan = plan_prompt(cfg, prompt, check=False)
+    check_upscaler(cfg, plan)
+    run_attempt(cfg, plan,
                 Steps(upload=False, run=False, upscale=weight, download=False, wait=wait))
 
 
@@ -143,12 +158,13 @@ def download_cmd(prompt: Path) -> None:
 @click.option("--no-upscale", is_flag=True, help="Skip the 4K upscale.")
 @click.option("--upscale-weight", default=None, metavar="W", help="Control weight of the upscaler (default "
               "UPSCALE_WEIGHT).")
+@UPSCALE_PROMPT
 @WAIT
 @GPUS
 @click.option("--force", is_flag=True, help="A new run even if the latest one finished ok with the same spec.")
 @interruptible
-def cycle_cmd(prompt: Path, videos_subdir: str | None, no_upscale: bool, upscale_weight: str | None, wait: bool,
-              num_gpu: int | None, force: bool) -> None:
+def cycle_cmd(prompt: Path, videos_subdir: str | None, no_upscale: bool, upscale_weight: str | None,
+              upscale_prompt: str | None, wait: bool, num_gpu: int | None, force: bool) -> None:
     """Upload, run (live log), upscale, download, and append a line to notes/run_history.log.
 
     Each run gets its own folder, outputs/runs/NAME-K (outputs/NAME links to the latest). Re-running after a
@@ -157,8 +173,8 @@ def cycle_cmd(prompt: Path, videos_subdir: str | None, no_upscale: bool, upscale
     """
     from .cycle import run_cycle
 
-    run_cycle(_config(num_gpu), prompt, override=videos_subdir, upscale=not no_upscale, weight=upscale_weight,
-              wait=wait, force=force)
+    run_cycle(_upscale_config(_config(num_gpu), upscale_prompt), prompt, override=videos_subdir,
+              upscale=not no_upscale, weight=upscale_weight, wait=wait, force=force)
 
 
 @click.command("rerun")

@@ -52,8 +52,15 @@ SETTINGS: tuple[Setting, ...] = (
             "ServerAliveInterval x (ServerAliveCountMax + 1) of REMOTE_HOST in ~/.ssh/config, else 20",
             "float", fallback="20"),
     Setting("TRANSPORT", "ssh", "ssh, or local when the toolkit runs on the GPU box itself"),
+    Setting("MODEL", "transfer1-7b",
+            "model profile of prompts without a _model key: transfer1-7b or transfer2.5-2b (README: Choosing a model)"),
     Setting("REMOTE_DIR", "/home/ubuntu/cosmos-transfer1",
-            "cosmos-transfer1 checkout on the GPU box, mounted at /workspace"),
+            "checkout of MODEL's repository on the GPU box (cosmos-transfer1 or cosmos-transfer2.5), mounted at "
+            "/workspace"),
+    Setting("TRANSFER25_COMMIT", "2ff49d0",
+            "cosmos-transfer2.5 commit the transfer2.5-2b profile is written for (recorded in spec_used.json)"),
+    Setting("DISABLE_GUARDRAILS", "no",
+            "yes passes --disable-guardrails to Cosmos-Transfer2.5 (its license asks for an equivalent safeguard)"),
     Setting("CHECKPOINT_DIR_REMOTE", "checkpoints",
             "checkpoint folder as seen inside the container (relative to /workspace)"),
     Setting("DOCKER_IMAGE", "cosmos-transfer1:latest", "Docker image with Cosmos-Transfer1's dependencies"),
@@ -76,8 +83,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("LOCAL_NOTES_DIR", "notes", "notes and run_history.log (relative to the project)", "path"),
     Setting("FPS", "24", "frames per second of converted shots and of inference output", "int"),
     Setting("UPSCALE_WEIGHT", "0.5", "control weight of the 4K upscaler", "float"),
+    Setting("UPSCALE_PROMPT", "", "prompt of the 4K upscaler; empty uses cosmos-transfer1's default 4K prompt"),
+    Setting("UPSCALE_SEED", "1", "seed of the 4K upscaler (transfer.py's default)", "int"),
+    Setting("UPSCALE_STEPS", "10", "diffusion steps of the 4K upscaler (upstream's 4K example uses 10)", "int"),
 )
 SETTINGS_BY_KEY = {s.key: s for s in SETTINGS}
+MODELS = ("transfer1-7b", "transfer2.5-2b")  # the model profiles (cosmos_tools/models/)
 
 _KEY_LINE = re.compile(r"^(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)=(.*)$")
 _VAR = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
@@ -279,6 +290,14 @@ def _check_types(values: dict[str, str], sources: dict[str, str]) -> None:
             raise ConfigError(f"{sources[key]}: {key} must be {what}, got {value!r}") from None
     if values["TRANSPORT"] not in ("ssh", "local"):
         raise ConfigError(f"{sources['TRANSPORT']}: TRANSPORT must be ssh or local, got {values['TRANSPORT']!r}")
+    if values["MODEL"] not in MODELS:
+        raise ConfigError(f"{sources['MODEL']}: MODEL must be one of {', '.join(MODELS)}, got {values['MODEL']!r}")
+    if values["DISABLE_GUARDRAILS"] not in ("yes", "no"):
+        raise ConfigError(f"{sources['DISABLE_GUARDRAILS']}: DISABLE_GUARDRAILS must be yes or no, "
+                          f"got {values['DISABLE_GUARDRAILS']!r}")
+    if int(values["UPSCALE_STEPS"]) < 1:
+        raise ConfigError(f"{sources['UPSCALE_STEPS']}: UPSCALE_STEPS must be a whole number >= 1, "
+                          f"got {values['UPSCALE_STEPS']!r}")
     if int(values["NUM_GPU"]) < 1:
         raise ConfigError(f"{sources['NUM_GPU']}: NUM_GPU must be a whole number >= 1, got {values['NUM_GPU']!r}")
 

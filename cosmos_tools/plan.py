@@ -15,6 +15,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import models
 from .constants import MAX_UPSCALE_FRAMES
 from .errors import UserError
 from .names import check_run_name
@@ -55,6 +56,7 @@ def plan_prompt(cfg, path: str | Path, override: str | None = None, *, check: bo
         path = (Path.cwd() / path).resolve()
     prompt = read_prompt(path)
     name = check_run_name(prompt.name)
+    models.for_run(prompt.data, cfg)  # a prompt for another model than MODEL's checkout: refused before anything
     files = _check(prompt, cfg, quiet) if check else referenced_files(cfg, prompt.data)
     try:
         natural = shot_of(prompt.data)
@@ -142,10 +144,21 @@ def _check(prompt: PromptFile, cfg, quiet: bool = False) -> list[tuple[Path, str
     return checked.files
 
 
+def check_upscaler(cfg, plan: Plan) -> None:
+    """Before any GPU time: refuse an upscale under a model without an upscaler (Cosmos-Transfer2.5)."""
+    from . import models
+
+    profile = models.of_prompt(plan.prompt, cfg)
+    if not profile.HAS_UPSCALER:
+        raise UserError(f"{plan.path.name}: {profile.NAME} has no 4K upscaler; pass --no-upscale (nothing was sent)")
+
+
 def check_upscale_length(cfg, plan: Plan) -> None:
-    """Before any GPU time: refuse a cycle whose output would be too long to upscale (it has the input's length)."""
+    """Before any GPU time: refuse a cycle whose output would be too long to upscale (it has the input's length),
+    or one under a model without an upscaler."""
     from .probe import probe_video
 
+    check_upscaler(cfg, plan)
     video = plan.prompt.get("input_video_path")
     if not isinstance(video, str) or not local_file(cfg, video).is_file():
         return

@@ -31,8 +31,6 @@ MODALITY_FILES = {"color": "color.mp4", "depth": "depth.mp4", "segmentation": "s
 CONTROL_OF_MODALITY = {"depth": "depth", "segmentation": "seg"}  # color is the input video
 AUTO_CONTROLS = ("vis", "edge")  # computed by cosmos from the input video
 VIDEOS_PREFIX = PurePosixPath("inputs/videos")  # as written in specs (the remote layout)
-USER_TEMPLATE = "prompt_template.json.j2"
-PACKAGED_TEMPLATE = "prompt.json.j2"
 STAMP = "%Y%m%d_%H%M%S"
 _STAMP_TAIL = re.compile(r"_\d{8}_\d{6}(?:_\d+)?$")
 BASE_NAME_FIX = "give a plain name such as shot_010_rain (spaces and unicode are fine)"
@@ -145,15 +143,17 @@ def prompt_name(path) -> str:
 
 
 def shot_of(spec: dict, override: str | None = None) -> str:
-    """The shot folder under inputs/videos/ that the spec's input_video_path points at; ``override`` wins."""
+    """The shot folder under inputs/videos/ that the spec's input video (Transfer1's input_video_path, Transfer2.5's
+    video_path) points at; ``override`` wins."""
     if override is not None:
         return check_new_name(override, "shot", SHOT_FIX)
-    value = spec.get("input_video_path")
+    key = "video_path" if "video_path" in spec and "input_video_path" not in spec else "input_video_path"
+    value = spec.get(key)
     if isinstance(value, str) and value:
         parts = PurePosixPath(value).parts
         if parts[:2] == VIDEOS_PREFIX.parts and len(parts) >= 4 and parts[2] not in (".", ".."):
             return parts[2]
-    raise UserError(f"input_video_path {value!r} is not of the form inputs/videos/<shot>/<file>; "
+    raise UserError(f"{key} {value!r} is not of the form inputs/videos/<shot>/<file>; "
                     "fix it in the prompt or name the shot explicitly")
 
 
@@ -204,13 +204,13 @@ def _shot_files(cfg: Config, shot: str) -> dict[str, str]:
     return {m: str(VIDEOS_PREFIX / shot / f) for m, f in MODALITY_FILES.items() if (folder / f).is_file()}
 
 
-def _template(cfg: Config):
-    """The user's template if present, else the packaged one."""
+def _template(cfg: Config, profile):
+    """The user's template of the model profile if present, else the packaged one."""
     import jinja2  # imported here: keeps CLI start-up fast
 
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False,  # noqa: S701 (JSON, not HTML)
                              keep_trailing_newline=True)
-    user = cfg.local_path("LOCAL_PROMPTS_DIR") / USER_TEMPLATE
+    user = cfg.local_path("LOCAL_PROMPTS_DIR") / profile.USER_TEMPLATE
     if user.is_file():
         where = str(user)
         try:
@@ -220,27 +220,36 @@ def _template(cfg: Config):
     else:
         from importlib.resources import files
 
-        source = files("cosmos_tools.templates").joinpath(PACKAGED_TEMPLATE).read_text(encoding="utf-8")
-        where = f"cosmos_tools/templates/{PACKAGED_TEMPLATE}"
+        source = files("cosmos_tools.templates").joinpath(profile.PROMPT_TEMPLATE).read_text(encoding="utf-8")
+        where = f"cosmos_tools/templates/{profile.PROMPT_TEMPLATE}"
     try:
         return env.from_string(source), where
     except jinja2.TemplateSyntaxError as exc:
         raise UserError(f"{where}:{exc.lineno}: template error ({exc.message}); fix the template") from None
 
 
-def render_prompt(cfg: Config, name: str, shot: str, text: str, files: dict[str, str]) -> dict:
-    """The default spec for a shot, from the prompt template, parsed back as JSON."""
+def render_prompt(cfg: Config, name: str, shot: str, text: str, files: dict[str, str],
+                  model: str | None = None) -> dict:
+    """The default spec for a shot and model (default MODEL), from that model's prompt template, parsed back as JSON.
+
+    Templates get the input video as ``input_video_path`` and ``video_path``, and each control's video as
+    ``input_control`` and ``control_path`` (Transfer1's and Transfer2.5's names).
+    """
     import jinja2
 
-    controls = [{"key": key, "input_control": None} for key in AUTO_CONTROLS]
-    controls += [{"key": CONTROL_OF_MODALITY[m], "input_control": files[m]} for m in CONTROL_OF_MODALITY if m in files]
-    template, where = _template(cfg)
+    from . import models
+
+    profile = models.profile(model or cfg["MODEL"])
+    controls = [{"key": key, "input_control": None, "control_path": None} for key in AUTO_CONTROLS]
+    controls += [{"key": CONTROL_OF_MODALITY[m], "input_control": files[m], "control_path": files[m]}
+                 for m in CONTROL_OF_MODALITY if m in files]
+    template, where = _template(cfg, profile)
     try:
         rendered = template.render(name=name, shot=shot, prompt=text, input_video_path=files["color"],
-                                   controls=controls, weight=round(1 / len(controls), 2))
+                                   video_path=files["color"], controls=controls, weight=round(1 / len(controls), 2))
     except (jinja2.TemplateError, TypeError, ValueError) as exc:  # tojson of an undefined name is a TypeError
         raise UserError(f"{where}: template error ({exc}); fix the template (variables: name, shot, prompt, "
-                        "input_video_path, controls, weight)") from None
+                        "input_video_path or video_path, controls, weight)") from None
     try:
         spec = json.loads(rendered)
     except json.JSONDecodeError as exc:
@@ -252,7 +261,8 @@ def render_prompt(cfg: Config, name: str, shot: str, text: str, files: dict[str,
 
 
 def new_prompt(cfg: Config, base_name: str, text: str, shot: str | None = None, now: datetime | None = None) -> Path:
-    """Write inputs/prompts/<base_name>_<YYYYmmdd_HHMMSS>.json for shot ``shot`` (default: base_name)."""
+    """Write inputs/prompts/<base_name>_<YYYYmmdd_HHMMSS>.json for shot ``shot`` (default: base_name), in the spec
+    format of MODEL (Transfer2.5 prompts carry ``"_model"``)."""
     check_new_name(base_name, "base name", BASE_NAME_FIX, MAX_BASE_NAME_BYTES)
     shot = check_new_name(shot if shot is not None else base_name, "shot", SHOT_FIX)
     if not isinstance(text, str):
@@ -296,10 +306,13 @@ def _spec_paths(spec: dict) -> list[str]:
             for item in value:
                 add(item)
 
-    add(spec.get("input_video_path"))
+    for key in ("input_video_path", "video_path", "prompt_path", "image_context_path", "guided_generation_mask"):
+        add(spec.get(key))
     for value in spec.values():
         if isinstance(value, dict):
             add(value.get("input_control"))
+            add(value.get("control_path"))
+            add(value.get("mask_path"))
             add(value.get("ckpt_path"))
             weight = value.get("control_weight")
             if isinstance(weight, str) and weight.endswith(".pt"):
@@ -310,7 +323,8 @@ def _spec_paths(spec: dict) -> list[str]:
     return found
 
 
-def _clean_relative(path: str) -> bool:
+def is_clean_relative(path: str) -> bool:
+    """A relative path without '..' or NUL: one that stays inside the project."""
     parts = PurePosixPath(path).parts
     return bool(parts) and not path.startswith("/") and ".." not in parts and "\0" not in path
 
@@ -326,7 +340,8 @@ def referenced_files(cfg: Config, spec: dict) -> list[tuple[Path, str]]:
     for spec_path in _spec_paths(spec):
         rel = PurePosixPath(spec_path).as_posix()
         on_box_only = PurePosixPath(rel).parts[:len(box_checkpoints)] == box_checkpoints
-        if _clean_relative(spec_path) and rel not in seen and not on_box_only and local_file(cfg, spec_path).is_file():
+        if (is_clean_relative(spec_path) and rel not in seen and not on_box_only
+                and local_file(cfg, spec_path).is_file()):
             found.append((local_file(cfg, spec_path), rel))
             seen.add(rel)
     return found

@@ -21,9 +21,6 @@ from .remote import script
 from .remote.account import BoxAccount
 from .remote.paths import RUN, UPSCALE, JobPaths
 
-TRANSFER_PY = "cosmos_transfer1/diffusion/inference/transfer.py"
-OFFLOAD_WORDS = ("diffusion_transformer", "text_encoder_model", "guardrail_models", "prompt_upsampler")
-UPSCALE_NUM_STEPS = 10  # examples/inference_cosmos_transfer1_7b_4kupscaler.md
 
 @dataclass(frozen=True)
 class Rendered:
@@ -40,11 +37,14 @@ class Rendered:
     log_path: str
     exit_code_path: str
     env: dict[str, str] = field(default_factory=dict)
+    model: str = "transfer1-7b"
+    model_commit: str = ""  # the upstream commit the profile is written for ("" when not pinned)
 
     def spec_used(self) -> dict:
         """What was run, for people: written to outputs/<name>/spec_used.json."""
-        return {"spec": self.spec, "command": self.command, "docker": self.docker, "env": self.env,
-                "container": self.container, "kind": self.kind, "name": self.name}
+        used = {"spec": self.spec, "command": self.command, "docker": self.docker, "env": self.env,
+                "container": self.container, "kind": self.kind, "name": self.name, "model": self.model}
+        return {**used, "model_commit": self.model_commit} if self.model_commit else used
 
 
 @functools.lru_cache(maxsize=1)
@@ -55,7 +55,7 @@ def _environment():
                               undefined=jinja2.StrictUndefined, autoescape=False)  # noqa: S701 (JSON, not HTML)
 
 
-def _render_json(template: str, **context):
+def render_json(template: str, **context):
     """Render a packaged template and parse its output as JSON."""
     return json.loads(_environment().get_template(template).render(**context))
 
@@ -80,15 +80,6 @@ def _cuda_devices(cfg, num_gpu: int) -> str:
         raise UserError(f"{num_gpu} GPUs asked for but CUDA_VISIBLE_DEVICES={devices!r} lists {len(listed)}; "
                         "list more GPUs or lower NUM_GPU / --num-gpu")
     return devices
-
-
-def _offload_words(cfg) -> list[str]:
-    words = cfg["OFFLOAD"].split()
-    for word in words:
-        if word not in OFFLOAD_WORDS:
-            raise UserError(f"OFFLOAD ({cfg.sources['OFFLOAD']}): unknown model {word!r}; "
-                            f"use any of: {' '.join(OFFLOAD_WORDS)}")
-    return list(dict.fromkeys(words))
 
 
 def _split_words(cfg, key: str) -> list[str]:
@@ -126,54 +117,47 @@ def _docker_user(cfg, account: BoxAccount | None) -> str | None:
     return setting
 
 
-def _render(name: str, kind: str, spec: dict, cfg, *, num_steps: int | None, fps: int,
-            account: BoxAccount | None, leaf: str | None) -> Rendered:
+def _render(name: str, kind: str, spec: dict, cfg, profile, command_of, *, account: BoxAccount | None,
+            leaf: str | None) -> Rendered:
+    """The docker run around ``command_of(paths, num_gpu)``, the profile's command for this job."""
     paths = JobPaths.of(name, kind, leaf)
     gpus = _num_gpu(cfg)
-    command = _render_json("transfer_command.json.j2", num_gpu=gpus, checkpoint_dir=cfg["CHECKPOINT_DIR_REMOTE"],
-                           output_dir=paths.folder, spec_path=paths.spec, fps=fps, num_steps=num_steps,
-                           offload=_offload_words(cfg))
+    command = command_of(paths, gpus)
     home = _remote_home(cfg, account)
-    env = {"CUDA_VISIBLE_DEVICES": _cuda_devices(cfg, gpus), "PYTHONPATH": "/workspace",
-           "HF_HOME": "/hf-cache", "HOME": "/tmp"}
-    if gpus == 1:
-        env["RANK"] = "0"  # --upsample_prompt reads os.environ["RANK"], which only torchrun sets
+    env = {"CUDA_VISIBLE_DEVICES": _cuda_devices(cfg, gpus), **profile.env(cfg, gpus)}
     docker_cmd = _split_words(cfg, "DOCKER_CMD")
     if not docker_cmd:
         raise UserError(f"DOCKER_CMD ({cfg.sources['DOCKER_CMD']}) is empty; set it to docker or 'sudo docker'")
-    docker = _render_json("docker_run.json.j2", docker_cmd=docker_cmd, container=paths.container, name=name, kind=kind,
-                          gpus=cfg["DOCKER_GPUS"], ipc=cfg["DOCKER_IPC"], shm_size=cfg["DOCKER_SHM_SIZE"],
-                          user=_docker_user(cfg, account), env=env,
-                          remote_dir=_host_path(cfg, "REMOTE_DIR", home),
-                          hf_cache=_host_path(cfg, "HF_CACHE_REMOTE", home),
-                          extra_args=_split_words(cfg, "DOCKER_EXTRA_ARGS"), image=cfg["DOCKER_IMAGE"],
-                          runner=script("runner.sh"), log_path=paths.log, exit_code_path=paths.exit_code,
-                          command=command)
+    ipc = cfg["DOCKER_IPC"]
+    docker = render_json("docker_run.json.j2", docker_cmd=docker_cmd, container=paths.container, name=name, kind=kind,
+                         gpus=cfg["DOCKER_GPUS"], ipc=ipc, shm_size="" if ipc == "host" else cfg["DOCKER_SHM_SIZE"],
+                         user=_docker_user(cfg, account), env=env,
+                         remote_dir=_host_path(cfg, "REMOTE_DIR", home),
+                         hf_cache=_host_path(cfg, "HF_CACHE_REMOTE", home),
+                         extra_args=_split_words(cfg, "DOCKER_EXTRA_ARGS"), image=cfg["DOCKER_IMAGE"],
+                         runner=script("runner.sh"), log_path=paths.log, exit_code_path=paths.exit_code,
+                         command=command)
     return Rendered(name=name, kind=kind, spec=spec, command=command, docker=docker, container=paths.container,
                     output_dir=paths.folder, spec_path=paths.spec, log_path=paths.log,
-                    exit_code_path=paths.exit_code, env=env)
-
-
-def run_spec(prompt: dict) -> dict:
-    """The spec transfer.py reads: the prompt as written, minus ``_comment``-style keys (ours, not cosmos's)."""
-    return {key: value for key, value in prompt.items() if not key.startswith("_")}
+                    exit_code_path=paths.exit_code, env=env, model=profile.NAME,
+                    model_commit=cfg[profile.COMMIT_KEY] if profile.COMMIT_KEY else "")
 
 
 def render_run(name: str, prompt: dict, cfg, *, account: BoxAccount | None = None,
                run_id: str | None = None) -> Rendered:
     """The inference job of prompt ``name``: results in outputs/runs/<run_id>/ (no run id: outputs/<name>/).
 
-    ``account`` is the remote user the probe found (for DOCKER_USER=auto and relative remote paths); per-run
-    settings such as ``--num-gpu`` arrive as a layer of ``cfg`` (``Config.with_overrides``).
-
-    ``--fps`` is the prompt's ``fps`` when it sets one (else FPS): transfer.py lets the command line win over
-    the JSON, so passing FPS alone would silently override the prompt.
+    The prompt's model profile (``models``) makes the spec and the command; it must be MODEL's, whose checkout
+    and image the job uses. ``account`` is the remote user the probe found (for DOCKER_USER=auto and relative
+    remote paths); per-run settings such as ``--num-gpu`` arrive as a layer of ``cfg`` (``Config.with_overrides``).
     """
+    from . import models
+
     check_run_name(name)
-    fps = prompt.get("fps")
-    if isinstance(fps, bool) or not isinstance(fps, int) or fps < 1:
-        fps = cfg.int("FPS")
-    return _render(name, RUN, run_spec(prompt), cfg, num_steps=None, fps=fps, account=account, leaf=run_id)
+    profile = models.for_run(prompt, cfg)
+    spec = profile.run_spec(prompt, JobPaths.of(name, RUN, run_id).spec)
+    return _render(name, RUN, spec, cfg, profile, lambda paths, gpus: profile.command(cfg, prompt, paths, gpus),
+                   account=account, leaf=run_id)
 
 
 def upscale_weight(value) -> float:
@@ -187,15 +171,52 @@ def upscale_weight(value) -> float:
     return weight
 
 
+def upscale_settings(cfg, run_prompt: dict | None = None, *, prompt: str | None = None) -> dict:
+    """The upscaler's prompt, seed and steps: ``prompt`` (or --upscale-prompt, a cfg layer) wins over the run's
+    ``_upscale`` key, which wins over UPSCALE_PROMPT / UPSCALE_SEED / UPSCALE_STEPS. An empty prompt means
+    cosmos-transfer1's own 4K default."""
+    own = (run_prompt or {}).get("_upscale")
+    own = own if isinstance(own, dict) else {}
+    from_cli = cfg.sources["UPSCALE_PROMPT"] == UPSCALE_PROMPT_OPTION
+    text = prompt if prompt is not None else cfg["UPSCALE_PROMPT"] if from_cli else \
+        own.get("prompt", cfg["UPSCALE_PROMPT"])
+    if not isinstance(text, str):
+        raise UserError(f"upscale prompt must be text, got {type(text).__name__}")
+    seed, steps = own.get("seed", cfg.int("UPSCALE_SEED")), own.get("num_steps", cfg.int("UPSCALE_STEPS"))
+    for what, value in (("seed", seed), ("num_steps", steps)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < (1 if what == "num_steps" else 0):
+            raise UserError(f"_upscale.{what} {value!r} is not a whole number; fix the prompt (cosmos-tools check)")
+    return {"prompt": text or None, "seed": seed, "num_steps": steps}
+
+
+UPSCALE_PROMPT_OPTION = "--upscale-prompt"  # the cfg layer source of the CLI's --upscale-prompt
+
+
 def render_upscale(name: str, cfg, *, weight: float | None = None, account: BoxAccount | None = None,
-                   prompt: str | None = None, run_id: str | None = None, leaf: str | None = None) -> Rendered:
+                   prompt: str | None = None, run_id: str | None = None, leaf: str | None = None,
+                   run_prompt: dict | None = None) -> Rendered:
     """The 4K upscale of run ``run_id`` of prompt ``name``: input outputs/runs/<run_id>/output.mp4, results in
-    outputs/runs/<leaf>/ (no run id: outputs/<name>/output.mp4 into outputs/<name>_upscaled/)."""
+    outputs/runs/<leaf>/ (no run id: outputs/<name>/output.mp4 into outputs/<name>_upscaled/).
+
+    ``run_prompt`` is the prompt the run ran: the upscale plays at its fps (the upscaler copies frames one to
+    one) and takes its ``_upscale`` settings (``upscale_settings``); ``weight`` wins over ``_upscale``'s
+    control_weight, which wins over UPSCALE_WEIGHT. Only Transfer1 has an upscaler.
+    """
+    from . import models
+
     check_run_name(name)
-    w = upscale_weight(cfg["UPSCALE_WEIGHT"] if weight is None else weight)
-    if prompt is not None and not isinstance(prompt, str):
-        raise UserError(f"upscale prompt must be text, got {type(prompt).__name__}")
-    spec = _render_json("upscale_spec.json.j2", input_video_path=f"{JobPaths.of(name, RUN, run_id).folder}/output.mp4",
-                        prompt=prompt, weight=w)
-    return _render(name, UPSCALE, spec, cfg, num_steps=UPSCALE_NUM_STEPS, fps=cfg.int("FPS"), account=account,
-                   leaf=leaf)
+    run_prompt = run_prompt or {}
+    profile = models.of_prompt(run_prompt, cfg)
+    if not profile.HAS_UPSCALER:
+        raise UserError(f"{profile.NAME} has no 4K upscaler; pass --no-upscale (README: Choosing a model)")
+    own = run_prompt.get("_upscale") if isinstance(run_prompt.get("_upscale"), dict) else {}
+    w = upscale_weight(weight if weight is not None else own.get("control_weight", cfg["UPSCALE_WEIGHT"]))
+    settings = upscale_settings(cfg, run_prompt, prompt=prompt)
+    spec = render_json("upscale_spec.json.j2",
+                       input_video_path=f"{JobPaths.of(name, RUN, run_id).folder}/output.mp4",
+                       prompt=settings["prompt"], seed=settings["seed"], weight=w)
+    fps = profile.run_fps(run_prompt, cfg)
+    return _render(name, UPSCALE, spec, cfg, profile,
+                   lambda paths, gpus: profile.command(cfg, spec, paths, gpus, fps=fps,
+                                                       num_steps=settings["num_steps"]),
+                   account=account, leaf=leaf)

@@ -32,10 +32,20 @@ from .config import Config
 from .constants import CHUNK_FRAMES, MAX_UPSCALE_FRAMES, RESOLUTION_BUCKETS
 from .errors import UserError
 from .names import check_run_name
-from .prompts import PromptFile, PromptFileError, inside_project, local_file, read_prompt, referenced_files
+from .prompts import (
+    PromptFile,
+    PromptFileError,
+    inside_project,
+    is_clean_relative,
+    local_file,
+    read_prompt,
+    referenced_files,
+)
 
 CONTROL_KEYS = ("vis", "seg", "edge", "depth", "keypoint", "upscale", "hdmap", "lidar")
 CONTROL_FIELDS = ("control_weight", "input_control", "ckpt_path", "input_control_prompt", "control_weight_prompt")
+UPSCALE_KEY = "_upscale"  # a comment key (never sent): settings of this prompt's 4K upscale, over config.sh
+UPSCALE_FIELDS = ("prompt", "seed", "num_steps", "control_weight")
 PRESETS = ("very_low", "low", "medium", "high", "very_high")
 MAX_FRAMES = 5000
 PURE_NOISE_SIGMA = 80
@@ -74,7 +84,7 @@ def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _json_type(value) -> str:
+def json_type(value) -> str:
     names = {bool: "true/false", str: "a string", list: "a list", dict: "an object", type(None): "null"}
     return names.get(type(value), "a number")
 
@@ -82,7 +92,7 @@ def _json_type(value) -> str:
 def _arg_problem(key: str, value) -> str | None:
     """What is wrong with a top-level transfer.py argument, or None."""
     if key in ("prompt", "negative_prompt", "tokenizer_dir"):
-        return None if isinstance(value, str) else f"must be a string, got {_json_type(value)}"
+        return None if isinstance(value, str) else f"must be a string, got {json_type(value)}"
     if key in ("blur_strength", "canny_threshold"):
         return None if value in PRESETS else f"must be one of {', '.join(PRESETS)}, got {json.dumps(value)}"
     if key == "num_input_frames":
@@ -111,7 +121,7 @@ def _is_box(value) -> bool:
             and value[0] < value[2] and value[1] < value[3])
 
 
-def _suggest(word: str, choices) -> str:
+def suggest(word: str, choices) -> str:
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f'; did you mean "{close[0]}"?' if close else ""
 
@@ -136,12 +146,32 @@ class Checked:
         return [p for p in self.problems if p.warning]
 
 
-class _Checker:
+class SpecChecker:
+    """What every model profile's checker shares: findings, project paths, and probing the videos a spec names.
+
+    A profile's checker (``models.<profile>.checker``) adds its rules in ``rules()`` and says what the probed
+    videos must satisfy in ``first_video`` (the input) and ``other_video`` (each control).
+    """
+
     def __init__(self, spec: dict, cfg: Config) -> None:
         self.spec, self.cfg = spec, cfg
         self.problems: list[Problem] = []
         self.videos: list[tuple[str, Path]] = []  # (key, local file) of the input video and control videos
         self.input_missing_reported = False  # one line for a missing input video, not one per control
+
+    def run(self) -> list[Problem]:
+        self.rules()
+        self.probe_all()
+        return self.problems
+
+    def rules(self) -> None:
+        raise NotImplementedError
+
+    def first_video(self, key: str, info) -> None:
+        raise NotImplementedError
+
+    def other_video(self, key: str, info, ref_key: str, ref) -> None:
+        raise NotImplementedError
 
     def error(self, key: str, message: str) -> None:
         self.problems.append(Problem(key, message))
@@ -154,7 +184,7 @@ class _Checker:
     def file(self, key: str, value, what: str, fix: str) -> Path | None:
         """Check a path in the spec: text, relative, inside the project, an existing file. Returns the local file."""
         if not isinstance(value, str) or not value:
-            self.error(key, f"must be a path (a non-empty string), got {_json_type(value)}")
+            self.error(key, f"must be a path (a non-empty string), got {json_type(value)}")
             return None
         posix = PurePosixPath(value)
         if posix.is_absolute():
@@ -177,6 +207,56 @@ class _Checker:
             return None
         return local
 
+    def probe_all(self) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=4) as pool:  # ffprobe start-up dominates: run them side by side
+            results = list(pool.map(_probe, [local for _, local in self.videos]))
+        infos = []
+        for (key, _), result in zip(self.videos, results, strict=True):
+            if isinstance(result, UserError):
+                self.error(key, result.format_message())
+            else:
+                infos.append((key, result))
+        if not infos:
+            return
+        ref_key, ref = infos[0]
+        self.first_video(ref_key, ref)
+        for key, info in infos[1:]:
+            self.other_video(key, info, ref_key, ref)
+            ratio = (info.width / info.height) / (ref.width / ref.height) if info.height and ref.height else 0
+            if abs(ratio - 1) > 0.02:
+                self.error(key, f"{info.width}x{info.height} does not match the aspect ratio of {ref_key} "
+                                f"({ref.width}x{ref.height}); render every modality at the same size")
+
+    def aspect(self, key: str, width: int, height: int) -> None:
+        if not width or not height:
+            return
+        ratio = width / height
+        name, (bw, bh) = min(RESOLUTION_BUCKETS.items(), key=lambda item: abs(item[1][0] / item[1][1] / ratio - 1))
+        if abs(bw / bh / ratio - 1) > 0.05:
+            self.warn(key, f"{width}x{height} is far from every cosmos aspect ratio; it will be stretched to "
+                           f"{bw}x{bh} ({name}); crop or pad the render to avoid distortion")
+
+
+class Transfer1Checker(SpecChecker):
+    """Cosmos-Transfer1's rules (transfer.py's demo() and inference_utils.py) and the ones it forgets."""
+
+    def rules(self) -> None:
+        self.top_level()
+        self.controls(self.input_video())
+        self.regional_prompts()
+
+    def first_video(self, key: str, info) -> None:
+        self.frames(key, info.frames)
+        self.aspect(key, info.width, info.height)
+        self.fps(key, info.fps)
+
+    def other_video(self, key: str, info, ref_key: str, ref) -> None:
+        if info.frames != ref.frames:
+            self.error(key, f"{info.frames} frames but {ref_key} has {ref.frames}; cosmos trims every video to "
+                            "the shortest, so re-convert the shot with equal frame counts")
+
     # -- top level ------------------------------------------------------------------------------------------------
 
     def top_level(self) -> None:
@@ -187,7 +267,7 @@ class _Checker:
                 continue
             if isinstance(value, dict):
                 self.error(key, f"not a control (cosmos: Invalid hint_key); use one of {', '.join(CONTROL_KEYS)}"
-                                f"{_suggest(key, CONTROL_KEYS)}")
+                                f"{suggest(key, CONTROL_KEYS)}")
             elif key in REFUSED_FLAGS:
                 self.error(key, f"not supported in a cosmos-tools prompt: {REFUSED_FLAGS[key]}")
             elif key in IGNORED_FLAGS:
@@ -198,12 +278,40 @@ class _Checker:
             elif key == "tokenizer_dir":
                 self.warn(key, "has no effect: transfer.py always loads Cosmos-Tokenize1-CV8x8x8-720p; remove it")
             elif key not in ARG_KEYS:
-                self.error(key, f"unknown key (cosmos would silently ignore it){_suggest(key, ARG_KEYS)}; "
+                self.error(key, f"unknown key (cosmos would silently ignore it){suggest(key, ARG_KEYS)}; "
                                 "fix the name, or start it with _ to keep it as a comment")
             if key in ARG_KEYS and (message := _arg_problem(key, value)):
                 self.error(key, message)
         if "prompt" not in self.spec:
             self.warn("prompt", "missing: cosmos will use its generic default prompt; add \"prompt\": \"...\"")
+        self.offload()
+        self.upscale_settings()
+
+    def offload(self) -> None:
+        """The prompt's offload_* keys win over OFFLOAD (render leaves the flag out): say so where they differ."""
+        configured = self.cfg["OFFLOAD"].split()
+        for word in configured:
+            if self.spec.get(f"offload_{word}") is False:
+                self.warn(f"offload_{word}", f"false here wins over OFFLOAD ({self.cfg.sources['OFFLOAD']}): "
+                                             f"--offload_{word} is left off this run's command line")
+
+    def upscale_settings(self) -> None:
+        value = self.spec.get(UPSCALE_KEY)
+        if value is None:
+            return
+        if not isinstance(value, dict):
+            self.error(UPSCALE_KEY, f'must be an object like {{"prompt": "...", "seed": 1, "num_steps": 10, '
+                                    f'"control_weight": 0.5}}, got {json_type(value)}')
+            return
+        for field, field_value in value.items():
+            where = f"{UPSCALE_KEY}.{field}"
+            if field not in UPSCALE_FIELDS:
+                self.error(where, f"unknown field{suggest(field, UPSCALE_FIELDS)}; use {', '.join(UPSCALE_FIELDS)}")
+            elif field == "control_weight":
+                if not _is_number(field_value) or field_value < 0:
+                    self.error(where, f"must be a number >= 0, got {json.dumps(field_value)}")
+            elif message := _arg_problem(field, field_value):
+                self.error(where, message)
 
     def sigma_max(self) -> float:
         value = self.spec.get("sigma_max", DEFAULT_SIGMA_MAX)
@@ -235,7 +343,7 @@ class _Checker:
         for key in keys:
             control = self.spec[key]
             if not isinstance(control, dict):
-                self.error(key, f'must be an object like {{"control_weight": 0.5}}, got {_json_type(control)}')
+                self.error(key, f'must be an object like {{"control_weight": 0.5}}, got {json_type(control)}')
                 continue
             self.control(key, control, has_input)
         self.distilled(keys)
@@ -246,15 +354,15 @@ class _Checker:
             if field in ARG_KEYS:
                 self.warn(where, "has no effect inside a control; move it to the top level")
             elif field not in CONTROL_FIELDS:
-                self.error(where, f"unknown field (cosmos ignores it){_suggest(field, CONTROL_FIELDS)}; "
+                self.error(where, f"unknown field (cosmos ignores it){suggest(field, CONTROL_FIELDS)}; "
                                   f"a control takes {', '.join(CONTROL_FIELDS)}")
             elif field in ("input_control_prompt", "control_weight_prompt"):
                 if not isinstance(value, str):
-                    self.error(where, f"must be a string, got {_json_type(value)}")
+                    self.error(where, f"must be a string, got {json_type(value)}")
                 elif key != "seg":
                     self.warn(where, "cosmos-transfer1 only uses it on seg (since #182); it is ignored here")
         self.weight(key, control)
-        if "input_control" in control:
+        if control.get("input_control") is not None:
             value = control["input_control"]
             if isinstance(value, list):
                 self.error(f"{key}.input_control", "a list is for transfer_multiview.py; transfer.py takes one "
@@ -267,8 +375,8 @@ class _Checker:
                 if local:
                     self.videos.append((f"{key}.input_control", local))
         elif key in ("hdmap", "lidar"):
-            self.error(f"{key}.input_control", f"missing: cosmos has no preprocessor for {key}; give the rendered "
-                                               f"{key} video")
+            self.error(f"{key}.input_control", f"missing or null: cosmos has no preprocessor for {key}; give the "
+                                               f"rendered {key} video")
         elif not has_input and not self.input_missing_reported:
             self.error(f"{key}.input_control", "missing, and there is no input_video_path to compute it from "
                                                "(cosmos: controlnet must have 'input_control' video specified); "
@@ -276,7 +384,7 @@ class _Checker:
         if key == "upscale" and not has_input and not self.input_missing_reported:
             self.error("input_video_path", "the upscale control works on the input video; add input_video_path")
         if "ckpt_path" in control:
-            self.checkpoint(key, control["ckpt_path"])
+            self.checkpoint(key, control["ckpt_path"], single=len(self.control_keys()) == 1)
         if key in ("hdmap", "lidar") and self.spec.get("is_av_sample") is not True:
             self.warn(key, f"{key} controls belong to the AV sample model; add \"is_av_sample\": true")
 
@@ -300,12 +408,22 @@ class _Checker:
         if number is None or not math.isfinite(number) or number < 0:
             self.error(where, f"must be a finite number >= 0 or a path to a .pt weight map, got {json.dumps(value)}")
 
-    def checkpoint(self, key: str, value) -> None:
+    def control_keys(self) -> list[str]:
+        return [k for k in self.spec if k in CONTROL_KEYS]
+
+    def checkpoint(self, key: str, value, *, single: bool) -> None:
         where = f"{key}.ckpt_path"
         box_dir = PurePosixPath(self.cfg["CHECKPOINT_DIR_REMOTE"])
         if isinstance(value, str) and value and box_dir.parts and PurePosixPath(value).parts[:len(box_dir.parts)] \
                 == box_dir.parts and ".." not in PurePosixPath(value).parts:
             return  # a checkpoint on the GPU box (see the module docstring)
+        if isinstance(value, str) and is_clean_relative(value) and not local_file(self.cfg, value).exists():
+            if single:
+                return  # transfer.py retries it as <checkpoint_dir>/<ckpt_path> (single-control specs only)
+            self.error(where, f"{value!r} is not in the project, and a multi-control spec loads ckpt_path exactly as "
+                              f"written (only single-control specs fall back to the checkpoint folder); write it as "
+                              f"{(box_dir / value).as_posix()}")
+            return
         self.file(where, value, "checkpoint", f"copy it into the project, or point it under {box_dir}/ on the GPU box")
 
     def distilled(self, keys: list[str]) -> None:
@@ -316,29 +434,36 @@ class _Checker:
             if key != "edge" and isinstance(control, dict) and "ckpt_path" not in control:
                 self.error(key, f"no default distilled checkpoint for {key} (use_distilled); set ckpt_path or "
                                 "use only edge")
-        if keys != ["edge"]:
-            self.warn("use_distilled", "the distilled model is made for exactly one control, edge")
+        if len(keys) != 1:
+            self.error("use_distilled", f"the distilled model takes exactly one control, got {len(keys)} (cosmos "
+                                        "asserts this after loading the network); keep only edge")
+        elif keys != ["edge"]:
+            self.warn("use_distilled", "the distilled model is made for edge; other controls need their own "
+                                       "distilled ckpt_path")
         if self.spec.get("is_av_sample") is True:
             self.error("use_distilled", "cannot be combined with is_av_sample; remove one")
+        if self.spec.get("save_input_noise") is True:
+            self.error("use_distilled", "cannot be combined with save_input_noise (cosmos: saving input noise is not "
+                                        "supported for distilled models); remove one")
 
     def regional_prompts(self) -> None:
         value = self.spec.get("regional_prompts")
         if value is None:
             return
         if not isinstance(value, list):
-            self.error("regional_prompts", f"must be a list of objects, got {_json_type(value)}")
+            self.error("regional_prompts", f"must be a list of objects, got {json_type(value)}")
             return
         definitions = 0
         for i, item in enumerate(value):
             where = f"regional_prompts[{i}]"
             if not isinstance(item, dict):
                 self.error(where, f"must be an object with prompt and region_definitions_path or mask_prompt, "
-                                  f"got {_json_type(item)}")
+                                  f"got {json_type(item)}")
                 return
             for field in item:
                 if field not in ("prompt", "region_definitions_path", "mask_prompt"):
                     self.error(f"{where}.{field}", "unknown field; use prompt, region_definitions_path or "
-                                                   f"mask_prompt{_suggest(field, ('prompt', 'mask_prompt'))}")
+                                                   f"mask_prompt{suggest(field, ('prompt', 'mask_prompt'))}")
             if not isinstance(item.get("prompt"), str):
                 self.error(f"{where}.prompt", "missing or not a string; every regional prompt needs its text")
             has_regions, has_mask = "region_definitions_path" in item, "mask_prompt" in item
@@ -383,32 +508,6 @@ class _Checker:
 
     # -- videos ---------------------------------------------------------------------------------------------------
 
-    def probe_all(self) -> None:
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(max_workers=4) as pool:  # ffprobe start-up dominates: run them side by side
-            results = list(pool.map(_probe, [local for _, local in self.videos]))
-        infos = []
-        for (key, _), result in zip(self.videos, results, strict=True):
-            if isinstance(result, UserError):
-                self.error(key, result.format_message())
-            else:
-                infos.append((key, result))
-        if not infos:
-            return
-        ref_key, ref = infos[0]
-        self.frames(ref_key, ref.frames)
-        self.aspect(ref_key, ref.width, ref.height)
-        self.fps(ref_key, ref.fps)
-        for key, info in infos[1:]:
-            if info.frames != ref.frames:
-                self.error(key, f"{info.frames} frames but {ref_key} has {ref.frames}; cosmos trims every video to "
-                                "the shortest, so re-convert the shot with equal frame counts")
-            ratio = (info.width / info.height) / (ref.width / ref.height) if info.height and ref.height else 0
-            if abs(ratio - 1) > 0.02:
-                self.error(key, f"{info.width}x{info.height} does not match the aspect ratio of {ref_key} "
-                                f"({ref.width}x{ref.height}); render every modality at the same size")
-
     def frames(self, key: str, frames: int) -> None:
         if frames <= 1:
             self.error(key, f"{frames} frame(s): cosmos needs a video of at least 2 frames ({CHUNK_FRAMES} is best); "
@@ -422,18 +521,12 @@ class _Checker:
                                               "(cosmos-transfer1 #180)")
         if frames > MAX_FRAMES:
             self.warn(key, f"{frames} frames: cosmos reads only the first {MAX_FRAMES}")
+        if "upscale" not in self.spec and frames > MAX_UPSCALE_FRAMES:
+            self.warn(key, f"{frames} frames: the 4K upscale step handles at most {MAX_UPSCALE_FRAMES} "
+                           "(cosmos-transfer1 #150), so full_cycle refuses this prompt unless you pass --no-upscale")
         if "upscale" in self.spec and frames > MAX_UPSCALE_FRAMES:
             self.warn(key, f"{frames} frames: the 4K upscaler failed after the first {CHUNK_FRAMES}-frame chunk "
                            f"(cosmos-transfer1 #150); keep upscale inputs to {MAX_UPSCALE_FRAMES} frames")
-
-    def aspect(self, key: str, width: int, height: int) -> None:
-        if not width or not height:
-            return
-        ratio = width / height
-        name, (bw, bh) = min(RESOLUTION_BUCKETS.items(), key=lambda item: abs(item[1][0] / item[1][1] / ratio - 1))
-        if abs(bw / bh / ratio - 1) > 0.05:
-            self.warn(key, f"{width}x{height} is far from every cosmos aspect ratio; it will be stretched to "
-                           f"{bw}x{bh} ({name}); crop or pad the render to avoid distortion")
 
     def fps(self, key: str, fps: float) -> None:
         run_fps = self.spec.get("fps")
@@ -464,20 +557,22 @@ def _probe(local: Path):
 
 def check_prompt(prompt: PromptFile, cfg: Config) -> Checked:
     """Every problem of a prompt already read (errors and warnings); no errors means it would run."""
-    checker = _Checker(prompt.data, cfg)
+    from . import models
+
+    found = [Problem(dup.key, f"appears twice in one object, on lines {dup.first_line} and {dup.line}; cosmos uses "
+                     f"the one on line {dup.line}: remove the other", warning=True) for dup in prompt.duplicates]
     try:
         check_run_name(prompt.name)
     except UserError as exc:
-        checker.error("file name", exc.format_message())
-    for dup in prompt.duplicates:
-        checker.warn(dup.key, f"appears twice in one object, on lines {dup.first_line} and {dup.line}; cosmos uses "
-                     f"the one on line {dup.line}: remove the other")
-    checker.top_level()
-    has_input = checker.input_video()
-    checker.controls(has_input)
-    checker.regional_prompts()
-    checker.probe_all()
-    return Checked(prompt, checker.problems, referenced_files(cfg, prompt.data))
+        found.insert(0, Problem("file name", exc.format_message()))
+    try:
+        profile = models.of_prompt(prompt.data, cfg)
+    except UserError as exc:
+        return Checked(prompt, [*found, Problem(models.MODEL_KEY, exc.format_message())], [])
+    problems = profile.checker(prompt.data, cfg).run()
+    if profile.NAME != cfg["MODEL"]:
+        problems.append(Problem(models.MODEL_KEY, models.mismatch(profile.NAME, cfg), warning=True))
+    return Checked(prompt, found + problems, referenced_files(cfg, prompt.data))
 
 
 def check_path(path: Path, cfg: Config) -> Checked:

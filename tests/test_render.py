@@ -118,7 +118,8 @@ def test_upscale_against_the_real_parser(cfg):
     assert ns.num_steps == 10
     assert ns.video_save_folder == rendered.output_dir == "outputs/shot1_x_upscaled"
     assert ns.controlnet_specs == "outputs/shot1_x_upscaled/controlnet_spec.json"
-    assert rendered.spec == {"input_video_path": "outputs/shot1_x/output.mp4", "upscale": {"control_weight": 0.5}}
+    assert rendered.spec == {"input_video_path": "outputs/shot1_x/output.mp4", "seed": 1,
+                             "upscale": {"control_weight": 0.5}}
     assert rendered.kind == "up" and rendered.log_path == "outputs/shot1_x_upscaled/run.log"
     assert rendered.exit_code_path == "outputs/shot1_x_upscaled/exit_code"
     assert render_upscale("n", cfg, prompt="4K, sharp").spec["prompt"] == "4K, sharp"
@@ -150,7 +151,8 @@ def test_spec_is_the_prompt_without_comment_keys(cfg):
     prompt = {"prompt": "x", "_comment": {"a": 1}, "edge": {"control_weight": 0.5}}
     rendered = render_run("n", prompt, cfg)
     assert rendered.spec == {"prompt": "x", "edge": {"control_weight": 0.5}}
-    assert set(rendered.spec_used()) == {"spec", "command", "docker", "env", "container", "kind", "name"}
+    assert set(rendered.spec_used()) == {"spec", "command", "docker", "env", "container", "kind", "name", "model"}
+    assert rendered.spec_used()["model"] == "transfer1-7b"
     assert isinstance(rendered, Rendered) and rendered.spec_path == "outputs/n/controlnet_spec.json"
 
 
@@ -158,9 +160,10 @@ def expected_docker(name: str, kind: str, command: list[str], *, head=("docker",
                     remote_dir="/home/ubuntu/cosmos-transfer1", hf="/home/ubuntu/.cache/huggingface",
                     ipc=("--ipc", "host"), gpus=("--gpus", "all"), extra=(), out=None) -> list[str]:
     out = out or f"outputs/{name}"
+    shm = () if ipc == ("--ipc", "host") else ("--shm-size", "16g")  # --shm-size has no effect next to --ipc host
     return [*head, "run", "-d", "--rm", "--name", container_name(name, kind),
             "--label", f"cosmos-tools.run={name}", "--label", f"cosmos-tools.kind={kind}",
-            *gpus, *ipc, "--shm-size", "16g", *user,
+            *gpus, *ipc, *shm, *user,
             "-e", "CUDA_VISIBLE_DEVICES=0", "-e", "PYTHONPATH=/workspace", "-e", "HF_HOME=/hf-cache",
             "-e", "HOME=/tmp", *env_extra, "-v", f"{remote_dir}:/workspace", "-v", f"{hf}:/hf-cache",
             "-w", "/workspace", *extra, "cosmos-transfer1:latest", "bash", "-c", script("runner.sh"), "cosmos-run",
@@ -377,7 +380,7 @@ def test_cli_render_json(project):
     done = cosmos_tools(project, "render", "--json", "--upscale", "--weight", "0.25", str(prompt))
     data = json.loads(done.stdout)
     assert data["spec"] == {"input_video_path": "outputs/it's $(x)_20261122_143000/output.mp4",
-                            "upscale": {"control_weight": 0.25}}
+                            "seed": 1, "upscale": {"control_weight": 0.25}}
     assert parse_like_transfer_py(data["command"]).num_steps == 10
 
 
@@ -407,3 +410,31 @@ def test_cli_render_errors_are_one_line(project, args, message):
 
 def test_runner_quotes_readably():
     assert "'" not in script("runner.sh")  # shlex.join shows it as one '...' word in dry runs
+
+
+def test_upscale_plays_at_the_runs_fps(cfg):
+    assert parse_like_transfer_py(render_upscale("n", cfg, run_prompt={"fps": 30}).command).fps == 30
+    assert parse_like_transfer_py(render_upscale("n", cfg).command).fps == 24
+
+
+def test_upscale_settings_cli_over_prompt_over_config(project, monkeypatch):
+    from cosmos_tools.render import UPSCALE_PROMPT_OPTION
+
+    cfg = project_config(project, monkeypatch, UPSCALE_PROMPT="from config", UPSCALE_SEED="3", UPSCALE_STEPS="8")
+    plain = render_upscale("n", cfg)
+    assert plain.spec["prompt"] == "from config" and plain.spec["seed"] == 3
+    assert parse_like_transfer_py(plain.command).num_steps == 8
+    own = {"_upscale": {"prompt": "from prompt", "seed": 5, "num_steps": 12, "control_weight": 0.4}}
+    mine = render_upscale("n", cfg, run_prompt=own)
+    assert (mine.spec["prompt"], mine.spec["seed"], mine.spec["upscale"]) == ("from prompt", 5, {"control_weight": 0.4})
+    assert parse_like_transfer_py(mine.command).num_steps == 12
+    assert render_upscale("n", cfg, run_prompt=own, weight=0.9).spec["upscale"] == {"control_weight": 0.9}
+    cli = cfg.with_overrides({"UPSCALE_PROMPT": "from cli"}, source=UPSCALE_PROMPT_OPTION)
+    assert render_upscale("n", cli, run_prompt=own).spec["prompt"] == "from cli"
+
+
+def test_prompt_offload_false_wins_over_offload(cfg):
+    command = render_run("n", {"offload_guardrail_models": False}, cfg).command
+    assert "--offload_guardrail_models" not in command and "--offload_text_encoder_model" in command
+    assert "--offload_diffusion_transformer" not in render_run("n", {"offload_diffusion_transformer": True},
+                                                               cfg).command  # the JSON value applies

@@ -222,11 +222,11 @@ def test_a_folder_of_the_old_layout_is_moved_to_run_0_on_both_sides(project, reh
 
 def test_an_old_run_with_the_same_spec_is_found_not_run_again(project, rehearsal_host):
     from cosmos_tools.jobs import spec_bytes
-    from cosmos_tools.render import run_spec
+    from cosmos_tools.models.transfer1 import run_spec
 
     shot = add_shot(project, "same_shot")
     prompt = write_prompt(project, "kept", shot)
-    spec = spec_bytes(run_spec(json.loads(prompt.read_text())))
+    spec = spec_bytes(run_spec(json.loads(prompt.read_text()), ""))
     _old_run(remote_path(rehearsal_host, "outputs/kept"), spec)
     done = script(project, "full_cycle.sh", prompt, "--no-upscale")
     assert done.returncode == 0, done.stderr

@@ -107,6 +107,11 @@ GOOD_VARIANTS = {
     "auto seg and depth": {"seg.input_control": DELETE, "depth.input_control": DELETE},
     "keypoint": {"keypoint": {"control_weight": 0.2}},
     "distilled edge": {"use_distilled": True, "vis": DELETE, "depth": DELETE, "seg": DELETE},
+    # issue 11: upstream accepts these
+    "input_control null computes it": {"depth.input_control": None, "seg.input_control": None},
+    "single-control ckpt_path under the checkpoint folder": {
+        "vis": DELETE, "depth": DELETE, "seg": DELETE, "edge.ckpt_path": "nvidia/Cosmos-Transfer1-7B/edge_control.pt"},
+    "upscale settings": {"_upscale": {"prompt": "4K", "seed": 7, "num_steps": 12, "control_weight": 0.4}},
 }
 
 
@@ -150,7 +155,8 @@ BAD = {
     "dot dot": ({"input_video_path": "inputs/videos/../../outside/color.mp4"}, "input_video_path", r"'\.\.'"),
     "dot dot inside": ({"depth.input_control": "inputs/videos/shot1/../shot1/depth.mp4"}, "depth.input_control",
                        r"'\.\.'"),
-    "missing local checkpoint": ({"edge.ckpt_path": "mine/edge.pt"}, "edge.ckpt_path", "not found"),
+    "missing local checkpoint": ({"edge.ckpt_path": "mine/edge.pt"}, "edge.ckpt_path",
+                                 "not in the project, and a multi-control spec"),
     "checkpoint escaping": ({"edge.ckpt_path": "checkpoints/../../x.pt"}, "edge.ckpt_path", r"'\.\.'"),
     "no controls": ({"vis": DELETE, "edge": DELETE, "depth": DELETE, "seg": DELETE}, "controls", "no control"),
     "blur choice": ({"blur_strength": "ultra"}, "blur_strength", "very_low, low, medium"),
@@ -193,6 +199,15 @@ BAD = {
                                "regional_prompts[0].weight", "unknown field"),
     "upscale without input": ({"input_video_path": DELETE, "sigma_max": 90, "vis": DELETE, "edge": DELETE,
                                "upscale": {"control_weight": 0.5}}, "input_video_path", "upscale"),
+    "distilled with save_input_noise": ({"use_distilled": True, "save_input_noise": True, "vis": DELETE,
+                                         "depth": DELETE, "seg": DELETE}, "use_distilled", "save_input_noise"),
+    "distilled with two controls": ({"use_distilled": True, "vis": DELETE, "seg": DELETE}, "use_distilled",
+                                    "exactly one control, got 2"),
+    "hdmap input_control null": ({"hdmap": {"control_weight": 0.1, "input_control": None}, "is_av_sample": True},
+                                 "hdmap.input_control", "no preprocessor"),
+    "upscale settings not an object": ({"_upscale": "4K"}, "_upscale", "must be an object"),
+    "upscale seed": ({"_upscale": {"seed": "x"}}, "_upscale.seed", "whole number"),
+    "upscale unknown field": ({"_upscale": {"steps": 3}}, "_upscale.steps", "unknown field"),
     "distilled with av": ({"use_distilled": True, "is_av_sample": True, "vis": DELETE, "depth": DELETE,
                            "seg": DELETE}, "use_distilled", "is_av_sample"),
 }
@@ -290,6 +305,7 @@ def test_not_a_video_is_an_error(project, cfg):
     ({"edge.control_weight": DELETE}, "edge.control_weight", "0.5"),
     ({"prompt": DELETE}, "prompt", "default prompt"),
     ({"hdmap": {"control_weight": 0.1, "input_control": "inputs/videos/shot1/depth.mp4"}}, "hdmap", "is_av_sample"),
+    ({"offload_guardrail_models": False}, "offload_guardrail_models", "wins over OFFLOAD"),
 ])
 def test_warnings_do_not_fail(project, cfg, changes, key, fragment):
     found = check(write(project, mutate(changes)), cfg)
@@ -376,3 +392,14 @@ def test_cli_check_missing_file_and_no_paramiko(project):
     assert done.returncode == 1
     assert "nope.json: json: no such prompt file" in done.stderr
     assert "paramiko" not in done.stderr
+
+
+def test_a_shot_too_long_to_upscale_is_a_warning_naming_no_upscale(project, cfg):
+    from prompt_fixtures import make_video
+
+    for name in ("color", "depth", "segmentation"):
+        make_video(project / "inputs" / "videos" / "long" / f"{name}.mp4", frames=130)
+    spec = json.loads(json.dumps(GOOD).replace("shot1", "long"))
+    found = check(write(project, spec), cfg)
+    assert errors(found) == []
+    assert any(p.key == "input_video_path" and "--no-upscale" in p.message for p in found), found

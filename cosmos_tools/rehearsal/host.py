@@ -34,6 +34,7 @@ from ..ssh import ssh_config_word
 SSHD = "/usr/sbin/sshd"
 STAND_IN = Path(__file__).with_name("stand_in")
 TRANSFER_PY = "cosmos_transfer1/diffusion/inference/transfer.py"
+INFERENCE25_PY = "examples/inference.py"  # cosmos-transfer2.5's entry point (the transfer2.5-2b profile)
 DOCKER_IMAGE = "cosmos-transfer1:rehearsal"
 # The default checkpoints transfer.py looks for (reference §2.2, §4), as empty placeholders.
 CHECKPOINTS = (
@@ -85,10 +86,11 @@ def _paths(root: Path) -> dict[str, Path]:
             "json": root / "rehearsal.json", "config": root / "config.sh", "known_hosts": root / "known_hosts"}
 
 
-def up(dir: Path, seconds: float | None = None) -> HostInfo:
+def up(dir: Path, seconds: float | None = None, model: str | None = None) -> HostInfo:
     """Start the rehearsal host in ``dir`` (created if needed); reuse it if it is already running.
 
-    ``seconds``: how long each stand-in transfer.py run takes (default about 3 s).
+    ``seconds``: how long each stand-in run takes (default about 3 s). ``model``: the MODEL its config.sh names
+    (default transfer1-7b; the stand-in checkout holds both models' entry points).
     """
     root = _check_dir(dir)
     paths = _paths(root)
@@ -97,6 +99,8 @@ def up(dir: Path, seconds: float | None = None) -> HostInfo:
     if seconds is not None:
         set_stand_in_seconds(root, seconds)
     if running:
+        if model is not None:
+            write_text_atomic(paths["config"], config_text(running, model))
         return running
     if not Path(SSHD).is_file():
         raise UserError(f"{SSHD} not found: install the OpenSSH server (apt-get install openssh-server)")
@@ -125,7 +129,7 @@ def up(dir: Path, seconds: float | None = None) -> HostInfo:
                     state_dir=paths["state_dir"], sshd_log=ssh_dir / "sshd.log")
     try:
         _check_login(info)
-        write_text_atomic(paths["config"], config_text(info))
+        write_text_atomic(paths["config"], config_text(info, model or "transfer1-7b"))
         write_json_atomic(paths["json"], info.to_json())
     except BaseException:
         _stop_pid(pid)
@@ -175,7 +179,7 @@ def _update_engine(paths: dict[str, Path], **changes) -> None:
     write_json_atomic(engine, data)
 
 
-def config_text(info: HostInfo) -> str:
+def config_text(info: HostInfo, model: str = "transfer1-7b") -> str:
     """A complete config.sh for the host, in config.example_text()'s style and checked by its parser."""
     from ..config import SETTINGS, parse_config_text
 
@@ -183,12 +187,12 @@ def config_text(info: HostInfo) -> str:
         "REMOTE_USER": info.user, "REMOTE_HOST": "127.0.0.1", "REMOTE_PORT": str(info.port),
         "SSH_KEY": str(info.client_key), "KNOWN_HOSTS": str(info.known_hosts), "TRANSPORT": "ssh",
         "REMOTE_DIR": str(info.remote_dir), "DOCKER_CMD": "docker", "DOCKER_IMAGE": DOCKER_IMAGE,
-        "HF_CACHE_REMOTE": str(info.remote_home / ".cache" / "huggingface"),
+        "HF_CACHE_REMOTE": str(info.remote_home / ".cache" / "huggingface"), "MODEL": model,
     }
     lines = [
         "# REHEARSAL HOST: this config points at a stand-in GPU box on 127.0.0.1 started by",
         f"# `cosmos-tools rehearsal up {shlex.quote(str(info.dir))}`",
-        "# (stand-in docker and transfer.py: no GPU, no model).",
+        "# (stand-in docker, transfer.py and examples/inference.py: no GPU, no model).",
         "# Outputs are a cheap ffmpeg filter of the input, with the real names and sizes.",
         "",
     ]
@@ -225,6 +229,9 @@ def _install_remote(paths: dict[str, Path]) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.touch()
     _copy_exec(STAND_IN / "transfer.py", checkout / TRANSFER_PY, 0o644)
+    # One stand-in checkout serves both model profiles: MODEL picks the entry point (rehearsal up --model).
+    (checkout / "examples").mkdir(exist_ok=True)
+    _copy_exec(STAND_IN / "inference25.py", checkout / INFERENCE25_PY, 0o644)
     for package in ("cosmos_transfer1", "cosmos_transfer1/diffusion", "cosmos_transfer1/diffusion/inference"):
         (checkout / package / "__init__.py").touch()
     (checkout / "README-REHEARSAL.txt").write_text(
