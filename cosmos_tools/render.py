@@ -209,7 +209,8 @@ def render_upscale(name: str, cfg, *, weight: float | None = None, account: BoxA
     profile = models.of_prompt(run_prompt, cfg)
     if not profile.HAS_UPSCALER:
         raise UserError(f"{profile.NAME} has no 4K upscaler; pass --no-upscale (README: Choosing a model)")
-    own = run_prompt.get("_upscale") if isinstance(run_prompt.get("_upscale"), dict) else {}
+    own = run_prompt.get("_upscale")
+    own = own if isinstance(own, dict) else {}
     w = upscale_weight(weight if weight is not None else own.get("control_weight", cfg["UPSCALE_WEIGHT"]))
     settings = upscale_settings(cfg, run_prompt, prompt=prompt)
     spec = render_json("upscale_spec.json.j2",

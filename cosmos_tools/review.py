@@ -64,7 +64,7 @@ class Review:
 
     title: str
     tiles: list[Tile]
-    shared: dict[str, str]  # values every selected run has alike
+    shared: dict[str, str | None]  # values every selected run has alike (None: a key no run sets)
     sources: list[Video]  # the shot's source and control videos, then the controls Cosmos computed
     notes: list[str]  # what was asked for but is not here (variants never run, missing files)
 
@@ -91,7 +91,7 @@ def select(cfg, run_ids=(), sweep: str | None = None, shot: str | None = None,
             raise UserError(f"no run of shot {shot!r} in {history.history_path(cfg)} or {runs_dir(cfg)}; "
                             f"{NO_RUN_FIX} (column shot)")
         return f"shot {shot}", chosen, []
-    if last < 1:
+    if last is None or last < 1:
         raise UserError(f"--last {last}: give a number of runs of at least 1")
     ordered = list(dict.fromkeys(r["run_id"] for r in records if r.get("run_id")))
     if not ordered:
@@ -168,8 +168,8 @@ def _tile(cfg, run_id: str, lines: list[dict]) -> Tile:
     line = lines[-1] if lines else {}
     prov = provenance.read(folder)
     spec = _read_json(folder / "prompt_spec.json") or _read_json(folder / "spec_used.json").get("spec") or {}
-    output = folder / "output.mp4"
-    output = output if output.is_file() and output.stat().st_size > 0 else None
+    video = folder / "output.mp4"
+    output = video if video.is_file() and video.stat().st_size > 0 else None
     log_text = _read_text(folder / "run.log")
     status, verdict = _judge(line, folder, output, log_text)
     duration = _number(line.get("run_s")) or _number((prov.get("timings") or {}).get("run_s"))

@@ -105,7 +105,7 @@ def describe(cfg, run_id: str) -> dict:
         raise UserError(f"no run {run_id!r}: it is neither in {path} nor in {runs_dir(cfg)}; "
                         "`cosmos-tools history` lists the run ids")
     leaves = [run_id] + sorted((leaf for leaf in _leaves(cfg) if upscale_number(run_id, leaf)),
-                               key=lambda leaf: upscale_number(run_id, leaf))
+                               key=lambda leaf: upscale_number(run_id, leaf) or 0)
     folders = [{"path": _rel(cfg, runs_dir(cfg) / leaf), "files": _files(runs_dir(cfg) / leaf)}
                for leaf in leaves if (runs_dir(cfg) / leaf).is_dir()]
     prov = provenance.read(folder)

@@ -69,7 +69,7 @@ def write_sheet(review: Review, target: Path) -> None:
     """The contact sheet of ``review`` at ``target`` (PNG, written atomically)."""
     from .probe import probe_video
 
-    rows = []  # (video or None, label text)
+    rows: list[tuple[Path | None, str]] = []  # (video or None, label text)
     source = next((v for v in review.sources if v.label == "source"), None)
     if source:
         rows.append((source.path, label_lines("source", str(source.path.name))))

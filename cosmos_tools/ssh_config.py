@@ -92,7 +92,7 @@ def _inline(path: Path, out: SshConfigText, depth: int, where: str) -> None:
         keyword = match.group(1).lower() if match else ""
         if keyword in ("host", "match"):
             header = (line, origin)
-        if keyword != "include":
+        if keyword != "include" or match is None:
             out.add(line, origin)
             continue
         for pattern in _words(match.group(2)):
@@ -279,6 +279,7 @@ def _endpoint(conf: SshConfig, name: str, hop: int, given: dict[str, str], cfg: 
     port = int(_number(conf, name, "Port", pick("port", "REMOTE_PORT") or "22"))
     user = pick("user", "REMOTE_USER") or getpass.getuser()
     tokens = {"%h": hostname, "%p": str(port), "%r": user, "%n": name}
+    keys: tuple[Path, ...]
     if "SSH_KEY" in given:
         keys, keys_from = (cfg.local_path("SSH_KEY"),), "SSH_KEY"
     else:
