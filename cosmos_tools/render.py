@@ -170,10 +170,14 @@ def render_run(name: str, prompt: dict, cfg, *, account: BoxAccount | None = Non
     the JSON, so passing FPS alone would silently override the prompt.
     """
     check_run_name(name)
-    fps = prompt.get("fps")
-    if isinstance(fps, bool) or not isinstance(fps, int) or fps < 1:
-        fps = cfg.int("FPS")
-    return _render(name, RUN, run_spec(prompt), cfg, num_steps=None, fps=fps, account=account, leaf=run_id)
+    return _render(name, RUN, run_spec(prompt), cfg, num_steps=None, fps=_spec_fps(prompt, cfg), account=account,
+                   leaf=run_id)
+
+
+def _spec_fps(spec: dict, cfg) -> int:
+    """The spec's ``fps`` when it sets a usable one, else FPS."""
+    fps = spec.get("fps")
+    return fps if isinstance(fps, int) and not isinstance(fps, bool) and fps >= 1 else cfg.int("FPS")
 
 
 def upscale_weight(value) -> float:
@@ -199,3 +203,22 @@ def render_upscale(name: str, cfg, *, weight: float | None = None, account: BoxA
                         prompt=prompt, weight=w)
     return _render(name, UPSCALE, spec, cfg, num_steps=UPSCALE_NUM_STEPS, fps=cfg.int("FPS"), account=account,
                    leaf=leaf)
+
+
+def render_batch(name: str, spec: dict, cfg, *, account: BoxAccount | None = None, leaf: str | None = None) -> Rendered:
+    """The batch job ``name`` (batch.py): transfer.py with ``--batch_input_path <folder>/batch.jsonl`` and the
+    shared ``spec``, wrapped in remote/batch_map.py, which maps each line's ``video_<N>`` to its run folder when
+    transfer.py ends. Results in outputs/batches/runs/<leaf>/."""
+    from dataclasses import replace
+
+    from .batch import JSONL_FILE, BatchPaths
+
+    paths = BatchPaths.of_batch(name, leaf)
+    single = _render(name, RUN, spec, cfg, num_steps=None, fps=_spec_fps(spec, cfg), account=account, leaf=leaf)
+    moved = {single.output_dir: paths.folder, single.spec_path: paths.spec}  # the values of two transfer.py flags
+    transfer = [moved.get(word, word) for word in single.command]
+    command = ["python3", "-c", script("batch_map.py"), paths.folder, "--", *transfer,
+               "--batch_input_path", f"{paths.folder}/{JSONL_FILE}"]
+    docker = single.docker[:-len(single.command) - 2]  # up to the runner's log and exit-code paths
+    return replace(single, command=command, docker=[*docker, paths.log, paths.exit_code, *command],
+                   output_dir=paths.folder, spec_path=paths.spec, log_path=paths.log, exit_code_path=paths.exit_code)
