@@ -7,16 +7,16 @@ controls already in the spec, applied with ``dict.update``); everything else is 
 the run settings of the command line). So variants go into one batch when their specs differ only in what a
 line carries; the rest run as consecutive single jobs (``group_variants``).
 
-A batch job has a folder of its own, ``outputs/batches/runs/<batch id>/`` (``outputs/batches/<batch name>``
-links to the latest), holding ``controlnet_spec.json`` (the shared spec: the first variant's), ``batch.jsonl``,
+A batch job has a folder of its own, ``outputs/batches/runs/<batch id>/`` (``outputs/batches/<batch name>`` links to
+the latest), holding ``controlnet_spec.json`` (the shared spec: the first variant's), ``batch.jsonl``,
 ``items.json`` (each line's run folder and the files a single run would have there), ``spec_used.json``,
-``run.log`` and ``exit_code``. Its command is remote/batch_map.py wrapped around transfer.py: when transfer.py
-ends, the script gives line N its own run folder ``outputs/runs/<run id>/`` on the box (``video_<N>/output.mp4``
-and ``prompt.txt`` moved there as ``output.mp4`` and ``output.txt``, its part of the batch log as ``run.log``,
-``exit_code`` last) and writes ``mapping.json``. The batch never passes ``--batch_size``, so each line is its own
-model batch and ``video_<N>`` is line N: no renumbering when the guardrail drops one. A blocked line crashes
-transfer.py (upstream), so the lines before it keep their results, it is ``blocked``, and the lines after it are
-``pending``: never processed, no folder; the client queues them again as a new batch.
+``batch_map.py``, ``run.log`` and ``exit_code``. Its command is that copy of remote/batch_map.py wrapped around
+transfer.py: when transfer.py ends, the script gives line N its own run folder ``outputs/runs/<run id>/`` on the box
+(``video_<N>/output.mp4`` and ``prompt.txt`` moved there as ``output.mp4`` and ``output.txt``, its part of the batch
+log as ``run.log``, ``exit_code`` last) and writes ``mapping.json``. The batch never passes ``--batch_size``, so
+each line is its own model batch and ``video_<N>`` is line N: no renumbering when the guardrail drops one. A blocked
+line crashes transfer.py (upstream), so the lines before it keep their results, it is ``blocked``, and the lines
+after it are ``pending``: never processed, no folder; the client queues them again as a new batch.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from .validate import CONTROL_KEYS
 BATCHES_DIR = "outputs/batches"
 LINE_KEYS = ("prompt", "input_video_path")  # the spec keys a batch line carries (as prompt, visual_input)
 ITEMS_FILE, JSONL_FILE, MAPPING_FILE = "items.json", "batch.jsonl", "mapping.json"
+MAP_SCRIPT = "batch_map.py"  # remote/batch_map.py, written into the batch folder with the job's other files
 SETTLED = ("ok", "blocked", "failed", "cancelled", "taken")  # a line's status in mapping.json; else "pending"
 
 

@@ -24,6 +24,7 @@ from . import history, provenance
 from .batch import (
     ITEMS_FILE,
     JSONL_FILE,
+    MAP_SCRIPT,
     MAPPING_FILE,
     BatchPaths,
     Group,
@@ -37,6 +38,7 @@ from .cycle import CycleResult, Session, Steps, history_line, local_rel, say
 from .errors import Interrupted, JobFailed, RemoteError, UserError
 from .jobs import START_TRIES, Job, Outcome, Remote, Runner, RunTaken, report_failure, spec_bytes
 from .plan import Plan, check_upscale_length, plan_prompt
+from .remote import script
 from .remote.paths import RUN, JobPaths, latest_folder, run_id_of
 from .render import run_spec
 from .runs import local_job_folder, next_run_number
@@ -260,6 +262,7 @@ class Experiment:
                 items.append({"dir": made.dir, "latest": latest_folder(v.name, RUN),
                               "files": {k: b.decode("utf-8") for k, b in made.files.items()}})
             files = {"controlnet_spec.json": spec_bytes(shared), JSONL_FILE: jsonl(lines),
+                     MAP_SCRIPT: script(MAP_SCRIPT).encode("utf-8"),
                      ITEMS_FILE: (json.dumps(items, indent=2, ensure_ascii=False) + "\n").encode(),
                      "spec_used.json": (json.dumps({**rendered.spec_used(), "lines": lines}, indent=2,
                                                    ensure_ascii=False) + "\n").encode()}

@@ -207,17 +207,17 @@ def render_upscale(name: str, cfg, *, weight: float | None = None, account: BoxA
 
 def render_batch(name: str, spec: dict, cfg, *, account: BoxAccount | None = None, leaf: str | None = None) -> Rendered:
     """The batch job ``name`` (batch.py): transfer.py with ``--batch_input_path <folder>/batch.jsonl`` and the
-    shared ``spec``, wrapped in remote/batch_map.py, which maps each line's ``video_<N>`` to its run folder when
-    transfer.py ends. Results in outputs/batches/runs/<leaf>/."""
+    shared ``spec``, wrapped in remote/batch_map.py (copied into the job's folder), which maps each line's
+    ``video_<N>`` to its run folder when transfer.py ends. Results in outputs/batches/runs/<leaf>/."""
     from dataclasses import replace
 
-    from .batch import JSONL_FILE, BatchPaths
+    from .batch import JSONL_FILE, MAP_SCRIPT, BatchPaths
 
     paths = BatchPaths.of_batch(name, leaf)
     single = _render(name, RUN, spec, cfg, num_steps=None, fps=_spec_fps(spec, cfg), account=account, leaf=leaf)
     moved = {single.output_dir: paths.folder, single.spec_path: paths.spec}  # the values of two transfer.py flags
     transfer = [moved.get(word, word) for word in single.command]
-    command = ["python3", "-c", script("batch_map.py"), paths.folder, "--", *transfer,
+    command = ["python3", f"{paths.folder}/{MAP_SCRIPT}", paths.folder, "--", *transfer,
                "--batch_input_path", f"{paths.folder}/{JSONL_FILE}"]
     docker = single.docker[:-len(single.command) - 2]  # up to the runner's log and exit-code paths
     return replace(single, command=command, docker=[*docker, paths.log, paths.exit_code, *command],

@@ -36,3 +36,62 @@ def test_batchable_sweep_runs_as_one_batch_with_a_run_folder_and_history_line_pe
     assert len([b for b in batches if b.name.startswith("city_0~batch1-")]) >= 1
     table = done.stdout[done.stdout.index("variant"):]
     assert "city_2-1" in table and "ok" in table
+
+
+def test_a_blocked_line_keeps_the_results_before_it_and_requeues_the_lines_after_it(project, rehearsal_host):
+    shot = add_shot(project)
+    texts = ["a quiet street", "a street GUARDRAIL_BLOCK_ME", "a busy street", "a wet street"]
+    prompts = [write_prompt(project, f"street_{i}", shot, text=text) for i, text in enumerate(texts)]
+    done = script(project, "full_cycle.sh", *(p.relative_to(project) for p in prompts))
+    assert done.returncode == 1, done.stderr
+    assert "queueing the 2 line(s) after it again as a new batch" in done.stderr
+    assert "job 1: batch of 4" in done.stdout
+    by_run = {r["run_id"]: r for r in records(project)}
+    assert {k: r["status"] for k, r in by_run.items()} == {"street_0-1": "ok", "street_1-1": "blocked",
+                                                          "street_2-1": "ok", "street_3-1": "ok"}
+    runs = project / "outputs" / "runs"
+    assert (runs / "street_0-1" / "output.txt").read_text() == "a quiet street"
+    assert (runs / "street_2-1" / "output.txt").read_text() == "a busy street"  # mapped to its own line, not shifted
+    assert (runs / "street_3-1" / "output.txt").read_text() == "a wet street"
+    blocked = runs / "street_1-1"
+    assert not (blocked / "output.mp4").exists() and "GUARDRAIL BLOCKED" in (blocked / "run.log").read_text()
+    assert "GUARDRAIL BLOCKED" not in (runs / "street_0-1" / "run.log").read_text()
+    assert by_run["street_2-1"]["output"] == "outputs/runs/street_2-1"
+    # The first batch's lines after the blocked one were never processed: they got no folder from it.
+    first = json.loads(next(remote_path(rehearsal_host, "outputs/batches/runs").glob("street_0~batch1-*/mapping.json"))
+                       .read_text())
+    assert [row["status"] for row in first] == ["ok", "blocked", "pending", "pending"]
+
+
+def test_a_sweep_of_seeds_runs_as_consecutive_single_jobs(project, rehearsal_host):
+    shot = add_shot(project)
+    base = write_prompt(project, "pier", shot, text="a pier")
+    made = script(project, "sweep.sh", base.relative_to(project), "--set", "seed=1,2", "--name", "pier_seeds")
+    assert made.returncode == 0, made.stderr
+    manifest = project / "inputs" / "sweeps" / "pier_seeds.json"
+    dry = script(project, "full_cycle.sh", manifest.relative_to(project), "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "job 1: single run" in dry.stdout and "job 2: single run" in dry.stdout and not records(project)
+    done = script(project, "full_cycle.sh", manifest.relative_to(project))
+    assert done.returncode == 0, done.stderr
+    assert "job 2: single run" in done.stdout and "--batch_input_path" not in done.stdout
+    lines = records(project)
+    assert len(lines) == 2 and all(r["status"] == "ok" for r in lines)
+    assert sorted(r["seed"] for r in lines) == ["1", "2"]
+    assert not remote_path(rehearsal_host, "outputs/batches").exists() or not any(
+        remote_path(rehearsal_host, "outputs/batches/runs").glob("pier*"))
+    again = script(project, "full_cycle.sh", manifest.relative_to(project))  # nothing new: nothing run again
+    assert again.returncode == 0, again.stderr
+    assert "found done" in again.stdout and len(records(project)) == 2
+
+
+def test_upscale_after_a_batch_gives_each_ok_variant_its_4k_upscale(project, rehearsal_host):
+    shot = add_shot(project)
+    prompts = [write_prompt(project, f"dock_{i}", shot, text=f"a dock, take {i}") for i in range(2)]
+    done = script(project, "full_cycle.sh", *(p.relative_to(project) for p in prompts), "--upscale")
+    assert done.returncode == 0, done.stderr
+    for i in range(2):
+        assert (project / "outputs" / "runs" / f"dock_{i}-1_upscaled" / "output.mp4").stat().st_size > 0
+    lines = records(project)
+    assert [(r["upscale"], r["upscaled"]) for r in lines] == [("0.5", f"outputs/runs/dock_{i}-1_upscaled")
+                                                              for i in range(2)]

@@ -1,4 +1,4 @@
-"""Run inside a batch job's container as ``python3 -c TEXT FOLDER -- COMMAND...`` (cwd /workspace).
+"""Run inside a batch job's container as ``python3 FOLDER/batch_map.py FOLDER -- COMMAND...`` (cwd /workspace).
 
 Runs COMMAND (transfer.py with ``--batch_input_path FOLDER/batch.jsonl``), then gives each line N of the batch
 its own run folder, named in FOLDER/items.json (``[{"dir", "latest", "files": {name: text}}]``):
