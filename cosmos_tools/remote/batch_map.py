@@ -82,17 +82,17 @@ def main(folder, command):
     except FileNotFoundError:
         log = ""
     parts = log_parts(log, folder, len(items))
-    rows, stop = [], None
+    rows, stop, ended = [], None, ""  # the first line without a result, and how it ended
     for index, item in enumerate(items):
         output = f"{folder}/video_{index}/output.mp4"
         if stop is None and os.path.isfile(output) and os.path.getsize(output) > 0:
             status = "ok"
         elif stop is None:
             stop = index
-            status = "blocked" if GUARDRAIL in parts[index] else "cancelled" if rc in STOPPED else "failed"
+            status = ended = "blocked" if GUARDRAIL in parts[index] else "cancelled" if rc in STOPPED else "failed"
             parts[index] += "".join(parts[index + 1:])
         else:
-            status = "pending" if rows[stop]["status"] == "blocked" else rows[stop]["status"]
+            status = "pending" if ended == "blocked" else ended
         if status != "pending":
             part = parts[index] if stop is None or index == stop else \
                 f"[cosmos-batch] not processed: line {stop} ended the batch\n"
