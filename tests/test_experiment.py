@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 
-from test_cycle import add_shot, records, remote_path, script, write_prompt
+from test_cycle import add_shot, records, remote_path, script, tool, write_prompt
 
 
 def test_batchable_sweep_runs_as_one_batch_with_a_run_folder_and_history_line_per_variant(project, rehearsal_host):
@@ -95,3 +95,21 @@ def test_upscale_after_a_batch_gives_each_ok_variant_its_4k_upscale(project, reh
     lines = records(project)
     assert [(r["upscale"], r["upscaled"]) for r in lines] == [("0.5", f"outputs/runs/dock_{i}-1_upscaled")
                                                               for i in range(2)]
+
+
+def test_render_of_a_manifest_shows_the_grouping_and_each_batch_line(project):
+    shot = add_shot(project)
+    base = write_prompt(project, "quay", shot, text="a quay")
+    made = script(project, "sweep.sh", base.relative_to(project), "--set", "edge.control_weight=0.2,0.8",
+                  "--set", "seed=1,2", "--name", "quay_mix")
+    assert made.returncode == 0, made.stderr
+    manifest = project / "inputs" / "sweeps" / "quay_mix.json"
+    done = tool(project, "render", manifest)
+    assert done.returncode == 0, done.stderr
+    assert "4 variants in 2 job(s)" in done.stdout
+    assert done.stdout.count("batch of 2 (one model load; lines differ in edge.control_weight)") == 2
+    assert '"control_overrides": {"edge": {"control_weight": 0.8}}' in done.stdout
+    data = json.loads(tool(project, "render", manifest, "--json").stdout)
+    assert [job["batch"] for job in data["jobs"]] == [True, True] and data["name"] == "quay_mix"
+    refused = tool(project, "render", manifest, "--upscale")
+    assert refused.returncode == 2 and "not a sweep manifest" in refused.stderr
