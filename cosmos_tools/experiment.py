@@ -326,6 +326,8 @@ class Experiment:
             else:
                 say(f"FAILED {message}")
         self._download(v)
+        if self.upscale is None or status != "ok":
+            self._record(v)  # complete: its line now, not at the end (a client killed later loses none)
 
     def _download(self, v: Variant) -> None:
         begin = time.monotonic()
