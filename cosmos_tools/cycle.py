@@ -85,7 +85,7 @@ class Session:
         box = self.remote.retrying("reading job state", lambda: self.remote.probe(self.runner.watch, image=image))
         if first:
             self.facts = box.facts
-            if self._old_layout(box):
+            if self.old_layout(box):
                 moved = self.remote.retrying("moving old results", lambda: self.remote.migrate(self.plan.name))
                 for old, new in moved:
                     self.say(f"moved {old} on the box (results of the version before run ids) to {new}")
@@ -93,7 +93,7 @@ class Session:
         self.box, self._fresh = box, True
         return box
 
-    def _old_layout(self, box: Box) -> bool:
+    def old_layout(self, box: Box) -> bool:
         """A real folder (not a link) at outputs/<name>[_upscaled] whose job is not running."""
         for kind, folder in zip((RUN, UPSCALE), self.runner.watch, strict=True):
             state = box.jobs[folder]

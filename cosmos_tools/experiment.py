@@ -137,6 +137,7 @@ class Experiment:
         self.upload_s = 0.0
         self.batches = 0
         self.remote: Remote | None = None
+        self.upscaling: Variant | None = None  # the variant whose upscale runs now
 
     def run(self, groups: list[Group]) -> None:
         error: UserError | None = None
@@ -158,7 +159,9 @@ class Experiment:
                     self._single(todo[0])
             for v in self.variants:
                 if self.upscale is not None and v.result.status == "ok":
+                    self.upscaling = v
                     self._upscale(v)
+                    self.upscaling = None
                 self._record(v)
         except KeyboardInterrupt:
             error = Interrupted("interrupted (Ctrl-C)")
@@ -168,10 +171,10 @@ class Experiment:
             if self.remote is not None:
                 self.remote.close()
         if error is not None:
+            if self.upscaling is not None:  # its run ended ok, its upscale did not
+                self.upscaling.result.status = "cancelled" if isinstance(error, Interrupted) else "failed"
+                self.upscaling.result.error = error.format_message()
             for v in self.variants:
-                if v.result.status == "pending" and v.result.run is not None:
-                    v.result.status, v.result.error = "cancelled" if isinstance(error, Interrupted) else "failed", \
-                        error.format_message()
                 self._record(v)
         self._table()
         if error is not None:
@@ -204,7 +207,7 @@ class Experiment:
         box = self.remote.retrying("reading job state", lambda: self.remote.probe(folders))
         for v in self.variants[1:]:
             v.session.facts = first.facts
-            if v.session._old_layout(box):
+            if v.session.old_layout(box):
                 v.session.probe()  # moves the version before run ids' results once, as a single cycle does
             else:
                 v.session.box = box

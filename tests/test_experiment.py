@@ -113,3 +113,25 @@ def test_render_of_a_manifest_shows_the_grouping_and_each_batch_line(project):
     assert [job["batch"] for job in data["jobs"]] == [True, True] and data["name"] == "quay_mix"
     refused = tool(project, "render", manifest, "--upscale")
     assert refused.returncode == 2 and "not a sweep manifest" in refused.stderr
+
+
+def test_refusals_before_anything_is_sent(project, rehearsal_host):
+    shot = add_shot(project)
+    good = write_prompt(project, "lane_ok", shot).relative_to(project)
+    bad = project / "inputs" / "prompts" / "lane_bad.json"
+    bad.write_text(json.dumps({"prompt": "x", "input_video_path": f"inputs/videos/{shot}/color.mp4",
+                               "edge": {"control_weight": -1}}))
+    done = script(project, "full_cycle.sh", good, bad.relative_to(project))
+    assert done.returncode == 1 and "fix the prompt (nothing was sent)" in done.stderr.splitlines()[-1]
+    assert not remote_path(rehearsal_host, "inputs/prompts/lane_ok.json").exists() and not records(project)
+    twice = script(project, "full_cycle.sh", good, good)
+    assert twice.returncode == 1 and "give each prompt once" in twice.stderr
+    made = script(project, "sweep.sh", good, "--set", "seed=1,2", "--name", "lane_seeds")
+    assert made.returncode == 0, made.stderr
+    mixed = script(project, "full_cycle.sh", "inputs/sweeps/lane_seeds.json", good)
+    assert mixed.returncode == 1 and "is a sweep manifest: give it alone" in mixed.stderr
+    broken = project / "inputs" / "sweeps" / "broken.json"
+    broken.write_text(json.dumps({"name": "broken", "base": str(good), "variants": "none"}))
+    refused = script(project, "full_cycle.sh", broken.relative_to(project))
+    assert refused.returncode == 1 and '"variants" must be a non-empty list' in refused.stderr
+    assert "Traceback" not in refused.stderr + mixed.stderr + twice.stderr + done.stderr
