@@ -206,11 +206,10 @@ class Experiment:
         folders = [folder for v in self.variants for folder in v.session.runner.watch]
         box = self.remote.retrying("reading job state", lambda: self.remote.probe(folders))
         for v in self.variants[1:]:
-            v.session.facts = first.facts
             if v.session.old_layout(box):
-                v.session.probe()  # moves the version before run ids' results once, as a single cycle does
+                v.session.probe()  # its first reading: moves the old layout's results, as a single cycle does
             else:
-                v.session.box = box
+                v.session.facts, v.session.box = first.facts, box
 
     def _reuse(self, v: Variant) -> bool:
         """True (and the variant settled) if its latest run finished ok with the same spec."""
