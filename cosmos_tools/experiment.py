@@ -264,7 +264,7 @@ class Experiment:
                 items.append({"dir": made.dir, "latest": latest_folder(v.name, RUN),
                               "files": {k: b.decode("utf-8") for k, b in made.files.items()}})
             files = {"controlnet_spec.json": spec_bytes(shared), JSONL_FILE: jsonl(lines),
-                     MAP_SCRIPT: script(MAP_SCRIPT).encode("utf-8"),
+                     MAP_SCRIPT: script("batch_map.py").encode("utf-8"),
                      ITEMS_FILE: (json.dumps(items, indent=2, ensure_ascii=False) + "\n").encode(),
                      "spec_used.json": (json.dumps({**rendered.spec_used(), "lines": lines}, indent=2,
                                                    ensure_ascii=False) + "\n").encode()}
