@@ -135,3 +135,21 @@ def test_refusals_before_anything_is_sent(project, rehearsal_host):
     refused = script(project, "full_cycle.sh", broken.relative_to(project))
     assert refused.returncode == 1 and '"variants" must be a non-empty list' in refused.stderr
     assert "Traceback" not in refused.stderr + mixed.stderr + twice.stderr + done.stderr
+
+
+def test_one_connection_per_experiment_and_nothing_run_twice(project, rehearsal_host):
+    from cosmos_tools import transport
+    from cosmos_tools.config import load_config
+    from cosmos_tools.experiment import run_experiment
+
+    shot = add_shot(project)
+    prompts = [write_prompt(project, f"yard_{i}", shot, text=f"a yard, take {i}") for i in range(2)]
+    prompts.append(write_prompt(project, "yard_seed", shot, text="a yard", seed=5))
+    opened = transport.CONNECTIONS_OPENED
+    run_experiment(load_config(project), prompts, echo=lambda data: None)
+    assert transport.CONNECTIONS_OPENED - opened == 1
+    assert len(records(project)) == 3
+    opened = transport.CONNECTIONS_OPENED
+    run_experiment(load_config(project), prompts, echo=lambda data: None)  # everything found done
+    assert transport.CONNECTIONS_OPENED - opened == 1 and len(records(project)) == 3
+    assert sorted(p.name for p in (project / "outputs" / "runs").iterdir()) == ["yard_0-1", "yard_1-1", "yard_seed-1"]
