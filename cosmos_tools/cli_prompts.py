@@ -104,12 +104,20 @@ def render_cmd(prompt: Path, upscale: bool, weight: str | None, num_gpu: int | N
     """Dry run: print the spec, the transfer command and the docker command a run would use.
 
     Nothing is sent or started. With DOCKER_USER=auto the --user flag is left out, since only the GPU box
-    knows its uid (a real run asks it).
+    knows its uid (a real run asks it). PROMPT may be a sweep manifest: then the grouping of its variants into
+    jobs (batches share one model load) and each batch's JSONL are shown.
     """
+    from .experiment import read_inputs
     from .prompts import read_prompt
     from .render import render_run, render_upscale, upscale_weight
 
     cfg = load_config().with_overrides({"NUM_GPU": num_gpu}, source="--num-gpu")
+    name, prompts = read_inputs(cfg, [prompt])
+    if prompts != [prompt]:
+        if upscale or weight is not None:
+            raise click.UsageError("--upscale and --weight are for one prompt, not a sweep manifest")
+        _render_grouping(cfg, name, [read_prompt(p) for p in prompts], as_json)
+        return
     source = read_prompt(prompt)
     spec, name = source.data, source.name
     if weight is not None and not upscale:
@@ -135,6 +143,27 @@ def render_cmd(prompt: Path, upscale: bool, weight: str | None, num_gpu: int | N
     click.echo(shlex.join(rendered.command))
     click.echo(f"# docker, on the GPU box (container {rendered.container}, log {rendered.log_path}):")
     click.echo(shlex.join(rendered.docker))
+
+
+def _render_grouping(cfg, name: str, prompts: list, as_json: bool) -> None:
+    """How the variants of sweep ``name`` run: one line per job, and each batch's JSONL."""
+    from .batch import batch_line, describe, group_variants
+    from .render import run_spec
+
+    specs = [run_spec(p.name, p.data, cfg) for p in prompts]
+    groups = group_variants(specs)
+    jobs = [{"variants": [prompts[i].name for i in g.members], "batch": g.batch, "differs": g.differs,
+             "alone": g.alone or None,
+             "lines": [batch_line(specs[g.members[0]], specs[i]) for i in g.members] if g.batch else None}
+            for g in groups]
+    if as_json:
+        click.echo(json_text({"name": name, "jobs": jobs}), nl=False)
+        return
+    click.echo(f"# dry run of sweep {name!r}: {len(prompts)} variants in {len(groups)} job(s); nothing is sent")
+    for text, job in zip(describe(groups, [p.name for p in prompts]), jobs, strict=True):
+        click.echo(text)
+        for line in job["lines"] or ():
+            click.echo("  " + json.dumps(line, ensure_ascii=False))
 
 
 COMMANDS = [new_prompt_cmd, check_cmd, render_cmd]

@@ -153,28 +153,49 @@ def download_cmd(prompt: Path) -> None:
 
 
 @click.command("cycle")
-@PROMPT
-@click.argument("videos_subdir", required=False)
-@click.option("--no-upscale", is_flag=True, help="Skip the 4K upscale.")
+@click.argument("prompts", nargs=-1, required=True, metavar="PROMPT [VIDEOS_SUBDIR] | PROMPT... | MANIFEST")
+@click.option("--no-upscale", "upscale", flag_value=False, default=None, help="Skip the 4K upscale (one prompt).")
+@click.option("--upscale", "upscale", flag_value=True, help="Upscale every variant that ended ok (several prompts).")
 @click.option("--upscale-weight", default=None, metavar="W", help="Control weight of the upscaler (default "
               "UPSCALE_WEIGHT).")
 @UPSCALE_PROMPT
 @WAIT
 @GPUS
 @click.option("--force", is_flag=True, help="A new run even if the latest one finished ok with the same spec.")
+@click.option("--dry-run", is_flag=True, help="Check the prompts and show how the runs are grouped; run nothing.")
 @interruptible
-def cycle_cmd(prompt: Path, videos_subdir: str | None, no_upscale: bool, upscale_weight: str | None,
-              upscale_prompt: str | None, wait: bool, num_gpu: int | None, force: bool) -> None:
+def cycle_cmd(prompts: tuple[str, ...], upscale: bool | None, upscale_weight: str | None,
+              upscale_prompt: str | None, wait: bool, num_gpu: int | None, force: bool, dry_run: bool) -> None:
     """Upload, run (live log), upscale, download, and append a line to notes/run_history.log.
 
     Each run gets its own folder, outputs/runs/NAME-K (outputs/NAME links to the latest). Re-running after a
     failure or a dropped connection resumes: what is done is not done again (and adds no history line) and a
     running job is re-attached. Exit codes: 0 ok, 1 run failed, 3 GPU box or connection problem, 130 Ctrl-C.
-    """
-    from .cycle import run_cycle
 
-    run_cycle(_upscale_config(_config(num_gpu), upscale_prompt), prompt, override=videos_subdir,
-              upscale=not no_upscale, weight=upscale_weight, wait=wait, force=force)
+    Several prompt files, or a sweep manifest (inputs/sweeps/NAME.json), make an experiment: one connection,
+    one upload, variants that differ only in what a batch line carries (prompt, input video, control fields)
+    run as one batch job (one model load), the others one after another; one history line per variant and a
+    table at the end. No 4K upscale unless --upscale. --dry-run shows the grouping.
+    """
+    cfg = _upscale_config(_config(num_gpu), upscale_prompt)
+    paths = [Path(p) for p in prompts]
+    single = len(paths) == 1 or (len(paths) == 2 and not prompts[1].endswith(".json"))
+    if single and not dry_run:
+        from .experiment import read_inputs
+
+        if len(paths) == 2 or read_inputs(cfg, paths[:1])[1] == paths:
+            from .cycle import run_cycle
+
+            run_cycle(cfg, paths[0], override=prompts[1] if len(paths) == 2 else None, upscale=upscale is not False,
+                      weight=upscale_weight, wait=wait, force=force)
+            return
+    if len(paths) == 2 and single:
+        raise click.UsageError("--dry-run takes prompt files or a manifest, not a videos_subdir")
+    from .experiment import run_experiment
+    from .render import upscale_weight as checked_weight
+
+    weight = checked_weight(cfg["UPSCALE_WEIGHT"] if upscale_weight is None else upscale_weight) if upscale else None
+    run_experiment(cfg, paths, upscale=weight, wait=wait, force=force, dry_run=dry_run)
 
 
 @click.command("rerun")

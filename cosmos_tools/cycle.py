@@ -34,17 +34,17 @@ class Session:
     """The remote steps for one prompt over one connection (reopened if it drops).
 
     ``cfg`` carries the run's overrides (``Config.with_overrides``, e.g. ``--num-gpu``); ``rerun_of`` is the run
-    id a rerun repeats (recorded in the new run's provenance).
+    id a rerun repeats (recorded in the new run's provenance); ``remote``, a connection to share (experiment.py).
     """
 
     def __init__(self, cfg, plan: Plan, *, quiet: bool = False, echo: Callable[[bytes], None] | None = None,
-                 rerun_of: str = "") -> None:
+                 rerun_of: str = "", remote: Remote | None = None) -> None:
         self.cfg = cfg
         self.plan = plan
         self.quiet = quiet
         self.rerun_of = rerun_of
         migrate_legacy(cfg, plan.name, self.say)
-        self.remote = Remote(cfg, say=self.say)
+        self.remote = remote or Remote(cfg, say=self.say)  # several prompts may share one (experiment.py)
         self.runner = Runner(self.remote, echo=echo)
         self.runner.watch = [latest_folder(plan.name, RUN), latest_folder(plan.name, UPSCALE)]
         self.box: Box | None = None
@@ -85,7 +85,7 @@ class Session:
         box = self.remote.retrying("reading job state", lambda: self.remote.probe(self.runner.watch, image=image))
         if first:
             self.facts = box.facts
-            if self._old_layout(box):
+            if self.old_layout(box):
                 moved = self.remote.retrying("moving old results", lambda: self.remote.migrate(self.plan.name))
                 for old, new in moved:
                     self.say(f"moved {old} on the box (results of the version before run ids) to {new}")
@@ -93,7 +93,7 @@ class Session:
         self.box, self._fresh = box, True
         return box
 
-    def _old_layout(self, box: Box) -> bool:
+    def old_layout(self, box: Box) -> bool:
         """A real folder (not a link) at outputs/<name>[_upscaled] whose job is not running."""
         for kind, folder in zip((RUN, UPSCALE), self.runner.watch, strict=True):
             state = box.jobs[folder]
@@ -132,7 +132,7 @@ class Session:
                                 host=provenance.host_of(self.cfg), rerun_of=self.rerun_of,
                                 started=history.now_iso(), **extra)
 
-    def _job(self, rendered, prompt_text: bytes | None, run_id: str, **extra) -> Job:
+    def make_job(self, rendered, prompt_text: bytes | None, run_id: str, **extra) -> Job:
         job = job_from_rendered(rendered, prompt_text, self._provenance(run_id, rendered.kind, rendered.spec,
                                                                         **extra))
         self.made[job.dir] = json.loads(job.files[provenance.FILE])
@@ -150,7 +150,7 @@ class Session:
             def new_job(k: int) -> Job:
                 run_id = run_id_of(name, k)
                 rendered = render_run(name, self.plan.prompt, self.cfg, account=box.account, run_id=run_id)
-                return self._job(rendered, self.plan.text, run_id)
+                return self.make_job(rendered, self.plan.text, run_id)
 
             first = next_run_number(self.cfg, name, box.jobs[latest_folder(name, RUN)].leaf, self.run_ids)
             return self._keep(self.runner.ensure(name, RUN, box, new_job, first=first, wait=wait, detach=detach,
@@ -170,7 +170,7 @@ class Session:
             def new_job(k: int) -> Job:
                 rendered = render_upscale(name, self.cfg, weight=weight, account=box.account, run_id=run.run_id,
                                           leaf=upscale_leaf(run.run_id, k))
-                return self._job(rendered, None, run.run_id, upscale_of=run.run_id, upscale_weight=weight)
+                return self.make_job(rendered, None, run.run_id, upscale_of=run.run_id, upscale_weight=weight)
 
             first = next_upscale_number(self.cfg, run.run_id, box.jobs[latest_folder(name, UPSCALE)].leaf)
             return self._keep(self.runner.ensure(name, UPSCALE, box, new_job, first=first, wait=wait))
@@ -343,7 +343,7 @@ def run_attempt(cfg, plan: Plan, steps: Steps, *, echo=None) -> None:
     line, unwritten = None, None
     if result.started or result.unrecorded or (error is not None and not _refusal(error)):
         try:
-            line = _record(cfg, plan, started, result, steps, session)
+            line = history_line(cfg, plan, started, result, steps, session)
         except LocalError as exc:  # the results are in place: say where they are, then why the line is missing
             unwritten = exc
     _summary(cfg, result, line)
@@ -363,7 +363,7 @@ def _refusal(error: UserError) -> bool:
     return not isinstance(error, (RemoteError, JobFailed, Interrupted))
 
 
-def _record(cfg, plan: Plan, started: str, result: CycleResult, steps: Steps, session: Session | None) -> str:
+def history_line(cfg, plan: Plan, started: str, result: CycleResult, steps: Steps, session: Session | None) -> str:
     """The history line of an attempt; the run's provenance as made here, downloaded, or known now."""
     d = result.durations
     run = result.run if result.run is not None and result.run.run_id else None

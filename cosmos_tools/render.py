@@ -160,6 +160,14 @@ def render_run(name: str, prompt: dict, cfg, *, account: BoxAccount | None = Non
                    account=account, leaf=run_id)
 
 
+def run_spec(name: str, prompt: dict, cfg) -> dict:
+    """The spec a run of prompt ``name`` sends, as its model profile makes it (Transfer1: the prompt without its
+    comment keys): what experiments compare to group variants into batch jobs."""
+    from . import models
+
+    return models.of_prompt(prompt, cfg).run_spec(prompt, JobPaths.of(name, RUN).spec)
+
+
 def upscale_weight(value) -> float:
     """A control weight for the upscaler: a finite number >= 0 (numeric strings accepted)."""
     try:
@@ -221,3 +229,26 @@ def render_upscale(name: str, cfg, *, weight: float | None = None, account: BoxA
                    lambda paths, gpus: profile.command(cfg, spec, paths, gpus, fps=fps,
                                                        num_steps=settings["num_steps"]),
                    account=account, leaf=leaf)
+
+
+def render_batch(name: str, spec: dict, cfg, *, account: BoxAccount | None = None,
+                 leaf: str | None = None) -> Rendered:
+    """The batch job ``name`` (batch.py): transfer.py with ``--batch_input_path <folder>/batch.jsonl`` and the
+    shared ``spec``, wrapped in remote/batch_map.py (copied into the job's folder), which maps each line's
+    ``video_<N>`` to its run folder when transfer.py ends. Results in outputs/batches/runs/<leaf>/."""
+    from dataclasses import replace
+
+    from . import models
+    from .batch import JSONL_FILE, MAP_SCRIPT, BatchPaths
+
+    paths = BatchPaths.of_batch(name, leaf)
+    profile = models.for_run(spec, cfg)
+    single = _render(name, RUN, spec, cfg, profile, lambda job, gpus: profile.command(cfg, spec, job, gpus),
+                     account=account, leaf=leaf)
+    moved = {single.output_dir: paths.folder, single.spec_path: paths.spec}  # the values of two transfer.py flags
+    transfer = [moved.get(word, word) for word in single.command]
+    command = ["python3", f"{paths.folder}/{MAP_SCRIPT}", paths.folder, "--", *transfer,
+               "--batch_input_path", f"{paths.folder}/{JSONL_FILE}"]
+    docker = single.docker[:-len(single.command) - 2]  # up to the runner's log and exit-code paths
+    return replace(single, command=command, docker=[*docker, paths.log, paths.exit_code, *command],
+                   output_dir=paths.folder, spec_path=paths.spec, log_path=paths.log, exit_code_path=paths.exit_code)

@@ -39,7 +39,10 @@ USAGE = {
                              " [--num-gpu N]",
     "download_results.sh": "usage: scripts/download_results.sh <prompt.json>",
     "full_cycle.sh": "usage: scripts/full_cycle.sh <prompt.json> [videos_subdir_override] [--no-upscale]"
-                     " [--upscale-weight W] [--wait] [--num-gpu N] [--force]",
+                     " [--upscale-weight W] [--wait] [--num-gpu N] [--force]\n"
+                     "   or: scripts/full_cycle.sh <prompt.json> <prompt.json>... [--upscale] [--upscale-weight W]"
+                     " [--wait] [--num-gpu N] [--force] [--dry-run]\n"
+                     "   or: scripts/full_cycle.sh inputs/sweeps/<name>.json [same options as several prompts]",
     "rerun.sh": "usage: scripts/rerun.sh <run id> [--no-upscale] [--wait] [--num-gpu N]",
     "sweep.sh": "usage: scripts/sweep.sh <prompt.json> --set KEY=V1,V2,... [--set KEY=...] [--zip] [--name NAME]",
 }

@@ -13,6 +13,7 @@ stand-in refuses clearly instead. Standard library and the ffmpeg/ffprobe binari
 """
 
 import argparse
+import copy
 import errno
 import json
 import math
@@ -321,7 +322,7 @@ def demo(cfg, control_inputs):
             folder = cfg.video_save_folder
             video_path = os.path.join(folder, f"{cfg.video_save_name}.mp4")
             prompt_path = os.path.join(folder, f"{cfg.video_save_name}.txt")
-        controls = {k: dict(v) for k, v in control_inputs.items()}
+        controls = copy.deepcopy(control_inputs)  # upstream: dict.update on a deep copy per line
         for key, override in (item.get("control_overrides") or {}).items():
             if key in controls:
                 controls[key].update(override)

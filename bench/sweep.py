@@ -1,0 +1,135 @@
+"""Sweep benchmark on the rehearsal host: an 8-variant batchable sweep as one experiment, against its ideal and
+against 8 separate full cycles.
+
+Starts a rehearsal host (real sshd on 127.0.0.1) in a temporary folder with the stand-in timed as a model load
+of --load-seconds once per transfer.py process and --sample-seconds per video, makes a small shot and N prompts
+that differ only in the edge control weight and the prompt text (one batch), and measures:
+  - the experiment: ``cosmos_tools.experiment.run_experiment`` (one connection, one upload, one batch job, every
+    variant downloaded, N history lines), wall time;
+  - the ideal: one load + N samples (the stand-in's transfer.py run once on the same batch file, on the box,
+    without SSH or Docker) + the experiment's own upload and download times (from its history lines);
+  - N separate full cycles (``cycle.run_cycle`` per prompt, no upscale): N loads, N connections.
+Prints a table and the ratios. Target: the experiment <= 1.25x the ideal.
+
+The load/sample split is the stand-in engine's COSMOS_STANDIN_LOAD_SECONDS / COSMOS_STANDIN_SAMPLE_SECONDS
+(``rehearsal up --load-seconds/--sample-seconds``); where the rehearsal host does not know them yet, they are
+written into the engine settings the way ``set_stand_in_seconds`` writes its own. A stand-in without the split
+(load 0.2 x, each sample 0.7 x COSMOS_STANDIN_SECONDS) still gives a fair ratio: the ideal's generation time is
+measured with the same stand-in, not computed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from cosmos_tools import history
+from cosmos_tools.config import load_config
+from cosmos_tools.rehearsal import host
+from cosmos_tools.rehearsal.host import TRANSFER_PY
+
+
+def make_video(path: Path, frames: int = 9) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc=size=64x36:rate=24", "-frames:v",
+                    str(frames), "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(path)],
+                   check=True)
+
+
+def make_project(root: Path, config: Path, count: int) -> list[Path]:
+    for sub in ("inputs/prompts", "outputs", "notes"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    (root / "config.sh").write_text(config.read_text())
+    for name in ("color", "depth", "segmentation"):
+        make_video(root / "inputs" / "videos" / "bench" / f"{name}.mp4")
+    prompts = []
+    for i in range(count):
+        spec = {"prompt": f"a harbour at dusk, take {i}", "input_video_path": "inputs/videos/bench/color.mp4",
+                "edge": {"control_weight": round(0.1 + 0.1 * i, 2)},
+                "depth": {"control_weight": 0.5, "input_control": "inputs/videos/bench/depth.mp4"}}
+        path = root / "inputs" / "prompts" / f"harbour_{i}.json"
+        path.write_text(json.dumps(spec, indent=2) + "\n")
+        prompts.append(path)
+    return prompts
+
+
+def set_timing(info, load: float, sample: float) -> None:
+    """The stand-in's load and per-sample seconds (engine settings, as the rehearsal host's own setters write)."""
+    engine = info.state_dir / "engine.json"
+    data = json.loads(engine.read_text())
+    data["env"] = {**data.get("env", {}), "COSMOS_STANDIN_LOAD_SECONDS": str(load),
+                   "COSMOS_STANDIN_SAMPLE_SECONDS": str(sample), "COSMOS_STANDIN_SECONDS": str(load + sample)}
+    engine.write_text(json.dumps(data))
+
+
+def quietly(fn):
+    """Run ``fn`` with its prints and live logs swallowed; its wall time."""
+    begin = time.monotonic()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        fn()
+    return time.monotonic() - begin
+
+
+def ideal_generation(info, batch_folder: Path, checkpoints: str) -> float:
+    """One load + N samples: the stand-in transfer.py once on the experiment's batch file, on the box."""
+    env = {**os.environ, **json.loads((info.state_dir / "engine.json").read_text()).get("env", {}),
+           "PATH": f"{info.bin_dir}:{os.environ['PATH']}"}
+    rel = batch_folder.relative_to(info.remote_dir)
+    out = f"outputs/bench-ideal-{time.monotonic_ns()}"
+    begin = time.monotonic()
+    subprocess.run(["python3", TRANSFER_PY, "--controlnet_specs", f"{rel}/controlnet_spec.json", "--video_save_folder",
+                    out, "--batch_input_path", f"{rel}/batch.jsonl", "--checkpoint_dir", checkpoints],
+                   cwd=info.remote_dir, env=env, check=True, capture_output=True)
+    return time.monotonic() - begin
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--variants", type=int, default=8)
+    parser.add_argument("--load-seconds", type=float, default=4.0)
+    parser.add_argument("--sample-seconds", type=float, default=1.0)
+    args = parser.parse_args()
+    from cosmos_tools.cycle import run_cycle
+    from cosmos_tools.experiment import run_experiment
+
+    with tempfile.TemporaryDirectory(prefix="cosmos-bench-sweep-") as tmp:
+        folder = Path(tmp) / "host"
+        info = host.up(folder)
+        try:
+            set_timing(info, args.load_seconds, args.sample_seconds)
+            root = Path(tmp) / "project"
+            prompts = make_project(root, info.config, args.variants)
+            os.environ.update(COSMOS_PROJECT_ROOT=str(root), COSMOS_CONFIG=str(root / "config.sh"))
+            cfg = load_config(root)
+            experiment = quietly(lambda: run_experiment(cfg, prompts, echo=lambda data: None))
+            lines = history.read_records(history.history_path(cfg), warn=print)
+            transfers = float(lines[0]["upload_s"]) + sum(float(r["download_s"]) for r in lines)
+            (batch,) = (info.remote_dir / "outputs" / "batches" / "runs").iterdir()
+            generation = ideal_generation(info, batch, cfg["CHECKPOINT_DIR_REMOTE"])
+            ideal = generation + transfers
+            separate = quietly(lambda: [run_cycle(cfg, p, upscale=False, force=True, echo=lambda data: None)
+                                        for p in prompts])
+        finally:
+            host.down(folder)
+    n = args.variants
+    print(f"stand-in timing asked for: load {args.load_seconds:g} s once per process, {args.sample_seconds:g} s per "
+          f"sample; measured: one load + {n} samples took {generation:.1f} s")
+    print(f"{'what':<44}{'seconds':>9}{'x ideal':>9}")
+    for what, seconds in ((f"ideal: one load + {n} samples + transfers", ideal),
+                          (f"experiment: {n} variants, one batch job", experiment),
+                          (f"{n} separate full cycles", separate)):
+        print(f"{what:<44}{seconds:>9.1f}{seconds / ideal:>9.2f}")
+    verdict = "ok" if experiment <= 1.25 * ideal else "MISSED"
+    print(f"target: experiment <= 1.25x the ideal: {experiment / ideal:.2f}x ({verdict}); "
+          f"{separate / experiment:.1f}x faster than {n} separate cycles")
+
+
+if __name__ == "__main__":
+    main()

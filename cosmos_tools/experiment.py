@@ -1,0 +1,399 @@
+"""Experiments: the cycle of several prompt files, or of a sweep manifest, over one connection.
+
+Every prompt is checked before anything is sent. The variants are grouped (batch.py): variants whose specs
+differ only in what a batch line carries run as one ``--batch_input_path`` job (one model load), the others as
+consecutive single runs (cycle.py's ``Session.ensure_run``). The files are uploaded once (their union). Each
+variant is still its own run: own run id, own folder ``outputs/runs/<run id>/`` (made on the box by
+remote/batch_map.py for a batched one), downloaded when its job ends, one history line. A line blocked by the
+guardrail ends its batch (upstream crashes): it is ``blocked``, the lines before it keep their results and the
+lines after it are queued again as a new batch. With an upscale weight, a 4K upscale of every variant that
+ended ok follows (one job each: upstream forces batch size 1 for upscaling). A variant whose latest run
+finished ok with the same spec is not run again (unless ``force``). A summary table ends the output.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections import deque
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from . import history, provenance
+from .batch import (
+    ITEMS_FILE,
+    JSONL_FILE,
+    MAP_SCRIPT,
+    MAPPING_FILE,
+    BatchPaths,
+    Group,
+    batch_line,
+    describe,
+    group_variants,
+    jsonl,
+    read_mapping,
+)
+from .cycle import CycleResult, Session, Steps, history_line, local_rel, say
+from .errors import Interrupted, JobFailed, RemoteError, UserError
+from .jobs import START_TRIES, Job, Outcome, Remote, Runner, RunTaken, report_failure, spec_bytes
+from .plan import Plan, check_upscale_length, plan_prompt
+from .remote import script
+from .remote.paths import RUN, JobPaths, latest_folder, run_id_of
+from .render import run_spec
+from .runs import local_job_folder, next_run_number
+
+
+@dataclass
+class Variant:
+    """One prompt of the experiment and what became of it."""
+
+    plan: Plan
+    spec: dict  # the spec a single run of it would use (render.run_spec)
+    session: Session | None = None
+    result: CycleResult = field(default_factory=lambda: CycleResult(status="pending"))
+    reused: bool = False  # its latest run finished ok with the same spec before: nothing run
+    recorded: bool = False  # its history line is written
+
+    @property
+    def name(self) -> str:
+        return self.plan.name
+
+
+def read_inputs(cfg, paths: list[Path]) -> tuple[str, list[Path]]:
+    """(experiment name, prompt files) of one sweep manifest or of several prompt files."""
+    if len(paths) == 1:
+        manifest = _manifest(paths[0])
+        if manifest is not None:
+            return _manifest_prompts(cfg, paths[0], manifest)
+    for path in paths:
+        if _manifest(path) is not None:
+            raise UserError(f"{path} is a sweep manifest: give it alone, or give prompt files only")
+    return Path(paths[0]).stem, list(paths)
+
+
+def _manifest(path: Path) -> dict | None:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None  # not a manifest; reading it as a prompt says what is wrong
+    return data if isinstance(data, dict) and "variants" in data and "base" in data else None
+
+
+def _manifest_prompts(cfg, path: Path, manifest: dict) -> tuple[str, list[Path]]:
+    variants = manifest["variants"]
+    prompts = [v.get("prompt") for v in variants] if isinstance(variants, list) and all(
+        isinstance(v, dict) for v in variants) else None
+    if not prompts or not all(isinstance(p, str) and p for p in prompts):
+        raise UserError(f"{path}: \"variants\" must be a non-empty list of {{\"prompt\": <path>, ...}}; make the "
+                        "manifest again with scripts/sweep.sh")
+    name = manifest.get("name") if isinstance(manifest.get("name"), str) and manifest.get("name") else Path(path).stem
+    return name, [cfg.root / p for p in prompts]
+
+
+def plan_variants(cfg, paths: list[Path], *, upscale: bool) -> tuple[str, list[Variant]]:
+    """Read and check every prompt (all before anything is sent); refuse two prompts of one name."""
+    name, prompts = read_inputs(cfg, paths)
+    variants = []
+    for path in prompts:
+        plan = plan_prompt(cfg, path, None)
+        if upscale:
+            check_upscale_length(cfg, plan)
+        variants.append(Variant(plan=plan, spec=run_spec(plan.name, plan.prompt, cfg)))
+    seen: dict[str, Path] = {}
+    for v in variants:
+        if v.name in seen:
+            raise UserError(f"{v.plan.path} and {seen[v.name]} are both prompt {v.name!r}; give each prompt once")
+        seen[v.name] = v.plan.path
+    return name, variants
+
+
+def grouping(variants: list[Variant]) -> list[Group]:
+    return group_variants([v.spec for v in variants])
+
+
+def run_experiment(cfg, paths: list[Path], *, upscale: float | None = None, wait: bool = False, force: bool = False,
+                   dry_run: bool = False, echo=None) -> None:
+    """The cycle of every variant; raises JobFailed when any did not end ok (after the table)."""
+    name, variants = plan_variants(cfg, paths, upscale=upscale is not None)
+    groups = grouping(variants)
+    for line in describe(groups, [v.name for v in variants]):
+        print(line)
+    if dry_run:
+        print("dry run: nothing sent or started")
+        return
+    Experiment(cfg, name, variants, upscale=upscale, wait=wait, force=force, echo=echo).run(groups)
+
+
+class Experiment:
+    """The jobs of one experiment over one connection."""
+
+    def __init__(self, cfg, name: str, variants: list[Variant], *, upscale: float | None, wait: bool, force: bool,
+                 echo=None) -> None:
+        self.cfg, self.name, self.variants = cfg, name, variants
+        self.upscale, self.wait, self.force, self.echo = upscale, wait, force, echo
+        self.clock = time.monotonic()
+        self.started = history.now_iso()
+        self.upload_s = 0.0
+        self.batches = 0
+        self.remote: Remote | None = None
+        self.upscaling: Variant | None = None  # the variant whose upscale runs now
+
+    def run(self, groups: list[Group]) -> None:
+        error: UserError | None = None
+        try:
+            self.remote = Remote(self.cfg, say=say)
+            for v in self.variants:
+                v.session = Session(self.cfg, v.plan, echo=self.echo, remote=self.remote)
+            self._upload()
+            self._probe()
+            queue = deque(groups)
+            while queue:
+                group = queue.popleft()
+                todo = [self.variants[i] for i in group.members if not self._reuse(self.variants[i])]
+                if len(todo) > 1:
+                    pending = self._batch(todo)
+                    if pending:
+                        queue.appendleft(Group([self.variants.index(v) for v in pending]))
+                elif todo:
+                    self._single(todo[0])
+            for v in self.variants:
+                if self.upscale is not None and v.result.status == "ok":
+                    self.upscaling = v
+                    self._upscale(v)
+                    self.upscaling = None
+                self._record(v)
+        except KeyboardInterrupt:
+            error = Interrupted("interrupted (Ctrl-C)")
+        except UserError as exc:
+            error = exc
+        finally:
+            if self.remote is not None:
+                self.remote.close()
+        if error is not None:
+            if self.upscaling is not None:  # its run ended ok, its upscale did not
+                self.upscaling.result.status = "cancelled" if isinstance(error, Interrupted) else "failed"
+                self.upscaling.result.error = error.format_message()
+            for v in self.variants:
+                self._record(v)
+        self._table()
+        if error is not None:
+            raise error
+        failed = [v for v in self.variants if v.result.status != "ok"]
+        if failed:
+            raise JobFailed(f"{len(failed)} of {len(self.variants)} variants did not end ok: "
+                            f"{', '.join(v.name for v in failed)}")
+
+    # --- steps ---------------------------------------------------------------------------------------------
+
+    def _upload(self) -> None:
+        """The union of every variant's files, once."""
+        from .sync import upload_files
+
+        files = list({rel: (local, rel) for v in self.variants for local, rel in v.plan.uploads}.values())
+        begin = time.monotonic()
+        report = self.remote.retrying("upload", lambda: upload_files(self.remote.t, files))
+        self.upload_s = time.monotonic() - begin
+        for v in self.variants:
+            v.session.digests.update(report.digests)
+        say(f"upload: {len(report.sent)} sent ({report.bytes_sent / 1e6:.1f} MB), {len(report.skipped)} already on "
+            f"the box, {report.seconds:.1f} s")
+
+    def _probe(self) -> None:
+        """Read the box for every variant: the first one with the box's facts, the others from one more reading."""
+        first = self.variants[0].session
+        first.probe()
+        folders = [folder for v in self.variants for folder in v.session.runner.watch]
+        box = self.remote.retrying("reading job state", lambda: self.remote.probe(folders))
+        for v in self.variants[1:]:
+            if v.session.old_layout(box):
+                v.session.probe()  # its first reading: moves the old layout's results, as a single cycle does
+            else:
+                v.session.facts, v.session.box = first.facts, box
+
+    def _reuse(self, v: Variant) -> bool:
+        """True (and the variant settled) if its latest run finished ok with the same spec."""
+        if self.force or v.reused:
+            return v.reused
+        state = (v.session.box or v.session.probe()).jobs[latest_folder(v.name, RUN)]
+        same = state.spec_sha == hashlib.sha256(spec_bytes(v.spec)).hexdigest()
+        if state.verdict == "ok" and same:
+            v.reused = True
+            v.result.run, v.result.status, v.result.exit = v.session.current(RUN), "ok", 0
+            say(f"{v.result.run.label} already finished ok on the box with the same spec; not running it again")
+            self._download(v)
+        return v.reused
+
+    def _single(self, v: Variant) -> None:
+        begin = time.monotonic()
+        outcome = v.session.ensure_run(wait=self._wait(), force=self.force)
+        v.result.durations["run"] = time.monotonic() - begin
+        self._settle(v, outcome.job, outcome.status, outcome.state.exit_code, outcome.message, outcome)
+        if not outcome.reused:
+            v.result.started.append(outcome.job)
+
+    def _wait(self) -> bool:
+        """Wait for a busy box from the second job on (the box is ours: the job before is being removed)."""
+        wait, self.wait = self.wait, True
+        return wait
+
+    def _batch(self, members: list[Variant]) -> list[Variant]:
+        """Run ``members`` as one batch job; the members never processed (after a blocked line)."""
+        from .render import render_batch
+        from .sync import download_tree
+
+        self.batches += 1
+        name = f"{self.name}~batch{self.batches}"
+        shared = members[0].spec
+        lines = [batch_line(shared, v.spec) for v in members]
+        remote = self.remote
+        box = remote.retrying("reading job state", lambda: remote.probe(
+            [BatchPaths.of_batch(name).folder, *(latest_folder(v.name, RUN) for v in members)]))
+        run_ids = [r.get("run_id", "") for r in history.read_records(history.history_path(self.cfg),
+                                                                     warn=lambda msg: None)]
+
+        def new_job(k: int) -> Job:
+            rendered = render_batch(name, shared, self.cfg, account=box.account, leaf=run_id_of(name, k))
+            items = []
+            for line, (v, data) in enumerate(zip(members, lines, strict=True)):
+                number = next_run_number(self.cfg, v.name, box.jobs[latest_folder(v.name, RUN)].leaf, run_ids)
+                run_id = run_id_of(v.name, number)
+                own = replace(rendered, name=v.name, spec=v.spec, output_dir=JobPaths.of(v.name, RUN, run_id).folder)
+                made = v.session.make_job(own, v.plan.text, run_id, batch=rendered.output_dir, batch_line=line,
+                                          batch_input=data)
+                items.append({"dir": made.dir, "latest": latest_folder(v.name, RUN),
+                              "files": {k: b.decode("utf-8") for k, b in made.files.items()}})
+            files = {"controlnet_spec.json": spec_bytes(shared), JSONL_FILE: jsonl(lines),
+                     MAP_SCRIPT: script("batch_map.py").encode("utf-8"),
+                     ITEMS_FILE: (json.dumps(items, indent=2, ensure_ascii=False) + "\n").encode(),
+                     "spec_used.json": (json.dumps({**rendered.spec_used(), "lines": lines}, indent=2,
+                                                   ensure_ascii=False) + "\n").encode()}
+            return Job(BatchPaths.of_batch(name, run_id_of(name, k)), docker=list(rendered.docker), files=files,
+                       spec_sha=hashlib.sha256(files["controlnet_spec.json"]).hexdigest())
+
+        runner = Runner(remote, echo=self.echo)
+        first = next_run_number(self.cfg, name, box.jobs[BatchPaths.of_batch(name).folder].leaf, [])
+        say(f"batch {name}: {len(members)} variants, one model load")
+        begin = time.monotonic()
+        outcome = self._start(runner, new_job, first)
+        seconds = time.monotonic() - begin
+        job = outcome.job
+        local = local_job_folder(self.cfg, job.dir)
+        remote.retrying("download", lambda: download_tree(remote.t, job.dir, local, progress=False, missing_ok=True))
+        rows = read_mapping((local / MAPPING_FILE).read_bytes(), len(members)) if (local / MAPPING_FILE).is_file() \
+            else None
+        if rows is None:
+            report_failure(outcome, say)
+            why = f"batch {job.dir} ended without mapping its lines ({outcome.message or outcome.status})"
+            for v in members:
+                v.result.status, v.result.error, v.result.durations["run"] = "failed", why, seconds
+            return []
+        pending = []
+        for v, row in zip(members, rows, strict=True):
+            v.result.durations["run"] = seconds
+            if row["status"] == "pending":
+                pending.append(v)
+                continue
+            run = Job(JobPaths.of(v.name, RUN, row["dir"].rsplit("/", 1)[-1]))
+            v.result.started.append(run)
+            status = row["status"]
+            message = {"blocked": f"{run.label}: the guardrail blocked it (GUARDRAIL BLOCKED in {run.dir}/run.log); "
+                                  "change the prompt",
+                       "taken": f"{run.label}: its run folder was taken on the box by another client; run it again",
+                       "cancelled": f"{run.label}: stopped by a signal", "failed": f"{run.label}: the batch failed "
+                       f"(see {run.dir}/run.log)"}.get(status, "")
+            self._settle(v, run, "failed" if status == "taken" else status, _exit_code(local_job_folder(
+                self.cfg, run.dir)), message)
+        if pending:
+            say(f"the guardrail blocked a line of batch {name}; queueing the {len(pending)} line(s) after it again "
+                "as a new batch")
+        return pending
+
+    def _start(self, runner: Runner, new_job, first: int) -> Outcome:
+        for k in range(first, first + START_TRIES):
+            try:
+                return runner.start(new_job(k), wait=self._wait(), detach=False)
+            except RunTaken:
+                continue
+        raise RemoteError(f"could not start a batch of {self.name!r}: {START_TRIES} batch folders in a row were taken "
+                          "on the box by other clients; try again")
+
+    def _settle(self, v: Variant, run: Job, status: str, exit_code: int | None, message: str,
+                outcome: Outcome | None = None) -> None:
+        v.result.run, v.result.status, v.result.exit = run, status, exit_code
+        if status != "ok":
+            v.result.error = message
+            if outcome is not None:
+                report_failure(outcome, say)
+            else:
+                say(f"FAILED {message}")
+        self._download(v)
+        if self.upscale is None or status != "ok":
+            self._record(v)  # complete: its line now, not at the end (a client killed later loses none)
+
+    def _download(self, v: Variant) -> None:
+        begin = time.monotonic()
+        v.session.download(v.result.run, missing_ok=True)
+        v.result.durations["download"] = v.result.durations.get("download", 0.0) + time.monotonic() - begin
+
+    def _upscale(self, v: Variant) -> None:
+        session = v.session
+        begin = time.monotonic()
+        try:
+            session.probe()
+            session.check_upscale_input(v.result.run)
+            up = session.ensure_upscale(v.result.run, self.upscale, wait=True)
+        finally:
+            v.result.durations["upscale"] = time.monotonic() - begin
+        v.result.upscale = up.job
+        if not up.reused:
+            v.result.started.append(up.job)
+        self._download_upscale(v, up.job)
+        if up.status != "ok":
+            report_failure(up, say)
+            v.result.status, v.result.error = "failed", "upscale: " + up.message
+
+    def _download_upscale(self, v: Variant, job: Job) -> None:
+        begin = time.monotonic()
+        v.session.download(job, missing_ok=True)
+        v.result.durations["download"] = v.result.durations.get("download", 0.0) + time.monotonic() - begin
+
+    # --- the record ----------------------------------------------------------------------------------------
+
+    def _record(self, v: Variant) -> None:
+        """The variant's history line, once, if anything ran for it."""
+        result = v.result
+        if v.recorded or not result.started:
+            return
+        result.durations["upload"] = self.upload_s
+        result.durations["total"] = time.monotonic() - self.clock
+        for job in result.started:
+            provenance.add_timings(local_job_folder(self.cfg, job.dir), result.durations)
+        history_line(self.cfg, v.plan, self.started, result, Steps(upscale=self.upscale), v.session)
+        v.recorded = True
+
+    def _table(self) -> None:
+        rows = [("variant", "run id", "status", "output")]
+        for v in self.variants:
+            run = v.result.run
+            output = ""
+            if run is not None and run.run_id:
+                video = local_job_folder(self.cfg, (v.result.upscale or run).dir) / "output.mp4"
+                output = local_rel(self.cfg, video) if video.is_file() else local_rel(
+                    self.cfg, local_job_folder(self.cfg, run.dir))
+            status = v.result.status + (" (found done)" if v.reused else "")
+            rows.append((v.name, run.run_id if run is not None else "", status, output))
+        widths = [max(len(r[i]) for r in rows) for i in range(3)]
+        for row in rows:
+            print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[3])
+        lines = sum(1 for v in self.variants if v.recorded)
+        print(f"history ({local_rel(self.cfg, history.history_path(self.cfg))}): {lines} line(s) added")
+        say(f"{time.monotonic() - self.clock:.1f} s over {self.remote.connections if self.remote else 0} SSH "
+            "connection(s)")
+
+
+def _exit_code(folder: Path) -> int | None:
+    try:
+        return int((folder / "exit_code").read_text().strip())
+    except (OSError, ValueError):
+        return None

@@ -1,0 +1,155 @@
+"""Experiments end to end against the rehearsal host: several prompts or a sweep manifest, one connection,
+batchable variants in one batch job, the others one after another, one run folder and history line each."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from test_cycle import add_shot, records, remote_path, script, tool, write_prompt
+
+
+def test_batchable_sweep_runs_as_one_batch_with_a_run_folder_and_history_line_per_variant(project, rehearsal_host):
+    shot = add_shot(project)
+    prompts = [write_prompt(project, f"city_{i}", shot, text=f"a city at dusk, take {i}",
+                            edge={"control_weight": 0.1 * (i + 1)}) for i in range(3)]
+    done = script(project, "full_cycle.sh", *(p.relative_to(project) for p in prompts))
+    assert done.returncode == 0, done.stderr
+    assert "job 1: batch of 3" in done.stdout
+    assert "--batch_input_path" in done.stdout  # the batch's live log reached the terminal
+    lines = records(project)
+    assert [r["run_id"] for r in lines] == ["city_0-1", "city_1-1", "city_2-1"]
+    assert all(r["status"] == "ok" and r["upscale"] == "no" for r in lines)
+    for i in range(3):
+        folder = project / "outputs" / "runs" / f"city_{i}-1"
+        for name in ("output.mp4", "output.txt", "run.log", "controlnet_spec.json", "prompt_spec.json",
+                     "spec_used.json", "provenance.json", "exit_code"):
+            assert (folder / name).is_file(), (i, name)
+        assert (folder / "output.txt").read_text() == f"a city at dusk, take {i}"
+        spec = json.loads((folder / "controlnet_spec.json").read_text())
+        assert spec["edge"] == {"control_weight": 0.1 * (i + 1)}  # the variant's own spec, as a single run's
+        assert (folder / "prompt_spec.json").read_bytes() == prompts[i].read_bytes()
+        assert os.readlink(project / "outputs" / f"city_{i}") == f"runs/city_{i}-1"
+        prov = json.loads((folder / "provenance.json").read_text())
+        assert prov["batch_line"] == i and prov["run_id"] == f"city_{i}-1"
+    batches = list((remote_path(rehearsal_host, "outputs/batches/runs")).iterdir())
+    assert len([b for b in batches if b.name.startswith("city_0~batch1-")]) >= 1
+    table = done.stdout[done.stdout.index("variant"):]
+    assert "city_2-1" in table and "ok" in table
+
+
+def test_a_blocked_line_keeps_the_results_before_it_and_requeues_the_lines_after_it(project, rehearsal_host):
+    shot = add_shot(project)
+    texts = ["a quiet street", "a street GUARDRAIL_BLOCK_ME", "a busy street", "a wet street"]
+    prompts = [write_prompt(project, f"street_{i}", shot, text=text) for i, text in enumerate(texts)]
+    done = script(project, "full_cycle.sh", *(p.relative_to(project) for p in prompts))
+    assert done.returncode == 1, done.stderr
+    assert "queueing the 2 line(s) after it again as a new batch" in done.stderr
+    assert "job 1: batch of 4" in done.stdout
+    by_run = {r["run_id"]: r for r in records(project)}
+    assert {k: r["status"] for k, r in by_run.items()} == {"street_0-1": "ok", "street_1-1": "blocked",
+                                                          "street_2-1": "ok", "street_3-1": "ok"}
+    runs = project / "outputs" / "runs"
+    assert (runs / "street_0-1" / "output.txt").read_text() == "a quiet street"
+    assert (runs / "street_2-1" / "output.txt").read_text() == "a busy street"  # mapped to its own line, not shifted
+    assert (runs / "street_3-1" / "output.txt").read_text() == "a wet street"
+    blocked = runs / "street_1-1"
+    assert not (blocked / "output.mp4").exists() and "GUARDRAIL BLOCKED" in (blocked / "run.log").read_text()
+    assert "GUARDRAIL BLOCKED" not in (runs / "street_0-1" / "run.log").read_text()
+    assert by_run["street_2-1"]["output"] == "outputs/runs/street_2-1"
+    # The first batch's lines after the blocked one were never processed: they got no folder from it.
+    first = json.loads(next(remote_path(rehearsal_host, "outputs/batches/runs").glob("street_0~batch1-*/mapping.json"))
+                       .read_text())
+    assert [row["status"] for row in first] == ["ok", "blocked", "pending", "pending"]
+
+
+def test_a_sweep_of_seeds_runs_as_consecutive_single_jobs(project, rehearsal_host):
+    shot = add_shot(project)
+    base = write_prompt(project, "pier", shot, text="a pier")
+    made = script(project, "sweep.sh", base.relative_to(project), "--set", "seed=1,2", "--name", "pier_seeds")
+    assert made.returncode == 0, made.stderr
+    manifest = project / "inputs" / "sweeps" / "pier_seeds.json"
+    dry = script(project, "full_cycle.sh", manifest.relative_to(project), "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "job 1: single run" in dry.stdout and "job 2: single run" in dry.stdout and not records(project)
+    done = script(project, "full_cycle.sh", manifest.relative_to(project))
+    assert done.returncode == 0, done.stderr
+    assert "job 2: single run" in done.stdout and "--batch_input_path" not in done.stdout
+    lines = records(project)
+    assert len(lines) == 2 and all(r["status"] == "ok" for r in lines)
+    assert sorted(r["seed"] for r in lines) == ["1", "2"]
+    assert not remote_path(rehearsal_host, "outputs/batches").exists() or not any(
+        remote_path(rehearsal_host, "outputs/batches/runs").glob("pier*"))
+    again = script(project, "full_cycle.sh", manifest.relative_to(project))  # nothing new: nothing run again
+    assert again.returncode == 0, again.stderr
+    assert "found done" in again.stdout and len(records(project)) == 2
+
+
+def test_upscale_after_a_batch_gives_each_ok_variant_its_4k_upscale(project, rehearsal_host):
+    shot = add_shot(project)
+    prompts = [write_prompt(project, f"dock_{i}", shot, text=f"a dock, take {i}") for i in range(2)]
+    done = script(project, "full_cycle.sh", *(p.relative_to(project) for p in prompts), "--upscale")
+    assert done.returncode == 0, done.stderr
+    for i in range(2):
+        assert (project / "outputs" / "runs" / f"dock_{i}-1_upscaled" / "output.mp4").stat().st_size > 0
+    lines = records(project)
+    assert [(r["upscale"], r["upscaled"]) for r in lines] == [("0.5", f"outputs/runs/dock_{i}-1_upscaled")
+                                                              for i in range(2)]
+
+
+def test_render_of_a_manifest_shows_the_grouping_and_each_batch_line(project):
+    shot = add_shot(project)
+    base = write_prompt(project, "quay", shot, text="a quay")
+    made = script(project, "sweep.sh", base.relative_to(project), "--set", "edge.control_weight=0.2,0.8",
+                  "--set", "seed=1,2", "--name", "quay_mix")
+    assert made.returncode == 0, made.stderr
+    manifest = project / "inputs" / "sweeps" / "quay_mix.json"
+    done = tool(project, "render", manifest)
+    assert done.returncode == 0, done.stderr
+    assert "4 variants in 2 job(s)" in done.stdout
+    assert done.stdout.count("batch of 2 (one model load; lines differ in edge.control_weight)") == 2
+    assert '"control_overrides": {"edge": {"control_weight": 0.8}}' in done.stdout
+    data = json.loads(tool(project, "render", manifest, "--json").stdout)
+    assert [job["batch"] for job in data["jobs"]] == [True, True] and data["name"] == "quay_mix"
+    refused = tool(project, "render", manifest, "--upscale")
+    assert refused.returncode == 2 and "not a sweep manifest" in refused.stderr
+
+
+def test_refusals_before_anything_is_sent(project, rehearsal_host):
+    shot = add_shot(project)
+    good = write_prompt(project, "lane_ok", shot).relative_to(project)
+    bad = project / "inputs" / "prompts" / "lane_bad.json"
+    bad.write_text(json.dumps({"prompt": "x", "input_video_path": f"inputs/videos/{shot}/color.mp4",
+                               "edge": {"control_weight": -1}}))
+    done = script(project, "full_cycle.sh", good, bad.relative_to(project))
+    assert done.returncode == 1 and "fix the prompt (nothing was sent)" in done.stderr.splitlines()[-1]
+    assert not remote_path(rehearsal_host, "inputs/prompts/lane_ok.json").exists() and not records(project)
+    twice = script(project, "full_cycle.sh", good, good)
+    assert twice.returncode == 1 and "give each prompt once" in twice.stderr
+    made = script(project, "sweep.sh", good, "--set", "seed=1,2", "--name", "lane_seeds")
+    assert made.returncode == 0, made.stderr
+    mixed = script(project, "full_cycle.sh", "inputs/sweeps/lane_seeds.json", good)
+    assert mixed.returncode == 1 and "is a sweep manifest: give it alone" in mixed.stderr
+    broken = project / "inputs" / "sweeps" / "broken.json"
+    broken.write_text(json.dumps({"name": "broken", "base": str(good), "variants": "none"}))
+    refused = script(project, "full_cycle.sh", broken.relative_to(project))
+    assert refused.returncode == 1 and '"variants" must be a non-empty list' in refused.stderr
+    assert "Traceback" not in refused.stderr + mixed.stderr + twice.stderr + done.stderr
+
+
+def test_one_connection_per_experiment_and_nothing_run_twice(project, rehearsal_host):
+    from cosmos_tools import transport
+    from cosmos_tools.config import load_config
+    from cosmos_tools.experiment import run_experiment
+
+    shot = add_shot(project)
+    prompts = [write_prompt(project, f"yard_{i}", shot, text=f"a yard, take {i}") for i in range(2)]
+    prompts.append(write_prompt(project, "yard_seed", shot, text="a yard", seed=5))
+    opened = transport.CONNECTIONS_OPENED
+    run_experiment(load_config(project), prompts, echo=lambda data: None)
+    assert transport.CONNECTIONS_OPENED - opened == 1
+    assert len(records(project)) == 3
+    opened = transport.CONNECTIONS_OPENED
+    run_experiment(load_config(project), prompts, echo=lambda data: None)  # everything found done
+    assert transport.CONNECTIONS_OPENED - opened == 1 and len(records(project)) == 3
+    assert sorted(p.name for p in (project / "outputs" / "runs").iterdir()) == ["yard_0-1", "yard_1-1", "yard_seed-1"]
