@@ -19,6 +19,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from . import history
+
 SHOT = "demo_shot"
 PROMPT_TEXT = ("A rainy neon-lit street at night, reflections on wet asphalt, cinematic, "
                "shot on a 35mm lens")
@@ -140,9 +142,11 @@ def main(argv: list[str] | None = None) -> int:
         if not args.keep_host:
             down(host_dir)
     quoted = shlex.quote(str(root))
-    if name is not None:
-        print(f"demo: results: {root / 'outputs' / name}/ and {root / 'outputs' / (name + '_upscaled')}/ "
-              f"(output.mp4, run.log, spec_used.json)", file=sys.stderr)
+    records = history.read_records(root / "notes" / "run_history.log", warn=lambda msg: None)
+    if name is not None and records:
+        folders = [root / records[-1][key] for key in ("output", "upscaled") if records[-1].get(key)]
+        print(f"demo: results: {' and '.join(f'{folder}/' for folder in folders)} (output.mp4, run.log, "
+              f"provenance.json, spec_used.json; outputs/{name} links to the latest run)", file=sys.stderr)
         print(f"demo: history: COSMOS_PROJECT_ROOT={quoted} {shlex.quote(cosmos_tools_command())} history "
               f"(the line is in {root / 'notes' / 'run_history.log'})", file=sys.stderr)
     host = (f"left running: stop it with `cosmos-tools rehearsal down {shlex.quote(str(host_dir))}`"
