@@ -22,8 +22,9 @@ from typing import IO, TYPE_CHECKING, TypeVar
 
 from . import transport
 from .config import Config
-from .errors import RemoteError, UserError
+from .errors import LocalError, RemoteError, UserError
 from .hostkeys import check_host_key, host_id, load_known_hosts, user_known_hosts
+from .streams import STREAMS, WINDOW, Piece, get_piece, put_piece, run_pieces
 from .transport import NO_FOLDER, PARTS_RECORD, Completed, ConnectionLost, LocalSink, Resume, Transport, copy_hashing
 
 if TYPE_CHECKING:
@@ -257,6 +258,7 @@ class SSHTransport(Transport):
         name, self._transport, sock, user_keys, project_keys = handshake(cfg)
         self._watchdog = LinkWatchdog(self._transport, sock, alive_limit(cfg))
         self._sftp: paramiko.SFTPClient | None = None
+        self._streams: list[paramiko.SFTPClient] = []
         try:
             check_host_key(cfg, name, self._transport.get_remote_server_key(), user_keys, project_keys)
             _authenticate(self._transport, cfg, self.user, f"{self.host}:{self.port}", self._watchdog)
@@ -269,10 +271,11 @@ class SSHTransport(Transport):
         return f"{self.user}@{self.host}:{self.port}"
 
     def close(self) -> None:
-        if self._sftp is not None:
-            with contextlib.suppress(Exception):
-                self._sftp.close()
-            self._sftp = None
+        for sftp in [self._sftp, *self._streams]:
+            if sftp is not None:
+                with contextlib.suppress(Exception):
+                    sftp.close()
+        self._sftp, self._streams = None, []
         self._watchdog.stop()
         self._transport.close()
 
@@ -355,17 +358,59 @@ class SSHTransport(Transport):
     def sftp(self) -> paramiko.SFTPClient:
         """The connection's SFTP session (opened once)."""
         if self._sftp is None:
-            try:
-                sftp = self._paramiko.SFTPClient.from_transport(self._transport)
-            except (self._paramiko.SSHException, EOFError, OSError) as exc:
-                if self.dropped():
-                    raise self.lost("opening SFTP") from None
-                raise RemoteError(f"{self.describe()} has no SFTP service ({exc}); enable the sftp subsystem in "
-                                  "sshd_config") from None
-            if sftp is None:  # paramiko's answer when the connection could not open a channel
-                raise self.lost("opening SFTP")
-            self._sftp = sftp
+            self._sftp = self._open_sftp()
         return self._sftp
+
+    def _open_sftp(self, window: int | None = None) -> paramiko.SFTPClient:
+        try:
+            sftp = self._paramiko.SFTPClient.from_transport(self._transport, window_size=window)
+        except (self._paramiko.SSHException, EOFError, OSError) as exc:
+            if self.dropped():
+                raise self.lost("opening SFTP") from None
+            raise RemoteError(f"{self.describe()} has no SFTP service ({exc}); enable the sftp subsystem in "
+                              "sshd_config") from None
+        if sftp is None:  # paramiko's answer when the connection could not open a channel
+            raise self.lost("opening SFTP")
+        return sftp
+
+    def streams(self) -> int:
+        return STREAMS
+
+    def _stream_sessions(self) -> list[paramiko.SFTPClient]:
+        """STREAMS SFTP sessions with a WINDOW-sized receive window each, opened at once on first use."""
+        if not self._streams:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(STREAMS) as pool:
+                opening = [pool.submit(self._open_sftp, WINDOW) for _ in range(STREAMS)]
+                opened = [future.exception() or future.result() for future in opening]
+            failed = [s for s in opened if isinstance(s, BaseException)]
+            for sftp in opened:
+                if not isinstance(sftp, BaseException) and failed:
+                    sftp.close()
+            if failed:
+                raise failed[0]
+            self._streams = opened
+        return self._streams
+
+    def put_pieces(self, files: list[tuple[Path, str]], pieces: list[Piece], on_acked: Callable[[int], None]) -> None:
+        sessions = self._stream_sessions()
+        self._file_op(f"uploading {files[0][1]}" + (f" and {len(files) - 1} more" if len(files) > 1 else ""),
+                      lambda: run_pieces(sessions, pieces, lambda sftp, piece, stop: put_piece(
+                          sftp, files[piece.key][1], files[piece.key][0], piece, on_acked, stop)))
+
+    def get_pieces(self, remote: str, local: Path, pieces: list[Piece], on_bytes: Callable[[int], None]) -> None:
+        sessions = self._stream_sessions()
+        try:
+            fd = os.open(local, os.O_WRONLY | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise LocalError(f"cannot write {local}: {exc.strerror or exc} (on this machine); free space or fix "
+                             "permissions there, then download again") from None
+        try:
+            self._file_op(f"downloading {remote}", lambda: run_pieces(
+                sessions, pieces, lambda sftp, piece, stop: get_piece(sftp, remote, local, fd, piece, on_bytes, stop)))
+        finally:
+            os.close(fd)
 
     def _file_op(self, doing: str, op: Callable[[], T]) -> T:
         try:

@@ -30,6 +30,7 @@ from .fsutil import write_json_atomic
 from .progress import Progress
 from .remote import script
 from .remote.codes import ScriptExit
+from .streams import CHUNK, PIECE_MIN, Piece, contiguous, split
 from .transport import ConnectionLost, Resume, Transport
 
 PART_SUFFIX = ".cosmos-part"
@@ -126,22 +127,24 @@ class PartRecord:
         key = hashlib.sha256(f"{self.box}\0{part}".encode()).hexdigest()[:20]
         return self.t.parts_dir / f"{key}.json"
 
-    def load(self) -> dict[str, str]:
-        """{part path: target path} of this box's recorded parts that no running upload is writing."""
+    def load(self) -> dict[str, dict]:
+        """{part path: its record} of this box's recorded parts that no running upload is writing; a record holds
+        "target", and for a part sent in pieces also "pieces" ([start, end, acknowledged]) and "source"
+        ([size, mtime_ns] of the local file then)."""
         found = {}
         for entry in sorted(self.t.parts_dir.glob("*.json")) if self.t.parts_dir.is_dir() else []:
             with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
                 data = json.loads(entry.read_text(encoding="utf-8"))
                 pid, part = int(data["pid"]), data["part"]
                 in_use = part in _sending if pid == os.getpid() else _running(pid)
-                if data["box"] == self.box and not in_use:
-                    found[part] = data["target"]
+                if data["box"] == self.box and not in_use and isinstance(data["target"], str):
+                    found[part] = data
         return found
 
-    def add(self, part: str, target: str) -> None:
+    def add(self, part: str, target: str, **extra: object) -> None:
         try:
             write_json_atomic(self._entry(part), {"box": self.box, "part": part, "target": target,
-                                                  "pid": os.getpid()})
+                                                  "pid": os.getpid(), **extra})
         except OSError as exc:
             raise LocalError(f"cannot record the upload in {self.t.parts_dir} ({exc.strerror or exc}); make the "
                              "project folder writable") from None
@@ -159,9 +162,13 @@ class _Todo:
     size: int
     part: str
     resume: Resume | None = None
+    pieces: list[Piece] = field(default_factory=list)  # when sent in pieces: what of each the box has
 
     @property
     def offset(self) -> int:
+        """Bytes already on the box."""
+        if self.pieces:
+            return sum(p.done for p in self.pieces)
         return self.resume.offset if self.resume else 0
 
 
@@ -205,11 +212,15 @@ def upload_files(t: Transport, files: list[tuple[Path, str]], *, progress: bool 
             report.skipped.append(rel)
         else:
             todo.append(_Todo(Path(path), rel, target, size, part_name(target)))
-    _resume_or_drop(t, record, todo, parts, ours)
+    in_pieces = t.streams() > 1 and sum(item.size for item in todo) >= PIECE_MIN
+    _resume_or_drop(t, record, todo, parts, ours, in_pieces)
     with Progress(sum(f.size - f.offset for f in todo), "upload", unit="B", enabled=progress) as bar:
         for folder in sorted({posixpath.dirname(f.target) for f in todo}):
             t.makedirs(folder)
-        for item in todo:
+        if in_pieces:
+            report.bytes_sent += _upload_in_pieces(t, record, todo, bar)
+            report.sent += [item.rel for item in todo]
+        for item in todo if not in_pieces else ():
             report.bytes_sent += _upload_one(t, record, item, bar)
             report.sent.append(item.rel)
     report.seconds = time.monotonic() - start
@@ -217,22 +228,61 @@ def upload_files(t: Transport, files: list[tuple[Path, str]], *, progress: bool 
 
 
 def _resume_or_drop(t: Transport, record: PartRecord, todo: list[_Todo], parts: dict[str, Digest | None],
-                    ours: dict[str, str]) -> None:
-    """Give each file to send the recorded part of its target whose content is a prefix of it; remove the rest."""
+                    ours: dict[str, dict], in_pieces: bool) -> None:
+    """Give each file to send the recorded part of its target that holds a verified beginning of it (sent in one
+    stream: its content is a prefix of the file; sent in pieces: each piece's beginning on the box matches the
+    local file); remove the rest. With ``in_pieces``, every file gets its pieces."""
     by_target = {item.target: item for item in todo}
     drop = []
-    for part, target in ours.items():
-        item, found = by_target.get(target), parts.get(part)
-        if item and not item.resume and found and 0 < found[0] <= item.size:
-            prefix = _local_prefix(item.path, found[0])
-            if prefix.hexdigest() == found[1]:
-                item.part, item.resume = part, Resume(found[0], prefix)
-                continue
+    for part, entry in ours.items():
+        item, found = by_target.get(entry["target"]), parts.get(part)
+        if item and not item.resume and not item.pieces and found and found[0] <= item.size:
+            if "pieces" in entry:
+                if in_pieces and _resume_pieces(t, item, part, entry):
+                    continue
+            elif found[0]:
+                prefix = _local_prefix(item.path, found[0])
+                if prefix.hexdigest() == found[1]:
+                    item.part, item.resume = part, Resume(found[0], prefix)
+                    continue
         drop.append(part)
     if drop:
         t.run(["rm", "-f", "--", *drop], check=False)
         for part in drop:
             record.discard(part)
+    for key, item in enumerate(todo):
+        if in_pieces and not item.pieces:
+            done = [Piece(key, 0, item.offset, item.offset)] if item.offset else []
+            item.pieces = done + split(key, item.size, t.streams(), item.offset)
+        for piece in item.pieces:
+            piece.key = key
+
+
+def _resume_pieces(t: Transport, item: _Todo, part: str, entry: dict) -> bool:
+    """Take over a part an earlier upload sent in pieces, each piece going on from what the box has of it that
+    matches the local file (asked in one remote command); False if the local file changed since."""
+    stat = item.path.stat()
+    bounds = entry["pieces"]
+    if entry.get("source") != [stat.st_size, stat.st_mtime_ns] or not bounds:
+        return False
+    done = t.run([*PYTHON, "-c", script("sync_pieces.py"), part, str(CHUNK), *(str(n) for b in bounds for n in b)])
+    item.part, item.pieces = part, []
+    for (start, end), line in zip(bounds, done.stdout.decode().splitlines(), strict=True):
+        length, sha = line.split()
+        same = int(length) > 0 and _local_range(item.path, start, int(length)) == sha
+        item.pieces.append(Piece(0, start, end, int(length) if same else 0))
+    return True
+
+
+def _local_range(path: Path, start: int, length: int) -> str:
+    """The sha256 of ``length`` bytes of a local file from ``start``."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        handle.seek(start)
+        while length > 0 and (block := handle.read(min(1024 * 1024, length))):
+            digest.update(block)
+            length -= len(block)
+    return digest.hexdigest()
 
 
 def _upload_one(t: Transport, record: PartRecord, item: _Todo, bar: Progress) -> int:
@@ -297,6 +347,55 @@ def _upload_one(t: Transport, record: PartRecord, item: _Todo, bar: Progress) ->
         _sending.discard(part)
     record.discard(part)
     landed(size)
+    return sent
+
+
+def _upload_in_pieces(t: Transport, record: PartRecord, todo: list[_Todo], bar: Progress) -> int:
+    """Send the files in pieces over several streams at once (``streams.py``), check every part's size and sha256
+    on the box against the local file, rename them; return the bytes sent.
+
+    The bar counts what the box acknowledged. Each part is recorded with its pieces and the local file's size
+    and mtime before it is written: after a cut connection (or a killed process) the next upload goes on from
+    what the box has of each piece; any other failure removes the parts.
+    """
+    parts = [item.part for item in todo]
+    sent = 0
+
+    def acked(n: int) -> None:
+        nonlocal sent
+        sent += n
+        bar.update(n)
+
+    for item in todo:
+        stat = item.path.stat()
+        record.add(item.part, item.target, source=[stat.st_size, stat.st_mtime_ns],
+                   pieces=[[p.start, p.end] for p in item.pieces])
+    _sending.update(parts)
+    try:
+        with ThreadPoolExecutor(1) as pool:  # hash here while the pieces travel
+            local = [pool.submit(local_digest, item.path) for item in todo]
+            t.put_pieces([(item.path, item.part) for item in todo], [p for i in todo for p in i.pieces], acked)
+            arrived = remote_digests(t, parts)
+            for item, mine, theirs in zip(todo, local, arrived, strict=True):
+                if theirs != mine.result():
+                    raise RemoteError(f"upload of {item.rel} arrived damaged on {t.describe()} (sent {item.size} "
+                                      f"bytes sha256 {mine.result()[1][:12]}, found {theirs}); run the upload again")
+        for item in todo:
+            t.rename(item.part, item.target)
+            record.discard(item.part)
+    except ConnectionLost:
+        raise  # the parts stay recorded: the next upload goes on from what the box has of each piece
+    except RemoteError as exc:
+        failure = next((found for item in todo if (found := _no_space(t, item, item.part))), exc)
+        for part in parts:
+            _remove_part(t, record, part)
+        raise failure from None
+    except KeyboardInterrupt:
+        for part in parts:
+            _remove_part(t, record, part)
+        raise
+    finally:
+        _sending.difference_update(parts)
     return sent
 
 
@@ -466,6 +565,8 @@ def _fetch(t: Transport, base: str, rel: str, target: Path, size: int, bar: Prog
     elif offset:
         part.unlink()
         offset = 0
+    if t.streams() > 1 and size - offset >= PIECE_MIN:
+        return _fetch_in_pieces(t, posixpath.join(base, rel), rel, part, size, offset, bar)
     got = 0
 
     def count(n: int) -> None:
@@ -481,3 +582,22 @@ def _fetch(t: Transport, base: str, rel: str, target: Path, size: int, bar: Prog
                 part.unlink()
         raise
     return _Fetched(rel, part, (offset + got, digest), offset)
+
+
+def _fetch_in_pieces(t: Transport, remote: str, rel: str, part: Path, size: int, offset: int,
+                     bar: Progress) -> _Fetched:
+    """Copy the rest of one remote file (from ``offset``) into ``part`` in pieces over several streams at once,
+    then hash the whole part here. A cut connection keeps the part's gap-free beginning (at least
+    ``RESUME_MIN_BYTES``) for the next download to go on from; anything else removes it."""
+    pieces = ([Piece(0, 0, offset, offset)] if offset else []) + split(0, size, t.streams(), offset)
+    try:
+        t.get_pieces(remote, part, pieces, bar.update)
+    except BaseException as exc:
+        kept = contiguous(pieces)
+        with contextlib.suppress(FileNotFoundError):
+            if isinstance(exc, ConnectionLost) and kept >= RESUME_MIN_BYTES:
+                os.truncate(part, kept)
+            else:
+                part.unlink()
+        raise
+    return _Fetched(rel, part, local_digest(part) or (0, ""), offset)
