@@ -17,6 +17,7 @@ import stat
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, TypeVar
 
@@ -258,7 +259,8 @@ class SSHTransport(Transport):
         name, self._transport, sock, user_keys, project_keys = handshake(cfg)
         self._watchdog = LinkWatchdog(self._transport, sock, alive_limit(cfg))
         self._sftp: paramiko.SFTPClient | None = None
-        self._streams: list[paramiko.SFTPClient] = []
+        self._streams: Future[list[paramiko.SFTPClient]] | None = None
+        self._streams_lock = threading.Lock()
         try:
             check_host_key(cfg, name, self._transport.get_remote_server_key(), user_keys, project_keys)
             _authenticate(self._transport, cfg, self.user, f"{self.host}:{self.port}", self._watchdog)
@@ -271,11 +273,15 @@ class SSHTransport(Transport):
         return f"{self.user}@{self.host}:{self.port}"
 
     def close(self) -> None:
-        for sftp in [self._sftp, *self._streams]:
+        streams, self._streams = self._streams, None
+        if streams is not None and not streams.done():
+            self._transport.close()  # first: a stream session still opening then fails at once
+        opened = streams.result() if streams is not None and not streams.exception() else []
+        for sftp in [self._sftp, *opened]:
             if sftp is not None:
                 with contextlib.suppress(Exception):
                     sftp.close()
-        self._sftp, self._streams = None, []
+        self._sftp = None
         self._watchdog.stop()
         self._transport.close()
 
@@ -376,22 +382,30 @@ class SSHTransport(Transport):
     def streams(self) -> int:
         return STREAMS
 
-    def _stream_sessions(self) -> list[paramiko.SFTPClient]:
-        """STREAMS SFTP sessions with a WINDOW-sized receive window each, opened at once on first use."""
-        if not self._streams:
-            from concurrent.futures import ThreadPoolExecutor
+    def open_streams(self) -> None:
+        with self._streams_lock:
+            if self._streams is None:
+                self._streams = Future()
+                threading.Thread(target=self._open_streams, args=(self._streams,), name="cosmos-open-streams",
+                                 daemon=True).start()
 
-            with ThreadPoolExecutor(STREAMS) as pool:
-                opening = [pool.submit(self._open_sftp, WINDOW) for _ in range(STREAMS)]
-                opened = [future.exception() or future.result() for future in opening]
-            failed = [s for s in opened if isinstance(s, BaseException)]
-            for sftp in opened:
-                if not isinstance(sftp, BaseException) and failed:
-                    sftp.close()
-            if failed:
-                raise failed[0]
-            self._streams = opened
-        return self._streams
+    def _open_streams(self, result: Future[list[paramiko.SFTPClient]]) -> None:
+        """STREAMS SFTP sessions with a WINDOW-sized receive window each, opened at once."""
+        with ThreadPoolExecutor(STREAMS) as pool:
+            opening = [pool.submit(self._open_sftp, WINDOW) for _ in range(STREAMS)]
+            failed = [future.exception() for future in opening if future.exception()]
+        if failed:
+            for future in opening:
+                if not future.exception():
+                    future.result().close()
+            result.set_exception(failed[0])
+        else:
+            result.set_result([future.result() for future in opening])
+
+    def _stream_sessions(self) -> list[paramiko.SFTPClient]:
+        self.open_streams()
+        assert self._streams is not None
+        return self._streams.result()
 
     def put_pieces(self, files: list[tuple[Path, str]], pieces: list[Piece], on_acked: Callable[[int], None]) -> None:
         sessions = self._stream_sessions()

@@ -30,7 +30,7 @@ from .fsutil import write_json_atomic
 from .progress import Progress
 from .remote import script
 from .remote.codes import ScriptExit
-from .streams import CHUNK, PIECE_MIN, Piece, contiguous, split
+from .streams import CHUNK, PIECE_MIN, Piece, landed, split
 from .transport import ConnectionLost, Resume, Transport
 
 PART_SUFFIX = ".cosmos-part"
@@ -198,7 +198,10 @@ def upload_files(t: Transport, files: list[tuple[Path, str]], *, progress: bool 
     ours = record.load()
     sizes = [Path(p).stat().st_size for p, _ in files]
     stops = [threading.Event() for _ in files]
-    with ThreadPoolExecutor(1) as pool:  # hash here while the box hashes there
+    if t.streams() > 1 and sum(sizes) >= PIECE_MIN:
+        t.open_streams()  # in the background: ready when the pieces go
+    with ThreadPoolExecutor(2) as pool:  # hash here while the box hashes there, and make its folders meanwhile
+        folders = pool.submit(lambda: [t.makedirs(f) for f in sorted({posixpath.dirname(p) for p in targets})])
         local = [pool.submit(local_digest, Path(p), stop) for (p, _), stop in zip(files, stops, strict=True)]
         answers = remote_digests(t, targets + list(ours), clean_stale=True)
         remote, parts = answers[:len(targets)], dict(zip(ours, answers[len(targets):], strict=True))
@@ -214,9 +217,8 @@ def upload_files(t: Transport, files: list[tuple[Path, str]], *, progress: bool 
             todo.append(_Todo(Path(path), rel, target, size, part_name(target)))
     in_pieces = t.streams() > 1 and sum(item.size for item in todo) >= PIECE_MIN
     _resume_or_drop(t, record, todo, parts, ours, in_pieces)
+    folders.result()
     with Progress(sum(f.size - f.offset for f in todo), "upload", unit="B", enabled=progress) as bar:
-        for folder in sorted({posixpath.dirname(f.target) for f in todo}):
-            t.makedirs(folder)
         if in_pieces:
             report.bytes_sent += _upload_in_pieces(t, record, todo, bar)
             report.sent += [item.rel for item in todo]
@@ -375,24 +377,33 @@ def _upload_in_pieces(t: Transport, record: PartRecord, todo: list[_Todo], bar: 
         with ThreadPoolExecutor(1) as pool:  # hash here while the pieces travel
             local = [pool.submit(local_digest, item.path) for item in todo]
             t.put_pieces([(item.path, item.part) for item in todo], [p for i in todo for p in i.pieces], acked)
-            arrived = remote_digests(t, parts)
-            for item, mine, theirs in zip(todo, local, arrived, strict=True):
-                if theirs != mine.result():
-                    raise RemoteError(f"upload of {item.rel} arrived damaged on {t.describe()} (sent {item.size} "
-                                      f"bytes sha256 {mine.result()[1][:12]}, found {theirs}); run the upload again")
-        for item in todo:
-            t.rename(item.part, item.target)
-            record.discard(item.part)
+            sent_digests = [future.result() for future in local]
+        argv = [str(x) for item, mine in zip(todo, sent_digests, strict=True)
+                for x in (item.part, item.target, *(mine or (0, "")))]
+        answers = t.run([*PYTHON, "-c", script("sync_place.py"), *argv]).stdout.decode().splitlines()
+        if len(answers) != len(todo):
+            raise RemoteError(f"checking the uploads on {t.describe()} gave {len(answers)} answers for {len(todo)} "
+                              "files; is python3 installed there?")
+        for item, answer in zip(todo, answers, strict=True):
+            if answer == "ok":
+                record.discard(item.part)
+                _sending.discard(item.part)
+        for item, mine, answer in zip(todo, sent_digests, answers, strict=True):
+            if answer != "ok":
+                raise RemoteError(f"upload of {item.rel} arrived damaged on {t.describe()} (sent {item.size} bytes "
+                                  f"sha256 {(mine or (0, ''))[1][:12]}, found {answer}); run the upload again")
     except ConnectionLost:
         raise  # the parts stay recorded: the next upload goes on from what the box has of each piece
     except RemoteError as exc:
         failure = next((found for item in todo if (found := _no_space(t, item, item.part))), exc)
         for part in parts:
-            _remove_part(t, record, part)
+            if part in _sending:  # not yet in place
+                _remove_part(t, record, part)
         raise failure from None
     except KeyboardInterrupt:
         for part in parts:
-            _remove_part(t, record, part)
+            if part in _sending:
+                _remove_part(t, record, part)
         raise
     finally:
         _sending.difference_update(parts)
@@ -479,6 +490,8 @@ def download_tree(t: Transport, remote_rel_dir: str, local_dir: Path, *, progres
         _check_relative(rel)
     targets = {rel: Path(local_dir) / rel for rel in rels}
     maybe_same = [r for r in rels if targets[r].is_file() and targets[r].stat().st_size == sizes[r]]
+    if t.streams() > 1 and any(sizes[r] >= PIECE_MIN for r in rels):
+        t.open_streams()  # in the background, while the box hashes
     report = SyncReport()
     fetched: list[_Fetched] = []
     try:
@@ -558,6 +571,8 @@ def _fetch(t: Transport, base: str, rel: str, target: Path, size: int, bar: Prog
     earlier = [(p.stat().st_size, p) for p in _local_parts(target)]
     offset, part = max(earlier, default=(0, Path(part_name(str(target)))))
     _remove_local_parts(target, keep=part)
+    if t.streams() > 1 and size >= PIECE_MIN and offset <= size:
+        return _fetch_in_pieces(t, posixpath.join(base, rel), rel, part, size, bar)
     resume = None
     if 0 < offset <= size:
         resume = Resume(offset, _local_prefix(part, offset))
@@ -565,8 +580,6 @@ def _fetch(t: Transport, base: str, rel: str, target: Path, size: int, bar: Prog
     elif offset:
         part.unlink()
         offset = 0
-    if t.streams() > 1 and size - offset >= PIECE_MIN:
-        return _fetch_in_pieces(t, posixpath.join(base, rel), rel, part, size, offset, bar)
     got = 0
 
     def count(n: int) -> None:
@@ -584,20 +597,21 @@ def _fetch(t: Transport, base: str, rel: str, target: Path, size: int, bar: Prog
     return _Fetched(rel, part, (offset + got, digest), offset)
 
 
-def _fetch_in_pieces(t: Transport, remote: str, rel: str, part: Path, size: int, offset: int,
-                     bar: Progress) -> _Fetched:
-    """Copy the rest of one remote file (from ``offset``) into ``part`` in pieces over several streams at once,
-    then hash the whole part here. A cut connection keeps the part's gap-free beginning (at least
-    ``RESUME_MIN_BYTES``) for the next download to go on from; anything else removes it."""
-    pieces = ([Piece(0, 0, offset, offset)] if offset else []) + split(0, size, t.streams(), offset)
+def _fetch_in_pieces(t: Transport, remote: str, rel: str, part: Path, size: int, bar: Progress) -> _Fetched:
+    """Copy one remote file into ``part`` in pieces over several streams at once, each piece going on from what an
+    earlier download left of it in ``part``; then hash the whole part here (the caller checks it against the box's
+    hash and starts again from nothing on a mismatch). A cut connection keeps the part when it holds at least
+    ``RESUME_MIN_BYTES``; anything else removes it."""
+    pieces = split(0, size, t.streams())
+    if part.is_file():
+        landed(part, pieces)
+    resumed = sum(p.done for p in pieces)
+    bar.total -= resumed
     try:
         t.get_pieces(remote, part, pieces, bar.update)
     except BaseException as exc:
-        kept = contiguous(pieces)
-        with contextlib.suppress(FileNotFoundError):
-            if isinstance(exc, ConnectionLost) and kept >= RESUME_MIN_BYTES:
-                os.truncate(part, kept)
-            else:
+        if not (isinstance(exc, ConnectionLost) and sum(p.done for p in pieces) >= RESUME_MIN_BYTES):
+            with contextlib.suppress(FileNotFoundError):
                 part.unlink()
         raise
-    return _Fetched(rel, part, local_digest(part) or (0, ""), offset)
+    return _Fetched(rel, part, local_digest(part) or (0, ""), resumed)

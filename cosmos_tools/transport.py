@@ -146,6 +146,9 @@ class Transport:
         """How many transfer streams run at once (``put_pieces``/``get_pieces``); 1: use ``put``/``get``."""
         return 1
 
+    def open_streams(self) -> None:
+        """Start opening what ``put_pieces``/``get_pieces`` use, in the background (they wait for it)."""
+
     def put_pieces(self, files: list[tuple[Path, str]], pieces: list[Piece], on_acked: Callable[[int], None]) -> None:
         """Write the pieces of local files (``piece.key`` indexes ``files``: (local, remote)) into the remote files
         at their offsets, several at once; ``on_acked`` and ``piece.done`` count what the box acknowledged."""

@@ -118,7 +118,7 @@ def test_blackhole_during_a_download_then_the_next_one_resumes(relay, rehearsal_
         raised, _ = finishes(lambda: sync.download_tree(t, f"{area}/run", out, progress=False))
     assert isinstance(raised, transport.ConnectionLost) and "while downloading" in str(raised)
     (part,) = leftovers(out)
-    kept = (out / part).stat().st_size
+    kept = landed(out / part)
     relay.restore()
     before = relay.downstream
     with transport.connect(load_config()) as t:
