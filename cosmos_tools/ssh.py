@@ -8,12 +8,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import posixpath
 import select
 import shlex
 import shutil
 import socket
-import stat
 import threading
 import time
 from collections.abc import Callable
@@ -437,31 +435,9 @@ class SSHTransport(Transport):
             raise RemoteError(f"{doing} on {self.describe()}: {exc}") from None
 
     def makedirs(self, path: str) -> None:
-        sftp = self.sftp()
-
-        def make() -> None:
-            todo = []
-            folder = path
-            while folder not in ("", "/"):
-                try:
-                    sftp.stat(folder)
-                    break
-                except FileNotFoundError:
-                    todo.append(folder)
-                    folder = posixpath.dirname(folder)
-            for folder in reversed(todo):
-                try:
-                    sftp.mkdir(folder)
-                except OSError as exc:
-                    # another client may have made it meanwhile (SFTP says only "Failure"): fine if it exists now
-                    try:
-                        made = stat.S_ISDIR(sftp.stat(folder).st_mode or 0)
-                    except OSError:
-                        made = False
-                    if not made:
-                        raise exc from None
-
-        self._file_op(f"creating {path}", make)
+        """One command (``mkdir -p``): no SFTP session to open, no round trip per folder level, and a folder
+        another client makes meanwhile is no error."""
+        self.run(["mkdir", "-p", "--", path])
 
     def put(self, local: Path, remote: str, on_bytes: Callable[[int], None], resume: Resume | None = None) -> str:
         sftp = self.sftp()

@@ -340,19 +340,12 @@ def test_local_folder_in_the_way_is_one_line(ssh, rehearsal_host, tmp_path, area
 
 
 def test_makedirs_accepts_a_folder_another_client_made_meanwhile(ssh, rehearsal_host, area):
-    """Two clients creating one folder at once: the loser's SFTP mkdir says only "Failure"."""
-    folder = rehearsal_host.remote_dir / area / "made by the other client"
-    made = []
-    original = ssh.sftp().mkdir
-
-    def racing_mkdir(path, *args):
-        folder.mkdir(parents=True, exist_ok=True)  # the other client wins the race
-        made.append(path)
-        return original(path, *args)
-
-    ssh.sftp().mkdir = racing_mkdir
+    """Two clients creating one folder at once: the one that comes second must not fail."""
+    folder = rehearsal_host.remote_dir / area / "made by the other client" / "$(touch pwned)"
+    folder.mkdir(parents=True)  # the other client won the race
     ssh.makedirs(str(folder))
-    assert made and folder.is_dir()
+    ssh.makedirs(str(folder / "and one more"))
+    assert (folder / "and one more").is_dir() and not (rehearsal_host.remote_dir / "pwned").exists()
 
 
 INTERRUPTIBLE = UPLOADER.replace("with transport.connect(", "with transport.paramiko_safe_sigint(), transport.connect(")
