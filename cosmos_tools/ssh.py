@@ -23,7 +23,7 @@ from . import transport
 from .config import Config
 from .errors import LocalError, RemoteError, UserError
 from .hostkeys import check_host_key, host_id, load_known_hosts, user_known_hosts
-from .streams import STREAMS, WINDOW, Piece, get_piece, put_piece, run_pieces
+from .streams import LONG_LINK_SECONDS, STREAMS, WINDOW, Piece, get_piece, put_piece, run_pieces
 from .transport import NO_FOLDER, PARTS_RECORD, Completed, ConnectionLost, LocalSink, Resume, Transport, copy_hashing
 
 if TYPE_CHECKING:
@@ -259,6 +259,7 @@ class SSHTransport(Transport):
         self._sftp: paramiko.SFTPClient | None = None
         self._streams: Future[list[paramiko.SFTPClient]] | None = None
         self._streams_lock = threading.Lock()
+        self._round_trip: float | None = None
         try:
             check_host_key(cfg, name, self._transport.get_remote_server_key(), user_keys, project_keys)
             _authenticate(self._transport, cfg, self.user, f"{self.host}:{self.port}", self._watchdog)
@@ -378,7 +379,16 @@ class SSHTransport(Transport):
         return sftp
 
     def streams(self) -> int:
-        return STREAMS
+        """STREAMS on a long link (a round trip of LONG_LINK_SECONDS or more, timed once with a keepalive), else 1:
+        on loopback and LANs one stream is as fast, and pieces cost the box a second pass to verify them."""
+        if self._round_trip is None:
+            begun = time.monotonic()
+            try:
+                self._transport.global_request("keepalive@openssh.com", wait=True)
+            except (self._paramiko.SSHException, EOFError, OSError):
+                raise self.lost("timing a round trip") from None
+            self._round_trip = time.monotonic() - begun
+        return STREAMS if self._round_trip >= LONG_LINK_SECONDS else 1
 
     def open_streams(self) -> None:
         with self._streams_lock:

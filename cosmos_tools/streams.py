@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     import paramiko
 
 STREAMS = 4  # SFTP sessions a transfer uses at once on a long link
+LONG_LINK_SECONDS = 0.01  # a round trip this long or longer makes a long link
 CHUNK = 128 * 1024  # bytes per SFTP request (OpenSSH allows 261120)
 IN_FLIGHT = 32  # write requests outstanding per session: 4 MB, more than the box's 2 MB channel window
 WINDOW = 8 * 1024 * 1024  # receive window of each extra SFTP channel (what downloads can have in flight)

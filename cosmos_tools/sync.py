@@ -198,9 +198,8 @@ def upload_files(t: Transport, files: list[tuple[Path, str]], *, progress: bool 
     ours = record.load()
     sizes = [Path(p).stat().st_size for p, _ in files]
     stops = [threading.Event() for _ in files]
-    if t.streams() > 1 and sum(sizes) >= PIECE_MIN:
-        t.open_streams()  # in the background: ready when the pieces go
-    with ThreadPoolExecutor(2) as pool:  # hash here while the box hashes there, and make its folders meanwhile
+    with ThreadPoolExecutor(3) as pool:  # hash here while the box hashes there; meanwhile make folders, time the link
+        streams = pool.submit(_streams_for, t, sum(sizes))
         folders = pool.submit(lambda: [t.makedirs(f) for f in sorted({posixpath.dirname(p) for p in targets})])
         local = [pool.submit(local_digest, Path(p), stop) for (p, _), stop in zip(files, stops, strict=True)]
         answers = remote_digests(t, targets + list(ours), clean_stale=True)
@@ -215,7 +214,7 @@ def upload_files(t: Transport, files: list[tuple[Path, str]], *, progress: bool 
             report.skipped.append(rel)
         else:
             todo.append(_Todo(Path(path), rel, target, size, part_name(target)))
-    in_pieces = t.streams() > 1 and sum(item.size for item in todo) >= PIECE_MIN
+    in_pieces = streams.result() > 1 and sum(item.size for item in todo) >= PIECE_MIN
     _resume_or_drop(t, record, todo, parts, ours, in_pieces)
     folders.result()
     with Progress(sum(f.size - f.offset for f in todo), "upload", unit="B", enabled=progress) as bar:
@@ -227,6 +226,14 @@ def upload_files(t: Transport, files: list[tuple[Path, str]], *, progress: bool 
             report.sent.append(item.rel)
     report.seconds = time.monotonic() - start
     return report
+
+
+def _streams_for(t: Transport, size: int) -> int:
+    """How many streams a transfer of ``size`` bytes uses; when several, start opening them (in the background)."""
+    streams = t.streams() if size >= PIECE_MIN else 1
+    if streams > 1:
+        t.open_streams()
+    return streams
 
 
 def _resume_or_drop(t: Transport, record: PartRecord, todo: list[_Todo], parts: dict[str, Digest | None],
@@ -478,7 +485,10 @@ def download_tree(t: Transport, remote_rel_dir: str, local_dir: Path, *, progres
     the next download goes on from it; every other part file is removed, whatever went wrong.
     """
     start = time.monotonic()
-    sizes = remote_sizes(t, remote_rel_dir)
+    with ThreadPoolExecutor(1) as pool:  # time the link while the box lists the files
+        streams = pool.submit(_streams_for, t, PIECE_MIN)
+        sizes = remote_sizes(t, remote_rel_dir)
+        streams.result()
     if sizes is None:
         if missing_ok:
             return SyncReport(seconds=time.monotonic() - start)
@@ -490,8 +500,6 @@ def download_tree(t: Transport, remote_rel_dir: str, local_dir: Path, *, progres
         _check_relative(rel)
     targets = {rel: Path(local_dir) / rel for rel in rels}
     maybe_same = [r for r in rels if targets[r].is_file() and targets[r].stat().st_size == sizes[r]]
-    if t.streams() > 1 and any(sizes[r] >= PIECE_MIN for r in rels):
-        t.open_streams()  # in the background, while the box hashes
     report = SyncReport()
     fetched: list[_Fetched] = []
     try:

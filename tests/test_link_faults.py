@@ -89,6 +89,14 @@ def test_blackhole_while_streaming_output(relay):
     assert isinstance(raised, transport.ConnectionLost) and "silent for" in str(raised)
 
 
+@pytest.fixture(params=["one stream", "pieces"])
+def streams(request, monkeypatch) -> str:
+    """Run a transfer test in one stream and in pieces over several streams (as on a long link)."""
+    monkeypatch.setattr("cosmos_tools.ssh.LONG_LINK_SECONDS", 10.0 if request.param == "one stream" else 0.0)
+    return request.param
+
+
+@pytest.mark.usefixtures("streams")
 def test_blackhole_during_an_upload_then_the_next_one_resumes(relay, rehearsal_host, tmp_path, area):
     src = make_file(tmp_path / "big.mp4", 64_000_000)
     rel, folder = f"{area}/big.mp4", rehearsal_host.remote_dir / area
@@ -109,6 +117,7 @@ def test_blackhole_during_an_upload_then_the_next_one_resumes(relay, rehearsal_h
     assert (folder / "big.mp4").read_bytes() == src.read_bytes() and leftovers(folder) == []
 
 
+@pytest.mark.usefixtures("streams")
 def test_blackhole_during_a_download_then_the_next_one_resumes(relay, rehearsal_host, tmp_path, area):
     run = rehearsal_host.remote_dir / area / "run"
     make_file(run / "output.mp4", 64_000_000)

@@ -13,6 +13,12 @@ from cosmos_tools import streams, sync, transport
 from cosmos_tools.streams import CHUNK, PIECE_MIN, Piece, split
 
 
+@pytest.fixture(autouse=True)
+def long_link(monkeypatch):
+    """Every link counts as long: transfers over the rehearsal host's loopback go in pieces."""
+    monkeypatch.setattr("cosmos_tools.ssh.LONG_LINK_SECONDS", 0.0)
+
+
 @pytest.fixture
 def area() -> str:
     """A fresh folder under REMOTE_DIR for one test."""
@@ -91,3 +97,10 @@ def test_a_piece_the_box_refuses_stops_the_others_and_leaves_nothing(ssh, rehear
     folder = rehearsal_host.remote_dir / area
     assert not (folder / "big.mp4").exists() and leftovers(folder) == []
     assert not list(Path(ssh.parts_dir).glob("*.json"))
+
+
+def test_a_short_link_moves_files_in_one_stream(ssh, monkeypatch):
+    monkeypatch.setattr("cosmos_tools.ssh.LONG_LINK_SECONDS", 10.0)
+    assert ssh.streams() == 1
+    monkeypatch.setattr("cosmos_tools.ssh.LONG_LINK_SECONDS", 0.0)
+    assert ssh.streams() == streams.STREAMS  # the round trip is timed once per connection
