@@ -7,9 +7,9 @@ three 30 MiB files, and measures, best of --repeat runs (ours and the reference 
   - the SSH connections one full cycle opens (cosmos_tools.cycle on the rehearsal host).
 Prints a table and the ratios. Targets: throughput >= 1.0 of scp's; unchanged re-upload <= 0.5 of rsync's time.
 
-``--long-link`` instead puts a delay line (bench/delay_line.py, a process of its own) between the client and sshd
-and measures upload and download of a 40 MB file at 0, 50 and 100 ms round trips, ours against `scp` through the
-same delay line (both including the connection). Target: >= 3.0 x scp at 100 ms.
+``--long-link`` instead puts a delay line (bench/delay_line.py, a process of its own) between the client and
+sshd and measures upload and download of a 40 MB file (``--size``) at 0, 50 and 100 ms round trips, ours against
+`scp` through the same delay line (both including the connection). Target: >= 3.0 x scp at 100 ms.
 """
 
 from __future__ import annotations
@@ -108,6 +108,7 @@ class Bench:
             self.cfg, self.port, self.ssh_opts = saved
 
     def long_link(self, big: Path) -> None:
+        label = f"{big.stat().st_size / MB:.0f} MB"
         rel = "inputs/videos/bench/long.bin"
         remote = self.remote / rel
         back = Path(tempfile.mkdtemp(prefix="down-", dir=self.root))
@@ -125,10 +126,10 @@ class Bench:
 
                 up, scp_up = duel(self.repeat, lambda: clear(remote), upload,
                                   lambda: self.scp(str(big), f"{self.dest}:{remote}"))
-                self.add(f"upload 40 MB, {rtt} ms round trip", up, "scp", scp_up, size, goal)
+                self.add(f"upload {label}, {rtt} ms round trip", up, "scp", scp_up, size, goal)
                 down, scp_down = duel(self.repeat, lambda: (clear(back), back.mkdir()), download,
                                       lambda: self.scp(f"{self.dest}:{remote}", str(back / "long.bin")))
-                self.add(f"download 40 MB, {rtt} ms round trip", down, "scp", scp_down, size, goal)
+                self.add(f"download {label}, {rtt} ms round trip", down, "scp", scp_down, size, goal)
 
     def transfers(self, big: Path, shot: Path) -> None:
         rel_big = "inputs/videos/bench/big.bin"
@@ -213,7 +214,8 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=5, help="runs per measurement (best is kept)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     parser.add_argument("--long-link", action="store_true",
-                        help="40 MB up and down through a delay line at 0, 50 and 100 ms round trips, against scp")
+                        help="a file up and down through a delay line at 0, 50 and 100 ms round trips, against scp")
+    parser.add_argument("--size", type=int, default=40, help="--long-link: the file's size in MB (default 40)")
     args = parser.parse_args()
     for tool in ("scp", "ssh") if args.long_link else ("scp", "rsync", "ssh"):
         if shutil.which(tool) is None:
@@ -225,7 +227,7 @@ def main() -> int:
         bench = Bench(work, args.repeat)
         data = work / "data"
         if args.long_link:
-            bench.long_link(make_file(data / "long.bin", 40 * MB))
+            bench.long_link(make_file(data / "long.bin", args.size * MB))
             bench.report("")
             return 0
         big = make_file(data / "big.bin", 200 * MB)
