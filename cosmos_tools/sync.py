@@ -129,8 +129,8 @@ class PartRecord:
 
     def load(self) -> dict[str, dict]:
         """{part path: its record} of this box's recorded parts that no running upload is writing; a record holds
-        "target", and for a part sent in pieces also "pieces" ([start, end, acknowledged]) and "source"
-        ([size, mtime_ns] of the local file then)."""
+        "target", and for a part sent in pieces also "pieces" ([start, end] each) and "source" ([size, mtime_ns]
+        of the local file then)."""
         found = {}
         for entry in sorted(self.t.parts_dir.glob("*.json")) if self.t.parts_dir.is_dir() else []:
             with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
@@ -172,10 +172,11 @@ class _Todo:
         return self.resume.offset if self.resume else 0
 
 
-def _local_prefix(path: Path, length: int) -> hashlib._Hash:
-    """The sha256 state of the first ``length`` bytes of a local file."""
+def _local_prefix(path: Path, length: int, start: int = 0) -> hashlib._Hash:
+    """The sha256 state of ``length`` bytes of a local file from ``start`` (its first bytes by default)."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
+        handle.seek(start)
         while length > 0 and (block := handle.read(min(1024 * 1024, length))):
             digest.update(block)
             length -= len(block)
@@ -221,9 +222,10 @@ def upload_files(t: Transport, files: list[tuple[Path, str]], *, progress: bool 
         if in_pieces:
             report.bytes_sent += _upload_in_pieces(t, record, todo, bar)
             report.sent += [item.rel for item in todo]
-        for item in todo if not in_pieces else ():
-            report.bytes_sent += _upload_one(t, record, item, bar)
-            report.sent.append(item.rel)
+        else:
+            for item in todo:
+                report.bytes_sent += _upload_one(t, record, item, bar)
+                report.sent.append(item.rel)
     report.seconds = time.monotonic() - start
     return report
 
@@ -278,20 +280,9 @@ def _resume_pieces(t: Transport, item: _Todo, part: str, entry: dict) -> bool:
     item.part, item.pieces = part, []
     for (start, end), line in zip(bounds, done.stdout.decode().splitlines(), strict=True):
         length, sha = line.split()
-        same = int(length) > 0 and _local_range(item.path, start, int(length)) == sha
+        same = int(length) > 0 and _local_prefix(item.path, int(length), start).hexdigest() == sha
         item.pieces.append(Piece(0, start, end, int(length) if same else 0))
     return True
-
-
-def _local_range(path: Path, start: int, length: int) -> str:
-    """The sha256 of ``length`` bytes of a local file from ``start``."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        handle.seek(start)
-        while length > 0 and (block := handle.read(min(1024 * 1024, length))):
-            digest.update(block)
-            length -= len(block)
-    return digest.hexdigest()
 
 
 def _upload_one(t: Transport, record: PartRecord, item: _Todo, bar: Progress) -> int:
