@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+DELAYED_ACK_SECONDS = 0.06  # a first answer slower than a delayed ACK can make it comes over a long link
 KEEPALIVES_PER_LIMIT = 4  # a quiet link is asked for a reply this often within SSH_ALIVE_TIMEOUT
 CHUNK = 128 * 1024  # SFTP request size: pipelined writes and prefetched reads (OpenSSH allows 261120)
 FAST_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "aes128-ctr", "aes256-ctr")
@@ -382,13 +383,15 @@ class SSHTransport(Transport):
         """STREAMS on a long link (a round trip of LONG_LINK_SECONDS or more), else 1: on loopback and LANs one
         stream is as fast, and pieces cost the box a second pass to verify them.
 
-        The round trip is timed once per connection with keepalives. The first request after login can take
-        40 ms even on loopback, so a slow first one is timed again, the stream sessions opening meanwhile.
+        The round trip is timed once per connection with keepalives. The first answer after login can wait
+        for a delayed ACK (about 40 ms, even on loopback), so a slow first one is timed again; when it is
+        slower than that, the stream sessions start opening meanwhile.
         """
         if self._round_trip is None:
             first = self._time_round_trip()
             if first >= LONG_LINK_SECONDS:
-                self.open_streams()
+                if first >= DELAYED_ACK_SECONDS:
+                    self.open_streams()
                 first = min(first, self._time_round_trip())
             self._round_trip = first
         return STREAMS if self._round_trip >= LONG_LINK_SECONDS else 1
