@@ -37,8 +37,9 @@ class Progress:
 
     Shows done/total, the average rate since the start and the time left at that rate. Callers count
     what the other side has (bytes the box wrote, bytes received here), so both stay honest on a slow
-    link. Draws at most ten times a second on stderr when stderr is a terminal (or ``force=True``);
-    ``enabled=False`` (e.g. ``--quiet``) draws nothing. Thread-safe enough for one writer.
+    link. Several streams of one transfer update the same bar from their threads: one total, one rate, one
+    ETA. Draws at most ten times a second on stderr when stderr is a terminal (or ``force=True``);
+    ``enabled=False`` (e.g. ``--quiet``) draws nothing.
     """
 
     def __init__(self, total: int, label: str, unit: str = "", enabled: bool = True, force: bool = False,
@@ -51,6 +52,7 @@ class Progress:
         self.enabled = enabled and (force or self.stream.isatty())
         self._start = time.monotonic()
         self._last_draw = 0.0
+        self._lock = threading.Lock()
 
     def __enter__(self) -> Progress:
         self._draw(force=True)
@@ -60,8 +62,9 @@ class Progress:
         self.close()
 
     def update(self, n: int) -> None:
-        self.done += n
-        self._draw()
+        with self._lock:
+            self.done += n
+            self._draw()
 
     def _draw(self, force: bool = False) -> None:
         if not self.enabled:
@@ -82,11 +85,12 @@ class Progress:
         self.stream.flush()
 
     def close(self) -> None:
-        if self.enabled:
-            self._draw(force=True)
-            self.stream.write("\n")
-            self.stream.flush()
-            self.enabled = False
+        with self._lock:
+            if self.enabled:
+                self._draw(force=True)
+                self.stream.write("\n")
+                self.stream.flush()
+                self.enabled = False
 
 
 class PartsProgress:

@@ -10,7 +10,6 @@ import contextlib
 import hashlib
 import logging
 import os
-import posixpath
 import re
 import select
 import shlex
@@ -21,16 +20,18 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, TypeVar
 
 from . import transport
 from .config import Config
-from .errors import RemoteError, UserError
+from .errors import LocalError, RemoteError, UserError
 from .fsutil import write_text_atomic
 from .hostkeys import KnownHosts, check_host_key, load_known_hosts
 from .ssh_config import Endpoint, Route, resolve, user_config_path
+from .streams import LONG_LINK_SECONDS, STREAMS, WINDOW, Piece, get_piece, put_piece, run_pieces
 from .transport import NO_FOLDER, PARTS_RECORD, Completed, ConnectionLost, LocalSink, Resume, Transport, copy_hashing
 
 if TYPE_CHECKING:
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+DELAYED_ACK_SECONDS = 0.06  # a first answer slower than a delayed ACK can make it comes over a long link
 KEEPALIVES_PER_LIMIT = 4  # a quiet link is asked for a reply this often within SSH_ALIVE_TIMEOUT
 CHUNK = 128 * 1024  # SFTP request size: pipelined writes and prefetched reads (OpenSSH allows 261120)
 FAST_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "aes128-ctr", "aes256-ctr")
@@ -375,16 +377,24 @@ class SSHTransport(Transport):
         self._hops = reach(cfg, route, check_key)
         self._transport, self._watchdog = self._hops[-1].conn, self._hops[-1].watchdog
         self._sftp: paramiko.SFTPClient | None = None
+        self._streams: Future[list[paramiko.SFTPClient]] | None = None
+        self._streams_lock = threading.Lock()
+        self._round_trip: float | None = None
         self._paramiko = paramiko
 
     def describe(self) -> str:
         return f"{self.user}@{self.host}:{self.port}"
 
     def close(self) -> None:
-        if self._sftp is not None:
-            with contextlib.suppress(Exception):
-                self._sftp.close()
-            self._sftp = None
+        streams, self._streams = self._streams, None
+        if streams is not None and not streams.done():
+            self._transport.close()  # first: a stream session still opening then fails at once
+        opened = streams.result() if streams is not None and not streams.exception() else []
+        for sftp in [self._sftp, *opened]:
+            if sftp is not None:
+                with contextlib.suppress(Exception):
+                    sftp.close()
+        self._sftp = None
         close_hops(self._hops)
 
     def dropped(self) -> bool:
@@ -467,17 +477,89 @@ class SSHTransport(Transport):
     def sftp(self) -> paramiko.SFTPClient:
         """The connection's SFTP session (opened once)."""
         if self._sftp is None:
-            try:
-                sftp = self._paramiko.SFTPClient.from_transport(self._transport)
-            except (self._paramiko.SSHException, EOFError, OSError) as exc:
-                if self.dropped():
-                    raise self.lost("opening SFTP") from None
-                raise RemoteError(f"{self.describe()} has no SFTP service ({exc}); enable the sftp subsystem in "
-                                  "sshd_config") from None
-            if sftp is None:  # paramiko's answer when the connection could not open a channel
-                raise self.lost("opening SFTP")
-            self._sftp = sftp
+            self._sftp = self._open_sftp()
         return self._sftp
+
+    def _open_sftp(self, window: int | None = None) -> paramiko.SFTPClient:
+        try:
+            sftp = self._paramiko.SFTPClient.from_transport(self._transport, window_size=window)
+        except (self._paramiko.SSHException, EOFError, OSError) as exc:
+            if self.dropped():
+                raise self.lost("opening SFTP") from None
+            raise RemoteError(f"{self.describe()} has no SFTP service ({exc}); enable the sftp subsystem in "
+                              "sshd_config") from None
+        if sftp is None:  # paramiko's answer when the connection could not open a channel
+            raise self.lost("opening SFTP")
+        return sftp
+
+    def streams(self) -> int:
+        """STREAMS on a long link (a round trip of LONG_LINK_SECONDS or more), else 1: on loopback and LANs one
+        stream is as fast, and pieces cost the box a second pass to verify them.
+
+        The round trip is timed once per connection with keepalives. The first answer after login can wait
+        for a delayed ACK (about 40 ms, even on loopback), so a slow first one is timed again; when it is
+        slower than that, the stream sessions start opening meanwhile.
+        """
+        if self._round_trip is None:
+            first = self._time_round_trip()
+            if first >= LONG_LINK_SECONDS:
+                if first >= DELAYED_ACK_SECONDS:
+                    self.open_streams()
+                first = min(first, self._time_round_trip())
+            self._round_trip = first
+        return STREAMS if self._round_trip >= LONG_LINK_SECONDS else 1
+
+    def _time_round_trip(self) -> float:
+        begun = time.monotonic()
+        try:
+            self._transport.global_request("keepalive@openssh.com", wait=True)
+        except (self._paramiko.SSHException, EOFError, OSError):
+            raise self.lost("timing a round trip") from None
+        return time.monotonic() - begun
+
+    def open_streams(self) -> None:
+        with self._streams_lock:
+            if self._streams is None:
+                self._streams = Future()
+                threading.Thread(target=self._open_streams, args=(self._streams,), name="cosmos-open-streams",
+                                 daemon=True).start()
+
+    def _open_streams(self, result: Future[list[paramiko.SFTPClient]]) -> None:
+        """STREAMS SFTP sessions with a WINDOW-sized receive window each, opened at once."""
+        with ThreadPoolExecutor(STREAMS) as pool:
+            opening = [pool.submit(self._open_sftp, WINDOW) for _ in range(STREAMS)]
+            failed = [future.exception() for future in opening if future.exception()]
+        if failed:
+            for future in opening:
+                if not future.exception():
+                    future.result().close()
+            result.set_exception(failed[0])
+        else:
+            result.set_result([future.result() for future in opening])
+
+    def _stream_sessions(self) -> list[paramiko.SFTPClient]:
+        self.open_streams()
+        assert self._streams is not None
+        return self._streams.result()
+
+    def put_pieces(self, files: list[tuple[Path, str]], pieces: list[Piece], on_acked: Callable[[int], None]) -> None:
+        sessions = self._stream_sessions()
+        self._file_op(f"uploading {files[0][1]}" + (f" and {len(files) - 1} more" if len(files) > 1 else ""),
+                      lambda: run_pieces(sessions, pieces, lambda sftp, piece, stop: put_piece(
+                          sftp, files[piece.key][1], files[piece.key][0], piece, on_acked, stop)))
+
+    def get_pieces(self, remote: str, local: Path, pieces: list[Piece], on_bytes: Callable[[int], None]) -> None:
+        sessions = self._stream_sessions()
+        try:
+            fd = os.open(local, os.O_WRONLY | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise LocalError(f"cannot write {local}: {exc.strerror or exc} (on this machine); free space or fix "
+                             "permissions there, then download again") from None
+        try:
+            self._file_op(f"downloading {remote}", lambda: run_pieces(
+                sessions, pieces, lambda sftp, piece, stop: get_piece(sftp, remote, local, fd, piece, on_bytes, stop)))
+        finally:
+            os.close(fd)
 
     def _file_op(self, doing: str, op: Callable[[], T]) -> T:
         try:
@@ -490,31 +572,9 @@ class SSHTransport(Transport):
             raise RemoteError(f"{doing} on {self.describe()}: {exc}") from None
 
     def makedirs(self, path: str) -> None:
-        sftp = self.sftp()
-
-        def make() -> None:
-            todo = []
-            folder = path
-            while folder not in ("", "/"):
-                try:
-                    sftp.stat(folder)
-                    break
-                except FileNotFoundError:
-                    todo.append(folder)
-                    folder = posixpath.dirname(folder)
-            for folder in reversed(todo):
-                try:
-                    sftp.mkdir(folder)
-                except OSError as exc:
-                    # another client may have made it meanwhile (SFTP says only "Failure"): fine if it exists now
-                    try:
-                        made = stat.S_ISDIR(sftp.stat(folder).st_mode or 0)
-                    except OSError:
-                        made = False
-                    if not made:
-                        raise exc from None
-
-        self._file_op(f"creating {path}", make)
+        """One command (``mkdir -p``): no SFTP session to open, no round trip per folder level, and a folder
+        another client makes meanwhile is no error."""
+        self.run(["mkdir", "-p", "--", path])
 
     def put(self, local: Path, remote: str, on_bytes: Callable[[int], None], resume: Resume | None = None) -> str:
         sftp = self.sftp()

@@ -30,6 +30,7 @@ from .fsutil import write_json_atomic
 from .progress import Progress
 from .remote import script
 from .remote.codes import ScriptExit
+from .streams import CHUNK, PIECE_MIN, Piece, landed, split
 from .transport import ConnectionLost, Resume, Transport
 
 PART_SUFFIX = ".cosmos-part"
@@ -127,22 +128,24 @@ class PartRecord:
         key = hashlib.sha256(f"{self.box}\0{part}".encode()).hexdigest()[:20]
         return self.t.parts_dir / f"{key}.json"
 
-    def load(self) -> dict[str, str]:
-        """{part path: target path} of this box's recorded parts that no running upload is writing."""
+    def load(self) -> dict[str, dict]:
+        """{part path: its record} of this box's recorded parts that no running upload is writing; a record holds
+        "target", and for a part sent in pieces also "pieces" ([start, end] each) and "source" ([size, mtime_ns]
+        of the local file then)."""
         found = {}
         for entry in sorted(self.t.parts_dir.glob("*.json")) if self.t.parts_dir.is_dir() else []:
             with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
                 data = json.loads(entry.read_text(encoding="utf-8"))
                 pid, part = int(data["pid"]), data["part"]
                 in_use = part in _sending if pid == os.getpid() else _running(pid)
-                if data["box"] == self.box and not in_use:
-                    found[part] = data["target"]
+                if data["box"] == self.box and not in_use and isinstance(data["target"], str):
+                    found[part] = data
         return found
 
-    def add(self, part: str, target: str) -> None:
+    def add(self, part: str, target: str, **extra: object) -> None:
         try:
             write_json_atomic(self._entry(part), {"box": self.box, "part": part, "target": target,
-                                                  "pid": os.getpid()})
+                                                  "pid": os.getpid(), **extra})
         except OSError as exc:
             raise LocalError(f"cannot record the upload in {self.t.parts_dir} ({exc.strerror or exc}); make the "
                              "project folder writable") from None
@@ -160,16 +163,21 @@ class _Todo:
     size: int
     part: str
     resume: Resume | None = None
+    pieces: list[Piece] = field(default_factory=list)  # when sent in pieces: what of each the box has
 
     @property
     def offset(self) -> int:
+        """Bytes already on the box."""
+        if self.pieces:
+            return sum(p.done for p in self.pieces)
         return self.resume.offset if self.resume else 0
 
 
-def _local_prefix(path: Path, length: int) -> hashlib._Hash:
-    """The sha256 state of the first ``length`` bytes of a local file."""
+def _local_prefix(path: Path, length: int, start: int = 0) -> hashlib._Hash:
+    """The sha256 state of ``length`` bytes of a local file from ``start`` (its first bytes by default)."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
+        handle.seek(start)
         while length > 0 and (block := handle.read(min(1024 * 1024, length))):
             digest.update(block)
             length -= len(block)
@@ -192,7 +200,9 @@ def upload_files(t: Transport, files: list[tuple[Path, str]], *, progress: bool 
     ours = record.load()
     sizes = [Path(p).stat().st_size for p, _ in files]
     stops = [threading.Event() for _ in files]
-    with ThreadPoolExecutor(1) as pool:  # hash here while the box hashes there
+    with ThreadPoolExecutor(3) as pool:  # hash here while the box hashes there; meanwhile make folders, time the link
+        streams = pool.submit(_streams_for, t, sum(sizes))
+        folders = pool.submit(lambda: [t.makedirs(f) for f in sorted({posixpath.dirname(p) for p in targets})])
         local = [pool.submit(local_digest, Path(p), stop) for (p, _), stop in zip(files, stops, strict=True)]
         answers = remote_digests(t, targets + list(ours), clean_stale=True)
         remote, parts = answers[:len(targets)], dict(zip(ours, answers[len(targets):], strict=True))
@@ -207,35 +217,77 @@ def upload_files(t: Transport, files: list[tuple[Path, str]], *, progress: bool 
             report.digests[rel] = theirs[1]
         else:
             todo.append(_Todo(Path(path), rel, target, size, part_name(target)))
-    _resume_or_drop(t, record, todo, parts, ours)
+    in_pieces = streams.result() > 1 and sum(item.size for item in todo) >= PIECE_MIN
+    _resume_or_drop(t, record, todo, parts, ours, in_pieces)
+    folders.result()
     with Progress(sum(f.size - f.offset for f in todo), "upload", unit="B", enabled=progress) as bar:
-        for folder in sorted({posixpath.dirname(f.target) for f in todo}):
-            t.makedirs(folder)
-        for item in todo:
-            sent, report.digests[item.rel] = _upload_one(t, record, item, bar)
+        if in_pieces:
+            sent, digests = _upload_in_pieces(t, record, todo, bar)
             report.bytes_sent += sent
-            report.sent.append(item.rel)
+            report.digests.update(digests)
+            report.sent += [item.rel for item in todo]
+        else:
+            for item in todo:
+                sent, report.digests[item.rel] = _upload_one(t, record, item, bar)
+                report.bytes_sent += sent
+                report.sent.append(item.rel)
     report.seconds = time.monotonic() - start
     return report
 
 
+def _streams_for(t: Transport, size: int) -> int:
+    """How many streams a transfer of ``size`` bytes uses; when several, start opening them (in the background)."""
+    streams = t.streams() if size >= PIECE_MIN else 1
+    if streams > 1:
+        t.open_streams()
+    return streams
+
+
 def _resume_or_drop(t: Transport, record: PartRecord, todo: list[_Todo], parts: dict[str, Digest | None],
-                    ours: dict[str, str]) -> None:
-    """Give each file to send the recorded part of its target whose content is a prefix of it; remove the rest."""
+                    ours: dict[str, dict], in_pieces: bool) -> None:
+    """Give each file to send the recorded part of its target that holds a verified beginning of it (sent in one
+    stream: its content is a prefix of the file; sent in pieces: each piece's beginning on the box matches the
+    local file); remove the rest. With ``in_pieces``, every file gets its pieces."""
     by_target = {item.target: item for item in todo}
     drop = []
-    for part, target in ours.items():
-        item, found = by_target.get(target), parts.get(part)
-        if item and not item.resume and found and 0 < found[0] <= item.size:
-            prefix = _local_prefix(item.path, found[0])
-            if prefix.hexdigest() == found[1]:
-                item.part, item.resume = part, Resume(found[0], prefix)
-                continue
+    for part, entry in ours.items():
+        item, found = by_target.get(entry["target"]), parts.get(part)
+        if item and not item.resume and not item.pieces and found and found[0] <= item.size:
+            if "pieces" in entry:
+                if in_pieces and _resume_pieces(t, item, part, entry):
+                    continue
+            elif found[0]:
+                prefix = _local_prefix(item.path, found[0])
+                if prefix.hexdigest() == found[1]:
+                    item.part, item.resume = part, Resume(found[0], prefix)
+                    continue
         drop.append(part)
     if drop:
         t.run(["rm", "-f", "--", *drop], check=False)
         for part in drop:
             record.discard(part)
+    for key, item in enumerate(todo):
+        if in_pieces and not item.pieces:
+            done = [Piece(key, 0, item.offset, item.offset)] if item.offset else []
+            item.pieces = done + split(key, item.size, t.streams(), item.offset)
+        for piece in item.pieces:
+            piece.key = key
+
+
+def _resume_pieces(t: Transport, item: _Todo, part: str, entry: dict) -> bool:
+    """Take over a part an earlier upload sent in pieces, each piece going on from what the box has of it that
+    matches the local file (asked in one remote command); False if the local file changed since."""
+    stat = item.path.stat()
+    bounds = entry["pieces"]
+    if entry.get("source") != [stat.st_size, stat.st_mtime_ns] or not bounds:
+        return False
+    done = t.run([*PYTHON, "-c", script("sync_pieces.py"), part, str(CHUNK), *(str(n) for b in bounds for n in b)])
+    item.part, item.pieces = part, []
+    for (start, end), line in zip(bounds, done.stdout.decode().splitlines(), strict=True):
+        length, sha = line.split()
+        same = int(length) > 0 and _local_prefix(item.path, int(length), start).hexdigest() == sha
+        item.pieces.append(Piece(0, start, end, int(length) if same else 0))
+    return True
 
 
 def _upload_one(t: Transport, record: PartRecord, item: _Todo, bar: Progress) -> tuple[int, str]:
@@ -301,6 +353,65 @@ def _upload_one(t: Transport, record: PartRecord, item: _Todo, bar: Progress) ->
     record.discard(part)
     landed(size)
     return sent, digest
+
+
+def _upload_in_pieces(t: Transport, record: PartRecord, todo: list[_Todo],
+                      bar: Progress) -> tuple[int, dict[str, str]]:
+    """Send the files in pieces over several streams at once (``streams.py``), check every part's size and sha256
+    on the box against the local file, rename them; return the bytes sent and each file's sha256.
+
+    The bar counts what the box acknowledged. Each part is recorded with its pieces and the local file's size
+    and mtime before it is written: after a cut connection (or a killed process) the next upload goes on from
+    what the box has of each piece; any other failure removes the parts.
+    """
+    parts = [item.part for item in todo]
+    sent = 0
+
+    def acked(n: int) -> None:
+        nonlocal sent
+        sent += n
+        bar.update(n)
+
+    for item in todo:
+        stat = item.path.stat()
+        record.add(item.part, item.target, source=[stat.st_size, stat.st_mtime_ns],
+                   pieces=[[p.start, p.end] for p in item.pieces])
+    _sending.update(parts)
+    try:
+        with ThreadPoolExecutor(1) as pool:  # hash here while the pieces travel
+            local = [pool.submit(local_digest, item.path) for item in todo]
+            t.put_pieces([(item.path, item.part) for item in todo], [p for i in todo for p in i.pieces], acked)
+            sent_digests = [future.result() for future in local]
+        argv = [str(x) for item, mine in zip(todo, sent_digests, strict=True)
+                for x in (item.part, item.target, *(mine or (0, "")))]
+        answers = t.run([*PYTHON, "-c", script("sync_place.py"), *argv]).stdout.decode().splitlines()
+        if len(answers) != len(todo):
+            raise RemoteError(f"checking the uploads on {t.describe()} gave {len(answers)} answers for {len(todo)} "
+                              "files; is python3 installed there?")
+        for item, answer in zip(todo, answers, strict=True):
+            if answer == "ok":
+                record.discard(item.part)
+                _sending.discard(item.part)
+        for item, mine, answer in zip(todo, sent_digests, answers, strict=True):
+            if answer != "ok":
+                raise RemoteError(f"upload of {item.rel} arrived damaged on {t.describe()} (sent {item.size} bytes "
+                                  f"sha256 {(mine or (0, ''))[1][:12]}, found {answer}); run the upload again")
+    except ConnectionLost:
+        raise  # the parts stay recorded: the next upload goes on from what the box has of each piece
+    except RemoteError as exc:
+        failure = next((found for item in todo if (found := _no_space(t, item, item.part))), exc)
+        for part in parts:
+            if part in _sending:  # not yet in place
+                _remove_part(t, record, part)
+        raise failure from None
+    except KeyboardInterrupt:
+        for part in parts:
+            if part in _sending:
+                _remove_part(t, record, part)
+        raise
+    finally:
+        _sending.difference_update(parts)
+    return sent, {item.rel: mine[1] for item, mine in zip(todo, sent_digests, strict=True) if mine}
 
 
 def _remove_part(t: Transport, record: PartRecord, part: str) -> None:
@@ -372,7 +483,10 @@ def download_tree(t: Transport, remote_rel_dir: str, local_dir: Path, *, progres
     Files named in ``keep`` are fetched only when there is no local copy (a local copy adds to them).
     """
     start = time.monotonic()
-    sizes = remote_sizes(t, remote_rel_dir)
+    with ThreadPoolExecutor(1) as pool:  # time the link while the box lists the files
+        streams = pool.submit(_streams_for, t, PIECE_MIN)
+        sizes = remote_sizes(t, remote_rel_dir)
+        streams.result()
     if sizes is None:
         if missing_ok:
             return SyncReport(seconds=time.monotonic() - start)
@@ -466,6 +580,8 @@ def _fetch(t: Transport, base: str, rel: str, target: Path, size: int, bar: Prog
     earlier = [(p.stat().st_size, p) for p in _local_parts(target)]
     offset, part = max(earlier, default=(0, Path(part_name(str(target)))))
     _remove_local_parts(target, keep=part)
+    if t.streams() > 1 and size >= PIECE_MIN and offset <= size:
+        return _fetch_in_pieces(t, posixpath.join(base, rel), rel, part, size, bar)
     resume = None
     if 0 < offset <= size:
         resume = Resume(offset, _local_prefix(part, offset))
@@ -488,3 +604,23 @@ def _fetch(t: Transport, base: str, rel: str, target: Path, size: int, bar: Prog
                 part.unlink()
         raise
     return _Fetched(rel, part, (offset + got, digest), offset)
+
+
+def _fetch_in_pieces(t: Transport, remote: str, rel: str, part: Path, size: int, bar: Progress) -> _Fetched:
+    """Copy one remote file into ``part`` in pieces over several streams at once, each piece going on from what an
+    earlier download left of it in ``part``; then hash the whole part here (the caller checks it against the box's
+    hash and starts again from nothing on a mismatch). A cut connection keeps the part when it holds at least
+    ``RESUME_MIN_BYTES``; anything else removes it."""
+    pieces = split(0, size, t.streams())
+    if part.is_file():
+        landed(part, pieces)
+    resumed = sum(p.done for p in pieces)
+    bar.total -= resumed
+    try:
+        t.get_pieces(remote, part, pieces, bar.update)
+    except BaseException as exc:
+        if not (isinstance(exc, ConnectionLost) and sum(p.done for p in pieces) >= RESUME_MIN_BYTES):
+            with contextlib.suppress(FileNotFoundError):
+                part.unlink()
+        raise
+    return _Fetched(rel, part, local_digest(part) or (0, ""), resumed)

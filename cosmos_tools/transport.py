@@ -20,10 +20,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import IO, Protocol, cast
+from typing import IO, TYPE_CHECKING, Protocol, cast
 
 from .config import Config
 from .errors import LocalError, RemoteError
+
+if TYPE_CHECKING:
+    from .streams import Piece
 
 CONNECTIONS_OPENED = 0  # SSH connections this process opened (ssh.py counts them, the benchmark reads them)
 NO_FOLDER = 97  # exit status of a remote command whose working folder is missing
@@ -137,6 +140,23 @@ class Transport:
     def get(self, remote: str, local: Path, on_bytes: Callable[[int], None], resume: Resume | None = None) -> str:
         """Copy ``remote`` to ``local`` (from ``resume.offset`` on, into the existing file); return the sha256 of
         the whole file as ``put`` does."""
+        raise NotImplementedError
+
+    def streams(self) -> int:
+        """How many transfer streams run at once (``put_pieces``/``get_pieces``); 1: use ``put``/``get``."""
+        return 1
+
+    def open_streams(self) -> None:
+        """Start opening what ``put_pieces``/``get_pieces`` use, in the background (they wait for it)."""
+
+    def put_pieces(self, files: list[tuple[Path, str]], pieces: list[Piece], on_acked: Callable[[int], None]) -> None:
+        """Write the pieces of local files (``piece.key`` indexes ``files``: (local, remote)) into the remote files
+        at their offsets, several at once; ``on_acked`` and ``piece.done`` count what the box acknowledged."""
+        raise NotImplementedError
+
+    def get_pieces(self, remote: str, local: Path, pieces: list[Piece], on_bytes: Callable[[int], None]) -> None:
+        """Read the pieces of one remote file into ``local`` (created if missing, never truncated) at their offsets,
+        several at once; ``on_bytes`` and ``piece.done`` count what arrived here."""
         raise NotImplementedError
 
     def rename(self, src: str, dst: str) -> None:

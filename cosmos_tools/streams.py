@@ -1,0 +1,187 @@
+"""Several SFTP sessions on the one SSH connection, moving byte ranges ("pieces") of files at the same time.
+
+One SSH channel moves at most one window per round trip: about 2 MB, so 20 MB/s at 100 ms whatever the link
+could carry. Each SFTP session is a channel of its own with its own window, so N sessions move N windows per
+round trip. ``run_pieces`` hands the pieces of one transfer to one worker per session. An upload piece keeps
+``IN_FLIGHT`` write requests outstanding and counts a byte only when the box has acknowledged its write; a
+download piece keeps read requests queued ahead (``prefetch``) and writes each block at its offset here.
+Callers verify the whole file afterwards (docs/transfers.md, "Long links").
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .errors import LocalError, UserError
+
+if TYPE_CHECKING:
+    import paramiko
+
+STREAMS = 8  # SFTP sessions a transfer uses at once on a long link
+LONG_LINK_SECONDS = 0.01  # a round trip this long or longer makes a long link
+CHUNK = 128 * 1024  # bytes per SFTP request (OpenSSH allows 261120)
+IN_FLIGHT = 32  # write requests outstanding per session: 4 MB, more than the box's 2 MB channel window
+WINDOW = 8 * 1024 * 1024  # receive window of each extra SFTP channel (what downloads can have in flight)
+PIECE_MIN = 4 * 1024 * 1024  # a file is split into pieces no smaller than this
+
+
+@dataclass
+class Piece:
+    """Bytes ``start`` to ``end`` of one file; ``done`` of them (from ``start``) have arrived."""
+
+    key: int  # which file of the transfer
+    start: int
+    end: int
+    done: int = 0
+
+    @property
+    def left(self) -> int:
+        return self.end - self.start - self.done
+
+
+def split(key: int, size: int, streams: int, start: int = 0) -> list[Piece]:
+    """Pieces covering bytes ``start`` to ``size`` of a file: ``streams`` of them when there are enough bytes,
+    CHUNK-aligned."""
+    count = max(1, min(streams, (size - start) // PIECE_MIN))
+    step = max(CHUNK, -(-(size - start) // count // CHUNK) * CHUNK)
+    return [Piece(key, at, min(at + step, size)) for at in range(start, size, step)] or [Piece(key, start, size)]
+
+
+def landed(path: Path, pieces: list[Piece]) -> None:
+    """Set each piece's ``done`` to the bytes a local file holds from the piece's start on without a gap (found
+    with SEEK_HOLE, in whole CHUNKs unless it reaches the piece's end): what an earlier transfer left there."""
+    with open(path, "rb") as handle:
+        for piece in pieces:
+            try:
+                hole = os.lseek(handle.fileno(), piece.start, os.SEEK_HOLE)
+            except OSError:  # the file ends before the piece starts
+                hole = piece.start
+            length = piece.end - piece.start
+            piece.done = length if hole >= piece.end else max(0, hole - piece.start) // CHUNK * CHUNK
+
+
+class Stopped(Exception):
+    """Another worker failed: this one gave up its piece."""
+
+
+def run_pieces(sessions: list[paramiko.SFTPClient], pieces: list[Piece],
+               work: Callable[[paramiko.SFTPClient, Piece, threading.Event], None]) -> None:
+    """Run ``work`` on every piece, one worker per session taking the next piece when done; the first failure
+    stops the others (at their next request) and is raised once they have all stopped."""
+    todo: queue.SimpleQueue[Piece] = queue.SimpleQueue()
+    for piece in sorted(pieces, key=lambda p: -p.left):
+        if piece.left:
+            todo.put(piece)
+    stop = threading.Event()
+    failures: list[BaseException] = []
+
+    def worker(sftp: paramiko.SFTPClient) -> None:
+        while not stop.is_set():
+            try:
+                piece = todo.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                work(sftp, piece, stop)
+            except BaseException as exc:  # handed to the caller's thread
+                if not isinstance(exc, Stopped):
+                    failures.append(exc)
+                stop.set()
+
+    threads = [threading.Thread(target=worker, args=(s,), name="cosmos-stream", daemon=True) for s in sessions[1:]]
+    for thread in threads:
+        thread.start()
+    try:
+        worker(sessions[0])
+    finally:
+        for thread in threads:
+            thread.join()
+    if failures:
+        raise failures[0]
+
+
+def put_piece(sftp: paramiko.SFTPClient, remote: str, local: Path, piece: Piece, on_acked: Callable[[int], None],
+              stop: threading.Event) -> None:
+    """Write a piece of ``local`` into ``remote`` (created if missing, never truncated) at its offsets, keeping
+    IN_FLIGHT requests outstanding; ``piece.done`` and ``on_acked`` count only bytes whose write the box has
+    acknowledged.
+
+    paramiko's own pipelined writes stop and wait for every answer once 100 are queued, and do not say which
+    bytes landed; its ``open`` cannot create a file without truncating it: hence its request primitives here.
+    """
+    from paramiko.sftp import (
+        CMD_CLOSE,
+        CMD_HANDLE,
+        CMD_OPEN,
+        CMD_STATUS,
+        CMD_WRITE,
+        SFTP_FLAG_CREATE,
+        SFTP_FLAG_WRITE,
+        int64,
+    )
+    from paramiko.sftp_attr import SFTPAttributes
+
+    kind, msg = sftp._request(CMD_OPEN, remote, SFTP_FLAG_WRITE | SFTP_FLAG_CREATE, SFTPAttributes())
+    if kind != CMD_HANDLE:
+        raise OSError(0, "the SFTP server answered an open with no handle")
+    handle = msg.get_binary()
+    pending: deque[int] = deque()
+    sizes: deque[int] = deque()
+    pos = piece.start + piece.done
+    with open(local, "rb") as src:
+        src.seek(pos)
+        while pos < piece.end or pending:
+            if stop.is_set():
+                raise Stopped
+            if pos < piece.end and len(pending) < IN_FLIGHT:
+                data = src.read(min(CHUNK, piece.end - pos))
+                if not data:
+                    raise UserError(f"{local} became shorter while it was being uploaded; upload it again")
+                pending.append(sftp._async_request(type(None), CMD_WRITE, handle, int64(pos), data))
+                sizes.append(len(data))
+                pos += len(data)
+                continue
+            kind, _msg = sftp._read_response(pending.popleft())  # raises IOError when the box refused the write
+            if kind != CMD_STATUS:
+                raise OSError(0, "the SFTP server answered a write with no status")
+            done = sizes.popleft()
+            piece.done += done
+            on_acked(done)
+    sftp._async_request(type(None), CMD_CLOSE, handle)  # every write is acknowledged: no need to wait for this
+
+
+def get_piece(sftp: paramiko.SFTPClient, remote: str, local: Path, fd: int, piece: Piece,
+              on_bytes: Callable[[int], None], stop: threading.Event) -> None:
+    """Read a piece of ``remote`` with read requests queued ahead and write it at its offsets into ``fd``;
+    ``piece.done`` and ``on_bytes`` count the bytes written here."""
+    start = piece.start + piece.done
+    chunks = [(offset, min(CHUNK, piece.end - offset)) for offset in range(start, piece.end, CHUNK)]
+    src = sftp.open(remote, "rb")
+    src.MAX_REQUEST_SIZE = CHUNK
+    try:
+        for (offset, _length), data in zip(chunks, src.readv(chunks, WINDOW // CHUNK * 2), strict=True):
+            if stop.is_set():
+                raise Stopped
+            _write_at(fd, data, offset, local)
+            piece.done += len(data)
+            on_bytes(len(data))
+    finally:
+        src._close(async_=True)  # nothing to wait for: a round trip saved
+
+
+def _write_at(fd: int, data: bytes, offset: int, local: Path) -> None:
+    view = memoryview(data)
+    try:
+        while view:
+            written = os.pwrite(fd, view, offset)
+            view, offset = view[written:], offset + written
+    except OSError as exc:
+        raise LocalError(f"cannot write {local}: {exc.strerror or exc} (on this machine); free space or fix "
+                         "permissions there, then download again") from None
