@@ -413,6 +413,11 @@ class SSHTransport(Transport):
     def _session(self, doing: str) -> paramiko.Channel:
         try:
             return self._transport.open_session(timeout=30)
+        except self._paramiko.ChannelException as exc:  # the box said no, the connection is fine
+            if self.dropped():
+                raise self.lost(doing) from None
+            raise RemoteError(f"{self.describe()} refused a new SSH session while {doing} ({exc}); raise MaxSessions "
+                              "in the box's sshd_config (OpenSSH's default is 10)") from None
         except (self._paramiko.SSHException, EOFError, OSError):
             raise self.lost(doing) from None
 

@@ -24,7 +24,9 @@ from .errors import LocalError, UserError
 if TYPE_CHECKING:
     import paramiko
 
-STREAMS = 8  # SFTP sessions a transfer uses at once on a long link
+# SFTP sessions a transfer uses at once on a long link. OpenSSH allows 10 sessions per connection (MaxSessions):
+# 6 leaves room for the main SFTP session and the commands that run beside a transfer (hashing, following).
+STREAMS = 6
 LONG_LINK_SECONDS = 0.01  # a round trip this long or longer makes a long link
 CHUNK = 128 * 1024  # bytes per SFTP request (OpenSSH allows 261120)
 IN_FLIGHT = 32  # write requests outstanding per session: 4 MB, more than the box's 2 MB channel window

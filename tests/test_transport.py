@@ -421,3 +421,16 @@ def test_ssh_and_trust_with_the_local_transport(project, tmp_path):
     assert done.returncode == 1 and "REMOTE_DIR" in done.stderr and "missing" in done.stderr
     refused = CliRunner().invoke(cli, ["trust"], env={"TRANSPORT": "local"})
     assert refused.exit_code == 1 and "no SSH host key to trust" in refused.output
+
+
+def test_a_session_the_box_refuses_is_not_a_lost_connection(ssh):
+    """sshd refuses sessions past MaxSessions (OpenSSH's default 10; the rehearsal host's 50), and that says so."""
+    held = [ssh._transport.open_session() for _ in range(50)]
+    try:
+        with pytest.raises(RemoteError, match="refused a new SSH session .*MaxSessions") as caught:
+            ssh.run(["true"])
+        assert not isinstance(caught.value, transport.ConnectionLost)
+    finally:
+        for chan in held:
+            chan.close()
+    assert ssh.run(["true"]).rc == 0  # the connection itself was fine all along
