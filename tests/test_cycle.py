@@ -95,14 +95,26 @@ def slow_jobs(rehearsal_host):
 
 @pytest.fixture
 def endless_jobs(rehearsal_host):
-    """Jobs that run until they are stopped; any left running are killed afterwards (they would hold the box)."""
+    """Jobs that run until they are stopped; any left queued or running are dropped afterwards (they would hold
+    the box's queue)."""
     set_stand_in_seconds(rehearsal_host.dir, 600)
     yield
     set_stand_in_seconds(rehearsal_host.dir, 0.3)
-    docker = [sys.executable, str(Path(rehearsal_host.bin_dir) / "docker")]
+    empty_queue(rehearsal_host)
+
+
+def empty_queue(host) -> None:
+    """Drop the rehearsal box's queued jobs, kill its running containers, wait until its queue runner has let go."""
+    queue = remote_path(host, ".cosmos-tools/queue")
+    for job in queue.glob("pending/*"):
+        job.unlink(missing_ok=True)
+    docker = [sys.executable, str(Path(host.bin_dir) / "docker")]
     running = subprocess.run([*docker, "ps", "-q"], capture_output=True, text=True).stdout.split()
     if running:
         subprocess.run([*docker, "kill", *running], capture_output=True)
+    deadline = time.monotonic() + 30
+    while any(queue.glob("running/*")) and time.monotonic() < deadline:
+        time.sleep(0.2)
 
 
 def test_full_cycle_then_rerun_does_nothing_again(project, rehearsal_host):
