@@ -751,8 +751,8 @@ def job_rows(remote: Remote) -> list[dict]:
 
 
 def queue_rows(remote: Remote) -> list[dict]:
-    """The box's queue: the running job, the queued ones (``position`` 1, 2, ...: jobs ahead + 1, the running
-    one included) and the last finished ones (newest first), with run ids and states."""
+    """The box's queue: the running job, the queued ones (``position``: the jobs ahead, the running one included,
+    as in "queued behind N jobs") and the last finished ones (newest first), with run ids and states."""
     box = remote.probe(None)
     rows = []
     for entry in [*box.waiting(), *reversed([e for e in box.queue if e.state == "done"])]:
@@ -760,7 +760,7 @@ def queue_rows(remote: Remote) -> list[dict]:
         state = box.jobs.get(entry.folder) or JobState(dir=entry.folder)
         verdict = {"pending": "queued", "running": "running"}.get(entry.state, state.verdict)
         rows.append({"job": entry.folder, "run": name, "run_id": run_id, "kind": kind, "state": verdict,
-                     "position": None if entry.ahead is None else entry.ahead + 1, "exit_code": state.exit_code,
+                     "position": entry.ahead, "exit_code": state.exit_code,
                      "container": entry.container, "number": int(entry.number), "updated": _iso(state.updated)})
     return rows
 

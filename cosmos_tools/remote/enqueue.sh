@@ -27,8 +27,13 @@ mv -T -- "$staging" "$d" || exit 80
 tmp="$link.cosmos-link.$$"
 ln -s -- "runs/${d##*/}" "$tmp" && mv -T -- "$tmp" "$link" || exit 80
 last=$(cat "$q/counter" 2>/dev/null) || last=0
-job=$(printf '%012d' "$(( ${last:-0} + 1 ))")
-printf '%s\n' "$job" >"$q/counter.tmp" && mv -f -- "$q/counter.tmp" "$q/counter" || exit 80
+case $last in ''|*[!0-9]*) echo "$q/counter holds no number; remove it (numbering restarts)" >&2; exit 80 ;; esac
+next=$(( 10#$last + 1 ))
+job=$(printf '%012d' "$next")
+while [ -e "$q/pending/$job" ] || [ -e "$q/running/$job" ] || [ -e "$q/done/$job" ]; do
+  next=$(( next + 1 )) && job=$(printf '%012d' "$next")
+done
+printf '%s\n' "$next" >"$q/counter.tmp" && mv -f -- "$q/counter.tmp" "$q/counter" || exit 80
 printf '%s\0' "$d" "$container" "$nd" "$@" >"$q/.new-$job" && mv -f -- "$q/.new-$job" "$q/pending/$job" || exit 80
 ahead=-1
 for f in "$q"/pending/* "$q"/running/*; do [ -e "$f" ] && ahead=$(( ahead + 1 )); done
