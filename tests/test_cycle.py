@@ -347,7 +347,10 @@ def test_two_cycles_at_once_both_finish_and_append_history(project, rehearsal_ho
     results = [p.communicate(timeout=180) for p in procs]
     results[0] = (results[0][0], seen + results[0][1])
     assert [p.returncode for p in procs] == [0, 0], [r[1] for r in results]
-    assert "waiting (--wait)" in results[1][1]
+    assert "--wait has no effect" in results[1][1]  # the second job waited in the box's queue instead
+    done = {p.read_bytes().split(b"\0")[0].decode(): p.name
+            for p in remote_path(rehearsal_host, ".cosmos-tools/queue/done").iterdir()}
+    assert done["outputs/runs/pair_0-1"] < done["outputs/runs/pair_1-1"]  # one after the other, in order
     lines = records(project)
     assert sorted(r["run"] for r in lines) == ["pair_0", "pair_1"] and {r["status"] for r in lines} == {"ok"}
 
