@@ -119,7 +119,8 @@ class JobState:
         if verdict == "lost":
             return f"{name}: the job ended without an exit code (container killed or box restarted)"
         if self.exit_code == QueueCode.DOCKER_RUN_FAILED:
-            cause = next((line for line in self.tail if line and not line.startswith("[cosmos-queue]")), "")
+            said = [line for line in self.tail if line.strip() and not line.startswith("[cosmos-queue]")]
+            cause = next((line for line in said if "error" in line.lower()), said[0] if said else "")
             return f"{name}: docker could not start the container: {cause or f'see {self.dir}/run.log'}"
         if self.exit_code == 0:
             return f"{name}: exit 0 but no {self.dir}/output.mp4 was written"
@@ -527,7 +528,7 @@ class Runner:
             if ahead:
                 self.say(f"{job.label} queued behind {_jobs(ahead)} on the box (container {job.container}, "
                          f"folder {job.dir})")
-            else:
+            elif detach:  # the box's runner starts it at once; a follower says so when its log begins
                 self.say(f"started {job.label} as container {job.container} in {job.dir}")
             if detach:
                 self.say(f"detached: follow it with `cosmos-tools attach {shlex.quote(job.name)}`, "
@@ -535,12 +536,12 @@ class Runner:
                 return Outcome("detached", JobState(dir=job.dir, running=not ahead, queued=ahead or None), job=job)
         except KeyboardInterrupt:
             raise self.interrupt(job) from None
-        return self.follow(job, offset=0, queued=bool(ahead))
+        return self.follow(job, offset=0, queued=True)
 
     def follow(self, job: Job, offset: int, *, queued: bool = False) -> Outcome:
         """Print the log from ``offset`` until the job ends (reconnecting after drops), then judge it.
 
-        ``queued``: the job waits in the box's queue; its first log bytes mean it has started (said once).
+        ``queued``: the job was queued (maybe still waiting); its first log bytes mean it has started (said once).
         """
         remote = self.remote
         started = time.monotonic()

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # shellcheck shell=bash
 # $1 = job folder, $2 = container, then the docker words. Ctrl-C and `kill` of one job. Under the queue lock:
-# a job still in pending/ is removed from the queue, its run.log says so and its exit_code gets 92
-# (CANCELLED): prints "removed". Otherwise (running in the queue, or a job started before the queue) its
+# a job still in pending/ is removed from the queue (its file moved to done/, so `queue` lists it), its run.log
+# says so and its exit_code gets 92 (CANCELLED): prints "removed". Otherwise (running in the queue, or a job started before the queue) its
 # container is stopped (`docker stop -t 10`): prints "stopped", or "gone" if it was not running.
 # Exits 81 (LOCK_TIMEOUT).
 export LC_ALL=C
@@ -16,7 +16,7 @@ if [ -d "$q" ]; then
     [ -e "$f" ] || continue
     IFS= read -r -d '' folder <"$f" || continue
     if [ "$folder" = "$d" ]; then
-      rm -f -- "$f"
+      mv -f -- "$f" "$q/done/${f##*/}"
       printf '[cosmos-queue] %s removed from the queue before it started\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" >>"$d/run.log"
       printf '92\n' >"$d/exit_code.tmp.$$" && mv -f -- "$d/exit_code.tmp.$$" "$d/exit_code"
       echo removed
