@@ -18,7 +18,8 @@ q=.cosmos-tools/queue
 exec 8>>"$q/runner.lock"
 flock -n 8 || exit 0
 exec 9>>"$q/lock"
-note() { printf '%s %s\n' "$(date +%s.%N)" "$*"; }
+# the time without a fork where bash has it (5.0+)
+note() { printf '%s %s\n' "${EPOCHREALTIME:-$(date +%s.%N)}" "$*"; }
 # pause SECONDS without a fork: a read that times out on a pipe this shell keeps open for writing
 exec 7<> <(:)
 pause() { read -r -t "$1" -u 7 _ || :; }
