@@ -174,3 +174,17 @@ def test_a_failing_docker_run_shows_its_cause(project, rehearsal_host):
         f"{QueueCode.DOCKER_RUN_FAILED}\n"
     wait_until_idle(rehearsal_host)
     empty_queue(rehearsal_host)
+
+
+def test_rehearsal_load_and_sample_seconds_are_engine_settings(tmp_path):
+    from cosmos_tools.rehearsal.host import set_stand_in_timing
+
+    engine = tmp_path / "remote" / "docker-state" / "engine.json"
+    engine.parent.mkdir(parents=True)
+    set_stand_in_timing(tmp_path, 4, 1)
+    env = json.loads(engine.read_text())["env"]
+    assert (env["COSMOS_STANDIN_LOAD_SECONDS"], env["COSMOS_STANDIN_SAMPLE_SECONDS"]) == ("4", "1")
+    set_stand_in_timing(tmp_path, None, 0.5)  # None: unchanged
+    assert json.loads(engine.read_text())["env"]["COSMOS_STANDIN_LOAD_SECONDS"] == "4"
+    set_stand_in_seconds(tmp_path, 2)  # one total time again: the split is dropped
+    assert json.loads(engine.read_text())["env"] == {"COSMOS_STANDIN_SECONDS": "2"}
