@@ -14,7 +14,6 @@ from dataclasses import dataclass
 RUN, UPSCALE = "run", "up"
 UPSCALED_SUFFIX = "_upscaled"
 RUNS_DIR = "outputs/runs"
-QUEUE_DIR = ".cosmos-tools/queue"  # on the box: pending/, running/, done/ job files, lock, runner.lock, runner.log
 
 
 def container_name(name: str, kind: str) -> str:
