@@ -24,12 +24,17 @@ def rehearsal() -> None:
               help="How long each stand-in inference takes (default about 3).")
 @click.option("--model", type=click.Choice(MODELS), default=None,
               help="MODEL written into DIR/config.sh (default transfer1-7b); the stand-in checkout runs both.")
+@click.option("--load-seconds", type=click.FloatRange(min=0), default=None, metavar="L",
+              help="The stand-in's model load, once per inference process (default 0.2 x --seconds).")
+@click.option("--sample-seconds", type=click.FloatRange(min=0), default=None, metavar="S",
+              help="The stand-in's generation time per video, per batch item too (default 0.7 x --seconds).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object for tools.")
-def up_cmd(dir: Path, seconds: float | None, model: str | None, as_json: bool) -> None:
+def up_cmd(dir: Path, seconds: float | None, model: str | None, load_seconds: float | None,
+           sample_seconds: float | None, as_json: bool) -> None:
     """Start the rehearsal host in DIR and write DIR/config.sh pointing at it."""
     from .rehearsal.host import up
 
-    info = up(dir, seconds=seconds, model=model)
+    info = up(dir, seconds=seconds, model=model, load_seconds=load_seconds, sample_seconds=sample_seconds)
     if as_json:
         click.echo(json.dumps(info.to_json(), indent=2))
         return

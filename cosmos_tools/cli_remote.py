@@ -1,4 +1,4 @@
-"""Commands that talk to the GPU box (upload, run, upscale, download, cycle, rerun, status, attach, kill), and
+"""Commands that talk to the GPU box (upload, run, upscale, download, cycle, rerun, status, queue, attach, kill), and
 the record: history, show.
 
 Thin: parse, call cycle.py / jobs.py / history.py, print. Failures raise UserError/RemoteError (one line).
@@ -19,7 +19,13 @@ from .errors import Interrupted, JobFailed, UserError
 PROMPT = click.argument("prompt", type=click.Path(dir_okay=False, path_type=Path))
 GPUS = click.option("--num-gpu", type=click.IntRange(min=1), default=None,
                     help="GPUs for this run (default NUM_GPU); more than 1 uses torchrun.")
-WAIT = click.option("--wait", is_flag=True, help="If the GPU box is busy with another job, wait for it.")
+WAIT = click.option("--wait", is_flag=True, hidden=True, expose_value=False, is_eager=True,
+                    callback=lambda ctx, param, value: value and _wait_note(),
+                    help="No effect: jobs wait in the box's queue (accepted for scripts that pass it).")
+
+
+def _wait_note() -> None:
+    click.echo("cosmos-tools: note: --wait has no effect any more: jobs wait in the GPU box's queue", err=True)
 
 
 def interruptible(command):
@@ -87,11 +93,13 @@ def upload_cmd(prompt: Path, videos_subdir: str | None, quiet: bool) -> None:
 @GPUS
 @click.option("--force", is_flag=True, help="Run again even if the job already finished ok with the same spec.")
 @interruptible
-def run_cmd(prompt: Path, detach: bool, wait: bool, num_gpu: int | None, force: bool) -> None:
+def run_cmd(prompt: Path, detach: bool, num_gpu: int | None, force: bool) -> None:
     """Run PROMPT on the GPU box as a new run (outputs/runs/NAME-K) and stream its log (Ctrl-C stops the job).
 
-    The job survives a dropped connection: `cosmos-tools attach NAME` re-attaches. A run that already
-    finished ok with the same spec is not run again (--force: a new run); a running one is re-attached.
+    The job waits in the box's queue behind the jobs there ("queued behind N jobs") and starts when they end,
+    with or without this client. It survives a dropped connection: `cosmos-tools attach NAME` re-attaches. A
+    run that already finished ok with the same spec is not run again (--force: a new run); a running or queued
+    one is re-attached.
     A run started (or tried) gets a line in notes/run_history.log.
     """
     from .cycle import Steps, run_attempt
@@ -99,7 +107,7 @@ def run_cmd(prompt: Path, detach: bool, wait: bool, num_gpu: int | None, force: 
 
     cfg = _config(num_gpu)
     run_attempt(cfg, plan_prompt(cfg, prompt, check=False),
-                Steps(upload=False, download=False, wait=wait, detach=detach, force=force))
+                Steps(upload=False, download=False, detach=detach, force=force))
 
 
 @click.command("upscale")
@@ -109,7 +117,7 @@ def run_cmd(prompt: Path, detach: bool, wait: bool, num_gpu: int | None, force: 
 @WAIT
 @GPUS
 @interruptible
-def upscale_cmd(prompt: Path, control_weight: str | None, upscale_prompt: str | None, wait: bool,
+def upscale_cmd(prompt: Path, control_weight: str | None, upscale_prompt: str | None,
                 num_gpu: int | None) -> None:
     """4K-upscale the latest run of PROMPT (outputs/NAME) into outputs/runs/<run id>_upscaled[-K]/
     (weight default UPSCALE_WEIGHT); outputs/NAME_upscaled links to the newest.
@@ -125,7 +133,7 @@ def upscale_cmd(prompt: Path, control_weight: str | None, upscale_prompt: str | 
     plan = plan_prompt(cfg, prompt, check=False)
     check_upscaler(cfg, plan)
     run_attempt(cfg, plan,
-                Steps(upload=False, run=False, upscale=weight, download=False, wait=wait))
+                Steps(upload=False, run=False, upscale=weight, download=False))
 
 
 @click.command("download")
@@ -165,7 +173,7 @@ def download_cmd(prompt: Path) -> None:
 @click.option("--dry-run", is_flag=True, help="Check the prompts and show how the runs are grouped; run nothing.")
 @interruptible
 def cycle_cmd(prompts: tuple[str, ...], upscale: bool | None, upscale_weight: str | None,
-              upscale_prompt: str | None, wait: bool, num_gpu: int | None, force: bool, dry_run: bool) -> None:
+              upscale_prompt: str | None, num_gpu: int | None, force: bool, dry_run: bool) -> None:
     """Upload, run (live log), upscale, download, and append a line to notes/run_history.log.
 
     Each run gets its own folder, outputs/runs/NAME-K (outputs/NAME links to the latest). Re-running after a
@@ -187,7 +195,7 @@ def cycle_cmd(prompts: tuple[str, ...], upscale: bool | None, upscale_weight: st
             from .cycle import run_cycle
 
             run_cycle(cfg, paths[0], override=prompts[1] if len(paths) == 2 else None, upscale=upscale is not False,
-                      weight=upscale_weight, wait=wait, force=force)
+                      weight=upscale_weight, force=force)
             return
     if len(paths) == 2 and single:
         raise click.UsageError("--dry-run takes prompt files or a manifest, not a videos_subdir")
@@ -195,7 +203,7 @@ def cycle_cmd(prompts: tuple[str, ...], upscale: bool | None, upscale_weight: st
     from .render import upscale_weight as checked_weight
 
     weight = checked_weight(cfg["UPSCALE_WEIGHT"] if upscale_weight is None else upscale_weight) if upscale else None
-    run_experiment(cfg, paths, upscale=weight, wait=wait, force=force, dry_run=dry_run)
+    run_experiment(cfg, paths, upscale=weight, force=force, dry_run=dry_run)
 
 
 @click.command("rerun")
@@ -204,7 +212,7 @@ def cycle_cmd(prompts: tuple[str, ...], upscale: bool | None, upscale_weight: st
 @WAIT
 @GPUS
 @interruptible
-def rerun_cmd(run_id: str, no_upscale: bool, wait: bool, num_gpu: int | None) -> None:
+def rerun_cmd(run_id: str, no_upscale: bool, num_gpu: int | None) -> None:
     """Run RUN_ID's exact spec again, as a new run of the same prompt (history: rerun_of=RUN_ID).
 
     The spec comes from the run's local folder outputs/runs/RUN_ID/ (controlnet_spec.json, prompt_spec.json),
@@ -219,7 +227,7 @@ def rerun_cmd(run_id: str, no_upscale: bool, wait: bool, num_gpu: int | None) ->
     weight = None if no_upscale else upscale_weight(cfg["UPSCALE_WEIGHT"])
     if weight is not None:
         check_upscale_length(cfg, plan)
-    run_attempt(cfg, plan, Steps(upscale=weight, wait=wait, force=True, rerun_of=run_id))
+    run_attempt(cfg, plan, Steps(upscale=weight, force=True, rerun_of=run_id))
 
 
 def _name_of(run: str) -> str:
@@ -297,17 +305,53 @@ def attach_cmd(run: str) -> None:
 @click.argument("run")
 @interruptible
 def kill_cmd(run: str) -> None:
-    """Stop job RUN on the GPU box (its run or its upscale, whichever is running)."""
+    """Remove job RUN from the GPU box's queue, or stop it if it runs.
+
+    RUN is a run id (that run and its upscales), a run name or its prompt file (its run and upscale).
+    """
     from .jobs import kill
 
     cfg = load_config()
     remote = _remote(cfg)
     try:
-        stopped = kill(remote, _name_of(run))
+        done = kill(remote, _name_of(run))
     finally:
         remote.close()
-    for container in stopped:
-        click.echo(f"stopped {container}")
+    for line in done:
+        click.echo(line)
+
+
+@click.command("queue")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list for tools.")
+@interruptible
+def queue_cmd(as_json: bool) -> None:
+    """Show the GPU box's queue: the running job, the queued ones in order, the last finished ones.
+
+    Jobs start one after another on the box, without a client: close the laptop, come back with
+    `cosmos-tools attach NAME` or re-run the cycle to collect the results. `kill RUN_ID` removes a queued job.
+    """
+    from .jobs import queue_rows
+
+    cfg = load_config()
+    remote = _remote(cfg)
+    try:
+        rows = queue_rows(remote)
+    finally:
+        remote.close()
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        return
+    if not rows:
+        click.echo("the queue on the box is empty", err=True)
+        return
+    table = [("POS", "STATE", "EXIT", "RUN ID", "KIND")]
+    for row in rows:
+        table.append(("" if row["position"] is None else str(row["position"]), row["state"],
+                      "" if row["exit_code"] is None else str(row["exit_code"]), _shown(row["run_id"]),
+                      "upscale" if row["kind"] == "up" else "run"))
+    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
+    for r in table:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
 
 
 @click.command("history")
@@ -370,5 +414,5 @@ def show_cmd(run_id: str, as_json: bool) -> None:
             click.echo(f"  {file['size']:>12}  {_shown(file['name'])}")
 
 
-COMMANDS = [upload_cmd, run_cmd, upscale_cmd, download_cmd, cycle_cmd, rerun_cmd, status_cmd, attach_cmd, kill_cmd,
-            history_cmd, show_cmd]
+COMMANDS = [upload_cmd, run_cmd, upscale_cmd, download_cmd, cycle_cmd, rerun_cmd, status_cmd, queue_cmd, attach_cmd,
+            kill_cmd, history_cmd, show_cmd]

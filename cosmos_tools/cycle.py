@@ -138,8 +138,9 @@ class Session:
         self.made[job.dir] = json.loads(job.files[provenance.FILE])
         return job
 
-    def ensure_run(self, *, wait: bool, detach: bool = False, force: bool = False) -> Outcome:
-        """Run the prompt (a new run id), re-attach to its running job, or find it finished ok with the same spec."""
+    def ensure_run(self, *, detach: bool = False, force: bool = False) -> Outcome:
+        """Queue the prompt on the box (a new run id), re-attach to its running or queued job, or find it finished
+        ok with the same spec."""
         from .render import render_run
 
         name = self.plan.name
@@ -153,12 +154,11 @@ class Session:
                 return self.make_job(rendered, self.plan.text, run_id)
 
             first = next_run_number(self.cfg, name, box.jobs[latest_folder(name, RUN)].leaf, self.run_ids)
-            return self._keep(self.runner.ensure(name, RUN, box, new_job, first=first, wait=wait, detach=detach,
-                                                 force=force))
+            return self._keep(self.runner.ensure(name, RUN, box, new_job, first=first, detach=detach, force=force))
 
         return self.remote.retrying(f"running {name}", attempt)
 
-    def ensure_upscale(self, run: Job, weight: float, *, wait: bool) -> Outcome:
+    def ensure_upscale(self, run: Job, weight: float) -> Outcome:
         """Upscale ``run`` into its next upscale folder, unless its latest upscale is current (same spec, ok)."""
         from .render import render_upscale
 
@@ -173,7 +173,7 @@ class Session:
                 return self.make_job(rendered, None, run.run_id, upscale_of=run.run_id, upscale_weight=weight)
 
             first = next_upscale_number(self.cfg, run.run_id, box.jobs[latest_folder(name, UPSCALE)].leaf)
-            return self._keep(self.runner.ensure(name, UPSCALE, box, new_job, first=first, wait=wait))
+            return self._keep(self.runner.ensure(name, UPSCALE, box, new_job, first=first))
 
         return self.remote.retrying(f"upscaling {run.label}", attempt)
 
@@ -233,7 +233,6 @@ class Steps:
     run: bool = True
     upscale: float | None = None  # the upscaler's control weight; None: no upscale
     download: bool = True
-    wait: bool = False
     detach: bool = False
     force: bool = False
     rerun_of: str = ""
@@ -253,7 +252,7 @@ class CycleResult:
 
 
 def run_cycle(cfg, prompt_path, *, override: str | None = None, upscale: bool = True, weight=None,
-              wait: bool = False, force: bool = False, echo=None) -> None:
+              force: bool = False, echo=None) -> None:
     """The full cycle of a prompt file (checked first: a refused prompt is no attempt, nothing is written)."""
     from .render import upscale_weight
 
@@ -261,7 +260,7 @@ def run_cycle(cfg, prompt_path, *, override: str | None = None, upscale: bool = 
     up_weight = upscale_weight(cfg["UPSCALE_WEIGHT"] if weight is None else weight) if upscale else None
     if upscale:
         check_upscale_length(cfg, plan)
-    run_attempt(cfg, plan, Steps(upscale=up_weight, wait=wait, force=force), echo=echo)
+    run_attempt(cfg, plan, Steps(upscale=up_weight, force=force), echo=echo)
 
 
 def run_attempt(cfg, plan: Plan, steps: Steps, *, echo=None) -> None:
@@ -297,8 +296,7 @@ def run_attempt(cfg, plan: Plan, steps: Steps, *, echo=None) -> None:
         session.probe()
         run_ok = True
         if steps.run:
-            outcome = timed("run", lambda: session.ensure_run(wait=steps.wait, detach=steps.detach,
-                                                              force=steps.force))
+            outcome = timed("run", lambda: session.ensure_run(detach=steps.detach, force=steps.force))
             result.run, result.exit = outcome.job, outcome.state.exit_code
             if not outcome.reused and outcome.status != "running":
                 result.started.append(outcome.job)
@@ -316,7 +314,7 @@ def run_attempt(cfg, plan: Plan, steps: Steps, *, echo=None) -> None:
             result.run = session.current(RUN)
         if run_ok and steps.upscale is not None:
             session.check_upscale_input(result.run)
-            up = timed("upscale", lambda: session.ensure_upscale(result.run, steps.upscale, wait=steps.wait))
+            up = timed("upscale", lambda: session.ensure_upscale(result.run, steps.upscale))
             result.upscale = up.job
             if not up.reused:
                 result.started.append(up.job)

@@ -112,7 +112,7 @@ def grouping(variants: list[Variant]) -> list[Group]:
     return group_variants([v.spec for v in variants])
 
 
-def run_experiment(cfg, paths: list[Path], *, upscale: float | None = None, wait: bool = False, force: bool = False,
+def run_experiment(cfg, paths: list[Path], *, upscale: float | None = None, force: bool = False,
                    dry_run: bool = False, echo=None) -> None:
     """The cycle of every variant; raises JobFailed when any did not end ok (after the table)."""
     name, variants = plan_variants(cfg, paths, upscale=upscale is not None)
@@ -122,16 +122,16 @@ def run_experiment(cfg, paths: list[Path], *, upscale: float | None = None, wait
     if dry_run:
         print("dry run: nothing sent or started")
         return
-    Experiment(cfg, name, variants, upscale=upscale, wait=wait, force=force, echo=echo).run(groups)
+    Experiment(cfg, name, variants, upscale=upscale, force=force, echo=echo).run(groups)
 
 
 class Experiment:
     """The jobs of one experiment over one connection."""
 
-    def __init__(self, cfg, name: str, variants: list[Variant], *, upscale: float | None, wait: bool, force: bool,
+    def __init__(self, cfg, name: str, variants: list[Variant], *, upscale: float | None, force: bool,
                  echo=None) -> None:
         self.cfg, self.name, self.variants = cfg, name, variants
-        self.upscale, self.wait, self.force, self.echo = upscale, wait, force, echo
+        self.upscale, self.force, self.echo = upscale, force, echo
         self.clock = time.monotonic()
         self.started = history.now_iso()
         self.upload_s = 0.0
@@ -226,16 +226,11 @@ class Experiment:
 
     def _single(self, v: Variant) -> None:
         begin = time.monotonic()
-        outcome = v.session.ensure_run(wait=self._wait(), force=self.force)
+        outcome = v.session.ensure_run(force=self.force)
         v.result.durations["run"] = time.monotonic() - begin
         self._settle(v, outcome.job, outcome.status, outcome.state.exit_code, outcome.message, outcome)
         if not outcome.reused:
             v.result.started.append(outcome.job)
-
-    def _wait(self) -> bool:
-        """Wait for a busy box from the second job on (the box is ours: the job before is being removed)."""
-        wait, self.wait = self.wait, True
-        return wait
 
     def _batch(self, members: list[Variant]) -> list[Variant]:
         """Run ``members`` as one batch job; the members never processed (after a blocked line)."""
@@ -312,7 +307,7 @@ class Experiment:
     def _start(self, runner: Runner, new_job, first: int) -> Outcome:
         for k in range(first, first + START_TRIES):
             try:
-                return runner.start(new_job(k), wait=self._wait(), detach=False)
+                return runner.start(new_job(k), detach=False)
             except RunTaken:
                 continue
         raise RemoteError(f"could not start a batch of {self.name!r}: {START_TRIES} batch folders in a row were taken "
@@ -342,7 +337,7 @@ class Experiment:
         try:
             session.probe()
             session.check_upscale_input(v.result.run)
-            up = session.ensure_upscale(v.result.run, self.upscale, wait=True)
+            up = session.ensure_upscale(v.result.run, self.upscale)
         finally:
             v.result.durations["upscale"] = time.monotonic() - begin
         v.result.upscale = up.job

@@ -1,10 +1,12 @@
-"""Detached jobs on the GPU box: start, follow the log, judge, list, stop.
+"""Detached jobs on the GPU box: enqueue, follow the log, judge, list, cancel.
 
 A job is a folder of its own (``outputs/runs/<run id>/`` for a run, ``outputs/runs/<run id>_upscaled[-k]/``
 for an upscale; ``outputs/<name>`` and ``outputs/<name>_upscaled`` link to the latest) and a named
 container. The runner inside the container appends everything to ``run.log`` and writes ``exit_code`` when
 the command ends, so nothing about a job lives only in a connection: the client
-can drop, come back and pick up from a byte offset. Every remote step is one fixed bash script of
+can drop, come back and pick up from a byte offset. Jobs are not started by the client: they are enqueued
+on the box (remote/enqueue.sh) and a runner there (remote/queue_runner.sh) starts each as soon as the one
+before ends, with no client connected. Every remote step is one fixed bash script of
 cosmos_tools/remote/ run with its data as positional parameters (never pasted into the script), and
 ``Remote.retrying`` is the one policy for dropped connections.
 """
@@ -27,7 +29,7 @@ from pathlib import PurePosixPath
 from .errors import Interrupted, RemoteError, UserError
 from .remote import script
 from .remote.account import BoxAccount
-from .remote.codes import ScriptExit
+from .remote.codes import QueueCode, ScriptExit
 from .remote.paths import RUN, UPSCALE, UPSCALED_SUFFIX, JobPaths, container_name, split_leaf
 
 # The one reconnect policy (Remote.retrying): wait these seconds before each try to reconnect after a drop;
@@ -35,21 +37,17 @@ from .remote.paths import RUN, UPSCALE, UPSCALED_SUFFIX, JobPaths, container_nam
 RECONNECT_DELAYS = (1, 2, 4, 8)
 STEP_RETRIES = 3
 MAX_DROPS = 20
-WAIT_POLL_SECONDS = 2.0
 GUARDRAIL = "GUARDRAIL BLOCKED"
 STOPPED_CODES = (130, 137, 143)  # ended by SIGINT, SIGKILL or SIGTERM (Ctrl-C, kill, docker stop)
 STATE_FIELDS = 10  # fields per job folder in the answer of remote/job_state.sh
 FACT_FIELDS = 3  # what the box says about the image, its checkout and its GPUs (scope "provenance")
-START_TRIES = 10  # run ids tried when other clients took the proposed ones (start.sh RUN_EXISTS)
-STAGING_DIR = ".cosmos-tools/staging"  # a job's files are written here, then moved into its folder by start.sh
-
-
-class Busy(RemoteError):
-    """Another job holds the GPU box."""
+QUEUE_FIELDS = 4  # fields per queue entry in the answer of remote/job_state.sh
+START_TRIES = 10  # run ids tried when other clients took the proposed ones (enqueue.sh RUN_EXISTS)
+STAGING_DIR = ".cosmos-tools/staging"  # a job's files are written here, then moved into its folder by enqueue.sh
 
 
 class RunTaken(Exception):
-    """The job folder proposed for a new job exists already on the box (start.sh RUN_EXISTS)."""
+    """The job folder proposed for a new job exists already on the box (enqueue.sh RUN_EXISTS)."""
 
 
 def docker_words(cfg) -> list[str]:
@@ -73,7 +71,7 @@ class JobState:
     """What the box knows about one job folder."""
 
     dir: str
-    exit_code: int | None = None  # None: no exit_code file (running, lost, or never started)
+    exit_code: int | None = None  # None: no exit_code file (queued, running, lost, or never started)
     finished_at: float = 0.0  # mtime of exit_code
     log_size: int = 0
     output_size: int = 0
@@ -83,6 +81,7 @@ class JobState:
     running: bool = False
     updated: float = 0.0  # mtime of run.log
     target: str = ""  # the folder is a link to this (``runs/<leaf>``): a "latest" view
+    queued: int | None = None  # waiting in the box's queue behind this many jobs (running included)
 
     @property
     def leaf(self) -> str | None:
@@ -92,11 +91,16 @@ class JobState:
 
     @property
     def verdict(self) -> str:
-        """running, absent, lost (ended without an exit code), ok, blocked, stopped (by a signal) or failed."""
+        """queued, running, absent, lost (ended without an exit code), ok, blocked, stopped (by a signal),
+        cancelled (removed from the queue before it started) or failed."""
+        if self.exit_code is None and self.queued is not None:
+            return "queued"
         if self.running and self.exit_code is None:
             return "running"
         if self.exit_code is None:
             return "lost" if self.log_size else "absent"
+        if self.exit_code == QueueCode.CANCELLED:
+            return "cancelled"
         if self.blocked:
             return "blocked"
         if self.exit_code in STOPPED_CODES:
@@ -110,11 +114,20 @@ class JobState:
             return f"{name}: the guardrail blocked it ({GUARDRAIL} in {self.dir}/run.log); change the prompt"
         if verdict == "stopped":
             return f"{name}: stopped by a signal (exit {self.exit_code}): cancelled, or killed with `cosmos-tools kill`"
+        if verdict == "cancelled":
+            return f"{name}: cancelled: removed from the queue before it started (Ctrl-C or `cosmos-tools kill`)"
         if verdict == "lost":
             return f"{name}: the job ended without an exit code (container killed or box restarted)"
+        if self.exit_code == QueueCode.DOCKER_RUN_FAILED:
+            said = [line for line in self.tail if line.strip() and not line.startswith("[cosmos-queue]")]
+            cause = next((line for line in said if "error" in line.lower()), said[0] if said else "")
+            return f"{name}: docker could not start the container: {cause or f'see {self.dir}/run.log'}"
         if self.exit_code == 0:
             return f"{name}: exit 0 but no {self.dir}/output.mp4 was written"
         return f"{name}: exit {self.exit_code}"
+
+
+STATUS_OF_VERDICT = {"ok": "ok", "blocked": "blocked", "stopped": "cancelled", "cancelled": "cancelled"}
 
 
 @dataclass(frozen=True)
@@ -145,23 +158,71 @@ def parse_facts(image: str, code: str, gpus: str) -> BoxFacts:
                     gpu_names=tuple(line.strip() for line in gpus.splitlines() if line.strip()))
 
 
+@dataclass(frozen=True)
+class QueueEntry:
+    """One job file of the box's queue: pending (with the number of jobs ahead), running or done."""
+
+    state: str  # pending, running or done
+    number: str  # its submission number (the job file's name)
+    folder: str
+    container: str
+    ahead: int | None = None  # pending: jobs ahead of it, running ones included
+
+    @property
+    def leaf(self) -> str:
+        return self.folder.rsplit("/", 1)[-1]
+
+    @property
+    def run_id(self) -> str:
+        return split_leaf(self.leaf)[2]
+
+
 @dataclass
 class Box:
-    """One look at the box: the remote user, the running cosmos-tools containers and some job folders."""
+    """One look at the box: the remote user, the running cosmos-tools containers, the queue, some job folders."""
 
     account: BoxAccount
     running: list[str]
     jobs: dict[str, JobState]
     facts: BoxFacts | None = None  # read only when asked (``Remote.probe(..., image=...)``)
+    queue: list[QueueEntry] = field(default_factory=list)  # running, then pending in order, then done (newest last)
+
+    def waiting(self) -> list[QueueEntry]:
+        """The queue's running and pending jobs, in the order they run."""
+        return [e for e in self.queue if e.state != "done"]
+
+
+def parse_queue(fields: list[str]) -> list[QueueEntry] | None:
+    """The queue block of remote/job_state.sh (state, number, folder, container per job); None if malformed."""
+    if len(fields) % QUEUE_FIELDS:
+        return None
+    latest = {}  # a job read twice while it moved: the later state counts
+    for i in range(0, len(fields), QUEUE_FIELDS):
+        state, number, folder, container = fields[i:i + QUEUE_FIELDS]
+        latest[number] = QueueEntry(state, number, folder, container)
+    order = {"running": 0, "pending": 1, "done": 2}
+    entries = sorted(latest.values(), key=lambda e: (order.get(e.state, 3), e.number))
+    running = sum(e.state == "running" for e in entries)
+    pending = [e for e in entries if e.state == "pending"]
+    ahead = {e.number: running + i for i, e in enumerate(pending)}
+    return [QueueEntry(e.state, e.number, e.folder, e.container, ahead.get(e.number)) for e in entries]
 
 
 def parse_box(stdout: bytes, facts: bool = False) -> Box | None:
-    """The answer of remote/job_state.sh (``facts``: scope provenance); None if it is not one."""
+    """The answer of remote/job_state.sh (``facts``: scope provenance); None if it is not one.
+
+    Job folders that wait or run in the queue are marked (``JobState.queued``, ``running``), also through a
+    "latest" link pointing at them.
+    """
     fields = [f.decode("utf-8", "replace") for f in stdout.split(b"\0")[:-1]]
-    head = 4 + (FACT_FIELDS if facts else 0)
-    if len(fields) < head or (len(fields) - head) % STATE_FIELDS:
+    if len(fields) < 5 or not fields[4].isdigit():
         return None
     uid, gid, home, names = fields[:4]
+    end = 5 + QUEUE_FIELDS * int(fields[4])
+    queue = parse_queue(fields[5:end])
+    head = end + (FACT_FIELDS if facts else 0)
+    if queue is None or len(fields) < head or (len(fields) - head) % STATE_FIELDS:
+        return None
     jobs = {}
     try:
         for i in range(head, len(fields), STATE_FIELDS):
@@ -171,8 +232,13 @@ def parse_box(stdout: bytes, facts: bool = False) -> Box | None:
                                spec_sha=sha, tail=tail.splitlines(), updated=float(logged or 0), target=target)
     except ValueError:
         return None
+    waiting = {e.folder: e for e in queue if e.state != "done"}
+    for state in jobs.values():
+        entry = waiting.get(f"outputs/runs/{state.leaf}" if state.leaf is not None else state.dir)
+        if entry is not None and state.exit_code is None:
+            state.queued, state.running = entry.ahead, entry.state == "running"
     return Box(account=BoxAccount(uid=uid, gid=gid, home=home), running=[n for n in names.splitlines() if n],
-               jobs=jobs, facts=parse_facts(*fields[4:head]) if facts else None)
+               jobs=jobs, facts=parse_facts(*fields[end:head]) if facts else None, queue=queue)
 
 
 def _say(msg: str) -> None:
@@ -263,23 +329,29 @@ class Remote:
             raise RemoteError(f"could not write {', '.join(files)} into {folder} on {self.t.describe()} "
                               f"(exit {done.rc}): {_last_line(done)}")
 
-    def start(self, staging: str, job: Job) -> list[str] | None:
-        """Start the job under the GPU lock; the running container names instead if the box is busy.
+    def enqueue(self, staging: str, job: Job) -> int:
+        """Put the job in the box's queue (a runner starts it when the jobs ahead have ended); the jobs ahead.
 
-        ``staging`` holds the job's files; start.sh moves it to the job's folder and points the "latest" link
-        there. RunTaken if that folder exists already.
+        ``staging`` holds the job's files; enqueue.sh moves it to the job's folder and points the "latest" link
+        there, under the queue lock. RunTaken if that folder exists already.
         """
-        done = self.bash("start.sh", staging, job.dir, job.paths.latest, job.container, str(len(self.docker)),
-                         *job.docker)
-        if done.rc == ScriptExit.BUSY:
-            return [n for n in done.stdout.decode("utf-8", "replace").splitlines() if n]
+        done = self.bash("enqueue.sh", staging, job.dir, job.paths.latest, job.container, script("queue_runner.sh"),
+                         str(len(self.docker)), *job.docker)
         if done.rc == ScriptExit.RUN_EXISTS:
             raise RunTaken(job.dir)
-        if done.rc != 0:
-            if done.rc == ScriptExit.DOCKER_FAILED:
-                raise _docker_error(done, self.t.describe())
-            raise RemoteError(f"starting the job on {self.t.describe()} failed (exit {done.rc}): {_last_line(done)}")
-        return None
+        answer = done.stdout.decode("utf-8", "replace").strip()
+        if done.rc != 0 or not answer.isdigit():
+            raise RemoteError(f"queueing {job.label} on {self.t.describe()} failed (exit {done.rc}): "
+                              f"{_last_line(done)}")
+        return int(answer)
+
+    def cancel(self, folder: str, container: str) -> str:
+        """Remove a queued job from the queue ("removed") or stop its container ("stopped"; "gone" if none ran)."""
+        done = self.bash("cancel.sh", folder, container, *self.docker)
+        answer = done.stdout.decode("utf-8", "replace").strip()
+        if done.rc != 0 or answer not in ("removed", "stopped", "gone"):
+            raise RemoteError(f"cancelling {folder} on {self.t.describe()} failed (exit {done.rc}): {_last_line(done)}")
+        return answer
 
     def migrate(self, name: str) -> list[tuple[str, str]]:
         """Move the real folders the version before run ids left at outputs/<name>[_upscaled] to
@@ -290,11 +362,6 @@ class Remote:
                               f"{self.t.describe()} (exit {done.rc}): {_last_line(done)}")
         fields = [f.decode("utf-8", "replace") for f in done.stdout.split(b"\0")[:-1]]
         return list(zip(fields[::2], fields[1::2], strict=True))
-
-    def stop(self, container: str) -> bool:
-        """Ask a container to stop (SIGTERM, then SIGKILL after 10 s); False if it was not running."""
-        done = self.t.run([*self.docker, "stop", "-t", "10", container], check=False)
-        return done.rc == 0
 
 
 def _int_or_none(text: str) -> int | None:
@@ -408,9 +475,10 @@ class Runner:
         self.say = say or remote.say
 
     def ensure(self, name: str, kind: str, box: Box, new_job: Callable[[int], Job], *, first: int,
-               wait: bool = False, detach: bool = False, force: bool = False) -> Outcome:
-        """Make sure the latest ``kind`` job of prompt ``name`` is current: re-attach to it if it runs, keep it
-        if it finished ok with the spec ``new_job`` renders (unless ``force``), else start a new one.
+               detach: bool = False, force: bool = False) -> Outcome:
+        """Make sure the latest ``kind`` job of prompt ``name`` is current: re-attach to it if it runs or waits in
+        the box's queue, keep it if it finished ok with the spec ``new_job`` renders (unless ``force``), else
+        enqueue a new one.
 
         ``new_job(k)`` renders the job in its ``k``-th folder (run id ``<name>-<k>``, or upscale ``k``); the
         new job takes ``first`` and, when another client took that folder, the next ones.
@@ -420,13 +488,14 @@ class Runner:
         current = current_job(name, kind, state)
         if view.container in box.running:
             state.running = True
-        if state.verdict == "running":
+        if state.verdict in ("running", "queued"):
+            where = "running" if state.verdict == "running" else f"queued behind {_jobs(state.queued or 0)}"
             if detach:
-                self.say(f"{current.label} is already running on the box; follow it with "
+                self.say(f"{current.label} is already {where} on the box; follow it with "
                          f"`cosmos-tools attach {shlex.quote(name)}`")
                 return Outcome("running", state, job=current, box=box)
-            self.say(f"{current.label} is already running on the box; re-attaching to its log")
-            return self.follow(current, offset=-20)
+            self.say(f"{current.label} is already {where} on the box; re-attaching to its log")
+            return self.follow(current, offset=-20, queued=state.verdict == "queued")
         job = new_job(first)
         if state.verdict == "ok" and state.spec_sha == job.spec_sha and not force:
             self.say(f"{current.label} already finished ok on the box with the same spec; not running it again")
@@ -435,59 +504,48 @@ class Runner:
             if k != first:
                 job = new_job(k)
             try:
-                return self.start(job, wait=wait, detach=detach)
+                return self.start(job, detach=detach)
             except RunTaken:
                 continue
         raise RemoteError(f"could not start {name!r}: {START_TRIES} run folders in a row were taken on the box by "
                           "other clients; try again")
 
-    def start(self, job: Job, *, wait: bool, detach: bool) -> Outcome:
-        """Start ``job`` in its own folder (RunTaken if that folder exists), then follow it unless ``detach``."""
+    def start(self, job: Job, *, detach: bool) -> Outcome:
+        """Enqueue ``job`` in its own folder (RunTaken if that folder exists), then follow it unless ``detach``."""
         remote = self.remote
         staging = f"{STAGING_DIR}/{secrets.token_hex(8)}"
         remote.write_files(staging, job.files)
-        waited_for: list[str] | None = None
-        own_since = time.monotonic()
-        while True:
-            with deferred_sigint() as pending:  # a start cut in half would leave an unknown job behind
-                try:
-                    busy = remote.start(staging, job)
-                except RunTaken:
-                    if pending:
-                        raise Interrupted(f"interrupted before {job.label} started") from None
-                    raise
-            if pending and busy is None:
-                raise self.interrupt(job)
-            if pending:
-                raise Interrupted(f"interrupted before {job.label} started")
-            if busy is None:
-                break
-            others = [n for n in busy if not _same_run(n, job)]
-            if not others and time.monotonic() - own_since < 60:
-                time.sleep(0.5)  # our previous step's container is still being removed
-                continue
-            if not wait:
-                raise Busy(f"the GPU box is busy with {', '.join(others or busy)}; wait for it with --wait, "
-                           "see it with `cosmos-tools status`, or stop it with `cosmos-tools kill RUN`")
-            if busy != waited_for:
-                self.say(f"the GPU box is busy with {', '.join(busy)}; waiting (--wait)")
-                waited_for = busy
-            time.sleep(WAIT_POLL_SECONDS)
+        with deferred_sigint() as pending:  # an enqueue cut in half would leave an unknown job behind
+            try:
+                ahead = remote.enqueue(staging, job)
+            except RunTaken:
+                if pending:
+                    raise Interrupted(f"interrupted before {job.label} was queued") from None
+                raise
+        if pending:
+            raise self.interrupt(job)
         try:
-            self.say(f"started {job.label} as container {job.container} in {job.dir}")
+            if ahead:
+                self.say(f"{job.label} queued behind {_jobs(ahead)} on the box (container {job.container}, "
+                         f"folder {job.dir})")
+            elif detach:  # the box's runner starts it at once; a follower says so when its log begins
+                self.say(f"started {job.label} as container {job.container} in {job.dir}")
             if detach:
                 self.say(f"detached: follow it with `cosmos-tools attach {shlex.quote(job.name)}`, "
-                         f"stop it with `cosmos-tools kill {shlex.quote(job.name)}`")
-                return Outcome("detached", JobState(dir=job.dir, running=True), job=job)
+                         f"stop it with `cosmos-tools kill {shlex.quote(job.run_id or job.name)}`")
+                return Outcome("detached", JobState(dir=job.dir, running=not ahead, queued=ahead or None), job=job)
         except KeyboardInterrupt:
             raise self.interrupt(job) from None
-        return self.follow(job, offset=0)
+        return self.follow(job, offset=0, queued=True)
 
-    def follow(self, job: Job, offset: int) -> Outcome:
-        """Print the log from ``offset`` until the job ends (reconnecting after drops), then judge it."""
+    def follow(self, job: Job, offset: int, *, queued: bool = False) -> Outcome:
+        """Print the log from ``offset`` until the job ends (reconnecting after drops), then judge it.
+
+        ``queued``: the job was queued (maybe still waiting); its first log bytes mean it has started (said once).
+        """
         remote = self.remote
         started = time.monotonic()
-        position = {"offset": offset, "header": b""}
+        position = {"offset": offset, "header": b"", "queued": queued}
 
         def on_output(data: bytes) -> None:
             if position["header"] is not None:  # the script's first line: the offset it starts from
@@ -497,6 +555,9 @@ class Runner:
                     return
                 position["offset"], position["header"] = int(head or 0), None
             position["offset"] += len(data)
+            if data and position["queued"]:
+                position["queued"] = False
+                self.say(f"started {job.label} as container {job.container} in {job.dir}")
             if data:
                 self.echo(data)
 
@@ -526,28 +587,29 @@ class Runner:
         state = box.jobs[job.dir]
         if rc == ScriptExit.LOST and state.exit_code is None:
             state.running = False
-        status = {"ok": "ok", "blocked": "blocked", "stopped": "cancelled"}.get(state.verdict, "failed")
+        status = STATUS_OF_VERDICT.get(state.verdict, "failed")
         return Outcome(status, state, job=job, seconds=time.monotonic() - started,
                        message="" if status == "ok" else state.failure(job.label), box=box)
 
     def interrupt(self, job: Job) -> Interrupted:
-        """Ctrl-C: ask the box to stop the job (a second Ctrl-C gives up); the error to raise.
+        """Ctrl-C: remove the job from the box's queue, or stop it if it runs (a second Ctrl-C gives up); the
+        error to raise.
 
-        A Ctrl-C can land in the middle of paramiko and break the connection, so a failed stop is
+        A Ctrl-C can land in the middle of paramiko and break the connection, so a failed cancel is
         tried once more over a new one.
         """
         self.say(f"Ctrl-C: stopping {job.label} on the box (Ctrl-C again to leave it running)")
-        hint = f"stop it with `cosmos-tools kill {shlex.quote(job.name)}`"
+        hint = f"stop it with `cosmos-tools kill {shlex.quote(job.run_id or job.name)}`"
         try:
-            stopped = self.remote.retrying(f"stopping {job.label}", lambda: self.remote.stop(job.container),
-                                           drops=1, retry_on=Exception)
+            done = self.remote.retrying(f"stopping {job.label}", lambda: self.remote.cancel(job.dir, job.container),
+                                        drops=1, retry_on=Exception)
         except KeyboardInterrupt:
-            return Interrupted(f"interrupted: left {job.label} running on the box; {hint}")
+            return Interrupted(f"interrupted: left {job.label} on the box; {hint}")
         except RemoteError as exc:
             return Interrupted(f"interrupted: could not stop {job.label} ({exc}); {hint}")
-        if not stopped:
-            return Interrupted(f"interrupted: {job.label} was not running on the box")
-        return Interrupted(f"interrupted: stopped {job.label} on the box")
+        return Interrupted({"removed": f"interrupted: removed {job.label} from the queue on the box",
+                            "stopped": f"interrupted: stopped {job.label} on the box"}.get(
+                                done, f"interrupted: {job.label} was not running on the box"))
 
 
 @contextlib.contextmanager
@@ -567,9 +629,8 @@ def deferred_sigint():
         signal.signal(signal.SIGINT, previous)
 
 
-def _same_run(container: str, job: Job) -> bool:
-    """True for the container of the other step of the same run (ct1-run-... vs ct1-up-...)."""
-    return container in (container_name(job.name, RUN), container_name(job.name, UPSCALE))
+def _jobs(n: int) -> str:
+    return f"{n} job" if n == 1 else f"{n} jobs"
 
 
 def _echo_stdout(data: bytes) -> None:
@@ -588,7 +649,7 @@ def report_failure(outcome: Outcome, say: Callable[[str], None]) -> None:
 
 
 def attach(remote: Remote, name: str, runner: Runner | None = None) -> Outcome:
-    """Follow the running job of ``name`` (upscale or run) to its end; if none runs, judge the latest one."""
+    """Follow the running or queued job of ``name`` (upscale or run) to its end; if none, judge the latest one."""
     from .names import check_run_name
 
     check_run_name(name)
@@ -596,10 +657,12 @@ def attach(remote: Remote, name: str, runner: Runner | None = None) -> Outcome:
     box = remote.probe([job.dir for job in jobs.values()])
     runner = runner or Runner(remote)
     for kind, view in jobs.items():
-        if view.container in box.running:
-            job = current_job(name, kind, box.jobs[view.dir])
-            runner.say(f"attached to {job.label}")
-            return runner.follow(job, offset=-20)
+        state = box.jobs[view.dir]
+        if view.container in box.running or state.verdict in ("running", "queued"):
+            job = current_job(name, kind, state)
+            queued = state.verdict == "queued"
+            runner.say(f"attached to {job.label}" + (f" (queued behind {_jobs(state.queued or 0)})" if queued else ""))
+            return runner.follow(job, offset=-20, queued=queued)
     known = [(box.jobs[view.dir].finished_at, kind) for kind, view in jobs.items()
              if box.jobs[view.dir].verdict != "absent"]
     if not known:
@@ -612,21 +675,34 @@ def attach(remote: Remote, name: str, runner: Runner | None = None) -> Outcome:
         for line in state.tail:
             runner.echo((line + "\n").encode())
         return Outcome("ok", state, job=job, reused=True)
-    status = {"blocked": "blocked", "stopped": "cancelled"}.get(state.verdict, "failed")
+    status = STATUS_OF_VERDICT.get(state.verdict, "failed")
     return Outcome(status, state, job=job, reused=True, message=state.failure(job.label))
 
 
-def kill(remote: Remote, name: str) -> list[str]:
-    """Stop the running run and/or upscale of ``name``; the containers stopped."""
+def kill(remote: Remote, target: str) -> list[str]:
+    """Remove from the queue, or stop, the jobs of ``target``: a run id (that run and its upscales) or a prompt
+    name (its run and upscale); one line per job ("removed ... from the queue", "stopped ...")."""
     from .names import check_run_name
 
-    check_run_name(name)
+    check_run_name(target)
     box = remote.probe([])
-    targets = [plain_job(name, kind).container for kind in (RUN, UPSCALE)]
-    stopped = [c for c in targets if c in box.running and remote.stop(c)]
-    if not stopped:
-        raise UserError(f"no job named {name!r} is running on the GPU box; `cosmos-tools status` lists the jobs")
-    return stopped
+    containers = {container_name(target, RUN), container_name(target, UPSCALE)}
+    done = []
+    for entry in box.waiting():
+        if entry.container in containers or target in (entry.run_id, entry.leaf):
+            answer = remote.cancel(entry.folder, entry.container)
+            if answer == "removed":
+                done.append(f"removed {entry.leaf} from the queue")
+            elif answer == "stopped":
+                done.append(f"stopped {entry.container} ({entry.leaf})")
+    queued = {e.container for e in box.waiting()}
+    for container in sorted(containers & set(box.running) - queued):  # a job started before the queue existed
+        if remote.cancel("", container) == "stopped":
+            done.append(f"stopped {container}")
+    if not done:
+        raise UserError(f"no job named {target!r} is running or queued on the GPU box; `cosmos-tools queue` lists "
+                        "them")
+    return done
 
 
 def job_rows(remote: Remote) -> list[dict]:
@@ -658,13 +734,36 @@ def job_rows(remote: Remote) -> list[dict]:
         out.append({"job": state.dir, "run": name, "run_id": run_id, "kind": kind, "state": state.verdict,
                     "exit_code": state.exit_code, "updated": _iso(state.updated),
                     "output_size": state.output_size})
+    listed = {row["job"] for row in out}
+    for entry in box.waiting():
+        if entry.folder not in listed:  # queued (no log yet), or just handed to docker
+            name, kind, run_id = split_leaf(entry.leaf)
+            seen.add(entry.container)
+            out.append({"job": entry.folder, "run": name, "run_id": run_id, "kind": kind,
+                        "state": "queued" if entry.state == "pending" else "running", "exit_code": None,
+                        "updated": "", "output_size": 0})
     for container in box.running:
         if container not in seen:
             out.append({"job": container, "run": "", "run_id": "", "kind": "", "state": "running", "exit_code": None,
                         "updated": "", "output_size": 0})
     out.sort(key=lambda r: r["updated"], reverse=True)
-    out.sort(key=lambda r: r["state"] != "running")
+    out.sort(key=lambda r: {"running": 0, "queued": 1}.get(r["state"], 2))
     return out
+
+
+def queue_rows(remote: Remote) -> list[dict]:
+    """The box's queue: the running job, the queued ones (``position``: the jobs ahead, the running one included,
+    as in "queued behind N jobs") and the last finished ones (newest first), with run ids and states."""
+    box = remote.probe(None)
+    rows = []
+    for entry in [*box.waiting(), *reversed([e for e in box.queue if e.state == "done"])]:
+        name, kind, run_id = split_leaf(entry.leaf)
+        state = box.jobs.get(entry.folder) or JobState(dir=entry.folder)
+        verdict = {"pending": "queued", "running": "running"}.get(entry.state, state.verdict)
+        rows.append({"job": entry.folder, "run": name, "run_id": run_id, "kind": kind, "state": verdict,
+                     "position": entry.ahead, "exit_code": state.exit_code,
+                     "container": entry.container, "number": int(entry.number), "updated": _iso(state.updated)})
+    return rows
 
 
 def _legacy_row(state: JobState, box: Box, seen: set) -> tuple[str, str, str]:

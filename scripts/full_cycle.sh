@@ -7,7 +7,7 @@
 #
 # Upload, run with a live log, upscale (if the run succeeded), download, and append one line
 # to notes/run_history.log. Re-running after a failure or a dropped connection resumes: what is
-# done is not done again, a job still running is re-attached; an unchanged prompt whose run
+# done is not done again, a job still running or queued is re-attached; an unchanged prompt whose run
 # finished ok is not run again (--force makes a new run). Exit: 0 ok, 1 run failed, 2 usage,
 # 3 GPU box or connection problem, 4 local environment, 130 Ctrl-C (the job is asked to stop).
 #
@@ -19,7 +19,7 @@
 #   --no-upscale      skip the 4K upscale (one prompt)
 #   --upscale         upscale every variant that ended ok (several prompts; default: no upscale)
 #   --upscale-weight W    control weight of the upscaler (default UPSCALE_WEIGHT, 0.5)
-#   --wait            if the GPU box is busy with another job, wait for it instead of refusing
+#   --wait            no effect (kept for old scripts): every job waits in the GPU box's queue
 #   --num-gpu N       GPUs for this run (default NUM_GPU; more than 1 uses torchrun)
 #   --force           run again as a new run even if this spec already finished ok
 #   --dry-run         check the prompts and show how the variants are grouped into jobs; run nothing

@@ -9,7 +9,7 @@
 #
 # Options:
 #   --no-upscale      skip the 4K upscale
-#   --wait            if the GPU box is busy with another job, wait for it instead of refusing
+#   --wait            no effect (kept for old scripts): every job waits in the GPU box's queue
 #   --num-gpu N       GPUs for this run (default NUM_GPU; more than 1 uses torchrun)
 #   -h, --help        show this help
 set -euo pipefail

@@ -8,7 +8,7 @@
 #
 # Options:
 #   --detach          start the job and return without streaming its log
-#   --wait            if the GPU box is busy with another job, wait for it instead of refusing
+#   --wait            no effect (kept for old scripts): every job waits in the GPU box's queue
 #   --num-gpu N       GPUs for this run (default NUM_GPU; more than 1 uses torchrun)
 #   --force           run again even if it already finished ok
 #   -h, --help        show this help

@@ -6,7 +6,7 @@
 # output or its video is longer than 121 frames (what the upscaler handles).
 #
 # Options:
-#   --wait            if the GPU box is busy with another job, wait for it instead of refusing
+#   --wait            no effect (kept for old scripts): every job waits in the GPU box's queue
 #   --num-gpu N       GPUs for this upscale (default NUM_GPU)
 #   -h, --help        show this help
 set -euo pipefail

@@ -95,14 +95,26 @@ def slow_jobs(rehearsal_host):
 
 @pytest.fixture
 def endless_jobs(rehearsal_host):
-    """Jobs that run until they are stopped; any left running are killed afterwards (they would hold the box)."""
+    """Jobs that run until they are stopped; any left queued or running are dropped afterwards (they would hold
+    the box's queue)."""
     set_stand_in_seconds(rehearsal_host.dir, 600)
     yield
     set_stand_in_seconds(rehearsal_host.dir, 0.3)
-    docker = [sys.executable, str(Path(rehearsal_host.bin_dir) / "docker")]
+    empty_queue(rehearsal_host)
+
+
+def empty_queue(host) -> None:
+    """Drop the rehearsal box's queued jobs, kill its running containers, wait until its queue runner has let go."""
+    queue = remote_path(host, ".cosmos-tools/queue")
+    for job in queue.glob("pending/*"):
+        job.unlink(missing_ok=True)
+    docker = [sys.executable, str(Path(host.bin_dir) / "docker")]
     running = subprocess.run([*docker, "ps", "-q"], capture_output=True, text=True).stdout.split()
     if running:
         subprocess.run([*docker, "kill", *running], capture_output=True)
+    deadline = time.monotonic() + 30
+    while any(queue.glob("running/*")) and time.monotonic() < deadline:
+        time.sleep(0.2)
 
 
 def test_full_cycle_then_rerun_does_nothing_again(project, rehearsal_host):
@@ -335,7 +347,10 @@ def test_two_cycles_at_once_both_finish_and_append_history(project, rehearsal_ho
     results = [p.communicate(timeout=180) for p in procs]
     results[0] = (results[0][0], seen + results[0][1])
     assert [p.returncode for p in procs] == [0, 0], [r[1] for r in results]
-    assert "waiting (--wait)" in results[1][1]
+    assert "--wait has no effect" in results[1][1]  # the second job waited in the box's queue instead
+    done = {p.read_bytes().split(b"\0")[0].decode(): p.name
+            for p in remote_path(rehearsal_host, ".cosmos-tools/queue/done").iterdir()}
+    assert done["outputs/runs/pair_0-1"] < done["outputs/runs/pair_1-1"]  # one after the other, in order
     lines = records(project)
     assert sorted(r["run"] for r in lines) == ["pair_0", "pair_1"] and {r["status"] for r in lines} == {"ok"}
 

@@ -1,4 +1,4 @@
-"""Detached jobs on the rehearsal host: detach/status/attach, kill, a busy box, Ctrl-C, and the job states."""
+"""Detached jobs on the rehearsal host: detach/status/attach, kill, a queued run, Ctrl-C, and the job states."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ from cosmos_tools.config import load_config
 from cosmos_tools.errors import RemoteError
 from cosmos_tools.jobs import JobState
 from cosmos_tools.remote import script as remote_script
-from cosmos_tools.remote.codes import ScriptExit
+from cosmos_tools.remote.codes import QueueCode, ScriptExit
 from cosmos_tools.remote.paths import RUN
 
 
@@ -73,21 +73,23 @@ def test_detach_status_attach_kill(project, rehearsal_host):
 
 
 @pytest.mark.usefixtures("endless_jobs")
-def test_busy_box_refuses_a_second_run_until_the_first_is_killed(project, rehearsal_host):
+def test_a_second_run_is_queued_behind_the_first_and_starts_when_it_is_killed(project, rehearsal_host):
     shot = add_shot(project)
     first, second = write_prompt(project, "first", shot), write_prompt(project, "second", shot)
     assert script(project, "upload_prompt.sh", first, "--quiet").returncode == 0
     assert script(project, "run_inference_remote.sh", first, "--detach").returncode == 0
-    busy = script(project, "run_inference_remote.sh", second)
-    assert busy.returncode == 3
-    assert "busy with ct1-run-first-" in busy.stderr and "--wait" in busy.stderr
-    assert not remote_path(rehearsal_host, "outputs/second/run.log").exists()
-    waiting = start(project, "run_inference_remote.sh", second, "--wait", "--detach")
-    wait_for_line(waiting, "waiting (--wait)")
+    queued = script(project, "run_inference_remote.sh", second, "--detach", "--wait")
+    assert queued.returncode == 0, queued.stderr
+    assert "second-1 queued behind 1 job" in queued.stderr and "--wait has no effect" in queued.stderr
+    assert statuses(project)["second"]["state"] == "queued"
+    follower = subprocess.Popen([str(REPO / ".venv" / "bin" / "cosmos-tools"), "attach", "second"], cwd=project,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for_line(follower, "attached to second-1 (queued behind 1 job)")
     assert tool(project, "kill", "first").returncode == 0
-    _, stderr = waiting.communicate(timeout=60)
-    assert waiting.returncode == 0 and "started second" in stderr
+    wait_for_line(follower, "started second-1 as container")
     assert tool(project, "kill", "second").returncode == 0
+    _, stderr = follower.communicate(timeout=60)
+    assert follower.returncode == 1 and "stopped by a signal" in stderr
 
 
 @pytest.mark.usefixtures("endless_jobs")
@@ -120,6 +122,11 @@ def test_job_verdicts():
     assert JobState("d", exit_code=143).verdict == "stopped"
     assert JobState("d", exit_code=1, output_size=5).verdict == "failed"
     assert "no d/output.mp4" in JobState("d", exit_code=0).failure("r")
+    assert JobState("d", queued=2).verdict == "queued"
+    assert JobState("d", exit_code=QueueCode.CANCELLED).verdict == "cancelled"
+    assert "docker could not start the container: no such image" in JobState(
+        "d", exit_code=QueueCode.DOCKER_RUN_FAILED, tail=["[cosmos-queue] docker run failed", "no such image"]
+    ).failure("r")
 
 
 def test_docker_that_does_not_answer_is_one_clear_line(project, rehearsal_host):

@@ -86,11 +86,14 @@ def _paths(root: Path) -> dict[str, Path]:
             "json": root / "rehearsal.json", "config": root / "config.sh", "known_hosts": root / "known_hosts"}
 
 
-def up(dir: Path, seconds: float | None = None, model: str | None = None) -> HostInfo:
+def up(dir: Path, seconds: float | None = None, model: str | None = None, *, load_seconds: float | None = None,
+       sample_seconds: float | None = None) -> HostInfo:
     """Start the rehearsal host in ``dir`` (created if needed); reuse it if it is already running.
 
-    ``seconds``: how long each stand-in run takes (default about 3 s). ``model``: the MODEL its config.sh names
-    (default transfer1-7b; the stand-in checkout holds both models' entry points).
+    ``seconds``: how long each stand-in transfer.py run takes (default about 3 s); ``load_seconds`` and
+    ``sample_seconds`` split it: a model load once per process, then each generated video (defaults 0.2 and
+    0.7 x ``seconds``). ``model``: the MODEL its config.sh names (default transfer1-7b; the stand-in checkout
+    holds both models' entry points).
     """
     root = _check_dir(dir)
     paths = _paths(root)
@@ -98,6 +101,8 @@ def up(dir: Path, seconds: float | None = None, model: str | None = None) -> Hos
     _install_remote(paths)
     if seconds is not None:
         set_stand_in_seconds(root, seconds)
+    if load_seconds is not None or sample_seconds is not None:
+        set_stand_in_timing(root, load_seconds, sample_seconds)
     if running:
         if model is not None:
             write_text_atomic(paths["config"], config_text(running, model))
@@ -162,9 +167,21 @@ def status(dir: Path) -> HostInfo | None:
     return _running_info(Path(dir).resolve())
 
 
+TIMING_KEYS = ("COSMOS_STANDIN_LOAD_SECONDS", "COSMOS_STANDIN_SAMPLE_SECONDS")
+
+
 def set_stand_in_seconds(dir: Path, seconds: float) -> None:
-    """How long each stand-in transfer.py run takes on this host (the stand-in docker's engine setting)."""
-    _update_engine(_paths(Path(dir).resolve()), env={"COSMOS_STANDIN_SECONDS": str(seconds)})
+    """How long each stand-in transfer.py run takes on this host (the stand-in docker's engine setting); drops
+    a load/sample split set before."""
+    _update_engine(_paths(Path(dir).resolve()), env={"COSMOS_STANDIN_SECONDS": str(seconds),
+                                                     **dict.fromkeys(TIMING_KEYS)})
+
+
+def set_stand_in_timing(dir: Path, load_seconds: float | None, sample_seconds: float | None) -> None:
+    """The stand-in's model load (once per transfer.py process) and per-video generation time; None: unchanged."""
+    values = (load_seconds, sample_seconds)
+    _update_engine(_paths(Path(dir).resolve()),
+                   env={key: str(v) for key, v in zip(TIMING_KEYS, values, strict=True) if v is not None})
 
 
 def _update_engine(paths: dict[str, Path], **changes) -> None:
@@ -175,7 +192,9 @@ def _update_engine(paths: dict[str, Path], **changes) -> None:
     except (OSError, ValueError):
         data = {"env": {}, "images": [DOCKER_IMAGE]}
     for key, value in changes.items():
-        data[key] = {**data.get(key, {}), **value} if isinstance(value, dict) else value
+        if isinstance(value, dict):  # merged; a None value removes its key
+            value = {k: v for k, v in {**data.get(key, {}), **value}.items() if v is not None}
+        data[key] = value
     write_json_atomic(engine, data)
 
 

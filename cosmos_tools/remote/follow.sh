@@ -2,12 +2,21 @@
 # shellcheck shell=bash
 # $1 = log, $2 = exit-code file, $3 = byte offset (negative: start at the last -N lines), $4 = container,
 # then the docker words. Prints the starting offset on a line of its own, then copies the log from it until
-# the exit-code file exists (exit 0); exits 84 (LOST) if the container is gone without one, 85
-# (DOCKER_SILENT) if docker has not answered for about a minute, so a follower whose job and docker are gone
-# never polls for ever.
+# the exit-code file exists (exit 0). A job whose file is in the queue's pending/ or running/ (its first
+# field is the job folder, the exit-code file's folder) is alive even before its log exists; otherwise the
+# follower exits 84 (LOST) if the container is gone without an exit code, 85 (DOCKER_SILENT) if docker has not
+# answered for about a minute, so a follower whose job and docker are gone never polls for ever.
 exec 2>/dev/null
+export LC_ALL=C
 log=$1 code=$2 off=$3 container=$4; shift 4
 docker=("$@")
+queued() {
+  local f folder
+  for f in .cosmos-tools/queue/pending/* .cosmos-tools/queue/running/*; do
+    [ -e "$f" ] && IFS= read -r -d '' folder <"$f" && [ "$folder" = "${code%/*}" ] && return 0
+  done
+  return 1
+}
 if [ "$off" -lt 0 ]; then
   size=$(stat -c %s "$log" || echo 0)
   off=$(( size - $(tail -n "${off#-}" "$log" | wc -c) ))
@@ -21,7 +30,7 @@ while :; do
   if [ "$size" -gt "$off" ]; then tail -c "+$(( off + 1 ))" "$log" | head -c "$(( size - off ))"; off=$size; fi
   [ "$finished" = 1 ] && exit 0
   polls=$(( polls + 1 ))
-  if [ $(( polls % 8 )) = 0 ]; then
+  if [ $(( polls % 8 )) = 0 ] && ! queued; then
     if names=$("${docker[@]}" ps --filter label=cosmos-tools.run --format '{{.Names}}' </dev/null); then
       failures=0
       if ! printf '%s\n' "$names" | grep -qxF -- "$container"; then

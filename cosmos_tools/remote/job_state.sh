@@ -6,7 +6,10 @@
 # the checkout and its GPUs), $2 = number of docker words, then the docker words, then (provenance) the Docker
 # image, then (named, provenance) the job folders.
 # Prints, each field followed by NUL: uid, gid, home, the names of the running cosmos-tools containers (one
-# per line); for provenance 3 more fields: `docker image inspect` of the image ("<Id> <RepoDigests as JSON>" or
+# per line); the queue: the number of jobs N, then 4 fields per job (state pending, running or done; its
+# number; its folder; its container), pending/ first, then running/, then done/, each in submission order (a
+# job that moves while it is read may be listed twice: the later state is the current one); for provenance 3
+# more fields: `docker image inspect` of the image ("<Id> <RepoDigests as JSON>" or
 # empty), `git rev-parse HEAD` of the checkout (or "unknown"), the GPU names of nvidia-smi (one per line, or
 # empty); then 10 fields per folder: folder, exit code, exit_code mtime, log size, log mtime, output.mp4 size,
 # guardrail flag, sha256 of controlnet_spec.json, last 15 log lines (named scopes only), link target (the
@@ -19,6 +22,16 @@ if ! names=$("${docker[@]}" ps --filter label=cosmos-tools.run --format '{{.Name
   printf 'docker ps failed: %s\n' "$names" >&2; exit 82
 fi
 printf '%s\0' "$names"
+export LC_ALL=C
+queue=()
+for state in pending running "done"; do
+  for f in .cosmos-tools/queue/"$state"/*; do
+    [ -e "$f" ] || continue
+    { IFS= read -r -d '' folder && IFS= read -r -d '' container; } <"$f" || continue
+    queue+=("$state" "${f##*/}" "$folder" "$container")
+  done
+done
+printf '%s\0' "$(( ${#queue[@]} / 4 ))" "${queue[@]}"
 if [ "$scope" = provenance ]; then
   image=$1; shift
   facts=$("${docker[@]}" image inspect -f '{{.Id}} {{json .RepoDigests}}' -- "$image" 2>/dev/null </dev/null) || facts=''

@@ -5,9 +5,10 @@ No model, no GPU: it takes exactly the real flags (types, defaults, choices), me
 with the command line by the real rule (a JSON arg is used unless the exact string ``--<key>`` is in
 sys.argv), raises the real validation errors with the same messages (ValueError -> traceback, exit 1),
 fails on missing files like upstream does (later, FileNotFoundError), logs in cosmos's loguru format,
-spends a few seconds on fake progress (COSMOS_STANDIN_SECONDS), then writes the output with ffmpeg: a
-cheap filter of the input at the bucket resolution (upscale: 3x the bucket), the input's frame count
-trimmed to the shortest control, and the prompt beside it. Upstream facts: docs/reference
+sleeps like a model load once per process (COSMOS_STANDIN_LOAD_SECONDS, default 0.2 x COSMOS_STANDIN_SECONDS)
+and like a generation per video (COSMOS_STANDIN_SAMPLE_SECONDS, default 0.7 x COSMOS_STANDIN_SECONDS), then
+writes the output with ffmpeg: a cheap filter of the input at the bucket resolution (upscale: 3x the bucket),
+the input's frame count trimmed to the shortest control, and the prompt beside it. Upstream facts: docs/reference
 cosmos-transfer1.md. Where upstream would hang or race (--num_gpus != torchrun's WORLD_SIZE) the
 stand-in refuses clearly instead. Standard library and the ffmpeg/ffprobe binaries only.
 """
@@ -283,6 +284,8 @@ def demo(cfg, control_inputs):
         assert not cfg.is_av_sample  # upstream's check
         assert not cfg.save_input_noise, "save_input_noise is not supported with the distilled model"
     seconds = float(os.environ.get("COSMOS_STANDIN_SECONDS", "3"))
+    load_seconds = float(os.environ.get("COSMOS_STANDIN_LOAD_SECONDS") or seconds * 0.2)  # once per process
+    sample_seconds = float(os.environ.get("COSMOS_STANDIN_SAMPLE_SECONDS") or seconds * 0.7)  # per generated video
     base = os.path.join(cfg.checkpoint_dir, BASE_AV_CKPT if cfg.is_av_sample else BASE_CKPT)
     log("INFO", f"Loading base model {base} (stand-in: checking the file exists, loading nothing)",
         (PIPELINE, 212, "_load_model"))
@@ -298,7 +301,7 @@ def demo(cfg, control_inputs):
             require_file(weight)
     if cfg.use_distilled:
         assert len(control_inputs) == 1, "Distilled model only supports single control input"
-    pause(seconds * 0.2)
+    pause(load_seconds)
 
     if cfg.batch_input_path:
         log("INFO", f"Reading batch inputs from path: {cfg.batch_input_path}", (TRANSFER, 262, "demo"))
@@ -329,7 +332,7 @@ def demo(cfg, control_inputs):
             else:
                 log("WARNING", f"Ignoring unknown control key in override: {key}", (TRANSFER, 296, "demo"))
         videos, final_prompts = generate(cfg, item.get("prompt"), item.get("visual_input"), controls, folder,
-                                         seconds, upscale)
+                                         sample_seconds, upscale)
         for video, prompt in zip(videos, final_prompts, strict=True):
             os.replace(host_path(video), host_path(video_path))
             log("INFO", f"Saved video to {video_path}", (TRANSFER, 357, "demo"))
@@ -339,7 +342,8 @@ def demo(cfg, control_inputs):
 
 
 def generate(cfg, prompt, video_path, controls, folder, seconds, upscale):
-    """The stand-in pipeline: preprocess, guardrail, chunks, write; returns (videos, prompts) or crashes."""
+    """The stand-in pipeline: preprocess, guardrail, chunks, write (``seconds`` of sleep for this sample); returns
+    (videos, prompts) or crashes."""
     log("INFO", "running preprocessor", (TRANSFER, 300, "demo"))
     rank = os.environ.get("LOCAL_RANK", "0")
     sources = {}
@@ -388,7 +392,7 @@ def generate(cfg, prompt, video_path, controls, folder, seconds, upscale):
     log("INFO", "Starting latent encoding", (PIPELINE, 860, "generate"))
     log("INFO", f"Starting diffusion sampling: {chunks} chunk(s) of {CHUNK} frames, {cfg.num_steps} steps "
         "(stand-in: sleeping)", (PIPELINE, 872, "generate"))
-    for chunk in progress(chunks, seconds * 0.6):
+    for chunk in progress(chunks, seconds * 0.85):
         if upscale and chunk == 1:
             raise RuntimeError("input tensor must fit into 32-bit index math")
     log("INFO", "Completed diffusion sampling", (PIPELINE, 901, "generate"))
@@ -399,7 +403,7 @@ def generate(cfg, prompt, video_path, controls, folder, seconds, upscale):
     temporary = os.path.join(folder, f".standin_output_{os.getpid()}.mp4")
     looks = ",".join(LOOKS[k] for k in sorted(controls)) or "null"
     ffmpeg(source, temporary, looks, width, height, frames, cfg.fps)
-    pause(seconds * 0.1)
+    pause(seconds * 0.15)
     log("INFO", "Completed VAE decode", (PIPELINE, 910, "generate"))
     if cfg.save_input_noise:
         with open(host_path(os.path.join(folder, "noise.pickle")), "wb") as f:
