@@ -126,11 +126,11 @@ def upscale_cmd(prompt: Path, control_weight: str | None, upscale_prompt: str | 
     """
     from .cycle import Steps, run_attempt
     from .plan import check_upscaler, plan_prompt
-    from .render import upscale_weight
+    from .render import upscale_weight_of
 
     cfg = _upscale_config(_config(num_gpu), upscale_prompt)
-    weight = upscale_weight(cfg["UPSCALE_WEIGHT"] if control_weight is None else control_weight)
     plan = plan_prompt(cfg, prompt, check=False)
+    weight = upscale_weight_of(cfg, plan.prompt, control_weight)
     check_upscaler(cfg, plan)
     run_attempt(cfg, plan,
                 Steps(upload=False, run=False, upscale=weight, download=False))
@@ -220,11 +220,11 @@ def rerun_cmd(run_id: str, no_upscale: bool, num_gpu: int | None) -> None:
     """
     from .cycle import Steps, run_attempt
     from .plan import check_upscale_length, plan_rerun
-    from .render import upscale_weight
+    from .render import upscale_weight_of
 
     cfg = _config(num_gpu)
     plan = plan_rerun(cfg, run_id)
-    weight = None if no_upscale else upscale_weight(cfg["UPSCALE_WEIGHT"])
+    weight = None if no_upscale else upscale_weight_of(cfg, plan.prompt)
     if weight is not None:
         check_upscale_length(cfg, plan)
     run_attempt(cfg, plan, Steps(upscale=weight, force=True, rerun_of=run_id))

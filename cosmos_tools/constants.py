@@ -17,3 +17,7 @@ UTC_TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 # How JSON cosmos-tools writes is laid out (see fsutil.json_text): readable, unicode kept.
 JSON_INDENT = 2
+
+# What a model logs when its guardrail blocks a job: Transfer1's marker, then Transfer2.5's (which, with its
+# default keep-going, may still exit 0 without a video). remote/job_state.sh greps for the same two lines.
+GUARDRAIL_MARKERS = ("GUARDRAIL BLOCKED", "Guardrail blocked generation")

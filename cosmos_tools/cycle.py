@@ -134,7 +134,8 @@ class Session:
 
     def make_job(self, rendered, prompt_text: bytes | None, run_id: str, **extra) -> Job:
         job = job_from_rendered(rendered, prompt_text, self._provenance(run_id, rendered.kind, rendered.spec,
-                                                                        **extra))
+                                                                        model=rendered.model,
+                                                                        model_commit=rendered.model_commit, **extra))
         self.made[job.dir] = json.loads(job.files[provenance.FILE])
         return job
 
@@ -169,7 +170,7 @@ class Session:
 
             def new_job(k: int) -> Job:
                 rendered = render_upscale(name, self.cfg, weight=weight, account=box.account, run_id=run.run_id,
-                                          leaf=upscale_leaf(run.run_id, k))
+                                          leaf=upscale_leaf(run.run_id, k), run_prompt=self.plan.prompt)
                 return self.make_job(rendered, None, run.run_id, upscale_of=run.run_id, upscale_weight=weight)
 
             first = next_upscale_number(self.cfg, run.run_id, box.jobs[latest_folder(name, UPSCALE)].leaf)
@@ -254,10 +255,10 @@ class CycleResult:
 def run_cycle(cfg, prompt_path, *, override: str | None = None, upscale: bool = True, weight=None,
               force: bool = False, echo=None) -> None:
     """The full cycle of a prompt file (checked first: a refused prompt is no attempt, nothing is written)."""
-    from .render import upscale_weight
+    from .render import upscale_weight_of
 
     plan = plan_prompt(cfg, prompt_path, override)
-    up_weight = upscale_weight(cfg["UPSCALE_WEIGHT"] if weight is None else weight) if upscale else None
+    up_weight = upscale_weight_of(cfg, plan.prompt, weight) if upscale else None
     if upscale:
         check_upscale_length(cfg, plan)
     run_attempt(cfg, plan, Steps(upscale=up_weight, force=force), echo=echo)

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
+from .constants import GUARDRAIL_MARKERS
 from .errors import Interrupted, RemoteError, UserError
 from .remote import script
 from .remote.account import BoxAccount
@@ -37,7 +38,7 @@ from .remote.paths import RUN, UPSCALE, UPSCALED_SUFFIX, JobPaths, container_nam
 RECONNECT_DELAYS = (1, 2, 4, 8)
 STEP_RETRIES = 3
 MAX_DROPS = 20
-GUARDRAIL = "GUARDRAIL BLOCKED"
+GUARDRAIL = " or ".join(GUARDRAIL_MARKERS)
 STOPPED_CODES = (130, 137, 143)  # ended by SIGINT, SIGKILL or SIGTERM (Ctrl-C, kill, docker stop)
 STATE_FIELDS = 10  # fields per job folder in the answer of remote/job_state.sh
 FACT_FIELDS = 3  # what the box says about the image, its checkout and its GPUs (scope "provenance")

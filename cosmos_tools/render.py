@@ -179,6 +179,14 @@ def upscale_weight(value) -> float:
     return weight
 
 
+def upscale_weight_of(cfg, run_prompt: dict | None, weight=None) -> float:
+    """The upscaler's control weight: ``weight`` (the command line) wins over the run prompt's
+    ``_upscale.control_weight``, which wins over UPSCALE_WEIGHT."""
+    own = (run_prompt or {}).get("_upscale")
+    own = own if isinstance(own, dict) else {}
+    return upscale_weight(weight if weight is not None else own.get("control_weight", cfg["UPSCALE_WEIGHT"]))
+
+
 def upscale_settings(cfg, run_prompt: dict | None = None, *, prompt: str | None = None) -> dict:
     """The upscaler's prompt, seed and steps: ``prompt`` (or --upscale-prompt, a cfg layer) wins over the run's
     ``_upscale`` key, which wins over UPSCALE_PROMPT / UPSCALE_SEED / UPSCALE_STEPS. An empty prompt means
@@ -217,9 +225,7 @@ def render_upscale(name: str, cfg, *, weight: float | None = None, account: BoxA
     profile = models.of_prompt(run_prompt, cfg)
     if not profile.HAS_UPSCALER:
         raise UserError(f"{profile.NAME} has no 4K upscaler; pass --no-upscale (README: Choosing a model)")
-    own = run_prompt.get("_upscale")
-    own = own if isinstance(own, dict) else {}
-    w = upscale_weight(weight if weight is not None else own.get("control_weight", cfg["UPSCALE_WEIGHT"]))
+    w = upscale_weight_of(cfg, run_prompt, weight)
     settings = upscale_settings(cfg, run_prompt, prompt=prompt)
     spec = render_json("upscale_spec.json.j2",
                        input_video_path=f"{JobPaths.of(name, RUN, run_id).folder}/output.mp4",

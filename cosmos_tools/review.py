@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import history, provenance
+from .constants import GUARDRAIL_MARKERS
 from .errors import UserError
 from .names import check_name
 from .remote.paths import run_number, split_leaf, upscale_number
@@ -24,7 +25,7 @@ from .runs import runs_dir
 
 SWEEPS_DIR = "inputs/sweeps"
 LOG_TAIL = 15  # last lines of run.log shown for a run that did not end ok (as jobs.py prints them)
-GUARDRAIL = "GUARDRAIL BLOCKED"
+GUARDRAIL = " or ".join(GUARDRAIL_MARKERS)
 STOPPED_CODES = (130, 137, 143)
 COMPUTED_CONTROL = re.compile(r"(?P<key>[a-z]+)_input_control_\d+\.mp4")
 NO_RUN_FIX = "`cosmos-tools history` lists the run ids"
@@ -189,7 +190,7 @@ def _judge(line: dict, folder: Path, output: Path | None, log_text: str) -> tupl
     if status in ("", "detached"):
         if not code:
             status = status or "unfinished"
-        elif GUARDRAIL in log_text:
+        elif any(marker in log_text for marker in GUARDRAIL_MARKERS):
             status = "blocked"
         elif code.isdigit() and int(code) in STOPPED_CODES:
             status = "stopped"
@@ -199,7 +200,7 @@ def _judge(line: dict, folder: Path, output: Path | None, log_text: str) -> tupl
         return status, "" if output else "the output is not here: download it (download_results.sh)"
     if line.get("error"):
         return status, line["error"]
-    if status == "blocked" or GUARDRAIL in log_text:
+    if status == "blocked" or any(marker in log_text for marker in GUARDRAIL_MARKERS):
         return status, f"the guardrail blocked it ({GUARDRAIL} in run.log); change the prompt"
     if status in ("unfinished", "detached"):
         return status, "no exit code yet: still running, or not downloaded (cosmos-tools attach / download)"

@@ -204,7 +204,17 @@ def test_full_cycle_of_a_25_prompt_on_the_rehearsal_host(project, rehearsal_host
     assert provenance["run_id"] == "city25-1" and provenance["prompt_name"] == "city25"
     used = json.loads((run / "spec_used.json").read_text())
     assert used["model"] == MODEL25 and used["command"][3] == "examples/inference.py"
+    assert provenance["model"] == MODEL25 and provenance["model_commit"] == used["model_commit"]
     assert [r["status"] for r in records(project)] == ["ok"]
+
+
+def test_a_25_run_the_guardrail_blocks_is_reported_blocked(project, rehearsal_host):
+    add_shot(project, frames=8)
+    prompt = write(project, prompt25(prompt="a city GUARDRAIL_BLOCK_ME at dusk"), "blocked25")
+    done = script(project, "full_cycle.sh", prompt.relative_to(project), "--no-upscale", env={"MODEL": MODEL25})
+    assert done.returncode == 1
+    assert "guardrail blocked it" in done.stderr and "Guardrail blocked generation" in done.stderr
+    assert [r["status"] for r in records(project)] == ["blocked"]
 
 
 def test_upscale_prompt_option_reaches_the_upscale_spec(project, rehearsal_host):
@@ -216,6 +226,21 @@ def test_upscale_prompt_option_reaches_the_upscale_spec(project, rehearsal_host)
     assert done.returncode == 0, done.stderr
     spec = json.loads((project / "outputs" / "runs" / "city_up-1_upscaled" / "controlnet_spec.json").read_text())
     assert spec["prompt"] == "crisp 4K"
+
+
+def test_a_cycles_upscale_plays_at_the_runs_fps_with_the_prompts_upscale_settings(project, rehearsal_host):
+    from test_cycle import write_prompt
+
+    add_shot(project, frames=8)
+    prompt = write_prompt(project, "city_fps", "shot1", fps=30, _upscale={"control_weight": 0.3, "seed": 5})
+    done = script(project, "full_cycle.sh", prompt)
+    assert done.returncode == 0, done.stderr
+    up = project / "outputs" / "runs" / "city_fps-1_upscaled"
+    command = json.loads((up / "spec_used.json").read_text())["command"]
+    assert command[command.index("--fps") + 1] == "30"
+    spec = json.loads((up / "controlnet_spec.json").read_text())
+    assert spec["upscale"]["control_weight"] == 0.3 and spec["seed"] == 5
+    assert records(project)[-1]["upscale"] == "0.3"
 
 
 def test_rehearsal_config_names_the_model(rehearsal_host, tmp_path):

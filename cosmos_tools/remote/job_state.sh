@@ -53,7 +53,7 @@ for d; do
   if [ -f "$d/exit_code" ]; then code=$(head -c 32 "$d/exit_code"); when=$(stat -c %Y "$d/exit_code"); fi
   if [ -f "$d/run.log" ]; then
     log=$(stat -c %s "$d/run.log") logged=$(stat -c %Y "$d/run.log")
-    if grep -qF 'GUARDRAIL BLOCKED' "$d/run.log"; then blocked=1; fi
+    if grep -qF -e 'GUARDRAIL BLOCKED' -e 'Guardrail blocked generation' "$d/run.log"; then blocked=1; fi
     if [ "$scope" != all ]; then tail=$(tail -n 15 "$d/run.log" | tr -d '\000'); fi
   fi
   if [ -f "$d/output.mp4" ]; then out=$(stat -c %s "$d/output.mp4"); fi
