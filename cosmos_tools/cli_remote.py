@@ -171,9 +171,11 @@ def download_cmd(prompt: Path) -> None:
 @GPUS
 @click.option("--force", is_flag=True, help="A new run even if the latest one finished ok with the same spec.")
 @click.option("--dry-run", is_flag=True, help="Check the prompts and show how the runs are grouped; run nothing.")
+@click.option("--no-review", "review", flag_value=False, default=True,
+              help="Several prompts: skip the review page and contact sheet written at the end.")
 @interruptible
 def cycle_cmd(prompts: tuple[str, ...], upscale: bool | None, upscale_weight: str | None,
-              upscale_prompt: str | None, num_gpu: int | None, force: bool, dry_run: bool) -> None:
+              upscale_prompt: str | None, num_gpu: int | None, force: bool, dry_run: bool, review: bool) -> None:
     """Upload, run (live log), upscale, download, and append a line to notes/run_history.log.
 
     Each run gets its own folder, outputs/runs/NAME-K (outputs/NAME links to the latest). Re-running after a
@@ -203,7 +205,7 @@ def cycle_cmd(prompts: tuple[str, ...], upscale: bool | None, upscale_weight: st
     from .render import upscale_weight as checked_weight
 
     weight = checked_weight(cfg["UPSCALE_WEIGHT"] if upscale_weight is None else upscale_weight) if upscale else None
-    run_experiment(cfg, paths, upscale=weight, force=force, dry_run=dry_run)
+    run_experiment(cfg, paths, upscale=weight, force=force, dry_run=dry_run, review=review)
 
 
 @click.command("rerun")

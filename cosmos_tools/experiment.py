@@ -113,7 +113,7 @@ def grouping(variants: list[Variant]) -> list[Group]:
 
 
 def run_experiment(cfg, paths: list[Path], *, upscale: float | None = None, force: bool = False,
-                   dry_run: bool = False, echo=None) -> None:
+                   dry_run: bool = False, review: bool = True, echo=None) -> None:
     """The cycle of every variant; raises JobFailed when any did not end ok (after the table)."""
     name, variants = plan_variants(cfg, paths, upscale=upscale is not None)
     groups = grouping(variants)
@@ -122,16 +122,16 @@ def run_experiment(cfg, paths: list[Path], *, upscale: float | None = None, forc
     if dry_run:
         print("dry run: nothing sent or started")
         return
-    Experiment(cfg, name, variants, upscale=upscale, force=force, echo=echo).run(groups)
+    Experiment(cfg, name, variants, upscale=upscale, force=force, review=review, echo=echo).run(groups)
 
 
 class Experiment:
     """The jobs of one experiment over one connection."""
 
     def __init__(self, cfg, name: str, variants: list[Variant], *, upscale: float | None, force: bool,
-                 echo=None) -> None:
+                 review: bool = True, echo=None) -> None:
         self.cfg, self.name, self.variants = cfg, name, variants
-        self.upscale, self.force, self.echo = upscale, force, echo
+        self.upscale, self.force, self.review, self.echo = upscale, force, review, echo
         self.clock = time.monotonic()
         self.started = history.now_iso()
         self.upload_s = 0.0
@@ -177,12 +177,28 @@ class Experiment:
             for v in self.variants:
                 self._record(v)
         self._table()
+        if self.review:
+            self._write_review()
         if error is not None:
             raise error
         failed = [v for v in self.variants if v.result.status != "ok"]
         if failed:
             raise JobFailed(f"{len(failed)} of {len(self.variants)} variants did not end ok: "
                             f"{', '.join(v.name for v in failed)}")
+
+    def _write_review(self) -> None:
+        """The review page and contact sheet of the variants' runs, so the experiment can be judged by eye."""
+        from .review_page import write_review
+
+        run_ids = [v.result.run.run_id for v in self.variants if v.result.run is not None and v.result.run.run_id]
+        if not run_ids:
+            return
+        try:
+            page = write_review(self.cfg, run_ids, title=f"experiment {self.name}")
+        except UserError as exc:  # the runs are in place; only the page is missing
+            say(f"no review page: {exc.format_message()}")
+            return
+        print(f"review: {local_rel(self.cfg, page)} (and its contact sheet beside it)")
 
     # --- steps ---------------------------------------------------------------------------------------------
 

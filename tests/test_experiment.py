@@ -36,6 +36,9 @@ def test_batchable_sweep_runs_as_one_batch_with_a_run_folder_and_history_line_pe
     assert len([b for b in batches if b.name.startswith("city_0~batch1-")]) >= 1
     table = done.stdout[done.stdout.index("variant"):]
     assert "city_2-1" in table and "ok" in table
+    page = project / "outputs" / "review" / "experiment_city_0.html"  # the experiment ends with its review
+    assert f"review: {page.relative_to(project)}" in done.stdout
+    assert all(f"city_{i}-1" in page.read_text() for i in range(3)) and page.with_suffix(".png").is_file()
 
 
 def test_a_blocked_line_keeps_the_results_before_it_and_requeues_the_lines_after_it(project, rehearsal_host):
@@ -80,8 +83,9 @@ def test_a_sweep_of_seeds_runs_as_consecutive_single_jobs(project, rehearsal_hos
     assert sorted(r["seed"] for r in lines) == ["1", "2"]
     assert not remote_path(rehearsal_host, "outputs/batches").exists() or not any(
         remote_path(rehearsal_host, "outputs/batches/runs").glob("pier*"))
-    again = script(project, "full_cycle.sh", manifest.relative_to(project))  # nothing new: nothing run again
+    again = script(project, "full_cycle.sh", manifest.relative_to(project), "--no-review")  # nothing run again
     assert again.returncode == 0, again.stderr
+    assert "review:" not in again.stdout
     assert "found done" in again.stdout and len(records(project)) == 2
 
 
