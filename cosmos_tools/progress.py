@@ -32,6 +32,17 @@ def _clock(seconds: float) -> str:
     return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
 
 
+def _due(bar: Progress | PartsProgress, force: bool) -> float | None:
+    """The time to draw at, or None: the bar is off, or drew less than 0.1 s ago (ten redraws a second at most)."""
+    if not bar.enabled:
+        return None
+    now = time.monotonic()
+    if not force and now - bar._last_draw < 0.1:
+        return None
+    bar._last_draw = now
+    return now
+
+
 class Progress:
     """``with Progress(total, "upload", unit="B") as bar: bar.update(n)``.
 
@@ -67,12 +78,9 @@ class Progress:
             self._draw()
 
     def _draw(self, force: bool = False) -> None:
-        if not self.enabled:
+        now = _due(self, force)
+        if now is None:
             return
-        now = time.monotonic()
-        if not force and now - self._last_draw < 0.1:
-            return
-        self._last_draw = now
         elapsed = max(now - self._start, 1e-6)
         frac = min(self.done / self.total, 1.0) if self.total else 1.0
         bar = _bar(frac, 24)
@@ -158,12 +166,9 @@ class PartsProgress:
         return [head, *rows]
 
     def _draw(self, force: bool = False) -> None:
-        if not self.enabled:
+        now = _due(self, force)
+        if now is None:
             return
-        now = time.monotonic()
-        if not force and now - self._last_draw < 0.1:
-            return
-        self._last_draw = now
         up = f"\x1b[{self._lines_drawn - 1}A" if self._lines_drawn > 1 else ""
         lines = self.lines(now)
         self.stream.write(up + "\r" + "\n".join(line + "\x1b[K" for line in lines))
