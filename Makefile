@@ -62,6 +62,8 @@ run: setup ## make run PROMPT=inputs/prompts/x.json: the full cycle
 	@[ -n "$(PROMPT)" ] || { echo "error: give PROMPT=inputs/prompts/<name>.json" >&2; exit 2; }
 	./scripts/full_cycle.sh "$(PROMPT)"
 
-bench: setup ## transfer and conversion benchmarks (ratios against scp, rsync, raw ffmpeg)
+bench: setup ## benchmarks: transfers, conversion, sweeps, the queue (ratios against scp, rsync, raw ffmpeg, the ideal)
 	$(PY) bench/transfer.py
 	$(PY) bench/convert.py
+	$(PY) bench/sweep.py
+	$(PY) bench/queue_gap.py
