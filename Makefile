@@ -9,26 +9,40 @@ SRC ?= art/$(SHOT)
 FRAMES ?=
 PROMPT ?=
 
-.PHONY: help deps setup test test-fast lint demo convert run bench
+.PHONY: help deps test-deps bench-deps setup test test-fast lint demo convert run bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
 
-deps: ## install missing system packages (ffmpeg, fonts, OpenSSH, venv, chromium) with apt-get when root or sudo allows
+# apt_install: install the Debian packages named in $$missing (root, or sudo without a password), or say how.
+define apt_install
+if [ -n "$$missing" ]; then \
+  if [ "$$(id -u)" = 0 ]; then sudo=""; elif sudo -n true 2>/dev/null; then sudo="sudo"; \
+  else echo "error: missing system packages:$$missing; install them: sudo apt-get install$$missing" >&2; exit 1; fi; \
+  echo "installing:$$missing" >&2; \
+  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+fi
+endef
+
+deps: ## install missing system packages (ffmpeg, fonts, OpenSSH, venv) with apt-get when root or sudo allows
 	@missing=""; \
 	command -v ffmpeg >/dev/null || missing="$$missing ffmpeg"; \
 	[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing="$$missing fonts-dejavu-core"; \
-	command -v chromium >/dev/null || missing="$$missing chromium"; \
-	command -v chromedriver >/dev/null || missing="$$missing chromium-driver"; \
 	[ -x /usr/sbin/sshd ] || command -v sshd >/dev/null || missing="$$missing openssh-server"; \
 	command -v ssh >/dev/null || missing="$$missing openssh-client"; \
 	python3 -c 'import ensurepip' 2>/dev/null || missing="$$missing python3-venv"; \
-	if [ -n "$$missing" ]; then \
-	  if [ "$$(id -u)" = 0 ]; then sudo=""; elif sudo -n true 2>/dev/null; then sudo="sudo"; \
-	  else echo "error: missing system packages:$$missing; install them: sudo apt-get install$$missing" >&2; exit 1; fi; \
-	  echo "installing:$$missing" >&2; \
-	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
-	fi
+	$(apt_install)
+
+test-deps: ## what only the tests need: headless Chromium and its driver (the review page's browser tests)
+	@missing=""; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v chromedriver >/dev/null || missing="$$missing chromium-driver"; \
+	$(apt_install)
+
+bench-deps: ## what only the benchmarks need: rsync (the reference for unchanged re-uploads)
+	@missing=""; \
+	command -v rsync >/dev/null || missing="$$missing rsync"; \
+	$(apt_install)
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -41,7 +55,7 @@ $(VENV)/.installed: pyproject.toml | $(PY)
 setup: deps $(VENV)/.installed ## system packages, .venv, the toolkit and its test tools
 	@[ -f config.sh ] || echo "note: no config.sh yet: cp config.sh.example config.sh and set REMOTE_HOST (make demo needs none)" >&2
 
-test: setup ## run the whole test suite, as CI does (real sshd, real ffmpeg)
+test: setup test-deps ## run the whole test suite, as CI does (real sshd, real ffmpeg)
 	$(VENV)/bin/pytest -q
 
 test-fast: setup ## the unit tier: no sshd, no video encoding (leaves out tests marked integration or slow)
@@ -62,7 +76,7 @@ run: setup ## make run PROMPT=inputs/prompts/x.json: the full cycle
 	@[ -n "$(PROMPT)" ] || { echo "error: give PROMPT=inputs/prompts/<name>.json" >&2; exit 2; }
 	./scripts/full_cycle.sh "$(PROMPT)"
 
-bench: setup ## benchmarks: transfers, conversion, sweeps, the queue (ratios against scp, rsync, raw ffmpeg, the ideal)
+bench: setup bench-deps ## benchmarks: transfers, conversion, sweeps, the queue (ratios against scp, rsync, raw ffmpeg, the ideal)
 	$(PY) bench/transfer.py
 	$(PY) bench/convert.py
 	$(PY) bench/sweep.py
