@@ -61,9 +61,10 @@ test: setup test-deps ## run the whole test suite, as CI does (real sshd, real f
 test-fast: setup ## the unit tier: no sshd, no video encoding (leaves out tests marked integration or slow)
 	$(VENV)/bin/pytest -q -m "not integration and not slow"
 
-lint: setup ## ruff and shellcheck
+lint: setup ## ruff, shellcheck and mypy
 	$(VENV)/bin/ruff check cosmos_tools tests bench
 	$(VENV)/bin/shellcheck -x scripts/*.sh .ci/run cosmos_tools/remote/*.sh
+	$(VENV)/bin/mypy
 
 demo: setup ## the whole cycle on the built-in rehearsal GPU host, in a temporary demo project
 	$(PY) -m cosmos_tools.demo

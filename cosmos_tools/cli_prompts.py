@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shlex
 from pathlib import Path
+from typing import TypedDict
 
 import click
 
@@ -145,6 +146,16 @@ def render_cmd(prompt: Path, upscale: bool, weight: str | None, num_gpu: int | N
     click.echo(shlex.join(rendered.docker))
 
 
+class _GroupedJob(TypedDict):
+    """One job of a sweep's dry run, as ``render --json`` prints it."""
+
+    variants: list[str]
+    batch: bool
+    differs: list[str]
+    alone: str | None
+    lines: list[dict] | None  # the batch's JSONL lines; None for a single run
+
+
 def _render_grouping(cfg, name: str, prompts: list, as_json: bool) -> None:
     """How the variants of sweep ``name`` run: one line per job, and each batch's JSONL."""
     from .batch import batch_line, describe, group_variants
@@ -152,10 +163,11 @@ def _render_grouping(cfg, name: str, prompts: list, as_json: bool) -> None:
 
     specs = [run_spec(p.name, p.data, cfg) for p in prompts]
     groups = group_variants(specs)
-    jobs = [{"variants": [prompts[i].name for i in g.members], "batch": g.batch, "differs": g.differs,
-             "alone": g.alone or None,
-             "lines": [batch_line(specs[g.members[0]], specs[i]) for i in g.members] if g.batch else None}
-            for g in groups]
+    jobs: list[_GroupedJob] = [
+        {"variants": [prompts[i].name for i in g.members], "batch": g.batch, "differs": g.differs,
+         "alone": g.alone or None,
+         "lines": [batch_line(specs[g.members[0]], specs[i]) for i in g.members] if g.batch else None}
+        for g in groups]
     if as_json:
         click.echo(json_text({"name": name, "jobs": jobs}), nl=False)
         return

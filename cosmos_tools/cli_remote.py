@@ -19,13 +19,16 @@ from .errors import Interrupted, JobFailed, UserError
 PROMPT = click.argument("prompt", type=click.Path(dir_okay=False, path_type=Path))
 GPUS = click.option("--num-gpu", type=click.IntRange(min=1), default=None,
                     help="GPUs for this run (default NUM_GPU); more than 1 uses torchrun.")
-WAIT = click.option("--wait", is_flag=True, hidden=True, expose_value=False, is_eager=True,
-                    callback=lambda ctx, param, value: value and _wait_note(),
+
+
+def _wait_note(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    """``--wait``'s callback: say, when it is given, that it does nothing any more."""
+    if value:
+        click.echo("cosmos-tools: note: --wait has no effect any more: jobs wait in the GPU box's queue", err=True)
+
+
+WAIT = click.option("--wait", is_flag=True, hidden=True, expose_value=False, is_eager=True, callback=_wait_note,
                     help="No effect: jobs wait in the box's queue (accepted for scripts that pass it).")
-
-
-def _wait_note() -> None:
-    click.echo("cosmos-tools: note: --wait has no effect any more: jobs wait in the GPU box's queue", err=True)
 
 
 def interruptible(command):

@@ -371,7 +371,8 @@ def history_line(cfg, plan: Plan, started: str, result: CycleResult, steps: Step
         prov = (session.made.get(run.dir) if session else None) or provenance.read(local_job_folder(cfg, run.dir))
     spec = plan.prompt
     facts = (session.facts if session else None) or BoxFacts()
-    text = prov.get("prompt_text", spec.get("prompt") if isinstance(spec.get("prompt"), str) else "")
+    prompt = spec.get("prompt")
+    text = prov.get("prompt_text", prompt if isinstance(prompt, str) else "")
     upscale = steps.upscale
     record = {
         "ts": started, "run": plan.name, "run_id": run.run_id if run else None, "prompt": local_rel(cfg, plan.path),

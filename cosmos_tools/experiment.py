@@ -50,7 +50,7 @@ class Variant:
 
     plan: Plan
     spec: dict  # the spec a single run of it would use (render.run_spec)
-    session: Session | None = None
+    session: Session | None = None  # set when the experiment connects
     result: CycleResult = field(default_factory=lambda: CycleResult(status="pending"))
     reused: bool = False  # its latest run finished ok with the same spec before: nothing run
     recorded: bool = False  # its history line is written
@@ -58,6 +58,13 @@ class Variant:
     @property
     def name(self) -> str:
         return self.plan.name
+
+    @property
+    def connected(self) -> Session:
+        """Its session, once the experiment has connected."""
+        if self.session is None:
+            raise RuntimeError(f"internal error: variant {self.name!r} used before the experiment connected")
+        return self.session
 
 
 def read_inputs(cfg, paths: list[Path]) -> tuple[str, list[Path]]:
@@ -87,8 +94,8 @@ def _manifest_prompts(cfg, path: Path, manifest: dict) -> tuple[str, list[Path]]
     if not prompts or not all(isinstance(p, str) and p for p in prompts):
         raise UserError(f"{path}: \"variants\" must be a non-empty list of {{\"prompt\": <path>, ...}}; make the "
                         "manifest again with scripts/sweep.sh")
-    name = manifest.get("name") if isinstance(manifest.get("name"), str) and manifest.get("name") else Path(path).stem
-    return name, [cfg.root / p for p in prompts]
+    name = manifest.get("name")
+    return name if isinstance(name, str) and name else Path(path).stem, [cfg.root / p for p in prompts]
 
 
 def plan_variants(cfg, paths: list[Path], *, upscale: bool) -> tuple[str, list[Variant]]:
@@ -136,13 +143,20 @@ class Experiment:
         self.started = history.now_iso()
         self.upload_s = 0.0
         self.batches = 0
-        self.remote: Remote | None = None
+        self._remote: Remote | None = None
         self.upscaling: Variant | None = None  # the variant whose upscale runs now
+
+    @property
+    def remote(self) -> Remote:
+        """The connection, once ``run`` has made it."""
+        if self._remote is None:
+            raise RuntimeError(f"internal error: experiment {self.name!r} used before it connected")
+        return self._remote
 
     def run(self, groups: list[Group]) -> None:
         error: UserError | None = None
         try:
-            self.remote = Remote(self.cfg, say=say)
+            self._remote = Remote(self.cfg, say=say)
             for v in self.variants:
                 v.session = Session(self.cfg, v.plan, echo=self.echo, remote=self.remote)
             self._upload()
@@ -158,9 +172,9 @@ class Experiment:
                 elif todo:
                     self._single(todo[0])
             for v in self.variants:
-                if self.upscale is not None and v.result.status == "ok":
+                if self.upscale is not None and v.result.run is not None and v.result.status == "ok":
                     self.upscaling = v
-                    self._upscale(v)
+                    self._upscale(v, v.result.run, self.upscale)
                     self.upscaling = None
                 self._record(v)
         except KeyboardInterrupt:
@@ -168,8 +182,8 @@ class Experiment:
         except UserError as exc:
             error = exc
         finally:
-            if self.remote is not None:
-                self.remote.close()
+            if self._remote is not None:
+                self._remote.close()
         if error is not None:
             if self.upscaling is not None:  # its run ended ok, its upscale did not
                 self.upscaling.result.status = "cancelled" if isinstance(error, Interrupted) else "failed"
@@ -211,38 +225,39 @@ class Experiment:
         report = self.remote.retrying("upload", lambda: upload_files(self.remote.t, files))
         self.upload_s = time.monotonic() - begin
         for v in self.variants:
-            v.session.digests.update(report.digests)
+            v.connected.digests.update(report.digests)
         say(f"upload: {len(report.sent)} sent ({report.bytes_sent / 1e6:.1f} MB), {len(report.skipped)} already on "
             f"the box, {report.seconds:.1f} s")
 
     def _probe(self) -> None:
         """Read the box for every variant: the first one with the box's facts, the others from one more reading."""
-        first = self.variants[0].session
+        first = self.variants[0].connected
         first.probe()
-        folders = [folder for v in self.variants for folder in v.session.runner.watch]
+        folders = [folder for v in self.variants for folder in v.connected.runner.watch]
         box = self.remote.retrying("reading job state", lambda: self.remote.probe(folders))
         for v in self.variants[1:]:
-            if v.session.old_layout(box):
-                v.session.probe()  # its first reading: moves the old layout's results, as a single cycle does
+            if v.connected.old_layout(box):
+                v.connected.probe()  # its first reading: moves the old layout's results, as a single cycle does
             else:
-                v.session.facts, v.session.box = first.facts, box
+                v.connected.facts, v.connected.box = first.facts, box
 
     def _reuse(self, v: Variant) -> bool:
         """True (and the variant settled) if its latest run finished ok with the same spec."""
         if self.force or v.reused:
             return v.reused
-        state = (v.session.box or v.session.probe()).jobs[latest_folder(v.name, RUN)]
+        state = (v.connected.box or v.connected.probe()).jobs[latest_folder(v.name, RUN)]
         same = state.spec_sha == hashlib.sha256(spec_bytes(v.spec)).hexdigest()
         if state.verdict == "ok" and same:
             v.reused = True
-            v.result.run, v.result.status, v.result.exit = v.session.current(RUN), "ok", 0
-            say(f"{v.result.run.label} already finished ok on the box with the same spec; not running it again")
-            self._download(v)
+            run = v.connected.current(RUN)
+            v.result.run, v.result.status, v.result.exit = run, "ok", 0
+            say(f"{run.label} already finished ok on the box with the same spec; not running it again")
+            self._download(v, run)
         return v.reused
 
     def _single(self, v: Variant) -> None:
         begin = time.monotonic()
-        outcome = v.session.ensure_run(force=self.force)
+        outcome = v.connected.ensure_run(force=self.force)
         v.result.durations["run"] = time.monotonic() - begin
         self._settle(v, outcome.job, outcome.status, outcome.state.exit_code, outcome.message, outcome)
         if not outcome.reused:
@@ -270,7 +285,7 @@ class Experiment:
                 number = next_run_number(self.cfg, v.name, box.jobs[latest_folder(v.name, RUN)].leaf, run_ids)
                 run_id = run_id_of(v.name, number)
                 own = replace(rendered, name=v.name, spec=v.spec, output_dir=JobPaths.of(v.name, RUN, run_id).folder)
-                made = v.session.make_job(own, v.plan.text, run_id, batch=rendered.output_dir, batch_line=line,
+                made = v.connected.make_job(own, v.plan.text, run_id, batch=rendered.output_dir, batch_line=line,
                                           batch_input=data)
                 items.append({"dir": made.dir, "latest": latest_folder(v.name, RUN),
                               "files": {k: b.decode("utf-8") for k, b in made.files.items()}})
@@ -338,36 +353,31 @@ class Experiment:
                 report_failure(outcome, say)
             else:
                 say(f"FAILED {message}")
-        self._download(v)
+        self._download(v, run)
         if self.upscale is None or status != "ok":
             self._record(v)  # complete: its line now, not at the end (a client killed later loses none)
 
-    def _download(self, v: Variant) -> None:
+    def _download(self, v: Variant, job: Job) -> None:
         begin = time.monotonic()
-        v.session.download(v.result.run, missing_ok=True)
+        v.connected.download(job, missing_ok=True)
         v.result.durations["download"] = v.result.durations.get("download", 0.0) + time.monotonic() - begin
 
-    def _upscale(self, v: Variant) -> None:
-        session = v.session
+    def _upscale(self, v: Variant, run: Job, weight: float) -> None:
+        session = v.connected
         begin = time.monotonic()
         try:
             session.probe()
-            session.check_upscale_input(v.result.run)
-            up = session.ensure_upscale(v.result.run, self.upscale)
+            session.check_upscale_input(run)
+            up = session.ensure_upscale(run, weight)
         finally:
             v.result.durations["upscale"] = time.monotonic() - begin
         v.result.upscale = up.job
         if not up.reused:
             v.result.started.append(up.job)
-        self._download_upscale(v, up.job)
+        self._download(v, up.job)
         if up.status != "ok":
             report_failure(up, say)
             v.result.status, v.result.error = "failed", "upscale: " + up.message
-
-    def _download_upscale(self, v: Variant, job: Job) -> None:
-        begin = time.monotonic()
-        v.session.download(job, missing_ok=True)
-        v.result.durations["download"] = v.result.durations.get("download", 0.0) + time.monotonic() - begin
 
     # --- the record ----------------------------------------------------------------------------------------
 

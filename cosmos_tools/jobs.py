@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
+from typing import TypedDict
 
 from .constants import GUARDRAIL_MARKERS
 from .errors import Interrupted, RemoteError, UserError
@@ -452,13 +453,34 @@ def job_from_rendered(rendered, prompt_text: bytes | None, provenance: dict | No
                docker=list(rendered.docker), files=files, spec_sha=_sha(spec))
 
 
+class _FollowPosition(TypedDict):
+    """Where ``Runner.follow`` is in a job's log."""
+
+    offset: int  # bytes of the log printed so far
+    header: bytes | None  # the offset line read so far; None once it is complete
+    queued: bool  # no log byte seen yet of a job that was queued
+
+
+class JobRow(TypedDict):
+    """One job folder on the box, as ``job_rows`` lists it."""
+
+    job: str
+    run: str
+    run_id: str
+    kind: str
+    state: str
+    exit_code: int | None
+    updated: str
+    output_size: int
+
+
 @dataclass
 class Outcome:
     """How a job ended, from the client's point of view."""
 
     status: str  # ok, failed, blocked, cancelled, detached, running
     state: JobState
-    job: Job | None = None  # the job that ran, runs or was found (its own folder, its run id)
+    job: Job  # the job that ran, runs or was found (its own folder, its run id)
     reused: bool = False  # already finished before this command: nothing was run
     seconds: float = 0.0
     message: str = ""
@@ -546,7 +568,7 @@ class Runner:
         """
         remote = self.remote
         started = time.monotonic()
-        position = {"offset": offset, "header": b"", "queued": queued}
+        position: _FollowPosition = {"offset": offset, "header": b"", "queued": queued}
 
         def on_output(data: bytes) -> None:
             if position["header"] is not None:  # the script's first line: the offset it starts from
@@ -706,7 +728,7 @@ def kill(remote: Remote, target: str) -> list[str]:
     return done
 
 
-def job_rows(remote: Remote) -> list[dict]:
+def job_rows(remote: Remote) -> list[JobRow]:
     """Every job folder on the box with its state (running, ok, blocked, failed, lost), newest first.
 
     Folders under outputs/runs/ are named by their run id; a running container is the job its prompt's
@@ -720,7 +742,7 @@ def job_rows(remote: Remote) -> list[dict]:
             kind = UPSCALE if view.endswith(UPSCALED_SUFFIX) and len(view) > len(UPSCALED_SUFFIX) else RUN
             links[f"outputs/runs/{state.leaf}"] = (view[:-len(UPSCALED_SUFFIX)] if kind == UPSCALE else view, kind)
     seen = set()
-    out = []
+    out: list[JobRow] = []
     for state in box.jobs.values():
         if state.target:
             continue

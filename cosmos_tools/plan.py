@@ -120,7 +120,8 @@ def plan_rerun(cfg, run_id: str) -> Plan:
         raise UserError(f"{folder}: cannot read the run's spec files ({exc}); the run folder is damaged") from None
     if not isinstance(spec, dict):
         raise UserError(f"{spec_file}: not a spec (a JSON object); the run folder is damaged")
-    name = check_run_name(used.get("name") if isinstance(used, dict) and used.get("name") else split_leaf(run_id)[0])
+    recorded = used.get("name") if isinstance(used, dict) else None
+    name = check_run_name(recorded or split_leaf(run_id)[0])
     prompt_file = folder / "prompt_spec.json"
     text = prompt_file.read_bytes() if prompt_file.is_file() else spec_file.read_bytes()
     try:

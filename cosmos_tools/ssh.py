@@ -23,7 +23,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, TypeVar
+from typing import IO, TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 from . import transport
 from .config import Config
@@ -76,7 +76,7 @@ class HeardChannel:
         self.last_heard = time.monotonic()
         return data
 
-    def __getattr__(self, name: str) -> object:
+    def __getattr__(self, name: str) -> Any:
         return getattr(self.chan, name)
 
 
@@ -171,7 +171,8 @@ def start_transport(sock: HeardSocket | HeardChannel, timeout: float, known_type
     if not log.handlers:
         log.addHandler(logging.NullHandler())  # our errors are one line, not paramiko's log on stderr
         threading.excepthook = _quiet_prefetch_hook(threading.excepthook)
-    conn = paramiko.Transport(sock)
+    # types-paramiko lists socket, Channel and ProxyCommand; paramiko takes any socket-like object
+    conn = paramiko.Transport(sock)  # type: ignore[arg-type]
     opts = conn.get_security_options()
     opts.ciphers = [c for c in FAST_CIPHERS if c in opts.ciphers] + [c for c in opts.ciphers if c not in FAST_CIPHERS]
     wanted = []
@@ -258,6 +259,12 @@ def check_key(end: Endpoint, key: paramiko.PKey, known: KnownHosts) -> None:
     check_host_key(end.key_name, key, known, end.label if end.hop else "")
 
 
+class _AgentConnect(Protocol):
+    """paramiko's AgentSSH method that adopts a connected agent socket (private: not in its stubs)."""
+
+    def _connect(self, conn: socket.socket) -> None: ...
+
+
 def _agent_keys(socket_path: str | None) -> list[paramiko.PKey]:
     """The agent's keys: $SSH_AUTH_SOCK's (None), none (""), or the agent at IdentityAgent's socket."""
     import paramiko
@@ -272,7 +279,7 @@ def _agent_keys(socket_path: str | None) -> list[paramiko.PKey]:
         conn.connect(socket_path)
         agent = paramiko.Agent.__new__(paramiko.Agent)  # paramiko.Agent() only knows $SSH_AUTH_SOCK
         AgentSSH.__init__(agent)
-        agent._connect(conn)
+        cast(_AgentConnect, agent)._connect(conn)
         return list(agent.get_keys())
     return []
 
@@ -324,8 +331,10 @@ def _auth_keys(end: Endpoint) -> list[tuple[str, paramiko.PKey]]:
             key = _read_key(path) if path.is_file() else None
             if key is not None:
                 found.append((str(path), key))
-    seen: set[bytes] = set()
-    return [(label, key) for label, key in found if not (key.asbytes() in seen or seen.add(key.asbytes()))]
+    unique: dict[bytes, tuple[str, paramiko.PKey]] = {}
+    for label, key in found:
+        unique.setdefault(key.asbytes(), (label, key))
+    return list(unique.values())
 
 
 def _authenticate(hop: Hop) -> None:

@@ -17,12 +17,26 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, cast
 
 from .errors import LocalError, UserError
 
 if TYPE_CHECKING:
     import paramiko
+
+
+class _SFTPRequests(Protocol):
+    """The request primitives of paramiko's SFTPClient that ``put_piece`` uses (private: not in its stubs)."""
+
+    def _request(self, t: int, *args: object) -> tuple[int, paramiko.Message]: ...
+    def _async_request(self, fileobj: object, t: int, *args: object) -> int: ...
+    def _read_response(self, waitfor: int | None = None) -> tuple[int, paramiko.Message]: ...
+
+
+class _SFTPFileClose(Protocol):
+    """paramiko's SFTPFile close that need not wait for the answer (private: not in its stubs)."""
+
+    def _close(self, async_: bool = False) -> None: ...
 
 # SFTP sessions a transfer uses at once on a long link. OpenSSH allows 10 sessions per connection (MaxSessions):
 # 6 leaves room for the main SFTP session and the commands that run beside a transfer (hashing, following).
@@ -130,7 +144,8 @@ def put_piece(sftp: paramiko.SFTPClient, remote: str, local: Path, piece: Piece,
     )
     from paramiko.sftp_attr import SFTPAttributes
 
-    kind, msg = sftp._request(CMD_OPEN, remote, SFTP_FLAG_WRITE | SFTP_FLAG_CREATE, SFTPAttributes())
+    requests = cast(_SFTPRequests, sftp)
+    kind, msg = requests._request(CMD_OPEN, remote, SFTP_FLAG_WRITE | SFTP_FLAG_CREATE, SFTPAttributes())
     if kind != CMD_HANDLE:
         raise OSError(0, "the SFTP server answered an open with no handle")
     handle = msg.get_binary()
@@ -146,17 +161,17 @@ def put_piece(sftp: paramiko.SFTPClient, remote: str, local: Path, piece: Piece,
                 data = src.read(min(CHUNK, piece.end - pos))
                 if not data:
                     raise UserError(f"{local} became shorter while it was being uploaded; upload it again")
-                pending.append(sftp._async_request(type(None), CMD_WRITE, handle, int64(pos), data))
+                pending.append(requests._async_request(type(None), CMD_WRITE, handle, int64(pos), data))
                 sizes.append(len(data))
                 pos += len(data)
                 continue
-            kind, _msg = sftp._read_response(pending.popleft())  # raises IOError when the box refused the write
+            kind, _msg = requests._read_response(pending.popleft())  # raises IOError when the box refused the write
             if kind != CMD_STATUS:
                 raise OSError(0, "the SFTP server answered a write with no status")
             done = sizes.popleft()
             piece.done += done
             on_acked(done)
-    sftp._async_request(type(None), CMD_CLOSE, handle)  # every write is acknowledged: no need to wait for this
+    requests._async_request(type(None), CMD_CLOSE, handle)  # every write is acknowledged: no need to wait for this
 
 
 def get_piece(sftp: paramiko.SFTPClient, remote: str, local: Path, fd: int, piece: Piece,
@@ -175,7 +190,7 @@ def get_piece(sftp: paramiko.SFTPClient, remote: str, local: Path, fd: int, piec
             piece.done += len(data)
             on_bytes(len(data))
     finally:
-        src._close(async_=True)  # nothing to wait for: a round trip saved
+        cast(_SFTPFileClose, src)._close(async_=True)  # nothing to wait for: a round trip saved
 
 
 def _write_at(fd: int, data: bytes, offset: int, local: Path) -> None:

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import overload
 
 from .errors import LocalError, RemoteError, UserError
 from .fsutil import write_json_atomic
@@ -57,6 +58,10 @@ class SyncReport:
     digests: dict[str, str] = field(default_factory=dict)  # upload: sha256 of every file, by remote path
 
 
+@overload
+def local_digest(path: Path, stop: None = None) -> Digest: ...
+@overload
+def local_digest(path: Path, stop: threading.Event) -> Digest | None: ...
 def local_digest(path: Path, stop: threading.Event | None = None) -> Digest | None:
     """(size, sha256) of a local file; None if ``stop`` is set before the end."""
     digest = hashlib.sha256()
@@ -200,9 +205,14 @@ def upload_files(t: Transport, files: list[tuple[Path, str]], *, progress: bool 
     ours = record.load()
     sizes = [Path(p).stat().st_size for p, _ in files]
     stops = [threading.Event() for _ in files]
+
+    def make_folders() -> None:
+        for folder in sorted({posixpath.dirname(p) for p in targets}):
+            t.makedirs(folder)
+
     with ThreadPoolExecutor(3) as pool:  # hash here while the box hashes there; meanwhile make folders, time the link
         streams = pool.submit(_streams_for, t, sum(sizes))
-        folders = pool.submit(lambda: [t.makedirs(f) for f in sorted({posixpath.dirname(p) for p in targets})])
+        folders = pool.submit(make_folders)
         local = [pool.submit(local_digest, Path(p), stop) for (p, _), stop in zip(files, stops, strict=True)]
         answers = remote_digests(t, targets + list(ours), clean_stale=True)
         remote, parts = answers[:len(targets)], dict(zip(ours, answers[len(targets):], strict=True))
@@ -623,4 +633,4 @@ def _fetch_in_pieces(t: Transport, remote: str, rel: str, part: Path, size: int,
             with contextlib.suppress(FileNotFoundError):
                 part.unlink()
         raise
-    return _Fetched(rel, part, local_digest(part) or (0, ""), resumed)
+    return _Fetched(rel, part, local_digest(part), resumed)

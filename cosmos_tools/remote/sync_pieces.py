@@ -14,13 +14,14 @@ import sys
 path, chunk, bounds = sys.argv[1], int(sys.argv[2]), [int(n) for n in sys.argv[3:]]
 try:
     fd = os.open(path, os.O_RDONLY)
-except OSError:
-    fd = None
+except OSError:  # PATH is gone: nothing of any piece is there
+    sys.stdout.write("0 -\n" * (len(bounds) // 2))
+    sys.exit(0)
 lines = []
 for i in range(0, len(bounds) - 1, 2):
     start, end = bounds[i], bounds[i + 1]
     try:
-        hole = os.lseek(fd, start, os.SEEK_HOLE) if fd is not None else start
+        hole = os.lseek(fd, start, os.SEEK_HOLE)
     except OSError:  # start is at or past the end of the file
         hole = start
     length = end - start if hole >= end else (hole - start) // chunk * chunk
