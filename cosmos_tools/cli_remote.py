@@ -257,6 +257,22 @@ def _shown(text: str) -> str:
     return quoted[1:-1] if quoted.startswith('"') else quoted
 
 
+def _box_rows(read, as_json: bool, empty: str) -> list:
+    """The rows ``read(remote)`` gets from the box; with --json they are printed here (and [] returned), and
+    ``empty`` is said when there are none."""
+    remote = _remote(load_config())
+    try:
+        rows = read(remote)
+    finally:
+        remote.close()
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        return []
+    if not rows:
+        click.echo(empty, err=True)
+    return rows
+
+
 @click.command("status")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list for tools.")
 @interruptible
@@ -264,17 +280,8 @@ def status_cmd(as_json: bool) -> None:
     """List the jobs on the GPU box: running, ok, blocked or failed (with exit code)."""
     from .jobs import job_rows
 
-    cfg = load_config()
-    remote = _remote(cfg)
-    try:
-        rows = job_rows(remote)
-    finally:
-        remote.close()
-    if as_json:
-        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
-        return
+    rows = _box_rows(job_rows, as_json, "no jobs on the box yet")
     if not rows:
-        click.echo("no jobs on the box yet", err=True)
         return
     table = [("STATE", "EXIT", "UPDATED", "JOB")]
     for row in rows:
@@ -337,17 +344,8 @@ def queue_cmd(as_json: bool) -> None:
     """
     from .jobs import queue_rows
 
-    cfg = load_config()
-    remote = _remote(cfg)
-    try:
-        rows = queue_rows(remote)
-    finally:
-        remote.close()
-    if as_json:
-        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
-        return
+    rows = _box_rows(queue_rows, as_json, "the queue on the box is empty")
     if not rows:
-        click.echo("the queue on the box is empty", err=True)
         return
     table = [("POS", "STATE", "EXIT", "RUN ID", "KIND")]
     for row in rows:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from typing import TypeVar
 
 
 def _human(n: float, unit: str) -> str:
@@ -32,18 +33,52 @@ def _clock(seconds: float) -> str:
     return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
 
 
-def _due(bar: Progress | PartsProgress, force: bool) -> float | None:
-    """The time to draw at, or None: the bar is off, or drew less than 0.1 s ago (ten redraws a second at most)."""
-    if not bar.enabled:
-        return None
-    now = time.monotonic()
-    if not force and now - bar._last_draw < 0.1:
-        return None
-    bar._last_draw = now
-    return now
+_B = TypeVar("_B", bound="_Bar")
 
 
-class Progress:
+class _Bar:
+    """What both bars share: where and whether they draw, at most ten redraws a second, the closing line."""
+
+    def __init__(self, label: str, unit: str, enabled: bool, force: bool, stream) -> None:
+        self.label = label
+        self.unit = unit
+        self.stream = stream or sys.stderr
+        self.enabled = enabled and (force or self.stream.isatty())
+        self._lock = threading.Lock()
+        self._start = time.monotonic()
+        self._last_draw = 0.0
+
+    def __enter__(self: _B) -> _B:
+        with self._lock:
+            self._draw(force=True)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _due(self, force: bool) -> float | None:
+        """The time to draw at, or None: the bar is off, or drew less than 0.1 s ago."""
+        if not self.enabled:
+            return None
+        now = time.monotonic()
+        if not force and now - self._last_draw < 0.1:
+            return None
+        self._last_draw = now
+        return now
+
+    def _draw(self, force: bool = False) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        with self._lock:
+            if self.enabled:
+                self._draw(force=True)
+                self.stream.write("\n")
+                self.stream.flush()
+                self.enabled = False
+
+
+class Progress(_Bar):
     """``with Progress(total, "upload", unit="B") as bar: bar.update(n)``.
 
     Shows done/total, the average rate since the start and the time left at that rate. Callers count
@@ -55,22 +90,9 @@ class Progress:
 
     def __init__(self, total: int, label: str, unit: str = "", enabled: bool = True, force: bool = False,
                  stream=None) -> None:
+        super().__init__(label, unit, enabled, force, stream)
         self.total = max(int(total), 0)
-        self.label = label
-        self.unit = unit
         self.done = 0
-        self.stream = stream or sys.stderr
-        self.enabled = enabled and (force or self.stream.isatty())
-        self._start = time.monotonic()
-        self._last_draw = 0.0
-        self._lock = threading.Lock()
-
-    def __enter__(self) -> Progress:
-        self._draw(force=True)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
     def update(self, n: int) -> None:
         with self._lock:
@@ -78,7 +100,7 @@ class Progress:
             self._draw()
 
     def _draw(self, force: bool = False) -> None:
-        now = _due(self, force)
+        now = self._due(force)
         if now is None:
             return
         elapsed = max(now - self._start, 1e-6)
@@ -92,16 +114,8 @@ class Progress:
         self.stream.write(text + "\x1b[K")
         self.stream.flush()
 
-    def close(self) -> None:
-        with self._lock:
-            if self.enabled:
-                self._draw(force=True)
-                self.stream.write("\n")
-                self.stream.flush()
-                self.enabled = False
 
-
-class PartsProgress:
+class PartsProgress(_Bar):
     """``with PartsProgress("convert", {"color": (121, 1), "depth": (121, 2)}, unit="frames") as bars:
     bars.update("depth", n)``: parts given as (total, passes over it), updated from any thread.
 
@@ -112,24 +126,10 @@ class PartsProgress:
 
     def __init__(self, label: str, parts: dict[str, tuple[int, int]], unit: str = "", enabled: bool = True,
                  force: bool = False, stream=None) -> None:
-        self.label = label
-        self.unit = unit
+        super().__init__(label, unit, enabled, force, stream)
         self.parts = {name: (max(int(total), 0), max(int(passes), 1)) for name, (total, passes) in parts.items()}
         self.done = dict.fromkeys(self.parts, 0)
-        self.stream = stream or sys.stderr
-        self.enabled = enabled and (force or self.stream.isatty())
-        self._lock = threading.Lock()
-        self._start = time.monotonic()
-        self._last_draw = 0.0
         self._lines_drawn = 0
-
-    def __enter__(self) -> PartsProgress:
-        with self._lock:
-            self._draw(force=True)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
     def update(self, part: str, n: int) -> None:
         with self._lock:
@@ -166,7 +166,7 @@ class PartsProgress:
         return [head, *rows]
 
     def _draw(self, force: bool = False) -> None:
-        now = _due(self, force)
+        now = self._due(force)
         if now is None:
             return
         up = f"\x1b[{self._lines_drawn - 1}A" if self._lines_drawn > 1 else ""
@@ -174,11 +174,3 @@ class PartsProgress:
         self.stream.write(up + "\r" + "\n".join(line + "\x1b[K" for line in lines))
         self.stream.flush()
         self._lines_drawn = len(lines)
-
-    def close(self) -> None:
-        with self._lock:
-            if self.enabled:
-                self._draw(force=True)
-                self.stream.write("\n")
-                self.stream.flush()
-                self.enabled = False
