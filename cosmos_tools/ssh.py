@@ -120,6 +120,7 @@ class LinkWatchdog:
         self.interval = limit / KEEPALIVES_PER_LIMIT
         self.silent: float | None = None  # seconds of silence that made it shut the link
         self._stop = threading.Event()
+        self._requests = threading.Lock()
         sock.last_heard = time.monotonic()
         for job, name in ((self._watch, "cosmos-link-watch"), (self._ask, "cosmos-link-keepalive")):
             threading.Thread(target=job, name=name, daemon=True).start()
@@ -127,12 +128,19 @@ class LinkWatchdog:
     def quiet(self) -> float:
         return time.monotonic() - self.sock.last_heard
 
+    def round_trip(self) -> None:
+        """One ``keepalive@openssh.com`` with want_reply, answered (or the link gone). paramiko keeps a single
+        pending global request per connection (one event, one answer): two at once lose an answer and one
+        caller waits for ever, so the watchdog's requests and a caller's (timing the link) take turns here."""
+        with self._requests:
+            self.conn.global_request("keepalive@openssh.com", wait=True)
+
     def _ask(self) -> None:
         """Keep one keepalive request in flight while the link is quiet (it blocks until answered or shut)."""
         while not self._stop.wait(self.interval):
             if self.quiet() >= self.interval:
                 with contextlib.suppress(Exception):
-                    self.conn.global_request("keepalive@openssh.com", wait=True)
+                    self.round_trip()
 
     def _watch(self) -> None:
         while not self._stop.wait(min(self.interval, 0.5)):
@@ -460,10 +468,14 @@ class SSHTransport(Transport):
         out: list[bytes] = []
         err: list[bytes] = []
         try:
-            chan.exec_command(self._command(argv, cwd))
+            # EOF races the command's end: a command that exits before reading its stdin can have its channel
+            # closed and freed by sshd before our EOF arrives, and an EOF for a freed channel makes sshd drop the
+            # whole connection. So a command without input reads /dev/null (we send no EOF), and one with input
+            # must read it to the end (remote/write.sh drains stdin), so it cannot end before our EOF.
+            chan.exec_command(self._command(argv, cwd) + ("" if input else " </dev/null"))
             if input:
                 chan.sendall(input)
-            chan.shutdown_write()
+                chan.shutdown_write()
             deadline = time.monotonic() + timeout if timeout else None
             rc = self._pump(chan, out.append, err.append, deadline, doing)
         except (self._paramiko.SSHException, EOFError, OSError):
@@ -480,8 +492,7 @@ class SSHTransport(Transport):
         doing = f"running {argv[0]}"
         chan = self._session(doing)
         try:
-            chan.exec_command(self._command(argv, cwd))
-            chan.shutdown_write()
+            chan.exec_command(self._command(argv, cwd) + " </dev/null")  # no EOF to send: see _run
             rc = self._pump(chan, on_output, on_output, None, doing)
         except (self._paramiko.SSHException, EOFError, OSError):
             raise self.lost(doing) from None
@@ -526,7 +537,7 @@ class SSHTransport(Transport):
     def _time_round_trip(self) -> float:
         begun = time.monotonic()
         try:
-            self._transport.global_request("keepalive@openssh.com", wait=True)
+            self._watchdog.round_trip()
         except (self._paramiko.SSHException, EOFError, OSError):
             raise self.lost("timing a round trip") from None
         return time.monotonic() - begun

@@ -434,3 +434,23 @@ def test_a_session_the_box_refuses_is_not_a_lost_connection(ssh):
         for chan in held:
             chan.close()
     assert ssh.run(["true"]).rc == 0  # the connection itself was fine all along
+
+
+def test_many_short_commands_at_once_never_drop_the_connection(ssh):
+    """`true` ends before its stdin does: an EOF sent after sshd freed the channel made it drop the connection."""
+    errors = []
+
+    def work() -> None:
+        for _ in range(40):
+            try:
+                ssh.run(["true"])
+            except Exception as exc:  # collected: the assertion below shows it
+                errors.append(exc)
+                return
+
+    workers = [threading.Thread(target=work) for _ in range(8)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert errors == []
