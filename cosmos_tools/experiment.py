@@ -8,7 +8,9 @@ remote/batch_map.py for a batched one), downloaded when its job ends, one histor
 guardrail ends its batch (upstream crashes): it is ``blocked``, the lines before it keep their results and the
 lines after it are queued again as a new batch. With an upscale weight, a 4K upscale of every variant that
 ended ok follows (one job each: upstream forces batch size 1 for upscaling). A variant whose latest run
-finished ok with the same spec is not run again (unless ``force``). A summary table ends the output.
+finished ok with the same spec is not run again (unless ``force``); a batch still queued or running on the box
+with the same work (a client killed while it ran) is re-attached to, not started again. A summary table ends
+the output.
 """
 
 from __future__ import annotations
