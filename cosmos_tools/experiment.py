@@ -8,7 +8,9 @@ remote/batch_map.py for a batched one), downloaded when its job ends, one histor
 guardrail ends its batch (upstream crashes): it is ``blocked``, the lines before it keep their results and the
 lines after it are queued again as a new batch. With an upscale weight, a 4K upscale of every variant that
 ended ok follows (one job each: upstream forces batch size 1 for upscaling). A variant whose latest run
-finished ok with the same spec is not run again (unless ``force``). A summary table ends the output.
+finished ok with the same spec is not run again (unless ``force``); a batch still queued or running on the box
+with the same work (a client killed while it ran) is re-attached to, not started again. A summary table ends
+the output.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from .batch import (
 )
 from .cycle import CycleResult, Session, Steps, history_line, local_rel, say
 from .errors import Interrupted, JobFailed, RemoteError, UserError
-from .jobs import START_TRIES, Job, Outcome, Remote, Runner, RunTaken, report_failure, spec_bytes
+from .jobs import START_TRIES, Box, Job, Outcome, Remote, Runner, RunTaken, report_failure, spec_bytes
 from .plan import Plan, check_upscale_length, plan_prompt
 from .remote import script
 from .remote.paths import RUN, JobPaths, latest_folder, run_id_of
@@ -298,10 +300,12 @@ class Experiment:
                        spec_sha=hashlib.sha256(files["controlnet_spec.json"]).hexdigest())
 
         runner = Runner(remote, echo=self.echo)
-        first = next_run_number(self.cfg, name, box.jobs[BatchPaths.of_batch(name).folder].leaf, [])
-        say(f"batch {name}: {len(members)} variants, one model load")
         begin = time.monotonic()
-        outcome = self._start(runner, new_job, first)
+        outcome = self._reattach(runner, name, box, spec_bytes(shared), jsonl(lines))
+        if outcome is None:
+            first = next_run_number(self.cfg, name, box.jobs[BatchPaths.of_batch(name).folder].leaf, [])
+            say(f"batch {name}: {len(members)} variants, one model load")
+            outcome = self._start(runner, new_job, first)
         seconds = time.monotonic() - begin
         job = outcome.job
         local = local_job_folder(self.cfg, job.dir)
@@ -334,6 +338,32 @@ class Experiment:
             say(f"the guardrail blocked a line of batch {name}; queueing the {len(pending)} line(s) after it again "
                 "as a new batch")
         return pending
+
+    def _reattach(self, runner: Runner, name: str, box: Box, shared: bytes, lines: bytes) -> Outcome | None:
+        """Follow batch ``name`` to its end if the box still queues or runs it with this same work (its
+        controlnet_spec.json is ``shared``, its batch.jsonl is ``lines``): a client killed while it ran left it
+        there. None if there is no such batch (then a new one starts)."""
+        state = box.jobs[BatchPaths.of_batch(name).folder]
+        if state.leaf is None or state.exit_code is not None:
+            return None
+        job = Job(BatchPaths.of_batch(name, state.leaf))
+        entry = next((e for e in box.waiting() if e.folder == job.dir), None)
+        if entry is None and job.container not in box.running:
+            return None
+        if state.spec_sha != hashlib.sha256(shared).hexdigest() or self._box_file(job, JSONL_FILE) != lines:
+            say(f"batch {name} on the box ({job.dir}) holds other lines or another spec; starting a new batch")
+            return None
+        queued = entry is not None and entry.state == "pending"
+        where = f"queued behind {entry.ahead} job(s)" if entry is not None and queued else "running"
+        say(f"batch {name} is already {where} on the box ({job.dir}) with these variants; re-attaching to its log")
+        return runner.follow(job, offset=-20, queued=queued)
+
+    def _box_file(self, job: Job, file: str) -> bytes | None:
+        """The bytes of ``file`` in the job's folder on the box; None if it cannot be read."""
+        remote = self.remote
+        done = remote.retrying(f"reading {job.dir}/{file}",
+                               lambda: remote.t.run(["cat", "--", f"{job.dir}/{file}"], check=False))
+        return done.stdout if done.rc == 0 else None
 
     def _start(self, runner: Runner, new_job, first: int) -> Outcome:
         for k in range(first, first + START_TRIES):

@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import os
 
-from test_cycle import add_shot, records, remote_path, script, tool, write_prompt
+from test_cycle import add_shot, records, remote_path, script, start, tool, wait_for_line, write_prompt
+
+from cosmos_tools.rehearsal.host import set_stand_in_seconds
 
 
 def test_batchable_sweep_runs_as_one_batch_with_a_run_folder_and_history_line_per_variant(project, rehearsal_host):
@@ -157,3 +159,29 @@ def test_one_connection_per_experiment_and_nothing_run_twice(project, rehearsal_
     run_experiment(load_config(project), prompts, echo=lambda data: None)  # everything found done
     assert transport.CONNECTIONS_OPENED - opened == 1 and len(records(project)) == 3
     assert sorted(p.name for p in (project / "outputs" / "runs").iterdir()) == ["yard_0-1", "yard_1-1", "yard_seed-1"]
+
+
+def test_a_rerun_after_the_client_was_killed_reattaches_to_the_running_batch(project, rehearsal_host):
+    shot = add_shot(project)
+    prompts = [write_prompt(project, f"mill_{i}", shot, text=f"a mill, take {i}",
+                            edge={"control_weight": 0.1 * (i + 1)}) for i in range(3)]
+    args = [p.relative_to(project) for p in prompts]
+    set_stand_in_seconds(rehearsal_host.dir, 4)  # the batch runs long enough to be found running
+    try:
+        client = start(project, "full_cycle.sh", *args)
+        wait_for_line(client, "started mill_0~batch1 as container")
+        client.kill()  # SIGKILL: the batch keeps running on the box, no history line
+        client.communicate()
+        assert records(project) == []
+        again = script(project, "full_cycle.sh", *args)
+    finally:
+        set_stand_in_seconds(rehearsal_host.dir, 0.3)
+    assert again.returncode == 0, again.stderr
+    assert "batch mill_0~batch1 is already running on the box" in again.stderr and "re-attaching" in again.stderr
+    assert "one model load" not in again.stderr  # no new batch was started
+    assert len(list(remote_path(rehearsal_host, "outputs/batches/runs").glob("mill_0~batch1-*"))) == 1
+    assert sorted(p.name for p in remote_path(rehearsal_host, "outputs/runs").glob("mill_*")) == \
+        ["mill_0-1", "mill_1-1", "mill_2-1"]
+    assert [(r["run_id"], r["status"]) for r in records(project)] == [(f"mill_{i}-1", "ok") for i in range(3)]
+    for i in range(3):
+        assert (project / "outputs" / "runs" / f"mill_{i}-1" / "output.mp4").is_file()
