@@ -322,6 +322,9 @@ def test_file_still_being_written_on_the_box_is_not_placed(ssh, rehearsal_host, 
     writer = threading.Thread(target=keep_writing)
     writer.start()
     try:
+        deadline = time.monotonic() + 30  # the writer is busy before the download starts, even on a loaded machine
+        while growing.stat().st_size < 3_500_000 and time.monotonic() < deadline:
+            time.sleep(0.01)
         with pytest.raises(RemoteError, match=r"download of output.mp4 does not match the box's copy .*still being"):
             sync.download_tree(ssh, f"{area}/run", tmp_path / "out", progress=False)
     finally:
