@@ -105,3 +105,12 @@ def cli_env(root: Path, **settings) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in {s.key for s in SETTINGS} and k != "COSMOS_CONFIG"}
     env.update({"COSMOS_PROJECT_ROOT": str(root), "NO_COLOR": "1"}, **{k: str(v) for k, v in settings.items()})
     return env
+
+
+def make_spec_project(folder: Path, videos: VideoLibrary) -> Path:
+    """A project with shot1 (every modality) and the files a full spec names: a .pt weight map, a regions file."""
+    root = make_project(folder, videos, {"shot1": FULL_SHOT})
+    (root / "weights").mkdir()
+    (root / "weights/mask.pt").write_bytes(b"pt")
+    (root / "regions.json").write_text("[[0, 0, 1, 1]]")
+    return root

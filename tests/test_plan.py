@@ -8,7 +8,7 @@ import json
 import os
 
 import pytest
-from prompt_fixtures import FULL_SHOT, VideoLibrary, make_project, project_config
+from prompt_fixtures import VideoLibrary, make_spec_project, project_config
 
 from cosmos_tools.errors import UserError
 from cosmos_tools.plan import plan_prompt
@@ -30,10 +30,7 @@ def videos(tmp_path_factory):
 
 @pytest.fixture
 def project(tmp_path, videos):
-    root = make_project(tmp_path / "proj", videos, {"shot1": FULL_SHOT})
-    (root / "weights").mkdir()
-    (root / "weights/mask.pt").write_bytes(b"pt")
-    (root / "regions.json").write_text("[[0, 0, 1, 1]]")
+    root = make_spec_project(tmp_path / "proj", videos)
     return root
 
 

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from prompt_fixtures import FULL_SHOT, VideoLibrary, cli_env, make_project, project_config
+from prompt_fixtures import FULL_SHOT, VideoLibrary, cli_env, make_spec_project, project_config
 
 from cosmos_tools.validate import Problem, check_path
 
@@ -33,10 +33,7 @@ def videos(tmp_path_factory):
 
 @pytest.fixture
 def project(tmp_path, videos):
-    root = make_project(tmp_path / "proj", videos, {"shot1": FULL_SHOT})
-    (root / "weights").mkdir()
-    (root / "weights/mask.pt").write_bytes(b"pt")
-    (root / "regions.json").write_text("[[0, 0, 1, 1]]")
+    root = make_spec_project(tmp_path / "proj", videos)
     (root / "two.json").write_text("[[0, 0, 0.5, 1], [0.5, 0, 1, 1]]")
     (root / "bad.json").write_text('{"box": [0, 0, 1, 1]}')
     return root
