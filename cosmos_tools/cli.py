@@ -79,9 +79,19 @@ def _ssh_config_layer(cfg: Config, values: dict[str, str], sources: dict[str, st
 
 
 def _register() -> None:
-    from . import cli_convert, cli_experiments, cli_prompts, cli_rehearsal, cli_remote, cli_review, cli_ssh
+    from . import (
+        cli_convert,
+        cli_critic,
+        cli_experiments,
+        cli_prompts,
+        cli_rehearsal,
+        cli_remote,
+        cli_review,
+        cli_ssh,
+    )
 
-    for module in (cli_prompts, cli_convert, cli_remote, cli_ssh, cli_rehearsal, cli_experiments, cli_review):
+    for module in (cli_prompts, cli_convert, cli_remote, cli_ssh, cli_rehearsal, cli_experiments, cli_review,
+                   cli_critic):
         for command in module.COMMANDS:
             cli.add_command(command)
 

@@ -370,7 +370,8 @@ def history_cmd(status, shot, since, until, grep, limit, as_json) -> None:
     """Show notes/run_history.log as a table (one row per run attempt), filtered.
 
     `--json` rows always carry run_id, prompt, output, status, spec_sha256, seed, image_id, code_version,
-    tool_version, shot_sha256 and rerun_of ("" when a line does not say).
+    tool_version, shot_sha256 and rerun_of ("" when a line does not say), and critic_score (the run's
+    critic.json score, 0 to 1; null when it was not scored: `cosmos-tools critique`).
     """
     from . import history
 
@@ -383,7 +384,8 @@ def history_cmd(status, shot, since, until, grep, limit, as_json) -> None:
     except ValueError as exc:
         raise UserError(f"{exc}") from None
     if as_json:
-        click.echo(json.dumps([history.typed(r) for r in kept], indent=2, ensure_ascii=False))
+        click.echo(json.dumps([history.with_critic_score(cfg, history.typed(r)) for r in kept], indent=2,
+                              ensure_ascii=False))
         return
     if not records:
         click.echo(f"no runs recorded yet in {path}", err=True)
@@ -406,6 +408,10 @@ def show_cmd(run_id: str, as_json: bool) -> None:
     click.echo(f"run {_shown(info['run_id'])} of prompt {_shown(info['prompt_name'])}")
     click.echo(f"here:   {_shown(info['local'] or '(not downloaded)')}")
     click.echo(f"on box: {_shown(info['box'])}")
+    if info["critic"]:
+        score, judged = info["critic_score"], info["critic"]
+        shown = "no score" if score is None else f"{score:.2f}"
+        click.echo(f"critic: {shown} ({_shown(judged.get('answer', ''))}; {judged.get('critic', '')}, advisory)")
     for record in info["history"]:
         click.echo(f"history: {record['ts']} status={record['status']} total_s={record.get('total_s', '')}")
     for key, value in info["provenance"].items():

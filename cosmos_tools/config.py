@@ -86,9 +86,18 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("UPSCALE_PROMPT", "", "prompt of the 4K upscaler; empty uses cosmos-transfer1's default 4K prompt"),
     Setting("UPSCALE_SEED", "1", "seed of the 4K upscaler (transfer.py's default)", "int"),
     Setting("UPSCALE_STEPS", "10", "diffusion steps of the 4K upscaler (upstream's 4K example uses 10)", "int"),
+    Setting("CRITIC", "cosmos3", "video critic of `critique`: cosmos3 (the Cosmos 3 Reasoner through "
+            "cosmos-framework's reasoner mode) or reason1 (Cosmos-Reason1-7B's video_critic.py) (docs/critic.md)"),
+    Setting("CRITIC_DIR", "", "the critic's checkout on the GPU box (cosmos-framework or cosmos-reason1), mounted at "
+            "/workspace for critic jobs; empty: REMOTE_DIR (a Cosmos 3 box serves both)"),
+    Setting("CRITIC_IMAGE", "", "Docker image of critic jobs; empty: DOCKER_IMAGE"),
+    Setting("CRITIC_MODEL", "", "the critic's checkpoint; empty: Cosmos3-Nano (cosmos3) or nvidia/Cosmos-Reason1-7B "
+            "(reason1)"),
+    Setting("CRITIC_TRIALS", "3", "answers the critic gives per video (sampled); the score is their mean", "int"),
 )
 SETTINGS_BY_KEY = {s.key: s for s in SETTINGS}
 MODELS = ("transfer1-7b", "transfer2.5-2b")  # the model profiles (cosmos_tools/models/)
+CRITICS = ("cosmos3", "reason1")  # the video critics of `critique` (critic.py)
 
 _KEY_LINE = re.compile(r"^(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)=(.*)$")
 _VAR = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
@@ -298,6 +307,11 @@ def _check_types(values: dict[str, str], sources: dict[str, str]) -> None:
     if int(values["UPSCALE_STEPS"]) < 1:
         raise ConfigError(f"{sources['UPSCALE_STEPS']}: UPSCALE_STEPS must be a whole number >= 1, "
                           f"got {values['UPSCALE_STEPS']!r}")
+    if values["CRITIC"] not in CRITICS:
+        raise ConfigError(f"{sources['CRITIC']}: CRITIC must be one of {', '.join(CRITICS)}, got {values['CRITIC']!r}")
+    if int(values["CRITIC_TRIALS"]) < 1:
+        raise ConfigError(f"{sources['CRITIC_TRIALS']}: CRITIC_TRIALS must be a whole number >= 1, "
+                          f"got {values['CRITIC_TRIALS']!r}")
     if int(values["NUM_GPU"]) < 1:
         raise ConfigError(f"{sources['NUM_GPU']}: NUM_GPU must be a whole number >= 1, got {values['NUM_GPU']!r}")
 

@@ -158,6 +158,15 @@ def typed(record: dict[str, str]) -> dict:
     return out
 
 
+def with_critic_score(cfg, row: dict) -> dict:
+    """The JSON row with ``critic_score``: the score in its run's critic.json (0..1), None when not scored."""
+    from .critic import score_of
+    from .runs import runs_dir
+
+    run_id = row.get("run_id")
+    return {**row, "critic_score": score_of(runs_dir(cfg) / run_id) if run_id else None}
+
+
 def read_records(path: Path, warn=None) -> list[dict[str, str]]:
     """Every record of the file in order; a corrupt line is skipped with a warning (file:line: why)."""
     path = Path(path)

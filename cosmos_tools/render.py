@@ -258,3 +258,33 @@ def render_batch(name: str, spec: dict, cfg, *, account: BoxAccount | None = Non
     docker = single.docker[:-len(single.command) - 2]  # up to the runner's log and exit-code paths
     return replace(single, command=command, docker=[*docker, paths.log, paths.exit_code, *command],
                    output_dir=paths.folder, spec_path=paths.spec, log_path=paths.log, exit_code_path=paths.exit_code)
+
+
+def render_critique(paths: JobPaths, cfg, command_of, *, account: BoxAccount | None = None) -> Rendered:
+    """The critic job in ``paths`` (critic.py): the critic's image (CRITIC_IMAGE, else DOCKER_IMAGE) with its
+    checkout (CRITIC_DIR, else REMOTE_DIR) at /workspace and, when that is another folder, the project's REMOTE_DIR
+    at /project. ``command_of(project)`` gives the command, ``project`` being where the container sees REMOTE_DIR."""
+    home = _remote_home(cfg, account)
+    remote_dir = _host_path(cfg, "REMOTE_DIR", home)
+    checkout = _host_path(cfg, "CRITIC_DIR", home) if cfg["CRITIC_DIR"].strip() else remote_dir
+    project = "/workspace" if checkout == remote_dir else "/project"
+    gpus = _num_gpu(cfg)
+    env = {"CUDA_VISIBLE_DEVICES": _cuda_devices(cfg, gpus), "HF_HOME": "/hf-cache", "HOME": "/tmp",
+           "PYTHONNOUSERSITE": "1"}
+    docker_cmd = _split_words(cfg, "DOCKER_CMD")
+    if not docker_cmd:
+        raise UserError(f"DOCKER_CMD ({cfg.sources['DOCKER_CMD']}) is empty; set it to docker or 'sudo docker'")
+    mounts = [] if project == "/workspace" else ["-v", f"{remote_dir}:{project}"]
+    command = command_of(project)
+    ipc = cfg["DOCKER_IPC"]
+    docker = render_json("docker_run.json.j2", docker_cmd=docker_cmd, container=paths.container, name=paths.name,
+                         kind="critic", gpus=cfg["DOCKER_GPUS"], ipc=ipc,
+                         shm_size="" if ipc == "host" else cfg["DOCKER_SHM_SIZE"], user=_docker_user(cfg, account),
+                         env=env, remote_dir=checkout, hf_cache=_host_path(cfg, "HF_CACHE_REMOTE", home),
+                         extra_args=[*mounts, *_split_words(cfg, "DOCKER_EXTRA_ARGS")],
+                         image=cfg["CRITIC_IMAGE"].strip() or cfg["DOCKER_IMAGE"], runner=script("runner.sh"),
+                         log_path=f"{project}/{paths.log}", exit_code_path=f"{project}/{paths.exit_code}",
+                         command=command)
+    return Rendered(name=paths.name, kind=paths.kind, spec={}, command=command, docker=docker,
+                    container=paths.container, output_dir=paths.folder, spec_path=paths.spec, log_path=paths.log,
+                    exit_code_path=paths.exit_code, env=env, model=cfg["CRITIC"])

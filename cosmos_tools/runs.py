@@ -93,7 +93,7 @@ def migrate_legacy(cfg, name: str, say: Callable[[str], None]) -> None:
 
 def describe(cfg, run_id: str) -> dict:
     """Everything known about one run without a connection: history lines, provenance, files, where it lives."""
-    from . import history, provenance
+    from . import critic, history, provenance
     from .names import check_run_name
 
     check_run_name(run_id)
@@ -111,8 +111,10 @@ def describe(cfg, run_id: str) -> dict:
     prov = provenance.read(folder)
     name = prov.get("prompt_name") or (lines[-1].get("run") if lines else "") or split_leaf(run_id)[0]
     box = f"{provenance.host_of(cfg)}:{cfg['REMOTE_DIR'].rstrip('/')}/{RUNS_DIR}/{run_id}"
+    judged = critic.read(folder)
     return {"run_id": run_id, "prompt_name": name, "local": _rel(cfg, folder) if folder.is_dir() else "",
-            "box": box, "history": lines, "provenance": prov, "folders": folders}
+            "box": box, "history": lines, "provenance": prov, "folders": folders,
+            "critic_score": critic.score_of(folder), "critic": judged}
 
 
 def _rel(cfg, path: Path) -> str:

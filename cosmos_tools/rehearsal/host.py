@@ -35,6 +35,8 @@ SSHD = "/usr/sbin/sshd"
 STAND_IN = Path(__file__).with_name("stand_in")
 TRANSFER_PY = "cosmos_transfer1/diffusion/inference/transfer.py"
 INFERENCE25_PY = "examples/inference.py"  # cosmos-transfer2.5's entry point (the transfer2.5-2b profile)
+VIDEO_CRITIC_PY = "examples/video_critic/video_critic.py"  # cosmos-reason1's video critic (CRITIC=reason1)
+REASONER_STAND_IN = "cosmos_framework/scripts/reasoner_stand_in.py"  # for the Cosmos 3 stand-in (CRITIC=cosmos3)
 DOCKER_IMAGE = "cosmos-transfer1:rehearsal"
 # The default checkpoints transfer.py looks for (reference §2.2, §4), as empty placeholders.
 CHECKPOINTS = (
@@ -251,6 +253,10 @@ def _install_remote(paths: dict[str, Path]) -> None:
     # One stand-in checkout serves both model profiles: MODEL picks the entry point (rehearsal up --model).
     (checkout / "examples").mkdir(exist_ok=True)
     _copy_exec(STAND_IN / "inference25.py", checkout / INFERENCE25_PY, 0o644)
+    # The critics of `critique` (critic.py): reason1's script at its upstream path, and the reasoner the Cosmos 3
+    # stand-in inference.py hands model_mode "reasoner" samples to.
+    _copy_exec(STAND_IN / "video_critic.py", checkout / VIDEO_CRITIC_PY, 0o755)
+    _copy_exec(STAND_IN / "reasoner_stand_in.py", checkout / REASONER_STAND_IN, 0o644)
     for package in ("cosmos_transfer1", "cosmos_transfer1/diffusion", "cosmos_transfer1/diffusion/inference"):
         (checkout / package / "__init__.py").touch()
     (checkout / "README-REHEARSAL.txt").write_text(
