@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import history, provenance
+from . import critic, history, provenance
 from .constants import GUARDRAIL_MARKERS
 from .errors import UserError
 from .names import check_name
@@ -55,6 +55,8 @@ class Tile:
     seed: int | str
     started: str
     spec: dict  # the prompt as written (prompt_spec.json), else the rendered spec
+    critic_score: float | None = None  # the advisory score of its critic.json (0..1), None when not scored
+    critic_answer: str = ""  # the critic's answer, as critic.json says it
     values: dict[str, str] = field(default_factory=dict)  # dotted key -> shown value
     differing: dict[str, str] = field(default_factory=dict)  # the values that differ between the selected runs
 
@@ -179,7 +181,8 @@ def _tile(cfg, run_id: str, lines: list[dict]) -> Tile:
                 status=status, verdict=verdict, folder=folder, output=output, upscales=_upscales(folder),
                 log_tail=log_text.splitlines()[-LOG_TAIL:] if status != "ok" else [],
                 duration_s=duration, seed=seed, started=line.get("ts") or prov.get("started", ""),
-                spec=spec, values=flatten(spec))
+                spec=spec, critic_score=critic.score_of(folder),
+                critic_answer=str(critic.read(folder).get("answer", "")), values=flatten(spec))
 
 
 def _judge(line: dict, folder: Path, output: Path | None, log_text: str) -> tuple[str, str]:

@@ -106,16 +106,18 @@ def _render(review: Review, page: Path, files: Path, staging: Path, outputs: Pat
     tiles = [_tile_view(tile, i, href, player) for i, tile in enumerate(review.tiles, start=1)]
     data = {"title": review.title, "fps": _fps(review), "shared": review.shared,
             "runs": [{"run_id": t.run_id, "status": t.status, "seed": t.seed, "duration_s": t.duration_s,
-                      "differing": t.differing} for t in review.tiles]}
+                      "critic_score": t.critic_score, "differing": t.differing} for t in review.tiles]}
     return _page_html(title=review.title, written=now_iso(), notes=review.notes, shared=list(review.shared.items()),
-                      sources=sources, tiles=tiles, data=data)
+                      sources=sources, tiles=tiles, data=data, scored=any(t["critic"] for t in tiles))
 
 
 def _tile_view(tile: Tile, index: int, href, player) -> dict:
     spec = next((tile.folder / n for n in ("spec_used.json", "prompt_spec.json") if (tile.folder / n).is_file()),
                 None)
     log = tile.folder / "run.log"
-    return {"run_id": tile.run_id, "status": tile.status, "verdict": tile.verdict,
+    critic = "" if tile.critic_score is None else f"{tile.critic_score:.2f}"
+    return {"run_id": tile.run_id, "status": tile.status, "verdict": tile.verdict, "order": index, "critic": critic,
+            "critic_answer": tile.critic_answer,
             "duration": f"{tile.duration_s:.1f} s" if tile.duration_s is not None else "duration unknown",
             "seed": tile.seed, "started": tile.started, "differing": list(tile.differing.items()),
             "video": player(tile.output, tile.output, f"poster-run-{index}") if tile.output else None,

@@ -75,7 +75,8 @@ def write_sheet(review: Review, target: Path) -> None:
         rows.append((source.path, label_lines("source", str(source.path.name))))
     for tile in review.tiles:
         values = "  ".join(f"{k}={v}" for k, v in tile.differing.items())
-        head = f"{tile.run_id}  ·  {tile.status}  ·  seed {tile.seed}"
+        head = f"{tile.run_id}  ·  {tile.status}  ·  seed {tile.seed}" + (
+            "" if tile.critic_score is None else f"  ·  critic {tile.critic_score:.2f} (advisory)")
         rows.append((tile.output, label_lines(head, values, "" if tile.output else tile.verdict)))
     font = font_file()
     with tempfile.TemporaryDirectory(prefix="cosmos-sheet-") as work:

@@ -85,3 +85,9 @@ def make_run(root: Path, cache: Path, run_id: str, spec: dict, *, status: str = 
             "seed": spec["seed"], "status": status, "exit": 0 if status == "ok" else 1, "run_s": run_s,
             "output": f"outputs/runs/{run_id}"})
     return folder
+
+
+def score(folder: Path, value: float | None, answer: str = "4, 4 of 5") -> None:
+    """A critic.json as `critique` writes it (the fields the review reads)."""
+    (folder / "critic.json").write_text(json.dumps({"score": value, "answer": answer, "critic": "cosmos3"}),
+                                        encoding="utf-8")

@@ -13,7 +13,7 @@ from pathlib import Path
 from urllib.parse import unquote
 
 import pytest
-from review_fixtures import HOSTILE_PROMPT, HOSTILE_RUN, base_spec, make_project, make_run
+from review_fixtures import HOSTILE_PROMPT, HOSTILE_RUN, base_spec, make_project, make_run, score
 
 from cosmos_tools.config import load_config
 from cosmos_tools.errors import UserError
@@ -241,3 +241,22 @@ def test_a_detached_run_is_judged_from_its_folder(root, cache):
     (tile.folder / "exit_code").unlink()
     tile = load(load_config(root), "t", ["left-1"]).tiles[0]
     assert tile.status == "detached" and "no exit code yet" in tile.verdict
+
+
+def test_critic_scores_label_the_tiles_and_a_control_sorts_them_without_hiding_any(four):
+    score(four / "outputs" / "runs" / "alley-1", 0.5)
+    score(four / "outputs" / "runs" / "alley_w-1", 0.875, answer="<b>5</b>, 4 of 5")
+    review = load(load_config(four), "t", ["alley-1", "alley_w-1", "alley-2"])
+    assert [t.critic_score for t in review.tiles] == [0.5, 0.875, None]
+    page = write_review(load_config(four), ["alley-1", "alley_w-1", "alley-2"], sheet=False)
+    html = page.read_text()
+    assert 'data-critic="0.50"' in html and 'data-critic="0.88"' in html and 'data-critic=""' in html
+    assert "critic 0.88 <span class=\"advisory\">(advisory)</span>" in html
+    assert 'select data-action="sort"' in html and "every run stays on the page" in html
+    assert "&lt;b&gt;5&lt;/b&gt;" in html and "<b>5</b>" not in html
+    assert html.count("<article ") == 3
+
+
+def test_no_sort_control_when_no_run_is_scored(four):
+    html = write_review(load_config(four), ["alley-1", "alley-2"], sheet=False).read_text()
+    assert "<select" not in html and 'class="critic"' not in html

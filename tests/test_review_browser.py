@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from review_fixtures import HOSTILE_PROMPT, HOSTILE_RUN, base_spec, make_project, make_run
+from review_fixtures import HOSTILE_PROMPT, HOSTILE_RUN, base_spec, make_project, make_run, score
 
 from cosmos_tools.config import load_config
 from cosmos_tools.review_page import write_review
@@ -56,6 +56,8 @@ def page(tmp_path_factory) -> Path:
     make_run(root, cache, "alley_w-1", base_spec(edge__control_weight=0.9, prompt=HOSTILE_PROMPT))
     make_run(root, cache, "alley-2", base_spec(seed=7), status="failed", log="RuntimeError: CUDA out of memory")
     make_run(root, cache, HOSTILE_RUN, base_spec(seed=3), status="blocked")
+    score(root / "outputs" / "runs" / "alley-1", 0.25)
+    score(root / "outputs" / "runs" / "alley_w-1", 0.75)
     written = write_review(load_config(root), ["alley-1", "alley_w-1", "alley-2", HOSTILE_RUN])
     moved = base / "elsewhere" / "outputs copy #1"
     shutil.copytree(root / "outputs", moved, symlinks=True)
@@ -140,6 +142,23 @@ def test_failed_and_blocked_runs_show_verdict_and_log(loaded):
     assert not failed.find_elements("css selector", "video")
     blocked = loaded.find_element("css selector", "article.tile.blocked")
     assert "guardrail" in blocked.find_element("css selector", ".verdict").text
+
+
+def test_the_sort_control_orders_tiles_by_critic_score_and_back_hiding_none(loaded):
+    from selenium.webdriver.support.ui import Select
+
+    def order():
+        return [a.get_attribute("data-run") for a in loaded.find_elements("css selector", ".grid.runs article.tile")]
+
+    selected = ["alley-1", "alley_w-1", "alley-2", HOSTILE_RUN]
+    assert order() == selected
+    control = Select(loaded.find_element("css selector", 'select[data-action="sort"]'))
+    control.select_by_value("critic")
+    assert order() == ["alley_w-1", "alley-1", "alley-2", HOSTILE_RUN]  # best first, unscored last, none hidden
+    labels = [e.text for e in loaded.find_elements("css selector", "article.tile .critic")]
+    assert labels == ["critic 0.75 (advisory)", "critic 0.25 (advisory)"]
+    control.select_by_value("order")
+    assert order() == selected
 
 
 def test_no_console_errors_and_no_request_outside_file(loaded):
