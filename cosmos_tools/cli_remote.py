@@ -176,9 +176,14 @@ def download_cmd(prompt: Path) -> None:
 @click.option("--dry-run", is_flag=True, help="Check the prompts and show how the runs are grouped; run nothing.")
 @click.option("--no-review", "review", flag_value=False, default=True,
               help="Several prompts: skip the review page and contact sheet written at the end.")
+@click.option("--critique", is_flag=True, help="Several prompts: score the variants that ended ok with the video "
+              "critic (advisory; before the review page, which shows the scores).")
+@click.option("--upscale-best", type=click.IntRange(min=1), default=None, metavar="K",
+              help="Several prompts: upscale the K best-scored variants (implies --critique).")
 @interruptible
 def cycle_cmd(prompts: tuple[str, ...], upscale: bool | None, upscale_weight: str | None,
-              upscale_prompt: str | None, num_gpu: int | None, force: bool, dry_run: bool, review: bool) -> None:
+              upscale_prompt: str | None, num_gpu: int | None, force: bool, dry_run: bool, review: bool,
+              critique: bool, upscale_best: int | None) -> None:
     """Upload, run (live log), upscale, download, and append a line to notes/run_history.log.
 
     Each run gets its own folder, outputs/runs/NAME-K (outputs/NAME links to the latest). Re-running after a
@@ -188,15 +193,22 @@ def cycle_cmd(prompts: tuple[str, ...], upscale: bool | None, upscale_weight: st
     Several prompt files, or a sweep manifest (inputs/sweeps/NAME.json), make an experiment: one connection,
     one upload, variants that differ only in what a batch line carries (prompt, input video, control fields)
     run as one batch job (one model load), the others one after another; one history line per variant and a
-    table at the end. No 4K upscale unless --upscale. --dry-run shows the grouping.
+    table at the end. No 4K upscale unless --upscale. --dry-run shows the grouping. --critique scores the
+    variants with the video critic as the last step (critic.json per run; advisory: nothing is hidden);
+    --upscale-best K then upscales only the K best-scored ones.
     """
     cfg = _upscale_config(_config(num_gpu), upscale_prompt)
     paths = [Path(p) for p in prompts]
     single = len(paths) == 1 or (len(paths) == 2 and not prompts[1].endswith(".json"))
+    if upscale and upscale_best:
+        raise click.UsageError("--upscale upscales every variant, --upscale-best K the K best: give one of them")
     if single and not dry_run:
         from .experiment import read_inputs
 
         if len(paths) == 2 or read_inputs(cfg, paths[:1])[1] == paths:
+            if critique or upscale_best:
+                raise click.UsageError("--critique and --upscale-best rank the variants of several prompts or of a "
+                                       "sweep manifest; score one run with `cosmos-tools critique RUN_ID`")
             from .cycle import run_cycle
 
             run_cycle(cfg, paths[0], override=prompts[1] if len(paths) == 2 else None, upscale=upscale is not False,
@@ -207,8 +219,10 @@ def cycle_cmd(prompts: tuple[str, ...], upscale: bool | None, upscale_weight: st
     from .experiment import run_experiment
     from .render import upscale_weight as checked_weight
 
-    weight = checked_weight(cfg["UPSCALE_WEIGHT"] if upscale_weight is None else upscale_weight) if upscale else None
-    run_experiment(cfg, paths, upscale=weight, force=force, dry_run=dry_run, review=review)
+    weight = checked_weight(cfg["UPSCALE_WEIGHT"] if upscale_weight is None else upscale_weight) \
+        if upscale or upscale_best else None
+    run_experiment(cfg, paths, upscale=weight if upscale else None, force=force, dry_run=dry_run, review=review,
+                   critique=critique, upscale_best=upscale_best or 0, best_weight=weight)
 
 
 @click.command("rerun")

@@ -347,3 +347,32 @@ def finish(cfg, done: Critique) -> None:
         print(line)
     if done.skipped:
         raise JobFailed(f"{len(done.skipped)} run(s) not scored (said above); the others have their critic.json")
+
+
+def rank_experiment(cfg, runs: list, *, name: str, remote, best: int = 0, weight: float | None = None) -> None:
+    """An experiment's last step: score its runs (``(plan, run id)`` of the variants that ended ok) over its
+    connection, print the ranking, then upscale the ``best`` best-scored ones, each an attempt of its own (as
+    `cosmos-tools upscale` makes it: own history line). JobFailed after them if an upscale did not end ok."""
+    from .cycle import Steps, run_attempt
+
+    if not runs:
+        _say("critique: no variant ended ok; nothing to score")
+        return
+    done = critique(cfg, [run_id for _, run_id in runs], name=name, remote=remote)
+    for line in table(cfg, done):
+        print(line)
+    chosen = [run_id for run_id in ranked(done.scores) if done.scores[run_id] is not None][:best]
+    if not best:
+        return
+    _say(f"upscaling the {len(chosen)} best-scored variant(s): {', '.join(chosen) or 'none has a score'}")
+    plans = {run_id: plan for plan, run_id in runs}
+    failed = []
+    for run_id in chosen:
+        try:
+            run_attempt(cfg, plans[run_id], Steps(upload=False, run=False, upscale=weight))
+        except UserError as exc:
+            if isinstance(exc, RemoteError):
+                raise
+            failed.append(run_id)
+    if failed:
+        raise JobFailed(f"the upscale of {', '.join(failed)} did not end ok (said above)")

@@ -122,23 +122,29 @@ def grouping(variants: list[Variant]) -> list[Group]:
 
 
 def run_experiment(cfg, paths: list[Path], *, upscale: float | None = None, force: bool = False,
-                   dry_run: bool = False, review: bool = True, echo=None) -> None:
-    """The cycle of every variant; raises JobFailed when any did not end ok (after the table)."""
-    name, variants = plan_variants(cfg, paths, upscale=upscale is not None)
+                   dry_run: bool = False, review: bool = True, echo=None, critique: bool = False,
+                   upscale_best: int = 0, best_weight: float | None = None) -> None:
+    """The cycle of every variant; raises JobFailed when any did not end ok (after the table).
+
+    ``critique``: score the variants that ended ok (critic.py) before the review page; ``upscale_best``: then
+    upscale the K best-scored ones with ``best_weight``."""
+    name, variants = plan_variants(cfg, paths, upscale=upscale is not None or upscale_best > 0)
     groups = grouping(variants)
     for line in describe(groups, [v.name for v in variants]):
         print(line)
     if dry_run:
         print("dry run: nothing sent or started")
         return
-    Experiment(cfg, name, variants, upscale=upscale, force=force, review=review, echo=echo).run(groups)
+    Experiment(cfg, name, variants, upscale=upscale, force=force, review=review, echo=echo,
+               critique=critique or upscale_best > 0, upscale_best=upscale_best, best_weight=best_weight).run(groups)
 
 
 class Experiment:
     """The jobs of one experiment over one connection."""
 
     def __init__(self, cfg, name: str, variants: list[Variant], *, upscale: float | None, force: bool,
-                 review: bool = True, echo=None) -> None:
+                 review: bool = True, echo=None, critique: bool = False, upscale_best: int = 0,
+                 best_weight: float | None = None) -> None:
         self.cfg, self.name, self.variants = cfg, name, variants
         self.upscale, self.force, self.review, self.echo = upscale, force, review, echo
         self.clock = time.monotonic()
@@ -147,6 +153,7 @@ class Experiment:
         self.batches = 0
         self._remote: Remote | None = None
         self.upscaling: Variant | None = None  # the variant whose upscale runs now
+        self.critique, self.upscale_best, self.best_weight = critique, upscale_best, best_weight  # the last step
 
     @property
     def remote(self) -> Remote:
@@ -179,6 +186,8 @@ class Experiment:
                     self._upscale(v, v.result.run, self.upscale)
                     self.upscaling = None
                 self._record(v)
+            if self.critique:
+                self._critique()
         except KeyboardInterrupt:
             error = Interrupted("interrupted (Ctrl-C)")
         except UserError as exc:
@@ -201,6 +210,15 @@ class Experiment:
         if failed:
             raise JobFailed(f"{len(failed)} of {len(self.variants)} variants did not end ok: "
                             f"{', '.join(v.name for v in failed)}")
+
+    def _critique(self) -> None:
+        """Score the variants that ended ok and upscale the ``upscale_best`` best of them (critic.py)."""
+        from .critic import rank_experiment
+
+        runs = [(v.plan, v.result.run.run_id) for v in self.variants
+                if v.result.status == "ok" and v.result.run is not None and v.result.run.run_id]
+        rank_experiment(self.cfg, runs, name=f"critique-{self.name}", remote=self.remote, best=self.upscale_best,
+                        weight=self.best_weight)
 
     def _write_review(self) -> None:
         """The review page and contact sheet of the variants' runs, so the experiment can be judged by eye."""

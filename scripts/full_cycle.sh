@@ -2,7 +2,7 @@
 # Usage: full_cycle.sh <prompt.json> [videos_subdir_override] [--no-upscale] [--upscale-weight W]
 #                      [--wait] [--num-gpu N] [--force]
 #        full_cycle.sh <prompt.json> <prompt.json>... [--upscale] [--upscale-weight W] [--wait] [--num-gpu N]
-#                      [--force] [--dry-run]
+#                      [--force] [--dry-run] [--critique] [--upscale-best K]
 #        full_cycle.sh inputs/sweeps/<name>.json [same options as several prompts]
 #
 # Upload, run with a live log, upscale (if the run succeeded), download, and append one line
@@ -14,6 +14,8 @@
 # Several prompts or a sweep manifest: one connection, one upload; variants that differ only in
 # prompt text, input video or control fields run as one batch job (one model load), the others one
 # after another; each variant is its own run with its own history line; a table ends the output.
+# --critique then scores the variants with the video critic (critic.json per run, a ranking; the
+# review page shows and sorts by the scores). The score is advisory: nothing is deleted or hidden.
 #
 # Options:
 #   --no-upscale      skip the 4K upscale (one prompt)
@@ -23,6 +25,8 @@
 #   --num-gpu N       GPUs for this run (default NUM_GPU; more than 1 uses torchrun)
 #   --force           run again as a new run even if this spec already finished ok
 #   --dry-run         check the prompts and show how the variants are grouped into jobs; run nothing
+#   --critique        score the variants that ended ok with the video critic (CRITIC), before the review page
+#   --upscale-best K  upscale only the K best-scored variants (implies --critique)
 #   -h, --help        show this help
 set -euo pipefail
 # shellcheck source=scripts/lib.sh

@@ -178,3 +178,30 @@ def test_cosmos3_critique_runs_the_reasoner_through_the_framework(project, rehea
         ratings = [module.rating(video, seed) for seed in (1, 2)]
         assert data["score"] == round(sum((r - 1) / 4 for r in ratings) / 2, 4)
         assert data["model"] == "Cosmos3-Nano" and data["prompt"] == critic.RUBRIC and "STAND-IN" in data["reasoning"]
+
+
+def test_full_cycle_scores_a_sweep_last_and_upscales_only_the_best(project, rehearsal_host):
+    shot = add_shot(project)
+    base = write_prompt(project, "ranked_pier", shot, text="a pier")
+    assert script(project, "sweep.sh", base.relative_to(project), "--set", "seed=1,2,3", "--name", "piers"
+                  ).returncode == 0
+    use_critic(project, "reason1", CRITIC_TRIALS=4)
+    done = script(project, "full_cycle.sh", "inputs/sweeps/piers.json", "--upscale-best", "1")
+    assert done.returncode == 0, done.stderr
+    run_ids = [r["run_id"] for r in records(project) if r["upscale"] == "no"]
+    assert len(run_ids) == 3
+    scores = {r: json.loads((project / "outputs" / "runs" / r / "critic.json").read_text())["score"] for r in run_ids}
+    best = critic.ranked(scores)[0]
+    upscaled = [r for r in records(project) if r["upscale"] != "no"]
+    assert [r["run_id"] for r in upscaled] == [best] and upscaled[0]["status"] == "ok"
+    assert sorted(p.name for p in (project / "outputs" / "runs").glob("*_upscaled*")) == [f"{best}_upscaled"]
+    assert done.stdout.index("rank") < done.stdout.index("review: ")  # scored before the page was written
+    page = (project / "outputs" / "review" / "experiment_piers.html").read_text()
+    assert page.count("(advisory)</span>") == 3 and 'data-action="sort"' in page
+
+
+def test_critique_and_upscale_best_need_several_prompts(project):
+    shot = add_shot(project)
+    prompt = write_prompt(project, "lonely", shot)
+    done = script(project, "full_cycle.sh", prompt.relative_to(project), "--critique")
+    assert done.returncode == 2 and "cosmos-tools critique RUN_ID" in done.stderr and not records(project)

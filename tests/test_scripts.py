@@ -41,10 +41,12 @@ USAGE = {
     "full_cycle.sh": "usage: scripts/full_cycle.sh <prompt.json> [videos_subdir_override] [--no-upscale]"
                      " [--upscale-weight W] [--wait] [--num-gpu N] [--force]\n"
                      "   or: scripts/full_cycle.sh <prompt.json> <prompt.json>... [--upscale] [--upscale-weight W]"
-                     " [--wait] [--num-gpu N] [--force] [--dry-run]\n"
+                     " [--wait] [--num-gpu N] [--force] [--dry-run] [--critique] [--upscale-best K]\n"
                      "   or: scripts/full_cycle.sh inputs/sweeps/<name>.json [same options as several prompts]",
     "rerun.sh": "usage: scripts/rerun.sh <run id> [--no-upscale] [--wait] [--num-gpu N]",
     "sweep.sh": "usage: scripts/sweep.sh <prompt.json> --set KEY=V1,V2,... [--set KEY=...] [--zip] [--name NAME]",
+    "critique.sh": "usage: scripts/critique.sh <run id>... [--trials N] [--num-gpu N]\n"
+                   "   or: scripts/critique.sh --sweep NAME [--trials N] [--num-gpu N]",
 }
 
 
@@ -64,6 +66,8 @@ def test_a_missing_argument_gets_the_scripts_own_usage_line(name):
     ("convert_png_sequences.sh", ["--fps", "24", "renders/alley", "--fit"]),
     ("full_cycle.sh", ["--num-gpu", "2", "--no-upscale"]),
     ("full_cycle.sh", ["--upscale-weight", "0.5"]),
+    ("full_cycle.sh", ["--upscale-best", "2", "--critique"]),
+    ("critique.sh", ["--trials", "2"]),
     ("new_prompt.sh", ["alley"]),
     ("new_prompt.sh", ["--shot", "alley", "text"]),
 ])
@@ -132,6 +136,7 @@ SCRIPT_ARGS = {
     "run_upscale_remote.sh": ["inputs/prompts/p.json"], "download_results.sh": ["inputs/prompts/p.json"],
     "full_cycle.sh": ["inputs/prompts/p.json"], "ssh_remote.sh": ["true"],
     "sweep.sh": ["inputs/prompts/p.json", "--set", "seed=1,2"], "rerun.sh": ["p-1"], "review.sh": ["--last", "1"],
+    "critique.sh": ["p-1"],
 }
 
 
