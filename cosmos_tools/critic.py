@@ -251,7 +251,8 @@ def critique(cfg, run_ids: list[str], *, name: str, trials: int | None = None, r
         folders = [f"{RUNS_DIR}/{r}" for r in run_ids]
         latest = CritiquePaths.of_critique(name).folder
         box = remote.retrying("reading job state", lambda: remote.probe([*dict.fromkeys(folders), latest]))
-        items, skipped = [], []
+        items: list[Item] = []
+        skipped: list[str] = []
         for run_id, folder in zip(run_ids, folders, strict=True):
             here = runs_dir(cfg) / run_id / "output.mp4"
             if not here.is_file() or here.stat().st_size == 0:
