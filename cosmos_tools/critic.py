@@ -181,16 +181,16 @@ def reasoner_records(items: list[Item], folder: str, trials: int) -> list[dict]:
     return records
 
 
-def command(cfg, folder: str, project: str) -> list[str]:
-    """What critic_run.py runs: cosmos-framework's inference over the job's samples, or video_critic.py (without
-    its --video_path and --num_trials, added per video)."""
+def command(cfg) -> list[str]:
+    """What critic_run.py runs, without the words it adds itself from the job's folder: cosmos-framework's
+    inference (``-i FOLDER/reasoner.jsonl -o FOLDER/out`` added), or video_critic.py (``--video_path`` and
+    ``--num_trials`` added per video)."""
     if cfg["CRITIC"] == "reason1":
         return [REASON1_SCRIPT, *(["--model", model_of(cfg)] if cfg["CRITIC_MODEL"].strip() else [])]
     gpus = cfg.int("NUM_GPU")
     launch = ["python", "-m"] if gpus == 1 else ["torchrun", f"--nproc-per-node={gpus}", "-m"]
     guard = ["--no-guardrails"] if cfg["DISABLE_GUARDRAILS"] == "yes" else []
-    return [*launch, "cosmos_framework.scripts.inference", "-i", f"{project}/{folder}/{SPECS_FILE}",
-            "-o", f"{project}/{folder}/out", "--checkpoint-path", model_of(cfg), *guard]
+    return [*launch, "cosmos_framework.scripts.inference", "--checkpoint-path", model_of(cfg), *guard]
 
 
 def make_job(cfg, name: str, leaf: str, items: list[Item], trials: int, account=None):
@@ -200,14 +200,9 @@ def make_job(cfg, name: str, leaf: str, items: list[Item], trials: int, account=
     from .render import render_critique
 
     paths = CritiquePaths.of_critique(name, leaf)
-    made: dict = {}
-
-    def command_of(project: str) -> list[str]:
-        made["run"] = command(cfg, paths.folder, project)
-        return ["python3", f"{project}/{paths.folder}/{RUN_SCRIPT}", f"{project}/{paths.folder}"]
-
-    rendered = render_critique(paths, cfg, command_of, account=account)
-    job = {"critic": cfg["CRITIC"], "model": model_of(cfg), "trials": trials, "command": made["run"],
+    rendered = render_critique(paths, cfg, lambda project: ["python3", f"{project}/{paths.folder}/{RUN_SCRIPT}",
+                                                            f"{project}/{paths.folder}"], account=account)
+    job = {"critic": cfg["CRITIC"], "model": model_of(cfg), "trials": trials, "command": command(cfg),
            "items": [{"name": i.name, "run_id": i.run_id, "video": i.video} for i in items]}
     files = {JOB_FILE: spec_bytes(job), RUN_SCRIPT: script(RUN_SCRIPT).encode("utf-8"),
              "spec_used.json": spec_bytes({**job, "prompt": prompt_of(cfg), "docker": rendered.docker,

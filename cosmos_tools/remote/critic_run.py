@@ -5,13 +5,15 @@ It reads FOLDER/critic_job.json (``{"critic", "trials", "command", "items": [{"n
 ``video`` relative to the project), runs the critic and writes FOLDER/results.json atomically:
 ``[{"name", "run_id", "status": "ok" | "failed", "answers": [text of each trial], "error"}]``.
 
-- cosmos3: ``command`` runs once (cosmos-framework's inference over FOLDER/reasoner.jsonl: one model load for
-  every video); trial k of item NAME is ``FOLDER/out/NAME_t<k>/reasoner_text.txt``.
+- cosmos3: ``command`` runs once with ``-i FOLDER/reasoner.jsonl -o FOLDER/out`` (cosmos-framework's inference:
+  one model load for every video); trial k of item NAME is ``FOLDER/out/NAME_t<k>/reasoner_text.txt``.
 - reason1: ``command`` runs once per video with ``--video_path FOLDER/videos/NAME.mp4`` (upstream's script takes
   one video and writes its HTML report beside it: the link keeps the report out of the run's own folder); the
   answer of each trial is that report's part for the trial.
 
-One line per video goes to stdout (the job's log). Standard library only. Exits 0 when every video got
+Paths in the commands come from FOLDER (an argument of the container's command), never from the JSON: the
+container sees the project where the docker run put it. One line per video goes to stdout (the job's log).
+Standard library only. Exits 0 when every video got
 answers, else 1 (the others keep theirs).
 """
 
@@ -43,7 +45,8 @@ def say(text):
 
 
 def run_cosmos3(folder, job):
-    code = subprocess.call(job["command"])
+    code = subprocess.call([*job["command"], "-i", os.path.join(folder, "reasoner.jsonl"), "-o",
+                            os.path.join(folder, "out")])
     results = []
     for item in job["items"]:
         texts = [read_text(os.path.join(folder, "out", f"{item['name']}_t{k}", "reasoner_text.txt"))
