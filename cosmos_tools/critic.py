@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from html import unescape
 from pathlib import Path
 
-from .errors import JobFailed, RemoteError, UserError
+from .errors import Interrupted, JobFailed, LocalError, RemoteError, UserError
 from .fsutil import write_json_atomic
 from .history import now_iso
 from .remote.paths import RUN, RUNS_DIR, JobPaths, container_name, run_id_of
@@ -366,9 +366,10 @@ def rank_experiment(cfg, runs: list, *, name: str, remote, best: int = 0, weight
     for run_id in chosen:
         try:
             run_attempt(cfg, plans[run_id], Steps(upload=False, run=False, upscale=weight))
-        except UserError as exc:
-            if isinstance(exc, RemoteError):
-                raise
+        except (RemoteError, LocalError, Interrupted):
+            raise
+        except UserError as exc:  # this upscale failed or was refused: the next one still runs
+            _say(f"upscale of {run_id}: {exc.format_message()}")
             failed.append(run_id)
     if failed:
         raise JobFailed(f"the upscale of {', '.join(failed)} did not end ok (said above)")

@@ -99,6 +99,54 @@ def test_config_shows_the_critic_settings_and_refuses_an_unknown_critic(tmp_path
     assert (cfg["CRITIC"], cfg["CRITIC_TRIALS"], cfg["CRITIC_DIR"], cfg["CRITIC_IMAGE"]) == ("cosmos3", "3", "", "")
 
 
+def critic_config(tmp_path, monkeypatch, **settings):
+    config = tmp_path / "config.sh"
+    config.write_text("REMOTE_DIR=/home/u/cosmos-transfer1\n" + "".join(f"{k}={v}\n" for k, v in settings.items()))
+    monkeypatch.setenv("COSMOS_CONFIG", str(config))
+    return load_config(tmp_path)
+
+
+def test_a_critic_checkout_of_its_own_is_workspace_and_the_project_is_mounted_beside_it(tmp_path, monkeypatch):
+    cfg = critic_config(tmp_path, monkeypatch, CRITIC="reason1", CRITIC_DIR="/home/u/cosmos-reason1",
+                        CRITIC_IMAGE="reason1:latest", CRITIC_MODEL="nvidia/Cosmos-Reason1-7B")
+    job = critic.make_job(cfg, 'critique-we"ird $(x)', 'critique-we"ird $(x)-2', [critic.Item("v001", "a-1")], 4)
+    docker = job.docker
+    assert docker[docker.index("-v") + 1] == "/home/u/cosmos-reason1:/workspace"
+    assert "/home/u/cosmos-transfer1:/project" in docker and "reason1:latest" in docker
+    assert docker[-3:] == ["python3", "/project/outputs/critiques/runs/critique-we\"ird $(x)-2/critic_run.py",
+                           "/project/outputs/critiques/runs/critique-we\"ird $(x)-2"]
+    assert job.dir == 'outputs/critiques/runs/critique-we"ird $(x)-2' and job.container.startswith("ct1-critic-")
+    spec = json.loads(job.files["critic_job.json"])
+    assert spec["command"] == [critic.REASON1_SCRIPT, "--model", "nvidia/Cosmos-Reason1-7B"]
+    assert spec["items"] == [{"name": "v001", "run_id": "a-1", "video": "outputs/runs/a-1/output.mp4"}]
+    assert "reasoner.jsonl" not in job.files and job.files["critic_run.py"].startswith(b'"""Run inside')
+
+
+def test_the_cosmos3_critic_shares_the_checkout_and_image_by_default(tmp_path, monkeypatch):
+    cfg = critic_config(tmp_path, monkeypatch, NUM_GPU=2, DISABLE_GUARDRAILS="yes")
+    job = critic.make_job(cfg, "critique", "critique-1", [critic.Item("v001", "a-1")], 1)
+    assert "/project" not in " ".join(job.docker) and "cosmos-transfer1:latest" in job.docker
+    assert job.docker[-1] == "/workspace/outputs/critiques/runs/critique-1"
+    spec = json.loads(job.files["critic_job.json"])
+    assert spec["command"] == ["torchrun", "--nproc-per-node=2", "-m", "cosmos_framework.scripts.inference",
+                               "--checkpoint-path", "Cosmos3-Nano", "--no-guardrails"]
+    (record,) = [json.loads(line) for line in job.files["reasoner.jsonl"].decode().splitlines()]
+    assert record["name"] == "v001_t1" and record["prompt"] == critic.RUBRIC
+    assert json.loads(job.files["spec_used.json"])["prompt"] == critic.RUBRIC
+
+
+def test_critique_needs_run_ids_or_a_sweep_not_both(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from cosmos_tools.cli import cli
+
+    critic_config(tmp_path, monkeypatch)
+    monkeypatch.setenv("COSMOS_PROJECT_ROOT", str(tmp_path))
+    for args in ([], ["a-1", "--sweep", "s"]):
+        done = CliRunner().invoke(cli, ["critique", *args])
+        assert done.exit_code == 1 and "RUN_ID... or --sweep NAME" in done.output
+
+
 # --- against the rehearsal host -----------------------------------------------------------------------------------
 
 
