@@ -234,29 +234,18 @@ def critique(cfg, run_ids: list[str], *, name: str, trials: int | None = None, r
     A run whose output.mp4 is not here or not on the box is skipped with one line (``say``); the others are
     scored. ``remote``: a connection to share (an experiment's); else one is opened and closed here.
     """
-    from .jobs import Remote
+    from .jobs import Remote, report_failure
     from .names import check_run_name
-    from .runs import local_job_folder, runs_dir
 
     check_run_name(name)
     trials = cfg.int("CRITIC_TRIALS") if trials is None else trials
     own = remote is None
     remote = remote or Remote(cfg, say=say)
     try:
-        folders = [f"{RUNS_DIR}/{r}" for r in run_ids]
         latest = CritiquePaths.of_critique(name).folder
-        box = remote.retrying("reading job state", lambda: remote.probe([*dict.fromkeys(folders), latest]))
-        items: list[Item] = []
-        skipped: list[str] = []
-        for run_id, folder in zip(run_ids, folders, strict=True):
-            here = runs_dir(cfg) / run_id / "output.mp4"
-            if not here.is_file() or here.stat().st_size == 0:
-                skipped.append(f"{run_id}: no output.mp4 here ({local_job_folder(cfg, folder)}): it did not end ok, or "
-                               "download it first (download_results.sh); not scored")
-            elif box.jobs[folder].output_size <= 0:
-                skipped.append(f"{run_id}: {folder}/output.mp4 is missing on the GPU box (REMOTE_DIR); not scored")
-            else:
-                items.append(Item(name=f"v{len(items) + 1:03d}", run_id=run_id))
+        box = remote.retrying("reading job state", lambda: remote.probe(
+            [*(f"{RUNS_DIR}/{r}" for r in run_ids), latest]))
+        items, skipped = _scorable(cfg, run_ids, box)
         for line in skipped:
             say(line)
         if not items:
@@ -272,27 +261,50 @@ def critique(cfg, run_ids: list[str], *, name: str, trials: int | None = None, r
             remote.close()
     results = _results(answer.stdout if answer.rc == 0 else b"", items)
     if results is None:
-        from .jobs import report_failure
-
         report_failure(outcome, say)
-        raise RemoteError(f"critique {outcome.job.label}: the critic job ended without results "
-                          f"({outcome.message or outcome.status}); see {outcome.job.dir}/run.log on the box")
-    scores: dict[str, float | None] = {}
+        raise JobFailed(f"critique {outcome.job.label}: the critic job ended without results "
+                        f"({outcome.message or outcome.status}); see {outcome.job.dir}/run.log on the box")
+    done = Critique(name=name, scores={}, skipped=skipped, job=outcome.job.dir)
     for item in items:
-        row = results[item.name]
-        if row.get("status") != "ok":
-            skipped.append(f"{item.run_id}: the critic gave no answer ({row.get('error') or 'see the job log'}); "
-                           f"not scored")
-            say(skipped[-1])
-            continue
-        data = verdict_of(cfg["CRITIC"], model_of(cfg), prompt_of(cfg), [str(t) for t in row.get("answers", [])],
-                          trials, run_id=item.run_id, video=item.video, job=outcome.job.dir)
-        write_json_atomic(runs_dir(cfg) / item.run_id / FILE, data)
-        scores[item.run_id] = data["score"]
-        if data["score"] is None:
-            say(f"{item.run_id}: no readable answer in {data['answered']} trial(s); its texts are in "
-                f"{runs_dir(cfg) / item.run_id / FILE}")
-    return Critique(name=name, scores=scores, skipped=skipped, job=outcome.job.dir)
+        _record(cfg, done, item, results[item.name], trials, say)
+    return done
+
+
+def _scorable(cfg, run_ids: list[str], box) -> tuple[list[Item], list[str]]:
+    """(the runs whose output.mp4 is here and on the box, one line for each of the others)."""
+    from .runs import local_job_folder, runs_dir
+
+    items: list[Item] = []
+    skipped: list[str] = []
+    for run_id in run_ids:
+        folder = f"{RUNS_DIR}/{run_id}"
+        here = runs_dir(cfg) / run_id / "output.mp4"
+        if not here.is_file() or here.stat().st_size == 0:
+            skipped.append(f"{run_id}: no output.mp4 here ({local_job_folder(cfg, folder)}): it did not end ok, or "
+                           "download it first (download_results.sh); not scored")
+        elif box.jobs[folder].output_size <= 0:
+            skipped.append(f"{run_id}: {folder}/output.mp4 is missing on the GPU box (REMOTE_DIR); not scored")
+        else:
+            items.append(Item(name=f"v{len(items) + 1:03d}", run_id=run_id))
+    return items, skipped
+
+
+def _record(cfg, done: Critique, item: Item, row: dict, trials: int, say: Callable[[str], None]) -> None:
+    """critic.json of one video from its row of results.json (or one line saying why there is none)."""
+    from .runs import runs_dir
+
+    target = runs_dir(cfg) / item.run_id / FILE
+    if row.get("status") != "ok":
+        done.skipped.append(f"{item.run_id}: the critic gave no answer ({row.get('error') or 'see the job log'}); "
+                            "not scored")
+        say(done.skipped[-1])
+        return
+    data = verdict_of(cfg["CRITIC"], model_of(cfg), prompt_of(cfg), [str(t) for t in row.get("answers", [])],
+                      trials, run_id=item.run_id, video=item.video, job=done.job)
+    write_json_atomic(target, data)
+    done.scores[item.run_id] = data["score"]
+    if data["score"] is None:
+        say(f"{item.run_id}: no readable answer in {data['answered']} trial(s); its texts are in {target}")
 
 
 def _run(cfg, remote, name: str, items: list[Item], trials: int, box):

@@ -207,6 +207,18 @@ def test_a_run_missing_here_or_on_the_box_is_one_line_and_the_others_are_still_s
     assert "output.mp4 is missing on the GPU box" in again.stderr and "nothing to score" in again.stderr
 
 
+def test_a_critic_that_cannot_start_is_one_line_per_video(project, rehearsal_host):
+    run_ids = two_runs(project, "nocritic")
+    empty = remote_path(rehearsal_host, "no-reason1-here")
+    empty.mkdir(exist_ok=True)
+    use_critic(project, "reason1", CRITIC_DIR=f"'{empty}'")
+    done = script(project, "critique.sh", *run_ids)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    for run_id in run_ids:
+        assert f"{run_id}: the critic gave no answer (no HTML report: video_critic.py could not start" in done.stderr
+        assert not (project / "outputs" / "runs" / run_id / "critic.json").exists()
+
+
 def test_critique_of_nothing_known_is_one_line(project):
     done = script(project, "critique.sh", "nope-1")
     assert done.returncode == 1 and done.stderr.count("\n") == 1 and "no run 'nope-1'" in done.stderr

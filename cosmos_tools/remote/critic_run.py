@@ -44,15 +44,22 @@ def say(text):
     print(f"[cosmos-critic] {text}", flush=True)
 
 
+def call(argv):
+    """Run ``argv``; how it ended, for people ("exited N", or why it could not start)."""
+    try:
+        return f"exited {subprocess.call(argv)}"
+    except OSError as exc:
+        return f"could not start {argv[0]}: {exc.strerror}"
+
+
 def run_cosmos3(folder, job):
-    code = subprocess.call([*job["command"], "-i", os.path.join(folder, "reasoner.jsonl"), "-o",
-                            os.path.join(folder, "out")])
+    ended = call([*job["command"], "-i", os.path.join(folder, "reasoner.jsonl"), "-o", os.path.join(folder, "out")])
     results = []
     for item in job["items"]:
         texts = [read_text(os.path.join(folder, "out", f"{item['name']}_t{k}", "reasoner_text.txt"))
                  for k in range(1, job["trials"] + 1)]
         answers = [t for t in texts if t is not None]
-        error = "" if answers else f"no reasoner_text.txt for it (the inference exited {code})"
+        error = "" if answers else f"no reasoner_text.txt for it (the inference {ended})"
         results.append({"name": item["name"], "run_id": item["run_id"], "status": "ok" if answers else "failed",
                         "answers": answers, "error": error})
         say(f"{item['run_id']}: {len(answers)} of {job['trials']} answers")
@@ -68,10 +75,10 @@ def run_reason1(folder, job, project):
         link = os.path.join(videos, f"{item['name']}.mp4")
         if not os.path.lexists(link):
             os.symlink(os.path.relpath(os.path.join(project, item["video"]), videos), link)
-        code = subprocess.call([*job["command"], "--video_path", link, "--num_trials", str(job["trials"])])
+        ended = call([*job["command"], "--video_path", link, "--num_trials", str(job["trials"])])
         report = read_text(os.path.join(videos, f"{item['name']}.html"))
         answers = [] if report is None else [part.split("</body>")[0] for part in report.split(TRIAL_MARK)[1:]]
-        error = "" if answers else f"video_critic.py exited {code} without an HTML report"
+        error = "" if answers else f"no HTML report: {os.path.basename(job['command'][0])} {ended}"
         results.append({"name": item["name"], "run_id": item["run_id"], "status": "ok" if answers else "failed",
                         "answers": answers, "error": error})
         say(f"{item['run_id']}: {len(answers)} of {job['trials']} answers")
