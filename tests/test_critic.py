@@ -188,6 +188,7 @@ def test_reason1_critique_writes_critic_json_into_each_run_and_ranks_them(projec
     assert len(reports) >= 2 and not list(remote_path(rehearsal_host, "outputs/runs").glob("*/*.html"))
     shown = json.loads(tool(project, "show", run_ids[0], "--json").stdout)
     assert shown["critic_score"] == scores[run_ids[0]] and shown["critic"]["score"] == scores[run_ids[0]]
+    assert f"critic: {scores[run_ids[0]]:.2f} (" in tool(project, "show", run_ids[0]).stdout
     rows = json.loads(tool(project, "history", "--json").stdout)
     assert {r["run_id"]: r["critic_score"] for r in rows} == scores
 
