@@ -120,7 +120,12 @@ def read(folder: Path) -> dict:
 
 def score_of(folder: Path) -> float | None:
     """The critic's score of a run folder (0..1), None when it was not scored (or no answer was readable)."""
-    score = read(folder).get("score")
+    return score_in(read(folder))
+
+
+def score_in(data: dict) -> float | None:
+    """The score of a critic.json's content; None when it has none."""
+    score = data.get("score")
     return float(score) if isinstance(score, (int, float)) and not isinstance(score, bool) else None
 
 

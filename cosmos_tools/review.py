@@ -175,14 +175,15 @@ def _tile(cfg, run_id: str, lines: list[dict]) -> Tile:
     output = video if video.is_file() and video.stat().st_size > 0 else None
     log_text = _read_text(folder / "run.log")
     status, verdict = _judge(line, folder, output, log_text)
+    judged = critic.read(folder)
     duration = _number(line.get("run_s")) or _number((prov.get("timings") or {}).get("run_s"))
     seed = line.get("seed") or prov.get("seed") or provenance.seed_of(spec)
     return Tile(run_id=run_id, prompt_name=prov.get("prompt_name") or line.get("run") or split_leaf(run_id)[0],
                 status=status, verdict=verdict, folder=folder, output=output, upscales=_upscales(folder),
                 log_tail=log_text.splitlines()[-LOG_TAIL:] if status != "ok" else [],
                 duration_s=duration, seed=seed, started=line.get("ts") or prov.get("started", ""),
-                spec=spec, critic_score=critic.score_of(folder),
-                critic_answer=str(critic.read(folder).get("answer", "")), values=flatten(spec))
+                spec=spec, critic_score=critic.score_in(judged), critic_answer=str(judged.get("answer", "")),
+                values=flatten(spec))
 
 
 def _judge(line: dict, folder: Path, output: Path | None, log_text: str) -> tuple[str, str]:

@@ -114,7 +114,7 @@ def describe(cfg, run_id: str) -> dict:
     judged = critic.read(folder)
     return {"run_id": run_id, "prompt_name": name, "local": _rel(cfg, folder) if folder.is_dir() else "",
             "box": box, "history": lines, "provenance": prov, "folders": folders,
-            "critic_score": critic.score_of(folder), "critic": judged}
+            "critic_score": critic.score_in(judged), "critic": judged}
 
 
 def _rel(cfg, path: Path) -> str:
