@@ -209,7 +209,7 @@ def make_job(cfg, name: str, leaf: str, items: list[Item], trials: int, account=
                                                             f"{project}/{paths.folder}"], account=account)
     job = {"critic": cfg["CRITIC"], "model": model_of(cfg), "trials": trials, "command": command(cfg),
            "items": [{"name": i.name, "run_id": i.run_id, "video": i.video} for i in items]}
-    files = {JOB_FILE: spec_bytes(job), RUN_SCRIPT: script(RUN_SCRIPT).encode("utf-8"),
+    files = {JOB_FILE: spec_bytes(job), RUN_SCRIPT: script("critic_run.py").encode("utf-8"),
              "spec_used.json": spec_bytes({**job, "prompt": prompt_of(cfg), "docker": rendered.docker,
                                            "env": rendered.env, "container": rendered.container})}
     if cfg["CRITIC"] == "cosmos3":
