@@ -20,6 +20,7 @@ class DockerBackend:
     """Jobs queued on the GPU box (remote/enqueue.sh) and started one at a time as named containers."""
 
     name = "docker"
+    side_by_side = False  # the box's queue runs one job at a time
     runner_exit = "exit_code"  # the runner in the container writes the job's exit_code itself
 
     def __init__(self, docker: list[str]) -> None:
@@ -55,6 +56,7 @@ class SlurmBackend:
     """Each job is one sbatch of remote/slurm_job.sh (remote/slurm_submit.sh); Slurm runs them side by side."""
 
     name = "slurm"
+    side_by_side = True  # the cluster runs independent jobs at once (experiment.py submits them together)
     runner_exit = "command_exit_code"  # slurm_job.sh writes exit_code from it (or a time-out's code)
     words = ["slurm"]
 

@@ -164,6 +164,8 @@ class Experiment:
             self._upload()
             self._probe()
             queue = deque(groups)
+            if self.remote.backend.side_by_side:
+                queue = deque(self._side_by_side(groups))
             while queue:
                 group = queue.popleft()
                 todo = [self.variants[i] for i in group.members if not self._reuse(self.variants[i])]
@@ -264,6 +266,28 @@ class Experiment:
         self._settle(v, outcome.job, outcome.status, outcome.state.exit_code, outcome.message, outcome)
         if not outcome.reused:
             v.result.started.append(outcome.job)
+
+    def _side_by_side(self, groups: list[Group]) -> list[Group]:
+        """Slurm runs jobs side by side: submit every single-variant job at once, then follow each to its end (in
+        order: the cluster runs them meanwhile); the groups left for the loop (batches, variants found done)."""
+        singles, rest = [], []
+        for group in groups:
+            todo = [self.variants[i] for i in group.members if not self._reuse(self.variants[i])]
+            (singles if len(todo) == 1 else rest).append((group, todo))
+        submitted = []
+        for _, (v,) in singles:
+            v.connected.runner.detach_hint = False
+            begin = time.monotonic()
+            submitted.append((v, v.connected.ensure_run(detach=True, force=self.force), begin))
+        for v, outcome, begin in submitted:
+            if outcome.status in ("detached", "running"):
+                outcome = v.connected.runner.follow(outcome.job, offset=0 if outcome.status == "detached" else -20,
+                                                    queued=True)
+            v.result.durations["run"] = time.monotonic() - begin
+            self._settle(v, outcome.job, outcome.status, outcome.state.exit_code, outcome.message, outcome)
+            if not outcome.reused:
+                v.result.started.append(outcome.job)
+        return [group for group, _ in rest]
 
     def _batch(self, members: list[Variant]) -> list[Variant]:
         """Run ``members`` as one batch job; the members never processed (after a blocked line)."""

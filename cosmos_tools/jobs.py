@@ -506,6 +506,7 @@ class Runner:
         self.watch: list[str] = []  # job folders to read again when a job ends (besides its own)
         self.echo = echo or _echo_stdout
         self.say = say or remote.say
+        self.detach_hint = True  # say how to follow a detached job (False: the caller follows it itself)
 
     def ensure(self, name: str, kind: str, box: Box, new_job: Callable[[int], Job], *, first: int,
                detach: bool = False, force: bool = False) -> Outcome:
@@ -561,8 +562,10 @@ class Runner:
             if ahead:
                 self.say(f"{job.label} queued behind {_jobs(ahead)} on the box (container {job.container}, "
                          f"folder {job.dir})")
-            elif detach:  # the box's runner starts it at once; a follower says so when its log begins
+            elif detach and self.detach_hint:  # the box's runner starts it at once; a follower says so when its log begins
                 self.say(f"started {job.label} {self.remote.backend.running_as(job)} in {job.dir}")
+            if detach and not self.detach_hint:
+                return Outcome("detached", JobState(dir=job.dir, running=not ahead, queued=ahead or None), job=job)
             if detach:
                 self.say(f"detached: follow it with `cosmos-tools attach {shlex.quote(job.name)}`, "
                          f"stop it with `cosmos-tools kill {shlex.quote(job.run_id or job.name)}`")
@@ -786,7 +789,8 @@ def job_rows(remote: Remote) -> list[JobRow]:
 
 def queue_rows(remote: Remote) -> list[dict]:
     """The box's queue: the running job, the queued ones (``position``: the jobs ahead, the running one included,
-    as in "queued behind N jobs") and the last finished ones (newest first), with run ids and states."""
+    as in "queued behind N jobs") and the last finished ones (newest first), with run ids and states. With
+    BACKEND=slurm, ``number`` is the Slurm job id and ``note`` why a job waits (squeue's reason)."""
     box = remote.probe(None)
     rows = []
     for entry in [*box.waiting(), *reversed([e for e in box.queue if e.state == "done"])]:
@@ -795,7 +799,8 @@ def queue_rows(remote: Remote) -> list[dict]:
         verdict = {"pending": "queued", "running": "running"}.get(entry.state, state.verdict)
         rows.append({"job": entry.folder, "run": name, "run_id": run_id, "kind": kind, "state": verdict,
                      "position": entry.ahead, "exit_code": state.exit_code,
-                     "container": entry.container, "number": int(entry.number), "updated": _iso(state.updated)})
+                     "container": entry.container, "number": int(entry.number), "updated": _iso(state.updated),
+                     "note": entry.note})
     return rows
 
 
