@@ -350,7 +350,8 @@ def queue_cmd(as_json: bool) -> None:
     slurm = load_config(warn=False)["BACKEND"] == "slurm"
     table = [("POS", "STATE", "EXIT", "RUN ID", "KIND", *(("SLURM JOB",) if slurm else ()))]
     for row in rows:
-        state = f"{row['state']} ({row['note']})" if slurm and row["state"] == "queued" and row["note"] else row["state"]
+        waits = slurm and row["state"] == "queued" and row["note"]
+        state = f"{row['state']} ({row['note']})" if waits else row["state"]
         table.append(("" if row["position"] is None else str(row["position"]), state,
                       "" if row["exit_code"] is None else str(row["exit_code"]), _shown(row["run_id"]),
                       "upscale" if row["kind"] == "up" else "run", *((str(row["number"]),) if slurm else ())))

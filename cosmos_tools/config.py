@@ -315,8 +315,8 @@ def _check_types(values: dict[str, str], sources: dict[str, str]) -> None:
     if values["BACKEND"] not in ("docker", "slurm"):
         raise ConfigError(f"{sources['BACKEND']}: BACKEND must be docker or slurm, got {values['BACKEND']!r}")
     if values["SLURM_CONTAINER"] not in SLURM_CONTAINERS:
-        raise ConfigError(f"{sources['SLURM_CONTAINER']}: SLURM_CONTAINER must be one of {', '.join(SLURM_CONTAINERS)}, "
-                          f"got {values['SLURM_CONTAINER']!r}")
+        raise ConfigError(f"{sources['SLURM_CONTAINER']}: SLURM_CONTAINER must be one of "
+                          f"{', '.join(SLURM_CONTAINERS)}, got {values['SLURM_CONTAINER']!r}")
     if int(values["NUM_GPU"]) < 1:
         raise ConfigError(f"{sources['NUM_GPU']}: NUM_GPU must be a whole number >= 1, got {values['NUM_GPU']!r}")
 

@@ -270,7 +270,8 @@ class Experiment:
     def _side_by_side(self, groups: list[Group]) -> list[Group]:
         """Slurm runs jobs side by side: submit every single-variant job at once, then follow each to its end (in
         order: the cluster runs them meanwhile); the groups left for the loop (batches, variants found done)."""
-        singles, rest = [], []
+        singles: list[tuple[Group, list[Variant]]] = []
+        rest: list[tuple[Group, list[Variant]]] = []
         for group in groups:
             todo = [self.variants[i] for i in group.members if not self._reuse(self.variants[i])]
             (singles if len(todo) == 1 else rest).append((group, todo))

@@ -124,9 +124,11 @@ class JobState:
         if verdict == "lost":
             return f"{name}: the job ended without an exit code (container killed or box restarted)"
         if verdict == "timed out":
-            return f"{name}: timed out: Slurm stopped it at its time limit (SLURM_TIME); raise SLURM_TIME and run it again"
+            return (f"{name}: timed out: Slurm stopped it at its time limit (SLURM_TIME); raise SLURM_TIME and run it "
+                    "again")
         if self.exit_code == QueueCode.LAUNCH_FAILED:
-            return f"{name}: the Slurm job could not start the container (SLURM_CONTAINER, SLURM_IMAGE): see {self.dir}/run.log"
+            return (f"{name}: the Slurm job could not start its command (SLURM_CONTAINER, SLURM_IMAGE): see "
+                    f"{self.dir}/run.log")
         if self.exit_code == QueueCode.DOCKER_RUN_FAILED:
             said = [line for line in self.tail if line.strip() and not line.startswith("[cosmos-queue]")]
             cause = next((line for line in said if "error" in line.lower()), said[0] if said else "")
@@ -562,7 +564,7 @@ class Runner:
             if ahead:
                 self.say(f"{job.label} queued behind {_jobs(ahead)} on the box (container {job.container}, "
                          f"folder {job.dir})")
-            elif detach and self.detach_hint:  # the box's runner starts it at once; a follower says so when its log begins
+            elif detach and self.detach_hint:  # the box's runner starts it at once; a follower says when its log begins
                 self.say(f"started {job.label} {self.remote.backend.running_as(job)} in {job.dir}")
             if detach and not self.detach_hint:
                 return Outcome("detached", JobState(dir=job.dir, running=not ahead, queued=ahead or None), job=job)

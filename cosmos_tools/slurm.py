@@ -84,7 +84,8 @@ def launcher(cfg, home: str) -> list[str]:
     if kind == "none":
         return []
     image = _image(cfg, home)
-    mounts = f"{_remote_path(cfg, 'REMOTE_DIR', home)}:/workspace,{_remote_path(cfg, 'HF_CACHE_REMOTE', home)}:/hf-cache"
+    checkout, cache = _remote_path(cfg, "REMOTE_DIR", home), _remote_path(cfg, "HF_CACHE_REMOTE", home)
+    mounts = f"{checkout}:/workspace,{cache}:/hf-cache"
     if kind == "pyxis":
         return ["srun", "--ntasks=1", f"--container-image={image}", f"--container-mounts={mounts}",
                 "--container-workdir=/workspace"]
@@ -94,7 +95,8 @@ def launcher(cfg, home: str) -> list[str]:
 def job_env(cfg, env: dict[str, str], home: str) -> list[str]:
     """``K=V`` words for ``env``. Without a container the container paths /workspace and /hf-cache are the
     box's own (REMOTE_DIR, HF_CACHE_REMOTE). CUDA_VISIBLE_DEVICES is Slurm's: it sets it for the job's GPUs."""
-    mapped = {"/workspace": _remote_path(cfg, "REMOTE_DIR", home), "/hf-cache": _remote_path(cfg, "HF_CACHE_REMOTE", home)}
+    mapped = {"/workspace": _remote_path(cfg, "REMOTE_DIR", home),
+              "/hf-cache": _remote_path(cfg, "HF_CACHE_REMOTE", home)}
     words = []
     for key, value in env.items():
         if key == "CUDA_VISIBLE_DEVICES":
@@ -109,8 +111,8 @@ def _image(cfg, home: str) -> str:
     image = cfg["SLURM_IMAGE"].strip()
     where = f"SLURM_IMAGE ({cfg.sources['SLURM_IMAGE']})"
     if not image:
-        raise UserError(f"SLURM_IMAGE is not set ({where}) but SLURM_CONTAINER={cfg['SLURM_CONTAINER']} needs one: "
-                        "set it to a .sqsh (pyxis) or .sif (apptainer) file, or use SLURM_CONTAINER=none")
+        raise UserError(f"SLURM_CONTAINER={cfg['SLURM_CONTAINER']} ({cfg.sources['SLURM_CONTAINER']}) needs "
+                        "SLURM_IMAGE: set it to a .sqsh (pyxis) or .sif (apptainer) file, or use SLURM_CONTAINER=none")
     if "\n" in image or "," in image:
         raise UserError(f"{where}: {image!r} contains a newline or ','; use a plain file path or image name")
     if image.endswith((".sqsh", ".sif", ".simg")) and not image.startswith("/"):

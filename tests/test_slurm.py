@@ -55,7 +55,8 @@ def test_full_cycle_through_slurm_with_a_hostile_name(slurm_project, slurm_host)
     done = script(slurm_project, "full_cycle.sh", prompt.relative_to(slurm_project))
     assert done.returncode == 0, done.stderr
     out = slurm_project / "outputs" / "runs" / f"{HOSTILE_NAME}-1"
-    assert (out / "output.mp4").stat().st_size > 0 and (out.parent / f"{HOSTILE_NAME}-1_upscaled" / "output.mp4").is_file()
+    assert (out / "output.mp4").stat().st_size > 0
+    assert (out.parent / f"{HOSTILE_NAME}-1_upscaled" / "output.mp4").is_file()
     assert not list(slurm_project.glob("HACKED*")) and not list(slurm_host.remote_dir.glob("HACKED*"))
     slurm_id = (out / "slurm_job_id").read_text().strip()
     assert f"submitted {HOSTILE_NAME}-1 to Slurm as job {slurm_id}" in done.stderr

@@ -91,7 +91,7 @@ def test_the_launch_survives_a_real_shell_word_for_word(tmp_path, monkeypatch):
     ({"SLURM_EXTRA_ARGS": "--qos='x"}, "SLURM_EXTRA_ARGS (env SLURM_EXTRA_ARGS): cannot split it into words"),
     ({"SLURM_TIME": "2 hours"}, "SLURM_TIME='2 hours' (env SLURM_TIME) is not a Slurm time; write minutes, MM:SS"),
     ({"SLURM_PARTITION": "gpu;rm"}, "SLURM_PARTITION='gpu;rm' (env SLURM_PARTITION) is not a Slurm partition name"),
-    ({"SLURM_CONTAINER": "pyxis"}, "SLURM_IMAGE is not set (SLURM_IMAGE (default)) but SLURM_CONTAINER=pyxis needs one"),
+    ({"SLURM_CONTAINER": "pyxis"}, "SLURM_CONTAINER=pyxis (env SLURM_CONTAINER) needs SLURM_IMAGE: set it to a .sqsh"),
     ({"SLURM_CONTAINER": "apptainer", "SLURM_IMAGE": "a,b.sif"}, "contains a newline or ','"),
 ])
 def test_bad_slurm_settings_are_one_line_each(tmp_path, monkeypatch, settings, message):

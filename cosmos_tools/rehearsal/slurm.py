@@ -75,7 +75,8 @@ def start(root: Path) -> Path:
     host = socket.gethostname().split(".")[0]
     ctld_port, node_port = _free_port(), _free_port()
     (base / "slurm.conf").write_text(_slurm_conf(base, host, ctld_port, node_port))
-    (base / "gres.conf").write_text(f"AutoDetect=off\nNodeName={host} Name=gpu File={base}/dev/nvidia[0-{GPUS - 1}]\n")
+    (base / "gres.conf").write_text(f"AutoDetect=off\nNodeName={host} Name=gpu "
+                                    f"File={base}/dev/nvidia[0-{GPUS - 1}]\n")
     munge = base / "munge"
     _run([DAEMONS["munged"], f"--key-file={key}", f"--socket={munge / 'munge.sock'}",
           f"--pid-file={munge / 'munged.pid'}", f"--log-file={base / 'log' / 'munged.log'}",
@@ -99,7 +100,8 @@ def stop(root: Path) -> bool:
     stopped = False
     if _our_pid(root, "slurmctld"):
         env = client_env(root)
-        subprocess.run(["scancel", "--user", pwd.getpwuid(os.getuid()).pw_name], env=env, capture_output=True, timeout=30)
+        user = pwd.getpwuid(os.getuid()).pw_name
+        subprocess.run(["scancel", "--user", user], env=env, capture_output=True, timeout=30)
         with contextlib.suppress(UserError):
             _wait(lambda: not subprocess.run(["squeue", "-h"], env=env, capture_output=True, text=True).stdout.strip(),
                   "jobs did not end", folder(root) / "log" / "slurmctld.log", timeout=20)

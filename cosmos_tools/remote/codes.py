@@ -12,7 +12,8 @@ from enum import IntEnum
 
 
 class ScriptExit(IntEnum):
-    SETUP_FAILED = 80  # enqueue.sh, migrate.sh: the job folder cannot be made, or flock/setsid is missing
+    SETUP_FAILED = 80  # enqueue.sh, migrate.sh, slurm_*.sh: the job folder cannot be made, a tool is missing, sbatch
+    # refused the job, or the batch script cannot read its job file
     LOCK_TIMEOUT = 81  # enqueue.sh, migrate.sh, cancel.sh: the queue lock stayed taken for 120 s
     DOCKER_FAILED = 82  # job_state.sh: `docker ps` failed (its error on stderr)
     SLURM_FAILED = 83  # job_state.sh, slurm_cancel.sh (BACKEND=slurm): `squeue` failed (its error on stderr)

@@ -8,7 +8,7 @@
 # On SIGTERM (scancel, time limit; SIGKILL follows after KillWait) it asks scontrol why, notes it in run.log and in
 # slurm_end (timeout or cancelled), and passes the signal on.
 export LC_ALL=C
-mapfile -d '' fields <"$1" || exit 93
+mapfile -d '' fields <"$1" || exit 80
 d=${fields[0]}
 argv=("${fields[@]:2}")
 log=$d/run.log

@@ -114,7 +114,8 @@ def parse_arguments():
 
     cmd_args = parser.parse_args()
     log("WARNING", "STAND-IN transfer.py on a cosmos-tools rehearsal host: no GPU, no model; the output is an "
-        f"ffmpeg filter of the input with the real names and sizes (GPUs: {gpu_ids()})", (TRANSFER, 48, "parse_arguments"))
+        f"ffmpeg filter of the input with the real names and sizes (GPUs: {gpu_ids()})",
+        (TRANSFER, 48, "parse_arguments"))
     control_inputs, json_args = load_controlnet_specs(cmd_args)
     log("INFO", f"control_inputs: {json.dumps(control_inputs, indent=4)}", (TRANSFER, 181, "parse_arguments"))
     log("INFO", f"args in json: {json.dumps(json_args, indent=4)}", (TRANSFER, 182, "parse_arguments"))
