@@ -85,6 +85,8 @@ class JobState:
     updated: float = 0.0  # mtime of run.log
     target: str = ""  # the folder is a link to this (``runs/<leaf>``): a "latest" view
     queued: int | None = None  # waiting in the box's queue behind this many jobs (running included)
+    slurm_end: str = ""  # a Slurm job gone without an exit code: timeout, cancelled (its batch script's marker) or
+    # the state Slurm reports (NODE_FAIL, OUT_OF_MEMORY...)
 
     @property
     def leaf(self) -> str | None:
@@ -100,8 +102,12 @@ class JobState:
             return "queued"
         if self.running and self.exit_code is None:
             return "running"
+        if self.exit_code is None and self.slurm_end.lower() == "timeout":
+            return "timed out"
+        if self.exit_code is None and self.slurm_end.lower() == "cancelled":
+            return "stopped"
         if self.exit_code is None:
-            return "lost" if self.log_size else "absent"
+            return "lost" if self.log_size or self.slurm_end else "absent"
         if self.exit_code == QueueCode.CANCELLED:
             return "cancelled"
         if self.exit_code == QueueCode.TIMED_OUT:
@@ -118,9 +124,12 @@ class JobState:
         if verdict == "blocked":
             return f"{name}: the guardrail blocked it ({GUARDRAIL} in {self.dir}/run.log); change the prompt"
         if verdict == "stopped":
-            return f"{name}: stopped by a signal (exit {self.exit_code}): cancelled, or killed with `cosmos-tools kill`"
+            how = f"exit {self.exit_code}" if self.exit_code is not None else "Slurm cancelled it"
+            return f"{name}: stopped by a signal ({how}): cancelled, or killed with `cosmos-tools kill`"
         if verdict == "cancelled":
             return f"{name}: cancelled: removed from the queue before it started (Ctrl-C or `cosmos-tools kill`)"
+        if verdict == "lost" and self.slurm_end:
+            return f"{name}: the Slurm job ended {self.slurm_end} without an exit code (see {self.dir}/run.log)"
         if verdict == "lost":
             return f"{name}: the job ended without an exit code (container killed or box restarted)"
         if verdict == "timed out":
@@ -245,10 +254,14 @@ def parse_box(stdout: bytes, facts: bool = False) -> Box | None:
     except ValueError:
         return None
     waiting = {e.folder: e for e in queue if e.state != "done"}
+    ended = {e.folder: e.note for e in queue if e.state == "done" and e.note}  # Slurm: how a lost job ended
     for state in jobs.values():
-        entry = waiting.get(f"outputs/runs/{state.leaf}" if state.leaf is not None else state.dir)
+        folder = f"outputs/runs/{state.leaf}" if state.leaf is not None else state.dir
+        entry = waiting.get(folder)
         if entry is not None and state.exit_code is None:
             state.queued, state.running = entry.ahead, entry.state == "running"
+        if entry is None and state.exit_code is None:
+            state.slurm_end = ended.get(folder, "")
     return Box(account=BoxAccount(uid=uid, gid=gid, home=home), running=[n for n in names.splitlines() if n],
                jobs=jobs, facts=parse_facts(*fields[end:head]) if facts else None, queue=queue)
 
@@ -396,6 +409,11 @@ def _docker_error(done, where: str) -> RemoteError:
         detail = " | ".join(detail.splitlines()[-2:]) or "no error output"
         return RemoteError(f"docker does not answer on {where} ({detail}); check DOCKER_CMD in config.sh "
                            "(e.g. 'sudo docker') and that Docker runs there")
+    if done.rc == ScriptExit.SLURM_FAILED:
+        detail = done.stderr.decode("utf-8", "replace").strip().replace("squeue failed: ", "", 1)
+        detail = " | ".join(detail.splitlines()[-2:]) or "no error output"
+        return RemoteError(f"Slurm does not answer on {where} ({detail}); with BACKEND=slurm, REMOTE_HOST must be a "
+                           "login node where squeue and sbatch work")
     if done.rc == 127:
         return RemoteError(f"bash is not installed on {where}; the GPU box needs bash")
     return RemoteError(f"reading job state on {where} failed (exit {done.rc}): {_last_line(done)}")
@@ -616,8 +634,8 @@ class Runner:
         except KeyboardInterrupt:
             raise self.interrupt(job) from None
         if rc == ScriptExit.DOCKER_SILENT:
-            raise RemoteError(f"docker on {remote.t.describe()} stopped answering while {job.label} ran; it may "
-                              f"still be running: check with `cosmos-tools status`, re-attach with "
+            raise RemoteError(f"{remote.backend.name} on {remote.t.describe()} stopped answering while {job.label} "
+                              f"ran; it may still be running: check with `cosmos-tools status`, re-attach with "
                               f"`cosmos-tools attach {shlex.quote(job.name)}`")
         box = remote.retrying(f"reading the state of {job.label}",
                               lambda: remote.probe(list(dict.fromkeys([job.dir, *self.watch]))), drops=MAX_DROPS,

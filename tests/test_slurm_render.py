@@ -117,3 +117,19 @@ def test_config_shows_the_backend_settings(tmp_path):
                           env=cli_env(root), cwd=root)
     assert done.returncode == 0, done.stderr
     assert "BACKEND" in done.stdout and "slurm" in done.stdout and "--qos=high --mem=64G" in done.stdout
+
+
+@pytest.mark.parametrize(("note", "verdict", "says"), [
+    ("timeout", "timed out", "timed out: Slurm stopped it at its time limit"),
+    ("cancelled", "stopped", "stopped by a signal (Slurm cancelled it)"),
+    ("NODE_FAIL", "lost", "the Slurm job ended NODE_FAIL without an exit code"),
+])
+def test_a_slurm_job_gone_without_an_exit_code_is_judged_from_what_slurm_left(note, verdict, says):
+    from cosmos_tools.jobs import parse_box
+
+    folder = "outputs/runs/x-1"
+    queue = ["done", "000000000042", folder, "ct1-run-x", note]
+    job = [folder, "", "", "120", "1700000000", "0", "0", "", "last line", ""]
+    box = parse_box("\0".join(["0", "0", "/root", "", "1", *queue, *job, ""]).encode())
+    state = box.jobs[folder]
+    assert state.verdict == verdict and says in state.failure("x-1")

@@ -22,7 +22,8 @@ queue=()
 printf '%s\0' "$(id -u)" "$(id -g)" "$HOME"
 if [ "$nd" = slurm ]; then
   # BACKEND=slurm: the jobs slurm_submit.sh recorded (.cosmos-tools/slurm/ids/<id>) that squeue lists are the queue
-  # (PENDING: pending, with Slurm's reason; any other state: running), the other recorded ones are done. Ids are
+  # (PENDING: pending, with Slurm's reason; any other state: running), the other recorded ones are done (with, when
+  # they wrote no exit code, how they ended: slurm_end, else scontrol's or sacct's state). Ids are
   # recorded with 12 digits, so that they sort.
   if ! jobs=$(squeue -h -u "$(id -un)" -o '%i %T %r' 2>&1 </dev/null); then
     printf 'squeue failed: %s\n' "$jobs" >&2; exit 83
@@ -43,7 +44,15 @@ if [ "$nd" = slurm ]; then
   for f in .cosmos-tools/slurm/ids/*; do
     [ -e "$f" ] && [ "${listed/ ${f##*/} /}" = "$listed" ] || continue
     { IFS= read -r -d '' folder && IFS= read -r -d '' container; } <"$f" || continue
-    queue+=("done" "${f##*/}" "$folder" "$container" "")
+    end=''
+    if [ ! -e "$folder/exit_code" ]; then
+      # gone without an exit code: the batch script's marker, else what Slurm still knows (scontrol, sacct)
+      end=$(head -c 16 "$folder/slurm_end" 2>/dev/null) \
+        || end=$(scontrol show job "$(( 10#${f##*/} ))" 2>/dev/null </dev/null | grep -o 'JobState=[A-Z_]*') \
+        || end=$(sacct -n -X -P -o State -j "$(( 10#${f##*/} ))" 2>/dev/null </dev/null | head -n 1)
+      end=${end#JobState=} end=${end%%[[:space:]]*}
+    fi
+    queue+=("done" "${f##*/}" "$folder" "$container" "$end")
   done
   printf '%s\0' "${names%$'\n'}"
 else
