@@ -79,8 +79,9 @@ run: setup ## make run PROMPT=inputs/prompts/x.json: the full cycle
 	@[ -n "$(PROMPT)" ] || { echo "error: give PROMPT=inputs/prompts/<name>.json" >&2; exit 2; }
 	./scripts/full_cycle.sh "$(PROMPT)"
 
-bench: setup bench-deps ## benchmarks: transfers, conversion, sweeps, the queue (ratios against scp, rsync, raw ffmpeg, the ideal)
+bench: setup bench-deps ## benchmarks: transfers, conversion, sweeps (also on Slurm), the queue (ratios against scp, rsync, raw ffmpeg, the ideal)
 	$(PY) bench/transfer.py
 	$(PY) bench/convert.py
 	$(PY) bench/sweep.py
+	$(PY) bench/sweep.py --slurm
 	$(PY) bench/queue_gap.py
