@@ -71,7 +71,8 @@ def status_cmd(dir: Path) -> None:
     if info is None:
         click.echo(f"no rehearsal host running in {dir}")
         raise SystemExit(1)
-    click.echo(f"running: sshd on 127.0.0.1:{info.port} (pid {info.pid}); config {info.config}")
+    click.echo(f"running: sshd on 127.0.0.1:{info.port} (pid {info.pid})" + (" with its Slurm" if info.slurm else "")
+               + f"; config {info.config}")
 
 
 COMMANDS = [rehearsal]

@@ -11,7 +11,18 @@ import threading
 import time
 
 import pytest
-from test_cycle import HOSTILE_NAME, add_shot, records, remote_path, script, start, tool, wait_for_line, write_prompt
+from test_cycle import (
+    HOSTILE_NAME,
+    REPO,
+    add_shot,
+    records,
+    remote_path,
+    script,
+    start,
+    tool,
+    wait_for_line,
+    write_prompt,
+)
 
 from cosmos_tools.rehearsal import slurm as rehearsal_slurm
 from cosmos_tools.rehearsal.host import set_stand_in_seconds
@@ -23,6 +34,15 @@ def squeue(host) -> list[list[str]]:
     done = subprocess.run(["squeue", "-h", "-o", "%i %T %r"], env=rehearsal_slurm.client_env(host.dir),
                           capture_output=True, text=True, check=True)
     return [line.split() for line in done.stdout.splitlines()]
+
+
+def alive(pid: int) -> bool:
+    """True if ``pid`` runs (a zombie its parent has not reaped yet is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def wait_until(what: str, ready, timeout: float = 120) -> None:
@@ -167,3 +187,52 @@ def test_a_job_over_slurm_time_reads_timed_out_with_its_log_tail(slurm_project, 
     assert line["status"] == "failed" and "timed out" in line["error"]
     states = {row["run_id"]: row["state"] for row in json.loads(tool(slurm_project, "status", "--json").stdout)}
     assert states["too long-1"] == "timed out"
+
+
+def test_ctrl_c_cancels_the_slurm_job_and_a_killed_client_reattaches(slurm_project, slurm_host, timed_jobs):
+    timed_jobs(600)
+    shot = add_shot(slurm_project)
+    prompt = write_prompt(slurm_project, "interrupted", shot)
+    proc = start(slurm_project, "full_cycle.sh", prompt, "--no-upscale")
+    wait_for_line(proc, "started interrupted-1 as Slurm job")
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "interrupted: stopped interrupted-1 on the box" in stderr, stderr
+    assert records(slurm_project)[-1]["status"] == "cancelled"
+    wait_until("the cluster is empty", lambda: not squeue(slurm_host))
+    timed_jobs(3)
+    proc = start(slurm_project, "full_cycle.sh", prompt, "--no-upscale")
+    wait_for_line(proc, "started interrupted-2 as Slurm job")
+    proc.kill()  # no chance to cancel: the job goes on, the next cycle follows it instead of submitting again
+    proc.communicate()
+    again = script(slurm_project, "full_cycle.sh", prompt, "--no-upscale")
+    assert again.returncode == 0, again.stderr
+    assert "submitted" not in again.stderr and "interrupted-2" in again.stderr
+    assert [r["status"] for r in records(slurm_project)] == ["cancelled", "ok"]
+
+
+def test_rehearsal_slurm_hosts_coexist_and_down_stops_everything(slurm_host, tmp_path):
+    from cosmos_tools.rehearsal.host import down, up
+
+    second = up(tmp_path / "second", slurm=True)
+    try:
+        assert second.port != slurm_host.port
+        for info in (slurm_host, second):
+            done = subprocess.run(["sinfo", "-h", "-o", "%P %G"], env=rehearsal_slurm.client_env(info.dir),
+                                  capture_output=True, text=True, check=True)
+            assert done.stdout.split() == ["rehearsal*", "gpu:4"]
+        pids = [int((second.dir / "slurm" / name).read_text()) for name in
+                ("slurmctld.pid", "slurmd.pid", "munge/munged.pid")]
+        for pid in pids:
+            assert str(second.dir).encode() in open(f"/proc/{pid}/cmdline", "rb").read()
+    finally:
+        assert down(second.dir)
+    assert not any(alive(pid) for pid in pids)
+    assert rehearsal_slurm.running(slurm_host.dir)  # the other cluster goes on
+
+
+def test_rehearsal_slurm_refuses_a_folder_slurm_conf_cannot_hold(tmp_path):
+    done = subprocess.run([str(REPO / ".venv/bin/cosmos-tools"), "rehearsal", "up", str(tmp_path / "a b"), "--slurm"],
+                          capture_output=True, text=True)
+    assert done.returncode == 1 and "slurm.conf cannot hold a path with spaces" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and not (tmp_path / "a b" / "ssh").exists()
