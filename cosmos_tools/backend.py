@@ -7,8 +7,10 @@ and seen alive (``words``: what remote/job_state.sh and remote/follow.sh are tol
 
 from __future__ import annotations
 
+import shlex
 from typing import TYPE_CHECKING
 
+from .errors import UserError
 from .remote import script
 
 if TYPE_CHECKING:
@@ -95,6 +97,11 @@ def backend_of(cfg) -> Backend:
     """The backend BACKEND names (config.py checks the value)."""
     if cfg["BACKEND"] == "slurm":
         return SlurmBackend()
-    from .jobs import docker_words
-
     return DockerBackend(docker_words(cfg))
+
+
+def docker_words(cfg) -> list[str]:
+    words = shlex.split(cfg["DOCKER_CMD"])
+    if not words:
+        raise UserError("DOCKER_CMD is empty; set it to docker or 'sudo docker' in config.sh")
+    return words

@@ -53,13 +53,6 @@ class RunTaken(Exception):
     """The job folder proposed for a new job exists already on the box (enqueue.sh RUN_EXISTS)."""
 
 
-def docker_words(cfg) -> list[str]:
-    words = shlex.split(cfg["DOCKER_CMD"])
-    if not words:
-        raise UserError("DOCKER_CMD is empty; set it to docker or 'sudo docker' in config.sh")
-    return words
-
-
 def spec_bytes(spec: dict) -> bytes:
     """The exact bytes of controlnet_spec.json (its sha256 tells whether a finished job is still current)."""
     return (json.dumps(spec, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
@@ -277,7 +270,6 @@ class Remote:
         from .transport import connect
 
         self.cfg = cfg
-        self.docker = docker_words(cfg)
         self.backend = backend_of(cfg)  # docker (the box's queue) or slurm (sbatch): backend.py
         self.say = say or _say
         self.t = transport or connect(cfg)
