@@ -15,6 +15,7 @@ the output.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import time
@@ -280,14 +281,25 @@ class Experiment:
             v.connected.runner.detach_hint = False
             begin = time.monotonic()
             submitted.append((v, v.connected.ensure_run(detach=True, force=self.force), begin))
-        for v, outcome, begin in submitted:
-            if outcome.status in ("detached", "running"):
-                outcome = v.connected.runner.follow(outcome.job, offset=0 if outcome.status == "detached" else -20,
-                                                    queued=True)
-            v.result.durations["run"] = time.monotonic() - begin
-            self._settle(v, outcome.job, outcome.status, outcome.state.exit_code, outcome.message, outcome)
-            if not outcome.reused:
-                v.result.started.append(outcome.job)
+        current = None
+        try:
+            for v, outcome, begin in submitted:
+                current = v
+                if outcome.status in ("detached", "running"):
+                    outcome = v.connected.runner.follow(outcome.job, queued=True,
+                                                        offset=0 if outcome.status == "detached" else -20)
+                v.result.durations["run"] = time.monotonic() - begin
+                self._settle(v, outcome.job, outcome.status, outcome.state.exit_code, outcome.message, outcome)
+                if not outcome.reused:
+                    v.result.started.append(outcome.job)
+        except (Interrupted, KeyboardInterrupt):  # Ctrl-C stops this command's jobs: the ones not followed yet too
+            waiting = [o.job for v, o, _ in submitted
+                       if v is not current and v.result.run is None and o.status in ("detached", "running")]
+            for job in waiting:
+                with contextlib.suppress(UserError):
+                    self.remote.cancel(job.dir, job.container)
+            say(f"Ctrl-C: cancelled the {len(waiting)} other submitted job(s) of this experiment")
+            raise
         return [group for group, _ in rest]
 
     def _batch(self, members: list[Variant]) -> list[Variant]:

@@ -236,3 +236,17 @@ def test_rehearsal_slurm_refuses_a_folder_slurm_conf_cannot_hold(tmp_path):
                           capture_output=True, text=True)
     assert done.returncode == 1 and "slurm.conf cannot hold a path with spaces" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and not (tmp_path / "a b" / "ssh").exists()
+
+
+def test_ctrl_c_in_a_sweep_cancels_every_job_it_submitted(slurm_project, slurm_host, timed_jobs):
+    timed_jobs(600)
+    shot = add_shot(slurm_project)
+    prompts = [write_prompt(slurm_project, f"stop_{i}", shot, seed=i) for i in range(1, 4)]
+    proc = start(slurm_project, "full_cycle.sh", *prompts, "--no-upscale")
+    wait_for_line(proc, "started stop_1-1 as Slurm job")
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "interrupted: stopped stop_1-1 on the box" in stderr
+    assert "cancelled the 2 other submitted job(s) of this experiment" in stderr
+    wait_until("the cluster is empty", lambda: not squeue(slurm_host), timeout=60)
