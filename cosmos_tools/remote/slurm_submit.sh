@@ -9,7 +9,8 @@
 # job file .cosmos-tools/slurm/jobs/<random>: folder, job name, launch argv, each followed by NUL (no shell text),
 # and the batch script beside it, and run `sbatch OPTIONS slurm_job.sh JOBFILE`. Slurm's job id goes into the job
 # folder (slurm_job_id) and into .cosmos-tools/slurm/ids/<id, 12 digits> (folder, job name, NUL-separated: job_state.sh
-# maps squeue's ids back to folders with it; the last 200 kept). Prints the Slurm job id.
+# maps squeue's ids back to folders with it; the last 200 kept). Job files older than 30 days are removed (Slurm may
+# requeue a job and run its batch script again). Prints the Slurm job id.
 # Other exits: 80 SETUP_FAILED (also when sbatch refuses the job: its message on stderr and in run.log, exit_code
 # 93 LAUNCH_FAILED), 81 LOCK_TIMEOUT.
 export LC_ALL=C
@@ -44,4 +45,5 @@ printf -v key '%012d' "$id" || exit 80
 printf '%s\0' "$d" "$name" >"$s/ids/.new-$key" && mv -f -- "$s/ids/.new-$key" "$s/ids/$key" || exit 80
 set -- "$s"/ids/*
 if [ "$#" -gt 200 ]; then rm -f -- "${@:1:$#-200}"; fi
+find "$s/jobs" -type f -mtime +30 -delete 2>/dev/null
 printf '%s\n' "$id"
