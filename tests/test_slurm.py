@@ -235,7 +235,7 @@ def test_rehearsal_slurm_refuses_a_folder_slurm_conf_cannot_hold(tmp_path):
     done = subprocess.run([str(REPO / ".venv/bin/cosmos-tools"), "rehearsal", "up", str(tmp_path / "a b"), "--slurm"],
                           capture_output=True, text=True)
     assert done.returncode == 1 and "slurm.conf cannot hold a path with spaces" in done.stderr
-    assert len(done.stderr.strip().splitlines()) == 1 and not (tmp_path / "a b" / "ssh").exists()
+    assert len(done.stderr.strip().splitlines()) == 1 and not (tmp_path / "a b").exists()
 
 
 def test_ctrl_c_in_a_sweep_cancels_every_job_it_submitted(slurm_project, slurm_host, timed_jobs):

@@ -102,10 +102,10 @@ def up(dir: Path, seconds: float | None = None, model: str | None = None, *, loa
     holds both models' entry points). ``slurm``: start the rehearsal Slurm too (a running host without one is
     restarted with it).
     """
+    if slurm:
+        rehearsal_slurm.check_tools(Path(dir).resolve())
     root = _check_dir(dir)
     paths = _paths(root)
-    if slurm:
-        rehearsal_slurm.check_tools(root)
     running = _running_info(root)
     if running and slurm and not (running.slurm and rehearsal_slurm.running(root)):
         down(root)
