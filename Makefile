@@ -24,13 +24,15 @@ if [ -n "$$missing" ]; then \
 fi
 endef
 
-deps: ## install missing system packages (ffmpeg, fonts, OpenSSH, venv) with apt-get when root or sudo allows
+deps: ## install missing system packages (ffmpeg, fonts, OpenSSH, venv, Slurm and munge) with apt-get when root or sudo allows
 	@missing=""; \
 	command -v ffmpeg >/dev/null || missing="$$missing ffmpeg"; \
 	[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing="$$missing fonts-dejavu-core"; \
 	[ -x /usr/sbin/sshd ] || command -v sshd >/dev/null || missing="$$missing openssh-server"; \
 	command -v ssh >/dev/null || missing="$$missing openssh-client"; \
 	python3 -c 'import ensurepip' 2>/dev/null || missing="$$missing python3-venv"; \
+	[ -x /usr/sbin/slurmctld ] && [ -x /usr/sbin/slurmd ] && command -v sbatch >/dev/null || missing="$$missing slurm-wlm"; \
+	[ -x /usr/sbin/munged ] || missing="$$missing munge"; \
 	$(apt_install)
 
 test-deps: ## what only the tests need: headless Chromium and its driver (the review page's browser tests)
@@ -77,8 +79,9 @@ run: setup ## make run PROMPT=inputs/prompts/x.json: the full cycle
 	@[ -n "$(PROMPT)" ] || { echo "error: give PROMPT=inputs/prompts/<name>.json" >&2; exit 2; }
 	./scripts/full_cycle.sh "$(PROMPT)"
 
-bench: setup bench-deps ## benchmarks: transfers, conversion, sweeps, the queue (ratios against scp, rsync, raw ffmpeg, the ideal)
+bench: setup bench-deps ## benchmarks: transfers, conversion, sweeps (also on Slurm), the queue (ratios against scp, rsync, raw ffmpeg, the ideal)
 	$(PY) bench/transfer.py
 	$(PY) bench/convert.py
 	$(PY) bench/sweep.py
+	$(PY) bench/sweep.py --slurm
 	$(PY) bench/queue_gap.py

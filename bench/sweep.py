@@ -11,6 +11,10 @@ that differ only in the edge control weight and the prompt text (one batch), and
   - N separate full cycles (``cycle.run_cycle`` per prompt, no upscale): N loads, N connections.
 Prints a table and the ratios. Target: the experiment <= 1.25x the ideal.
 
+``--slurm``: the rehearsal host with its Slurm (4 stand-in GPUs, BACKEND=slurm) and a 4-seed sweep (seeds cannot
+share a batch, so 4 jobs): the sweep as one experiment (submitted together, side by side on the 4 GPUs) against
+the same 4 runs in a row (``cycle.run_cycle`` each). Target: the sweep <= 0.5x the runs in a row.
+
 The load/sample split is the stand-in engine's COSMOS_STANDIN_LOAD_SECONDS / COSMOS_STANDIN_SAMPLE_SECONDS
 (``rehearsal up --load-seconds/--sample-seconds``); where the rehearsal host does not know them yet, they are
 written into the engine settings the way ``set_stand_in_seconds`` writes its own. A stand-in without the split
@@ -43,7 +47,7 @@ def make_video(path: Path, frames: int = 9) -> None:
                    check=True)
 
 
-def make_project(root: Path, config: Path, count: int) -> list[Path]:
+def make_project(root: Path, config: Path, count: int, seeds: bool = False) -> list[Path]:
     for sub in ("inputs/prompts", "outputs", "notes"):
         (root / sub).mkdir(parents=True, exist_ok=True)
     (root / "config.sh").write_text(config.read_text())
@@ -54,6 +58,8 @@ def make_project(root: Path, config: Path, count: int) -> list[Path]:
         spec = {"prompt": f"a harbour at dusk, take {i}", "input_video_path": "inputs/videos/bench/color.mp4",
                 "edge": {"control_weight": round(0.1 + 0.1 * i, 2)},
                 "depth": {"control_weight": 0.5, "input_control": "inputs/videos/bench/depth.mp4"}}
+        if seeds:  # one prompt, one seed each: no batch, one job per seed
+            spec = {**spec, "prompt": "a harbour at dusk", "edge": {"control_weight": 0.5}, "seed": i + 1}
         path = root / "inputs" / "prompts" / f"harbour_{i}.json"
         path.write_text(json.dumps(spec, indent=2) + "\n")
         prompts.append(path)
@@ -95,7 +101,11 @@ def main() -> None:
     parser.add_argument("--variants", type=int, default=8)
     parser.add_argument("--load-seconds", type=float, default=4.0)
     parser.add_argument("--sample-seconds", type=float, default=1.0)
+    parser.add_argument("--slurm", action="store_true", help="a 4-seed sweep on the rehearsal Slurm (4 GPUs)")
     args = parser.parse_args()
+    if args.slurm:
+        slurm_sweep(args.load_seconds, args.sample_seconds)
+        return
     from cosmos_tools.cycle import run_cycle
     from cosmos_tools.experiment import run_experiment
 
@@ -129,6 +139,33 @@ def main() -> None:
     verdict = "ok" if experiment <= 1.25 * ideal else "MISSED"
     print(f"target: experiment <= 1.25x the ideal: {experiment / ideal:.2f}x ({verdict}); "
           f"{separate / experiment:.1f}x faster than {n} separate cycles")
+
+
+def slurm_sweep(load: float, sample: float, seeds: int = 4) -> None:
+    """A ``seeds``-seed sweep on the rehearsal Slurm, side by side, against the same runs one after another."""
+    from cosmos_tools.cycle import run_cycle
+    from cosmos_tools.experiment import run_experiment
+
+    with tempfile.TemporaryDirectory(prefix="cosmos-bench-slurm-") as tmp:
+        folder = Path(tmp) / "host"
+        info = host.up(folder, slurm=True)
+        try:
+            set_timing(info, load, sample)
+            root = Path(tmp) / "project"
+            prompts = make_project(root, info.config, seeds, seeds=True)
+            os.environ.update(COSMOS_PROJECT_ROOT=str(root), COSMOS_CONFIG=str(root / "config.sh"))
+            cfg = load_config(root)
+            sweep = quietly(lambda: run_experiment(cfg, prompts, review=False, echo=lambda data: None))
+            in_a_row = quietly(lambda: [run_cycle(cfg, p, upscale=False, force=True, echo=lambda data: None)
+                                        for p in prompts])
+        finally:
+            host.down(folder)
+    print(f"stand-in timing: load {load:g} s + {sample:g} s per sample, per job; rehearsal Slurm with 4 GPUs")
+    print(f"{'what':<44}{'seconds':>9}")
+    print(f"{f'{seeds}-seed sweep, submitted together':<44}{sweep:>9.1f}")
+    print(f"{f'the same {seeds} runs in a row':<44}{in_a_row:>9.1f}")
+    verdict = "ok" if sweep <= 0.5 * in_a_row else "MISSED"
+    print(f"target: sweep <= 0.5x the runs in a row: {sweep / in_a_row:.2f}x ({verdict})")
 
 
 if __name__ == "__main__":

@@ -28,18 +28,22 @@ def rehearsal() -> None:
               help="The stand-in's model load, once per inference process (default 0.2 x --seconds).")
 @click.option("--sample-seconds", type=click.FloatRange(min=0), default=None, metavar="S",
               help="The stand-in's generation time per video, per batch item too (default 0.7 x --seconds).")
+@click.option("--slurm", is_flag=True,
+              help="Also start a real Slurm (munge, slurmctld, slurmd; 4 stand-in GPUs) behind it: BACKEND=slurm.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object for tools.")
 def up_cmd(dir: Path, seconds: float | None, model: str | None, load_seconds: float | None,
-           sample_seconds: float | None, as_json: bool) -> None:
+           sample_seconds: float | None, slurm: bool, as_json: bool) -> None:
     """Start the rehearsal host in DIR and write DIR/config.sh pointing at it."""
     from .rehearsal.host import up
 
-    info = up(dir, seconds=seconds, model=model, load_seconds=load_seconds, sample_seconds=sample_seconds)
+    info = up(dir, seconds=seconds, model=model, load_seconds=load_seconds, sample_seconds=sample_seconds,
+              slurm=slurm)
     if as_json:
         click.echo(json.dumps(info.to_json(), indent=2))
         return
     state = "already running" if info.reused else "started"
-    click.echo(f"rehearsal host {state}: sshd on 127.0.0.1:{info.port} (pid {info.pid}), user {info.user}")
+    click.echo(f"rehearsal host {state}: sshd on 127.0.0.1:{info.port} (pid {info.pid}), user {info.user}"
+               + (", with a Slurm cluster (4 stand-in GPUs)" if info.slurm else ""))
     click.echo(f"config: {info.config}")
     click.echo(f"use it:  COSMOS_CONFIG={shlex.quote(str(info.config))} ./scripts/full_cycle.sh ...")
     click.echo(f"stop it: cosmos-tools rehearsal down {shlex.quote(str(info.dir))}")
@@ -48,7 +52,7 @@ def up_cmd(dir: Path, seconds: float | None, model: str | None, load_seconds: fl
 @rehearsal.command("down")
 @DIR_ARG
 def down_cmd(dir: Path) -> None:
-    """Stop the rehearsal host in DIR (its files stay)."""
+    """Stop the rehearsal host in DIR and its Slurm, if any (its files stay)."""
     from .rehearsal.host import down
 
     if down(dir):
@@ -67,7 +71,8 @@ def status_cmd(dir: Path) -> None:
     if info is None:
         click.echo(f"no rehearsal host running in {dir}")
         raise SystemExit(1)
-    click.echo(f"running: sshd on 127.0.0.1:{info.port} (pid {info.pid}); config {info.config}")
+    click.echo(f"running: sshd on 127.0.0.1:{info.port} (pid {info.pid})" + (" with its Slurm" if info.slurm else "")
+               + f"; config {info.config}")
 
 
 COMMANDS = [rehearsal]

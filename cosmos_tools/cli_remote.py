@@ -361,11 +361,14 @@ def queue_cmd(as_json: bool) -> None:
     rows = _box_rows(queue_rows, as_json, "the queue on the box is empty")
     if not rows:
         return
-    table = [("POS", "STATE", "EXIT", "RUN ID", "KIND")]
+    slurm = load_config(warn=False)["BACKEND"] == "slurm"
+    table = [("POS", "STATE", "EXIT", "RUN ID", "KIND", *(("SLURM JOB",) if slurm else ()))]
     for row in rows:
-        table.append(("" if row["position"] is None else str(row["position"]), row["state"],
+        waits = slurm and row["state"] == "queued" and row["note"]
+        state = f"{row['state']} ({row['note']})" if waits else row["state"]
+        table.append(("" if row["position"] is None else str(row["position"]), state,
                       "" if row["exit_code"] is None else str(row["exit_code"]), _shown(row["run_id"]),
-                      "upscale" if row["kind"] == "up" else "run"))
+                      "upscale" if row["kind"] == "up" else "run", *((str(row["number"]),) if slurm else ())))
     widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
     for r in table:
         click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())

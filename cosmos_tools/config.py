@@ -74,6 +74,19 @@ SETTINGS: tuple[Setting, ...] = (
             "user the container runs as: auto (the remote user's uid:gid), root, or UID:GID"),
     Setting("DOCKER_EXTRA_ARGS", "", "extra docker run words, split like a shell would"),
     Setting("NUM_GPU", "1", "GPUs per run: 1 runs python3, more runs torchrun", "int"),
+    Setting("BACKEND", "docker",
+            "where jobs run: docker (the GPU box's own queue) or slurm (sbatch on a cluster: REMOTE_HOST is its login "
+            "node, REMOTE_DIR on the shared filesystem; docs/slurm.md)"),
+    Setting("SLURM_PARTITION", "", "sbatch --partition; empty: the cluster's default partition"),
+    Setting("SLURM_ACCOUNT", "", "sbatch --account; empty: your default account"),
+    Setting("SLURM_TIME", "", "sbatch --time limit of each job (e.g. 2:00:00 or 1-00:00:00); empty: the partition's"),
+    Setting("SLURM_EXTRA_ARGS", "", "extra sbatch options, each written --option=value (e.g. '--qos=high --mem=64G')"),
+    Setting("SLURM_CONTAINER", "pyxis",
+            "how a Slurm job runs the command: pyxis (srun --container-image), apptainer or singularity (exec --nv), "
+            "or none (the checkout's own environment on the node)"),
+    Setting("SLURM_IMAGE", "",
+            "the image SLURM_CONTAINER runs: pyxis: an enroot .sqsh file or a registry image (nvcr.io#org/img:tag); "
+            "apptainer/singularity: a .sif file (relative paths: under the remote home)"),
     Setting("CUDA_VISIBLE_DEVICES", "", "GPUs the container may use; empty means 0..NUM_GPU-1"),
     Setting("OFFLOAD", "text_encoder_model guardrail_models",
             "models to offload between steps (each becomes --offload_<name>)"),
@@ -98,6 +111,7 @@ SETTINGS: tuple[Setting, ...] = (
 SETTINGS_BY_KEY = {s.key: s for s in SETTINGS}
 MODELS = ("transfer1-7b", "transfer2.5-2b")  # the model profiles (cosmos_tools/models/)
 CRITICS = ("cosmos3", "reason1")  # the video critics of `critique` (critic.py)
+SLURM_CONTAINERS = ("pyxis", "apptainer", "singularity", "none")  # SLURM_CONTAINER: the launchers (slurm.py)
 
 _KEY_LINE = re.compile(r"^(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)=(.*)$")
 _VAR = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
@@ -312,6 +326,11 @@ def _check_types(values: dict[str, str], sources: dict[str, str]) -> None:
     if int(values["CRITIC_TRIALS"]) < 1:
         raise ConfigError(f"{sources['CRITIC_TRIALS']}: CRITIC_TRIALS must be a whole number >= 1, "
                           f"got {values['CRITIC_TRIALS']!r}")
+    if values["BACKEND"] not in ("docker", "slurm"):
+        raise ConfigError(f"{sources['BACKEND']}: BACKEND must be docker or slurm, got {values['BACKEND']!r}")
+    if values["SLURM_CONTAINER"] not in SLURM_CONTAINERS:
+        raise ConfigError(f"{sources['SLURM_CONTAINER']}: SLURM_CONTAINER must be one of "
+                          f"{', '.join(SLURM_CONTAINERS)}, got {values['SLURM_CONTAINER']!r}")
     if int(values["NUM_GPU"]) < 1:
         raise ConfigError(f"{sources['NUM_GPU']}: NUM_GPU must be a whole number >= 1, got {values['NUM_GPU']!r}")
 

@@ -390,6 +390,7 @@ def history_line(cfg, plan: Plan, started: str, result: CycleResult, steps: Step
         "tool_version": prov.get("tool_version", provenance.tool_version()),
         "shot_sha256": prov.get("shot_sha256") or None, "gpu": prov.get("gpu", facts.gpu),
         "rerun_of": steps.rerun_of or None, "error": result.error or None,
+        "slurm_job": provenance.slurm_job_id(local_job_folder(cfg, run.dir)) or None if run else None,
     }
     return history.append_record(history.history_path(cfg), record)
 

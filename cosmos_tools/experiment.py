@@ -15,6 +15,7 @@ the output.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import time
@@ -171,6 +172,8 @@ class Experiment:
             self._upload()
             self._probe()
             queue = deque(groups)
+            if self.remote.backend.side_by_side:
+                queue = deque(self._side_by_side(groups))
             while queue:
                 group = queue.popleft()
                 todo = [self.variants[i] for i in group.members if not self._reuse(self.variants[i])]
@@ -282,6 +285,40 @@ class Experiment:
         self._settle(v, outcome.job, outcome.status, outcome.state.exit_code, outcome.message, outcome)
         if not outcome.reused:
             v.result.started.append(outcome.job)
+
+    def _side_by_side(self, groups: list[Group]) -> list[Group]:
+        """Slurm runs jobs side by side: submit every single-variant job at once, then follow each to its end (in
+        order: the cluster runs them meanwhile); the groups left for the loop (batches, variants found done)."""
+        singles: list[tuple[Group, list[Variant]]] = []
+        rest: list[tuple[Group, list[Variant]]] = []
+        for group in groups:
+            todo = [self.variants[i] for i in group.members if not self._reuse(self.variants[i])]
+            (singles if len(todo) == 1 else rest).append((group, todo))
+        submitted = []
+        for _, (v,) in singles:
+            v.connected.runner.detach_hint = False
+            begin = time.monotonic()
+            submitted.append((v, v.connected.ensure_run(detach=True, force=self.force), begin))
+        current = None
+        try:
+            for v, outcome, begin in submitted:
+                current = v
+                if outcome.status in ("detached", "running"):
+                    outcome = v.connected.runner.follow(outcome.job, queued=True,
+                                                        offset=0 if outcome.status == "detached" else -20)
+                v.result.durations["run"] = time.monotonic() - begin
+                self._settle(v, outcome.job, outcome.status, outcome.state.exit_code, outcome.message, outcome)
+                if not outcome.reused:
+                    v.result.started.append(outcome.job)
+        except (Interrupted, KeyboardInterrupt):  # Ctrl-C stops this command's jobs: the ones not followed yet too
+            waiting = [o.job for v, o, _ in submitted
+                       if v is not current and v.result.run is None and o.status in ("detached", "running")]
+            for job in waiting:
+                with contextlib.suppress(UserError):
+                    self.remote.cancel(job.dir, job.container)
+            say(f"Ctrl-C: cancelled the {len(waiting)} other submitted job(s) of this experiment")
+            raise
+        return [group for group, _ in rest]
 
     def _batch(self, members: list[Variant]) -> list[Variant]:
         """Run ``members`` as one batch job; the members never processed (after a blocked line)."""

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import TypedDict
 
+from .backend import backend_of
 from .constants import GUARDRAIL_MARKERS
 from .errors import Interrupted, RemoteError, UserError
 from .remote import script
@@ -43,20 +44,13 @@ GUARDRAIL = " or ".join(GUARDRAIL_MARKERS)
 STOPPED_CODES = (130, 137, 143)  # ended by SIGINT, SIGKILL or SIGTERM (Ctrl-C, kill, docker stop)
 STATE_FIELDS = 10  # fields per job folder in the answer of remote/job_state.sh
 FACT_FIELDS = 3  # what the box says about the image, its checkout and its GPUs (scope "provenance")
-QUEUE_FIELDS = 4  # fields per queue entry in the answer of remote/job_state.sh
+QUEUE_FIELDS = 5  # fields per queue entry in the answer of remote/job_state.sh
 START_TRIES = 10  # run ids tried when other clients took the proposed ones (enqueue.sh RUN_EXISTS)
 STAGING_DIR = ".cosmos-tools/staging"  # a job's files are written here, then moved into its folder by enqueue.sh
 
 
 class RunTaken(Exception):
     """The job folder proposed for a new job exists already on the box (enqueue.sh RUN_EXISTS)."""
-
-
-def docker_words(cfg) -> list[str]:
-    words = shlex.split(cfg["DOCKER_CMD"])
-    if not words:
-        raise UserError("DOCKER_CMD is empty; set it to docker or 'sudo docker' in config.sh")
-    return words
 
 
 def spec_bytes(spec: dict) -> bytes:
@@ -84,6 +78,8 @@ class JobState:
     updated: float = 0.0  # mtime of run.log
     target: str = ""  # the folder is a link to this (``runs/<leaf>``): a "latest" view
     queued: int | None = None  # waiting in the box's queue behind this many jobs (running included)
+    slurm_end: str = ""  # a Slurm job gone without an exit code: timeout, cancelled (its batch script's marker) or
+    # the state Slurm reports (NODE_FAIL, OUT_OF_MEMORY...)
 
     @property
     def leaf(self) -> str | None:
@@ -94,15 +90,21 @@ class JobState:
     @property
     def verdict(self) -> str:
         """queued, running, absent, lost (ended without an exit code), ok, blocked, stopped (by a signal),
-        cancelled (removed from the queue before it started) or failed."""
+        cancelled (removed from the queue before it started), timed out (Slurm's time limit) or failed."""
         if self.exit_code is None and self.queued is not None:
             return "queued"
         if self.running and self.exit_code is None:
             return "running"
+        if self.exit_code is None and self.slurm_end.lower() == "timeout":
+            return "timed out"
+        if self.exit_code is None and self.slurm_end.lower() == "cancelled":
+            return "stopped"
         if self.exit_code is None:
-            return "lost" if self.log_size else "absent"
+            return "lost" if self.log_size or self.slurm_end else "absent"
         if self.exit_code == QueueCode.CANCELLED:
             return "cancelled"
+        if self.exit_code == QueueCode.TIMED_OUT:
+            return "timed out"
         if self.blocked:
             return "blocked"
         if self.exit_code in STOPPED_CODES:
@@ -115,11 +117,20 @@ class JobState:
         if verdict == "blocked":
             return f"{name}: the guardrail blocked it ({GUARDRAIL} in {self.dir}/run.log); change the prompt"
         if verdict == "stopped":
-            return f"{name}: stopped by a signal (exit {self.exit_code}): cancelled, or killed with `cosmos-tools kill`"
+            how = f"exit {self.exit_code}" if self.exit_code is not None else "Slurm cancelled it"
+            return f"{name}: stopped by a signal ({how}): cancelled, or killed with `cosmos-tools kill`"
         if verdict == "cancelled":
             return f"{name}: cancelled: removed from the queue before it started (Ctrl-C or `cosmos-tools kill`)"
+        if verdict == "lost" and self.slurm_end:
+            return f"{name}: the Slurm job ended {self.slurm_end} without an exit code (see {self.dir}/run.log)"
         if verdict == "lost":
             return f"{name}: the job ended without an exit code (container killed or box restarted)"
+        if verdict == "timed out":
+            return (f"{name}: timed out: Slurm stopped it at its time limit (SLURM_TIME); raise SLURM_TIME and run it "
+                    "again")
+        if self.exit_code == QueueCode.LAUNCH_FAILED:
+            return (f"{name}: the Slurm job could not start its command (SLURM_CONTAINER, SLURM_IMAGE): see "
+                    f"{self.dir}/run.log")
         if self.exit_code == QueueCode.DOCKER_RUN_FAILED:
             said = [line for line in self.tail if line.strip() and not line.startswith("[cosmos-queue]")]
             cause = next((line for line in said if "error" in line.lower()), said[0] if said else "")
@@ -162,13 +173,14 @@ def parse_facts(image: str, code: str, gpus: str) -> BoxFacts:
 
 @dataclass(frozen=True)
 class QueueEntry:
-    """One job file of the box's queue: pending (with the number of jobs ahead), running or done."""
+    """One job file of the box's queue (or one Slurm job): pending (with the number of jobs ahead), running or done."""
 
     state: str  # pending, running or done
-    number: str  # its submission number (the job file's name)
+    number: str  # its submission number (the job file's name; Slurm: its job id, 12 digits)
     folder: str
     container: str
     ahead: int | None = None  # pending: jobs ahead of it, running ones included
+    note: str = ""  # Slurm: why it is pending (squeue's reason) or its state while it runs
 
     @property
     def leaf(self) -> str:
@@ -195,19 +207,19 @@ class Box:
 
 
 def parse_queue(fields: list[str]) -> list[QueueEntry] | None:
-    """The queue block of remote/job_state.sh (state, number, folder, container per job); None if malformed."""
+    """The queue block of remote/job_state.sh (state, number, folder, container, note per job); None if malformed."""
     if len(fields) % QUEUE_FIELDS:
         return None
     latest = {}  # a job read twice while it moved: the later state counts
     for i in range(0, len(fields), QUEUE_FIELDS):
-        state, number, folder, container = fields[i:i + QUEUE_FIELDS]
-        latest[number] = QueueEntry(state, number, folder, container)
+        state, number, folder, container, note = fields[i:i + QUEUE_FIELDS]
+        latest[number] = QueueEntry(state, number, folder, container, note=note)
     order = {"running": 0, "pending": 1, "done": 2}
     entries = sorted(latest.values(), key=lambda e: (order.get(e.state, 3), e.number))
     running = sum(e.state == "running" for e in entries)
     pending = [e for e in entries if e.state == "pending"]
     ahead = {e.number: running + i for i, e in enumerate(pending)}
-    return [QueueEntry(e.state, e.number, e.folder, e.container, ahead.get(e.number)) for e in entries]
+    return [QueueEntry(e.state, e.number, e.folder, e.container, ahead.get(e.number), e.note) for e in entries]
 
 
 def parse_box(stdout: bytes, facts: bool = False) -> Box | None:
@@ -235,10 +247,14 @@ def parse_box(stdout: bytes, facts: bool = False) -> Box | None:
     except ValueError:
         return None
     waiting = {e.folder: e for e in queue if e.state != "done"}
+    ended = {e.folder: e.note for e in queue if e.state == "done" and e.note}  # Slurm: how a lost job ended
     for state in jobs.values():
-        entry = waiting.get(f"outputs/runs/{state.leaf}" if state.leaf is not None else state.dir)
+        folder = f"outputs/runs/{state.leaf}" if state.leaf is not None else state.dir
+        entry = waiting.get(folder)
         if entry is not None and state.exit_code is None:
             state.queued, state.running = entry.ahead, entry.state == "running"
+        if entry is None and state.exit_code is None:
+            state.slurm_end = ended.get(folder, "")
     return Box(account=BoxAccount(uid=uid, gid=gid, home=home), running=[n for n in names.splitlines() if n],
                jobs=jobs, facts=parse_facts(*fields[end:head]) if facts else None, queue=queue)
 
@@ -254,7 +270,7 @@ class Remote:
         from .transport import connect
 
         self.cfg = cfg
-        self.docker = docker_words(cfg)
+        self.backend = backend_of(cfg)  # docker (the box's queue) or slurm (sbatch): backend.py
         self.say = say or _say
         self.t = transport or connect(cfg)
         self.connections = 1
@@ -313,7 +329,7 @@ class Remote:
         scope, folders = ("all", []) if dirs is None else ("named", dirs)
         if image is not None:
             scope, folders = "provenance", [image, *folders]
-        done = self.bash("job_state.sh", scope, str(len(self.docker)), *self.docker, *folders)
+        done = self.bash("job_state.sh", scope, *self.backend.words, *folders)
         if done.rc != 0:
             raise _docker_error(done, self.t.describe())
         box = parse_box(done.stdout, facts=image is not None)
@@ -332,24 +348,25 @@ class Remote:
                               f"(exit {done.rc}): {_last_line(done)}")
 
     def enqueue(self, staging: str, job: Job) -> int:
-        """Put the job in the box's queue (a runner starts it when the jobs ahead have ended); the jobs ahead.
+        """Put the job in the box's queue (a runner starts it when the jobs ahead have ended), or submit it to Slurm;
+        the jobs ahead.
 
-        ``staging`` holds the job's files; enqueue.sh moves it to the job's folder and points the "latest" link
-        there, under the queue lock. RunTaken if that folder exists already.
+        ``staging`` holds the job's files; the backend's script moves it to the job's folder and points the "latest"
+        link there, under the queue lock. RunTaken if that folder exists already.
         """
-        done = self.bash("enqueue.sh", staging, job.dir, job.paths.latest, job.container, script("queue_runner.sh"),
-                         str(len(self.docker)), *job.docker)
+        done = self.backend.enqueue(self, staging, job)
         if done.rc == ScriptExit.RUN_EXISTS:
             raise RunTaken(job.dir)
         answer = done.stdout.decode("utf-8", "replace").strip()
         if done.rc != 0 or not answer.isdigit():
             raise RemoteError(f"queueing {job.label} on {self.t.describe()} failed (exit {done.rc}): "
                               f"{_last_line(done)}")
-        return int(answer)
+        return self.backend.ahead(self, job, int(answer))
 
     def cancel(self, folder: str, container: str) -> str:
-        """Remove a queued job from the queue ("removed") or stop its container ("stopped"; "gone" if none ran)."""
-        done = self.bash("cancel.sh", folder, container, *self.docker)
+        """Remove a queued job from the queue ("removed") or stop its container or Slurm job ("stopped"; "gone" if
+        none ran)."""
+        done = self.backend.cancel(self, folder, container)
         answer = done.stdout.decode("utf-8", "replace").strip()
         if done.rc != 0 or answer not in ("removed", "stopped", "gone"):
             raise RemoteError(f"cancelling {folder} on {self.t.describe()} failed (exit {done.rc}): {_last_line(done)}")
@@ -384,6 +401,11 @@ def _docker_error(done, where: str) -> RemoteError:
         detail = " | ".join(detail.splitlines()[-2:]) or "no error output"
         return RemoteError(f"docker does not answer on {where} ({detail}); check DOCKER_CMD in config.sh "
                            "(e.g. 'sudo docker') and that Docker runs there")
+    if done.rc == ScriptExit.SLURM_FAILED:
+        detail = done.stderr.decode("utf-8", "replace").strip().replace("squeue failed: ", "", 1)
+        detail = " | ".join(detail.splitlines()[-2:]) or "no error output"
+        return RemoteError(f"Slurm does not answer on {where} ({detail}); with BACKEND=slurm, REMOTE_HOST must be a "
+                           "login node where squeue and sbatch work")
     if done.rc == 127:
         return RemoteError(f"bash is not installed on {where}; the GPU box needs bash")
     return RemoteError(f"reading job state on {where} failed (exit {done.rc}): {_last_line(done)}")
@@ -496,6 +518,7 @@ class Runner:
         self.watch: list[str] = []  # job folders to read again when a job ends (besides its own)
         self.echo = echo or _echo_stdout
         self.say = say or remote.say
+        self.detach_hint = True  # say how to follow a detached job (False: the caller follows it itself)
 
     def ensure(self, name: str, kind: str, box: Box, new_job: Callable[[int], Job], *, first: int,
                detach: bool = False, force: bool = False) -> Outcome:
@@ -551,8 +574,10 @@ class Runner:
             if ahead:
                 self.say(f"{job.label} queued behind {_jobs(ahead)} on the box (container {job.container}, "
                          f"folder {job.dir})")
-            elif detach:  # the box's runner starts it at once; a follower says so when its log begins
-                self.say(f"started {job.label} as container {job.container} in {job.dir}")
+            elif detach and self.detach_hint:  # the box's runner starts it at once; a follower says when its log begins
+                self.say(f"started {job.label} {self.remote.backend.running_as(job)} in {job.dir}")
+            if detach and not self.detach_hint:
+                return Outcome("detached", JobState(dir=job.dir, running=not ahead, queued=ahead or None), job=job)
             if detach:
                 self.say(f"detached: follow it with `cosmos-tools attach {shlex.quote(job.name)}`, "
                          f"stop it with `cosmos-tools kill {shlex.quote(job.run_id or job.name)}`")
@@ -580,7 +605,7 @@ class Runner:
             position["offset"] += len(data)
             if data and position["queued"]:
                 position["queued"] = False
-                self.say(f"started {job.label} as container {job.container} in {job.dir}")
+                self.say(f"started {job.label} {self.remote.backend.running_as(job)} in {job.dir}")
             if data:
                 self.echo(data)
 
@@ -588,7 +613,7 @@ class Runner:
             start_at, position["header"] = position["offset"], b""
             try:
                 return remote.t.stream(["bash", "-c", script("follow.sh"), "cosmos-follow", job.paths.log,
-                                        job.paths.exit_code, str(start_at), job.container, *remote.docker],
+                                        job.paths.exit_code, str(start_at), job.container, *remote.backend.words],
                                        on_output=on_output)
             except BaseException:
                 if position["header"] is not None:  # the offset line never arrived: ask for the same start
@@ -601,8 +626,8 @@ class Runner:
         except KeyboardInterrupt:
             raise self.interrupt(job) from None
         if rc == ScriptExit.DOCKER_SILENT:
-            raise RemoteError(f"docker on {remote.t.describe()} stopped answering while {job.label} ran; it may "
-                              f"still be running: check with `cosmos-tools status`, re-attach with "
+            raise RemoteError(f"{remote.backend.name} on {remote.t.describe()} stopped answering while {job.label} "
+                              f"ran; it may still be running: check with `cosmos-tools status`, re-attach with "
                               f"`cosmos-tools attach {shlex.quote(job.name)}`")
         box = remote.retrying(f"reading the state of {job.label}",
                               lambda: remote.probe(list(dict.fromkeys([job.dir, *self.watch]))), drops=MAX_DROPS,
@@ -776,7 +801,8 @@ def job_rows(remote: Remote) -> list[JobRow]:
 
 def queue_rows(remote: Remote) -> list[dict]:
     """The box's queue: the running job, the queued ones (``position``: the jobs ahead, the running one included,
-    as in "queued behind N jobs") and the last finished ones (newest first), with run ids and states."""
+    as in "queued behind N jobs") and the last finished ones (newest first), with run ids and states. With
+    BACKEND=slurm, ``number`` is the Slurm job id and ``note`` why a job waits (squeue's reason)."""
     box = remote.probe(None)
     rows = []
     for entry in [*box.waiting(), *reversed([e for e in box.queue if e.state == "done"])]:
@@ -785,7 +811,8 @@ def queue_rows(remote: Remote) -> list[dict]:
         verdict = {"pending": "queued", "running": "running"}.get(entry.state, state.verdict)
         rows.append({"job": entry.folder, "run": name, "run_id": run_id, "kind": kind, "state": verdict,
                      "position": entry.ahead, "exit_code": state.exit_code,
-                     "container": entry.container, "number": int(entry.number), "updated": _iso(state.updated)})
+                     "container": entry.container, "number": int(entry.number), "updated": _iso(state.updated),
+                     "note": entry.note})
     return rows
 
 

@@ -17,6 +17,7 @@ from . import __version__
 from .fsutil import write_json_atomic
 
 FILE = "provenance.json"
+SLURM_JOB_FILE = "slurm_job_id"  # in a job folder when BACKEND=slurm submitted it
 DEFAULT_SEED = 1  # transfer.py's --seed default (cosmos-transfer1), used when the spec sets none
 PROMPT_PREFIX = 80  # characters of the prompt text in a history line (the full text is in provenance.json)
 
@@ -80,8 +81,19 @@ def read(folder: Path) -> dict:
     return data if isinstance(data, dict) else {}
 
 
+def slurm_job_id(folder: Path) -> str:
+    """The Slurm job id a job folder holds (``slurm_job_id``, written at submission; BACKEND=slurm), else ""."""
+    try:
+        return (Path(folder) / SLURM_JOB_FILE).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return ""
+
+
 def add_timings(folder: Path, timings: dict[str, float]) -> None:
-    """Add the step timings to the local provenance.json of a run (written atomically); no file, nothing."""
+    """Add the step timings (and the Slurm job id, known only after submission) to the local provenance.json of a
+    run (written atomically); no file, nothing."""
     data = read(folder)
+    slurm = {"slurm_job_id": slurm_job_id(folder)} if slurm_job_id(folder) else {}
     if data:
-        write_json_atomic(Path(folder) / FILE, {**data, "timings": {k: round(v, 1) for k, v in timings.items()}})
+        write_json_atomic(Path(folder) / FILE,
+                          {**data, **slurm, "timings": {k: round(v, 1) for k, v in timings.items()}})

@@ -96,8 +96,9 @@ def _remote_home(cfg, account: BoxAccount | None) -> str:
     return "/root" if user == "root" else f"/home/{user}"
 
 
-def _host_path(cfg, key: str, home: str) -> str:
-    """An absolute path on the GPU box for docker -v (relative settings are under the remote home)."""
+def host_path(cfg, key: str, home: str) -> str:
+    """An absolute path on the GPU box for docker -v, --container-mounts or --bind (relative settings are under the
+    remote home)."""
     value = cfg[key].strip()
     if not value or ":" in value or "," in value or "\n" in value:
         raise UserError(f"{key}={cfg[key]!r} ({cfg.sources[key]}) cannot be mounted with docker -v "
@@ -119,28 +120,39 @@ def _docker_user(cfg, account: BoxAccount | None) -> str | None:
 
 def _render(name: str, kind: str, spec: dict, cfg, profile, command_of, *, account: BoxAccount | None,
             leaf: str | None) -> Rendered:
-    """The docker run around ``command_of(paths, num_gpu)``, the profile's command for this job."""
+    """The docker run (or sbatch, BACKEND=slurm) around ``command_of(paths, num_gpu)``, the profile's command."""
+    from .backend import backend_of
+
     paths = JobPaths.of(name, kind, leaf)
     gpus = _num_gpu(cfg)
     command = command_of(paths, gpus)
     home = _remote_home(cfg, account)
     env = {"CUDA_VISIBLE_DEVICES": _cuda_devices(cfg, gpus), **profile.env(cfg, gpus)}
-    docker_cmd = _split_words(cfg, "DOCKER_CMD")
-    if not docker_cmd:
-        raise UserError(f"DOCKER_CMD ({cfg.sources['DOCKER_CMD']}) is empty; set it to docker or 'sudo docker'")
-    ipc = cfg["DOCKER_IPC"]
-    docker = render_json("docker_run.json.j2", docker_cmd=docker_cmd, container=paths.container, name=name, kind=kind,
-                         gpus=cfg["DOCKER_GPUS"], ipc=ipc, shm_size="" if ipc == "host" else cfg["DOCKER_SHM_SIZE"],
-                         user=_docker_user(cfg, account), env=env,
-                         remote_dir=_host_path(cfg, "REMOTE_DIR", home),
-                         hf_cache=_host_path(cfg, "HF_CACHE_REMOTE", home),
-                         extra_args=_split_words(cfg, "DOCKER_EXTRA_ARGS"), image=cfg["DOCKER_IMAGE"],
-                         runner=script("runner.sh"), log_path=paths.log, exit_code_path=paths.exit_code,
-                         command=command)
+    backend = backend_of(cfg)
+    docker = backend.launch(cfg, name=name, kind=kind, container=paths.container, gpus=gpus, env=env,
+                            account=account, home=home, runner=script("runner.sh"), log=paths.log,
+                            runner_exit=f"{paths.folder}/{backend.runner_exit}", command=command)
     return Rendered(name=name, kind=kind, spec=spec, command=command, docker=docker, container=paths.container,
                     output_dir=paths.folder, spec_path=paths.spec, log_path=paths.log,
                     exit_code_path=paths.exit_code, env=env, model=profile.NAME,
                     model_commit=cfg[profile.COMMIT_KEY] if profile.COMMIT_KEY else "")
+
+
+def docker_argv(cfg, *, name: str, kind: str, container: str, gpus: int, env: dict[str, str],
+                account: BoxAccount | None, home: str, runner: str, log: str, runner_exit: str,
+                command: list[str]) -> list[str]:
+    """The `docker run` argv of one detached, named job (templates/docker_run.json.j2)."""
+    docker_cmd = _split_words(cfg, "DOCKER_CMD")
+    if not docker_cmd:
+        raise UserError(f"DOCKER_CMD ({cfg.sources['DOCKER_CMD']}) is empty; set it to docker or 'sudo docker'")
+    ipc = cfg["DOCKER_IPC"]
+    return render_json("docker_run.json.j2", docker_cmd=docker_cmd, container=container, name=name, kind=kind,
+                       gpus=cfg["DOCKER_GPUS"], ipc=ipc, shm_size="" if ipc == "host" else cfg["DOCKER_SHM_SIZE"],
+                       user=_docker_user(cfg, account), env=env,
+                       remote_dir=host_path(cfg, "REMOTE_DIR", home),
+                       hf_cache=host_path(cfg, "HF_CACHE_REMOTE", home),
+                       extra_args=_split_words(cfg, "DOCKER_EXTRA_ARGS"), image=cfg["DOCKER_IMAGE"],
+                       runner=runner, log_path=log, exit_code_path=runner_exit, command=command)
 
 
 def render_run(name: str, prompt: dict, cfg, *, account: BoxAccount | None = None,
@@ -245,6 +257,7 @@ def render_batch(name: str, spec: dict, cfg, *, account: BoxAccount | None = Non
     from dataclasses import replace
 
     from . import models
+    from .backend import backend_of
     from .batch import JSONL_FILE, MAP_SCRIPT, BatchPaths
 
     paths = BatchPaths.of_batch(name, leaf)
@@ -256,7 +269,8 @@ def render_batch(name: str, spec: dict, cfg, *, account: BoxAccount | None = Non
     command = ["python3", f"{paths.folder}/{MAP_SCRIPT}", paths.folder, "--", *transfer,
                "--batch_input_path", f"{paths.folder}/{JSONL_FILE}"]
     docker = single.docker[:-len(single.command) - 2]  # up to the runner's log and exit-code paths
-    return replace(single, command=command, docker=[*docker, paths.log, paths.exit_code, *command],
+    runner_exit = f"{paths.folder}/{backend_of(cfg).runner_exit}"
+    return replace(single, command=command, docker=[*docker, paths.log, runner_exit, *command],
                    output_dir=paths.folder, spec_path=paths.spec, log_path=paths.log, exit_code_path=paths.exit_code)
 
 

@@ -19,6 +19,8 @@ from cosmos_tools.rehearsal.host import HostInfo, down, up
 # The fixtures below that start (or share) the rehearsal host; a test may also ask for one by name at run time
 # (request.getfixturevalue(kind) with kind parametrized), which the fixture closure does not show.
 HOST_FIXTURES = {"rehearsal_host", "project", "cfg", "ssh", "local"}
+# The rehearsal host with a real Slurm behind it (BACKEND=slurm), and a project wired to it.
+SLURM_FIXTURES = {"slurm_host", "slurm_project"}
 # Tests that start a rehearsal host of their own (not through the fixture), in files that do not mark them yet.
 STARTS_ITS_OWN_HOST = {"test_rehearsal.py::test_up_status_down_through_the_cli"}
 # Modules whose tests encode real video with ffmpeg (1-7 s each, about two thirds of the unit tier's CPU time).
@@ -29,7 +31,7 @@ def uses_rehearsal_host(item) -> bool:
     """True when the test needs the rehearsal host: through its fixtures, by a fixture name it is given, or by name."""
     fixtures = getattr(item, "fixturenames", ())
     own_host = f"{item.path.name}::{getattr(item, 'originalname', item.name)}" in STARTS_ITS_OWN_HOST
-    if own_host or "rehearsal_host" in fixtures:
+    if own_host or "rehearsal_host" in fixtures or SLURM_FIXTURES & set(fixtures):
         return True
     params = getattr(item, "callspec", None)
     return "request" in fixtures and params is not None and any(
@@ -61,6 +63,28 @@ def rehearsal_host(tmp_path_factory) -> HostInfo:
     info = up(folder, seconds=0.3)
     yield info
     down(folder)
+
+
+@pytest.fixture(scope="session")
+def slurm_host(tmp_path_factory) -> HostInfo:
+    """One rehearsal host with its Slurm (4 stand-in GPUs) for the session; slurm.conf cannot hold a path with a
+    space, so its folder is plain (the job folders still get hostile names)."""
+    folder = tmp_path_factory.mktemp("slurm") / "cluster"
+    info = up(folder, seconds=0.3, slurm=True)
+    yield info
+    down(folder)
+
+
+@pytest.fixture
+def slurm_project(tmp_path, slurm_host, monkeypatch):
+    """A fresh project root wired to the Slurm rehearsal host."""
+    root = tmp_path / "project é"
+    for sub in ("inputs/videos", "inputs/prompts", "outputs", "notes"):
+        (root / sub).mkdir(parents=True)
+    shutil.copyfile(slurm_host.config, root / "config.sh")
+    monkeypatch.setenv("COSMOS_PROJECT_ROOT", str(root))
+    monkeypatch.setenv("COSMOS_CONFIG", str(root / "config.sh"))
+    return root
 
 
 @pytest.fixture

@@ -181,7 +181,7 @@ def test_follower_gives_up_when_docker_stops_answering(tmp_path):
     log, code = tmp_path / "run.log", tmp_path / "exit_code"
     log.write_text("line\n")
     fast = "sleep() { command sleep 0.001; }\n" + remote_script("follow.sh")  # the same script, without its pauses
-    done = subprocess.run(["bash", "-c", fast, "cosmos-follow", str(log), str(code), "0", "ct1-x", "false"],
+    done = subprocess.run(["bash", "-c", fast, "cosmos-follow", str(log), str(code), "0", "ct1-x", "1", "false"],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == ScriptExit.DOCKER_SILENT
     assert done.stdout == "0\nline\n"

@@ -129,7 +129,7 @@ def _remote(monkeypatch, connects: list) -> jobs.Remote:
     """A Remote over a fake transport; reconnecting appends to ``connects`` (no waiting)."""
     monkeypatch.setattr(jobs, "RECONNECT_DELAYS", (0, 0))
     monkeypatch.setattr(transport, "connect", lambda cfg: connects.append(1) or _FakeTransport())
-    return jobs.Remote({"DOCKER_CMD": "docker"}, transport=_FakeTransport(), say=lambda msg: None)
+    return jobs.Remote({"DOCKER_CMD": "docker", "BACKEND": "docker"}, transport=_FakeTransport(), say=lambda msg: None)
 
 
 def _dropping(times: int):

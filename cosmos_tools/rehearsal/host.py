@@ -3,11 +3,15 @@
 ``up(dir)`` lays out ``dir`` (keys, sshd_config, the checkout, stand-in ``docker``/``torchrun``), starts
 ``/usr/sbin/sshd`` as the current user on a free high port, checks a real ``ssh`` login, and writes
 ``dir/config.sh`` (a complete config pointing at the host), ``dir/known_hosts`` and
-``dir/rehearsal.json``. ``down(dir)`` stops sshd and any stand-in container still running.
+``dir/rehearsal.json``. ``down(dir)`` stops sshd and any stand-in container still running. With ``slurm``, a
+real single-node Slurm with four stand-in GPUs runs behind the same sshd (rehearsal/slurm.py) and config.sh says
+BACKEND=slurm, SLURM_CONTAINER=none: the stand-in transfer.py runs as the Slurm job's own command.
 
 SSH sessions get ``PATH=<dir>/remote/bin:...`` and ``HOME=<dir>/remote/home`` from ``environment=``
-options in the authorized_keys file (``PermitUserEnvironment PATH,HOME``): a login shell's rc files
-are then read from the rehearsal home, so nothing on this machine can put another ``docker`` first.
+options in the authorized_keys file (``PermitUserEnvironment``): a login shell's rc files
+are then read from the rehearsal home, so nothing on this machine can put another ``docker`` first. They also
+get ``SLURM_CONF`` (this host's Slurm, if any) and ``COSMOS_STANDIN_ENGINE`` (the stand-in's timings, for a
+transfer.py that Slurm runs without the stand-in docker).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from typing import Any
 from ..errors import UserError
 from ..fsutil import write_json_atomic, write_text_atomic
 from ..ssh import ssh_config_word
+from . import slurm as rehearsal_slurm
 
 SSHD = "/usr/sbin/sshd"
 STAND_IN = Path(__file__).with_name("stand_in")
@@ -67,6 +72,7 @@ class HostInfo:
     bin_dir: Path
     state_dir: Path
     sshd_log: Path
+    slurm: bool = False  # a rehearsal Slurm runs behind this host (config.sh: BACKEND=slurm)
     reused: bool = False
 
     def ssh_argv(self, *command: str) -> list[str]:
@@ -89,17 +95,23 @@ def _paths(root: Path) -> dict[str, Path]:
 
 
 def up(dir: Path, seconds: float | None = None, model: str | None = None, *, load_seconds: float | None = None,
-       sample_seconds: float | None = None) -> HostInfo:
+       sample_seconds: float | None = None, slurm: bool = False) -> HostInfo:
     """Start the rehearsal host in ``dir`` (created if needed); reuse it if it is already running.
 
     ``seconds``: how long each stand-in transfer.py run takes (default about 3 s); ``load_seconds`` and
     ``sample_seconds`` split it: a model load once per process, then each generated video (defaults 0.2 and
     0.7 x ``seconds``). ``model``: the MODEL its config.sh names (default transfer1-7b; the stand-in checkout
-    holds both models' entry points).
+    holds both models' entry points). ``slurm``: start the rehearsal Slurm too (a running host without one is
+    restarted with it).
     """
+    if slurm:
+        rehearsal_slurm.check_tools(Path(dir).resolve())
     root = _check_dir(dir)
     paths = _paths(root)
     running = _running_info(root)
+    if running and slurm and not (running.slurm and rehearsal_slurm.running(root)):
+        down(root)
+        running = None
     _install_remote(paths)
     if seconds is not None:
         set_stand_in_seconds(root, seconds)
@@ -124,7 +136,7 @@ def up(dir: Path, seconds: float | None = None, model: str | None = None, *, loa
     stale = _read_pid(paths["pidfile"])
     if stale and _is_our_sshd(stale, root):  # running, but its rehearsal.json is gone or stale
         _stop_pid(stale)
-    _write_authorized_keys(paths)
+    _write_authorized_keys(paths, rehearsal_slurm.conf_path(root) if slurm else None)
     if os.geteuid() == 0:
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege-separation directory
     port, pid = _start_sshd(paths, user)
@@ -133,22 +145,25 @@ def up(dir: Path, seconds: float | None = None, model: str | None = None, *, loa
     info = HostInfo(dir=root, port=port, pid=pid, user=user, config=paths["config"],
                     known_hosts=paths["known_hosts"], client_key=ssh_dir / "client_key",
                     remote_dir=paths["remote_dir"], remote_home=paths["remote_home"], bin_dir=paths["bin_dir"],
-                    state_dir=paths["state_dir"], sshd_log=ssh_dir / "sshd.log")
+                    state_dir=paths["state_dir"], sshd_log=ssh_dir / "sshd.log", slurm=slurm)
     try:
+        if slurm:
+            rehearsal_slurm.start(root)
         _check_login(info)
         write_text_atomic(paths["config"], config_text(info, model or "transfer1-7b"))
         write_json_atomic(paths["json"], info.to_json())
     except BaseException:
         _stop_pid(pid)
+        rehearsal_slurm.stop(root)
         raise
     return info
 
 
 def down(dir: Path) -> bool:
-    """Stop the host's sshd and its stand-in containers; files stay. False if nothing was running."""
+    """Stop the host's sshd, its stand-in containers and its Slurm; files stay. False if nothing was running."""
     root = Path(dir).resolve()
     paths = _paths(root)
-    stopped = False
+    stopped = rehearsal_slurm.stop(root)
     pid = _read_pid(paths["pidfile"])
     if pid and _is_our_sshd(pid, root):
         _stop_pid(pid)
@@ -209,11 +224,13 @@ def config_text(info: HostInfo, model: str = "transfer1-7b") -> str:
         "SSH_KEY": str(info.client_key), "KNOWN_HOSTS": str(info.known_hosts), "TRANSPORT": "ssh",
         "REMOTE_DIR": str(info.remote_dir), "DOCKER_CMD": "docker", "DOCKER_IMAGE": DOCKER_IMAGE,
         "HF_CACHE_REMOTE": str(info.remote_home / ".cache" / "huggingface"), "MODEL": model,
+        **({"BACKEND": "slurm", "SLURM_CONTAINER": "none"} if info.slurm else {}),
     }
     lines = [
         "# REHEARSAL HOST: this config points at a stand-in GPU box on 127.0.0.1 started by",
         f"# `cosmos-tools rehearsal up {shlex.quote(str(info.dir))}`",
-        "# (stand-in docker, transfer.py and examples/inference.py: no GPU, no model).",
+        "# (stand-in docker, transfer.py and examples/inference.py: no GPU, no model"
+        + ("; a real Slurm with 4 stand-in GPUs runs them)." if info.slurm else ")."),
         "# Outputs are a cheap ffmpeg filter of the input, with the real names and sizes.",
         "",
     ]
@@ -277,13 +294,17 @@ def _copy_exec(source: Path, target: Path, mode: int) -> None:
     os.replace(tmp, target)
 
 
-def _write_authorized_keys(paths: dict[str, Path]) -> None:
+def _write_authorized_keys(paths: dict[str, Path], slurm_conf: Path | None) -> None:
     def option(name: str, value: str) -> str:
         return 'environment="' + f"{name}={value}".replace("\\", "\\\\").replace('"', '\\"') + '"'
 
     search = [str(paths["bin_dir"])] + [p for p in os.environ.get("PATH", "/usr/bin:/bin").split(":") if p]
     key = (paths["ssh"] / "client_key.pub").read_text().strip()
-    line = f"{option('PATH', ':'.join(search))},{option('HOME', str(paths['remote_home']))} {key}\n"
+    env = {"PATH": ":".join(search), "HOME": str(paths["remote_home"]),
+           "COSMOS_STANDIN_ENGINE": str(paths["state_dir"] / "engine.json")}
+    if slurm_conf is not None:
+        env["SLURM_CONF"] = str(slurm_conf)
+    line = ",".join(option(name, value) for name, value in env.items()) + f" {key}\n"
     write_text_atomic(paths["ssh"] / "authorized_keys", line)
 
 
@@ -295,7 +316,7 @@ def _sshd_config(paths: dict[str, Path], port: int, user: str) -> str:
         f"PidFile {ssh_config_word(paths['pidfile'], percent=False)}",
         f"AuthorizedKeysFile {ssh_config_word(paths['ssh'] / 'authorized_keys')}",
         f"AllowUsers {user}",
-        "PermitUserEnvironment PATH,HOME",
+        "PermitUserEnvironment PATH,HOME,SLURM_CONF,COSMOS_STANDIN_ENGINE",
         "PubkeyAuthentication yes",
         "PasswordAuthentication no",
         "KbdInteractiveAuthentication no",

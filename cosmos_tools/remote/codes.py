@@ -1,4 +1,5 @@
-"""Exit codes of the scripts in cosmos_tools/remote/ and the codes the queue writes for a job, named once.
+"""Exit codes of the scripts in cosmos_tools/remote/ and the codes the queue (or Slurm batch script) writes for a job,
+named once.
 
 Each value means one thing. They stay clear of bash's own codes (1, 2, 126, 127, 128+signal), of
 docker's (125-127) and of ``transport.NO_FOLDER`` (97, the working folder is missing). A test checks
@@ -11,9 +12,11 @@ from enum import IntEnum
 
 
 class ScriptExit(IntEnum):
-    SETUP_FAILED = 80  # enqueue.sh, migrate.sh: the job folder cannot be made, or flock/setsid is missing
+    SETUP_FAILED = 80  # enqueue.sh, migrate.sh, slurm_*.sh: the job folder cannot be made, a tool is missing, sbatch
+    # refused the job, or the batch script cannot read its job file
     LOCK_TIMEOUT = 81  # enqueue.sh, migrate.sh, cancel.sh: the queue lock stayed taken for 120 s
     DOCKER_FAILED = 82  # job_state.sh: `docker ps` failed (its error on stderr)
+    SLURM_FAILED = 83  # job_state.sh, slurm_cancel.sh (BACKEND=slurm): `squeue` failed (its error on stderr)
     LOST = 84  # follow.sh: the container is gone and wrote no exit code
     DOCKER_SILENT = 85  # follow.sh: docker has not answered for about a minute
     WRITE_FAILED = 86  # write.sh: a file could not be written
@@ -24,7 +27,9 @@ class ScriptExit(IntEnum):
 
 
 class QueueCode(IntEnum):
-    """What the queue writes into a job's ``exit_code`` file when the job's own command never ran."""
+    """What the queue or the Slurm batch script writes into a job's ``exit_code`` instead of the command's code."""
 
     DOCKER_RUN_FAILED = 91  # queue_runner.sh: `docker run` refused the job (its first lines are in run.log)
-    CANCELLED = 92  # cancel.sh: removed from the queue before it started (Ctrl-C or `kill`)
+    CANCELLED = 92  # cancel.sh, slurm_cancel.sh: removed from the queue before it started (Ctrl-C or `kill`)
+    LAUNCH_FAILED = 93  # slurm_job.sh: the launcher (srun, apptainer) failed before the command ran (see run.log)
+    TIMED_OUT = 94  # slurm_job.sh: Slurm stopped the job at its time limit (SLURM_TIME)

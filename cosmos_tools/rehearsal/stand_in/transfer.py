@@ -14,6 +14,7 @@ stand-in refuses clearly instead. Standard library and the ffmpeg/ffprobe binari
 """
 
 import argparse
+import contextlib
 import copy
 import errno
 import json
@@ -113,7 +114,8 @@ def parse_arguments():
 
     cmd_args = parser.parse_args()
     log("WARNING", "STAND-IN transfer.py on a cosmos-tools rehearsal host: no GPU, no model; the output is an "
-        "ffmpeg filter of the input with the real names and sizes", (TRANSFER, 48, "parse_arguments"))
+        f"ffmpeg filter of the input with the real names and sizes (GPUs: {gpu_ids()})",
+        (TRANSFER, 48, "parse_arguments"))
     control_inputs, json_args = load_controlnet_specs(cmd_args)
     log("INFO", f"control_inputs: {json.dumps(control_inputs, indent=4)}", (TRANSFER, 181, "parse_arguments"))
     log("INFO", f"args in json: {json.dumps(json_args, indent=4)}", (TRANSFER, 182, "parse_arguments"))
@@ -413,6 +415,24 @@ def generate(cfg, prompt, video_path, controls, folder, seconds, upscale):
     return [temporary], [prompt]
 
 
+def gpu_ids():
+    """The GPU ids this process was given: CUDA_VISIBLE_DEVICES, else Slurm's (stand-in GPUs leave it empty)."""
+    for key in ("CUDA_VISIBLE_DEVICES", "SLURM_STEP_GPUS", "SLURM_JOB_GPUS"):
+        if os.environ.get(key):
+            return os.environ[key]
+    return f"{os.environ['SLURM_GPUS_ON_NODE']} from Slurm" if os.environ.get("SLURM_GPUS_ON_NODE") else "none"
+
+
+def engine_env():
+    """Without the stand-in docker (a rehearsal Slurm job runs this directly), its timings come from the engine file
+    the rehearsal host names in COSMOS_STANDIN_ENGINE; the job's own environment wins."""
+    with contextlib.suppress(OSError, ValueError, KeyError):
+        with open(os.environ["COSMOS_STANDIN_ENGINE"]) as f:
+            for key, value in json.load(f).get("env", {}).items():
+                os.environ.setdefault(key, value)
+
+
 if __name__ == "__main__":
+    engine_env()
     args, control_inputs = parse_arguments()
     demo(args, control_inputs)
