@@ -279,8 +279,8 @@ def render_critique(paths: JobPaths, cfg, command_of, *, account: BoxAccount | N
     checkout (CRITIC_DIR, else REMOTE_DIR) at /workspace and, when that is another folder, the project's REMOTE_DIR
     at /project. ``command_of(project)`` gives the command, ``project`` being where the container sees REMOTE_DIR."""
     home = _remote_home(cfg, account)
-    remote_dir = _host_path(cfg, "REMOTE_DIR", home)
-    checkout = _host_path(cfg, "CRITIC_DIR", home) if cfg["CRITIC_DIR"].strip() else remote_dir
+    remote_dir = host_path(cfg, "REMOTE_DIR", home)
+    checkout = host_path(cfg, "CRITIC_DIR", home) if cfg["CRITIC_DIR"].strip() else remote_dir
     project = "/workspace" if checkout == remote_dir else "/project"
     gpus = _num_gpu(cfg)
     env = {"CUDA_VISIBLE_DEVICES": _cuda_devices(cfg, gpus), "HF_HOME": "/hf-cache", "HOME": "/tmp",
@@ -294,7 +294,7 @@ def render_critique(paths: JobPaths, cfg, command_of, *, account: BoxAccount | N
     docker = render_json("docker_run.json.j2", docker_cmd=docker_cmd, container=paths.container, name=paths.name,
                          kind="critic", gpus=cfg["DOCKER_GPUS"], ipc=ipc,
                          shm_size="" if ipc == "host" else cfg["DOCKER_SHM_SIZE"], user=_docker_user(cfg, account),
-                         env=env, remote_dir=checkout, hf_cache=_host_path(cfg, "HF_CACHE_REMOTE", home),
+                         env=env, remote_dir=checkout, hf_cache=host_path(cfg, "HF_CACHE_REMOTE", home),
                          extra_args=[*mounts, *_split_words(cfg, "DOCKER_EXTRA_ARGS")],
                          image=cfg["CRITIC_IMAGE"].strip() or cfg["DOCKER_IMAGE"], runner=script("runner.sh"),
                          log_path=f"{project}/{paths.log}", exit_code_path=f"{project}/{paths.exit_code}",
