@@ -134,6 +134,7 @@ def _render(name: str, kind: str, spec: dict, cfg, profile, command_of, *, accou
                          user=_docker_user(cfg, account), env=env,
                          remote_dir=_host_path(cfg, "REMOTE_DIR", home),
                          hf_cache=_host_path(cfg, "HF_CACHE_REMOTE", home),
+                         image_paths=getattr(profile, "IMAGE_PATHS", ()),
                          extra_args=_split_words(cfg, "DOCKER_EXTRA_ARGS"), image=cfg["DOCKER_IMAGE"],
                          runner=script("runner.sh"), log_path=paths.log, exit_code_path=paths.exit_code,
                          command=command)
