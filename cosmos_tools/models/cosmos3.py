@@ -233,6 +233,10 @@ class Cosmos3Checker(SpecChecker):
                     self.error(f"{key}.control_path", f"missing, and there is no vision_path to compute {key} from "
                                                       "(upstream: transfer inference requires 'vision_path' or a "
                                                       "pre-computed 'control_path'); add one of them")
+        weights = [self.spec[key].get("weight", 1.0) for key in self.hints if isinstance(self.spec[key], dict)]
+        if weights and all(weight == 0 for weight in weights):
+            self.error(self.hints[0], "every hint's weight is 0 (upstream aborts the run: control_weights must have a "
+                                      "positive sum); give at least one a weight > 0")
         if len(self.hints) > 1:
             unset = [key for key in ("guidance", "control_guidance") if key not in self.spec]
             if unset:
@@ -246,9 +250,11 @@ class Cosmos3Checker(SpecChecker):
             self.error(where, f"unknown field for {key} (Cosmos 3 refuses it before loading: extra_forbidden){hint}")
         elif field == "weight":
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-                    or value <= 0:
-                self.error(where, f"must be a number > 0 (weights are normalised to sum 1; upstream aborts the run on "
-                                  f"a zero or negative weight), got {json.dumps(value)}")
+                    or value < 0:
+                self.error(where, f"must be a number >= 0 (weights are normalised to sum 1; upstream aborts the run on "
+                                  f"a negative one), got {json.dumps(value)}")
+            elif value == 0:
+                self.warn(where, f"0 switches {key} off (it still costs an attention pass); remove the hint instead")
         elif field == "control_path":
             if _is_url(value):
                 self.error(where, f"{value!r} is a URL (upstream stores every hint URL under one name, so two "

@@ -35,6 +35,8 @@ SSHD = "/usr/sbin/sshd"
 STAND_IN = Path(__file__).with_name("stand_in")
 TRANSFER_PY = "cosmos_transfer1/diffusion/inference/transfer.py"
 INFERENCE25_PY = "examples/inference.py"  # cosmos-transfer2.5's entry point (the transfer2.5-2b profile)
+# cosmos-framework's inference CLI (the cosmos3-* profiles, run with -m); sibling stand-ins go in its folder
+COSMOS3_INFERENCE_PY = "cosmos_framework/scripts/inference.py"
 DOCKER_IMAGE = "cosmos-transfer1:rehearsal"
 # The default checkpoints transfer.py looks for (reference §2.2, §4), as empty placeholders.
 CHECKPOINTS = (
@@ -93,7 +95,7 @@ def up(dir: Path, seconds: float | None = None, model: str | None = None, *, loa
     ``seconds``: how long each stand-in transfer.py run takes (default about 3 s); ``load_seconds`` and
     ``sample_seconds`` split it: a model load once per process, then each generated video (defaults 0.2 and
     0.7 x ``seconds``). ``model``: the MODEL its config.sh names (default transfer1-7b; the stand-in checkout
-    holds both models' entry points).
+    holds every model's entry point).
     """
     root = _check_dir(dir)
     paths = _paths(root)
@@ -211,7 +213,8 @@ def config_text(info: HostInfo, model: str = "transfer1-7b") -> str:
     lines = [
         "# REHEARSAL HOST: this config points at a stand-in GPU box on 127.0.0.1 started by",
         f"# `cosmos-tools rehearsal up {shlex.quote(str(info.dir))}`",
-        "# (stand-in docker, transfer.py and examples/inference.py: no GPU, no model).",
+        "# (stand-in docker, transfer.py, examples/inference.py, cosmos_framework/scripts/inference.py: no GPU, no "
+        "model).",
         "# Outputs are a cheap ffmpeg filter of the input, with the real names and sizes.",
         "",
     ]
@@ -248,9 +251,12 @@ def _install_remote(paths: dict[str, Path]) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.touch()
     _copy_exec(STAND_IN / "transfer.py", checkout / TRANSFER_PY, 0o644)
-    # One stand-in checkout serves both model profiles: MODEL picks the entry point (rehearsal up --model).
+    # One stand-in checkout serves every model profile: MODEL picks the entry point (rehearsal up --model).
     (checkout / "examples").mkdir(exist_ok=True)
     _copy_exec(STAND_IN / "inference25.py", checkout / INFERENCE25_PY, 0o644)
+    _copy_exec(STAND_IN / "cosmos3_inference.py", checkout / COSMOS3_INFERENCE_PY, 0o644)
+    for package in ("cosmos_framework", "cosmos_framework/scripts"):
+        (checkout / package / "__init__.py").touch()
     for package in ("cosmos_transfer1", "cosmos_transfer1/diffusion", "cosmos_transfer1/diffusion/inference"):
         (checkout / package / "__init__.py").touch()
     (checkout / "README-REHEARSAL.txt").write_text(
