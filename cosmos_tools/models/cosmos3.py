@@ -357,9 +357,10 @@ class Cosmos3Profile:
             return posixpath.relpath(value, folder) if isinstance(value, str) and is_clean_relative(value) \
                 and not _is_url(value) else value
 
-        spec = {key: value for key, value in prompt.items() if not key.startswith("_")}
+        spec = {"name": OUTPUT_NAME, **{key: value for key, value in prompt.items() if not key.startswith("_")}}
         if isinstance(prompt.get(CAPTION_KEY), dict):
-            spec["prompt"] = json.dumps(prompt[CAPTION_KEY], ensure_ascii=False, separators=(",", ":"))
+            spec = {"name": OUTPUT_NAME, "prompt": json.dumps(prompt[CAPTION_KEY], ensure_ascii=False,
+                                                              separators=(",", ":")), **spec}
         spec["name"] = OUTPUT_NAME
         for key in PATH_KEYS:
             if key in spec:
