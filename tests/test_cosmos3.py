@@ -64,12 +64,12 @@ def test_new_prompt_writes_a_transfer_spec_from_the_shot(root, cfg3):
                                                                      "fps": 30}))
     path = new_prompt(cfg3, "shot1", 'rain "heavy"')
     spec = json.loads(path.read_text())
-    assert spec["_model"] == NANO and spec["_caption"]["temporal_caption"] == 'rain "heavy"'
+    assert spec["_model"] == NANO and spec["prompt"]["temporal_caption"] == 'rain "heavy"'
     assert (spec["vision_path"], spec["resolution"], spec["aspect_ratio"], spec["fps"], spec["max_frames"]) == \
         ("inputs/videos/shot1/color.mp4", "256", "16,9", 30, 30)
     assert spec["depth"] == {"control_path": "inputs/videos/shot1/depth.mp4", "weight": 0.5}
     assert spec["seg"] == {"control_path": "inputs/videos/shot1/segmentation.mp4", "weight": 0.5}
-    assert "prompt" not in spec and "edge" not in spec
+    assert "edge" not in spec
     found = check_prompt(read_prompt(path), cfg3).problems
     assert [p for p in found if not p.warning] == []
     assert [p.key for p in found] == ["vision_path"]  # 30 frames: padded to one 93-frame chunk
@@ -124,8 +124,8 @@ def test_a_valid_prompt_passes_and_the_model_key_picks_the_profile(root, monkeyp
     ({"batch_size": 2}, "batch_size", "batch size 1"),
     ({"num_outputs": 2}, "num_outputs", "batch size 1"),
     ({"model_mode": "reasoner"}, "model_mode", "video2video"),
-    ({"_caption": {"temporal_caption": "x"}}, "_caption", "only one of prompt, prompt_path and _caption"),
-    ({"_caption": "x", "prompt": None}, "_caption", "must be an object"),
+    ({"prompt_path": "inputs/videos/shot1/color.mp4"}, "prompt_path", "only one of prompt and prompt_path"),
+    ({"prompt": ["x"]}, "prompt", "text or a structured caption object"),
     ({"seed": "x"}, "seed", "whole number"),
     ({"_upscale": {"prompt": "4K"}}, "_upscale", "no 4K upscaler"),
     ({"_model": "cosmos3-nano-sim-transfer"}, "_model", "not registered in cosmos-framework"),
@@ -148,6 +148,18 @@ def test_cosmos3_frames_chunks_and_geometry(root, cfg3):
     assert "padded to one 101-frame chunk" in warnings["vision_path"]
     assert "centre-crops every input to 4,3" in warnings["aspect_ratio"]
     assert "falls back to guidance 6.0" in warnings["guidance"]
+
+
+def test_the_caption_sweeps_and_a_controls_only_spec_names_its_shot(root, cfg3):
+    from cosmos_tools.prompts import shot_of
+    from cosmos_tools.sweep import build_sweep
+
+    add_shot(root)
+    base = write(root, prompt3(prompt={"temporal_caption": "rain", "lighting": {"conditions": ""}}))
+    sweep = build_sweep(cfg3, base, ["prompt.lighting.conditions=dusk,noon"])
+    assert not [p for _, p in sweep.problems if not p.warning] and [v.values for v in sweep.variants] == [
+        {"prompt.lighting.conditions": "dusk"}, {"prompt.lighting.conditions": "noon"}]
+    assert shot_of(prompt3(vision_path=None)) == "shot1"
 
 
 def test_sim_transfer_is_refused_as_model(root, monkeypatch):
@@ -192,7 +204,7 @@ def test_render_argv(root, monkeypatch, gpus, settings, flags):
 def test_render_caption_checkpoint_and_refusals(root, monkeypatch):
     cfg = project_config(root, monkeypatch, MODEL=NANO, COSMOS3_CHECKPOINT="checkpoints/Cosmos3-Nano")
     caption = {"temporal_caption": 'rain "heavy"', "lighting": {"conditions": "dusk"}}
-    job = render_run("c", {**prompt3(prompt=None), "_caption": caption}, cfg, run_id="c-1")
+    job = render_run("c", prompt3(prompt=caption), cfg, run_id="c-1")
     assert job.spec["prompt"] == '{"temporal_caption":"rain \\"heavy\\"","lighting":{"conditions":"dusk"}}'
     assert job.command[job.command.index("--checkpoint-path") + 1] == "checkpoints/Cosmos3-Nano"
     with pytest.raises(UserError, match="cosmos3-super needs at least 4 GPUs .* --num-gpu 4"):
@@ -331,4 +343,4 @@ def test_full_cycle_of_a_cosmos3_prompt_on_the_rehearsal_host(project, rehearsal
     provenance = json.loads((run / "provenance.json").read_text())
     assert provenance["model"] == NANO and provenance["model_commit"] == "5eee9ed"
     assert "STAND-IN Cosmos 3" in (run / "run.log").read_text()
-    assert [r["status"] for r in records(project)] == ["ok"]
+    assert [(r["status"], r["weights"]) for r in records(project)] == [("ok", "depth=0.5,seg=0.5")]

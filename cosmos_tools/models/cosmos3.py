@@ -4,10 +4,10 @@ Reference: ../shared/reference/cosmos3.md (facts with upstream paths; sections 1
 - The prompt is one sample record of upstream's ``OmniSampleOverrides`` (``extra="forbid"``) plus our ``_`` comment
   keys. Paths are written relative to the project; the rendered spec makes them relative to the spec's folder
   (``outputs/runs/<run id>/``), which is what upstream resolves them against. ``name`` becomes ``output``.
-- The prompt text: ``prompt`` (plain text: upstream appends its duration and resolution sentences) or ``_caption``,
-  an object in upstream's structured JSON caption format (its native prompt), compacted into ``prompt`` as upstream
-  compacts a ``.json`` prompt_path. ``new-prompt`` writes a ``_caption`` with the user's text as its
-  ``temporal_caption``; edit the other fields by hand.
+- ``prompt`` is plain text (upstream appends its duration and resolution sentences) or an object in upstream's
+  structured JSON caption format (its native prompt), which the rendered spec compacts into a string as upstream
+  compacts a ``.json`` prompt_path. ``new-prompt`` writes the object, the user's text as its ``temporal_caption``,
+  for the other fields to be filled in by hand (and swept: ``--set prompt.lighting.conditions=dusk,noon``).
 - Upstream writes ``<-o>/<name>/vision.mp4``, ``control_<hint>.mp4``, ``sample_args.json``, ``sample_outputs.json``;
   the command is wrapped in remote/cosmos3_collect.sh, which moves them into the run folder as ``output.mp4``,
   ``output_control_<hint>.mp4``, ``sample_args.json`` and ``sample_outputs.json`` (also after a failure).
@@ -66,18 +66,17 @@ CHUNK_FRAMES, CONDITIONAL_FRAMES, MAX_FRAMES = 93, 1, 5000  # upstream's transfe
 VISION_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".mp4")
 URL_PREFIXES = ("http://", "https://", "s3://")
 PATH_KEYS = ("prompt_path", "vision_path", "defaults_file")
-CAPTION_KEY = "_caption"  # the structured JSON caption, compacted into "prompt" (module docstring)
 CAPTION_KEYS = ("subjects", "background_setting", "lighting", "aesthetics", "cinematography", "style_medium",
                 "artistic_style", "context", "actions", "text_and_signage_elements", "segments", "transitions",
                 "temporal_caption", "audio_description", "resolution", "aspect_ratio", "duration", "fps")
-STRING_KEYS = ("name", "prompt", "negative_prompt", "negative_prompt_file", "negative_metadata_mode")
+STRING_KEYS = ("name", "negative_prompt", "negative_prompt_file", "negative_metadata_mode")
 BOOL_KEYS = ("negative_prompt_keep_metadata", "share_vision_temporal_positions", "emphasize_control_in_prompt",
              "show_control_condition", "show_input")
 INT_KEYS = {"seed": None, "fps": 1, "num_frames": 1, "num_steps": 1, "num_video_frames_per_chunk": 1,
             "max_frames": 1, "num_conditional_frames": 0, "num_first_chunk_conditional_frames": 0, "num_outputs": 1}
 RANGES = {"guidance": (0, 7), "control_guidance": (0, 10), "shift": (0, math.inf), "sigma_max": (0, math.inf)}
-TOP_KEYS = (*STRING_KEYS, *BOOL_KEYS, *INT_KEYS, *RANGES, *PATH_KEYS, "model_mode", "resolution", "aspect_ratio",
-            "guidance_interval", "control_guidance_interval", *HINTS)
+TOP_KEYS = ("prompt", *STRING_KEYS, *BOOL_KEYS, *INT_KEYS, *RANGES, *PATH_KEYS, "model_mode", "resolution",
+            "aspect_ratio", "guidance_interval", "control_guidance_interval", *HINTS)
 
 
 def chunk_frames(value: int) -> int:
@@ -125,18 +124,17 @@ class Cosmos3Checker(SpecChecker):
     def comment_key(self, key: str, value) -> None:
         if key == "_upscale":
             self.error(key, f"{self.profile.NAME} has no 4K upscaler; remove it (README: Cosmos 3)")
-        elif key == CAPTION_KEY:
-            if not isinstance(value, dict):
-                self.error(key, f"must be an object in upstream's structured caption format (e.g. "
-                                f'{{"temporal_caption": "..."}}), got {json_type(value)}')
-                return
-            for field in value:
-                if field not in CAPTION_KEYS:
-                    close = suggest(field, CAPTION_KEYS)
-                    self.warn(f"{key}.{field}", f"not a field of upstream's caption schema{close}; the model reads "
-                                                "it as text all the same")
 
     def value_problem(self, key: str, value) -> str | None:
+        if key == "prompt":
+            if isinstance(value, dict):
+                for field in value:
+                    if field not in CAPTION_KEYS:
+                        self.warn(f"prompt.{field}", f"not a field of upstream's caption schema"
+                                                     f"{suggest(field, CAPTION_KEYS)}; the model reads it as text")
+                return None
+            return None if isinstance(value, str) else \
+                f'must be text or a structured caption object ({{"temporal_caption": "..."}}), got {json_type(value)}'
         if key in STRING_KEYS:
             if not isinstance(value, str):
                 return f"must be a string, got {json_type(value)}"
@@ -184,12 +182,10 @@ class Cosmos3Checker(SpecChecker):
         return None
 
     def prompt_text(self) -> None:
-        given = [key for key in ("prompt", "prompt_path", CAPTION_KEY) if key in self.spec]
-        if len(given) > 1:
-            self.error(given[1], f"give only one of prompt, prompt_path and {CAPTION_KEY} (got {', '.join(given)})")
-        elif not given:
-            self.warn("prompt", f'missing: Cosmos 3 runs with an empty prompt; add "prompt": "..." or a '
-                                f"{CAPTION_KEY}")
+        if "prompt" in self.spec and "prompt_path" in self.spec:
+            self.error("prompt_path", "give only one of prompt and prompt_path")
+        elif "prompt" not in self.spec and "prompt_path" not in self.spec:
+            self.warn("prompt", 'missing: Cosmos 3 runs with an empty prompt; add "prompt": "..."')
 
     def paths(self) -> None:
         for key in PATH_KEYS:
@@ -349,8 +345,8 @@ class Cosmos3Profile:
         return Cosmos3Checker(spec, cfg, self)
 
     def run_spec(self, prompt: dict, spec_path: str) -> dict:
-        """The sample upstream reads: comment keys dropped, ``_caption`` compacted into ``prompt``, ``name`` =
-        output, project paths made relative to the spec's folder (idempotent: a rerun's spec renders the same)."""
+        """The sample upstream reads: comment keys dropped, a caption object compacted into the ``prompt`` string,
+        ``name`` = output, project paths made relative to the spec's folder (idempotent: a rerun renders the same)."""
         folder = posixpath.dirname(spec_path)
 
         def moved(value):  # a spec that already ran (rerun) has them moved: kept as they are
@@ -358,10 +354,9 @@ class Cosmos3Profile:
                 and not _is_url(value) else value
 
         spec = {"name": OUTPUT_NAME, **{key: value for key, value in prompt.items() if not key.startswith("_")}}
-        if isinstance(prompt.get(CAPTION_KEY), dict):
-            spec = {"name": OUTPUT_NAME, "prompt": json.dumps(prompt[CAPTION_KEY], ensure_ascii=False,
-                                                              separators=(",", ":")), **spec}
         spec["name"] = OUTPUT_NAME
+        if isinstance(spec.get("prompt"), dict):
+            spec["prompt"] = json.dumps(spec["prompt"], ensure_ascii=False, separators=(",", ":"))
         for key in PATH_KEYS:
             if key in spec:
                 spec[key] = moved(spec[key])
