@@ -147,10 +147,9 @@ def shot_of(spec: dict, override: str | None = None) -> str:
     video_path, Cosmos 3's vision_path, else its first hint's control_path) points at; ``override`` wins."""
     if override is not None:
         return check_new_name(override, "shot", SHOT_FIX)
-    key = next((k for k in ("video_path", "vision_path") if k in spec and "input_video_path" not in spec),
-               "input_video_path")
+    key = next((k for k in ("input_video_path", "video_path", "vision_path") if k in spec), "input_video_path")
     value = spec.get(key)
-    if key == "vision_path" and value is None:  # a Cosmos 3 spec of controls only
+    if value is None:  # a Cosmos 3 spec of controls only
         key, value = next(((f"{k}.control_path", v.get("control_path")) for k, v in spec.items()
                            if isinstance(v, dict) and v.get("control_path")), (key, value))
     if isinstance(value, str) and value:
