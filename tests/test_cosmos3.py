@@ -127,6 +127,10 @@ def test_a_valid_prompt_passes_and_the_model_key_picks_the_profile(root, monkeyp
     ({"prompt_path": "inputs/videos/shot1/color.mp4"}, "prompt_path", "only one of prompt and prompt_path"),
     ({"prompt": ["x"]}, "prompt", "text or a structured caption object"),
     ({"seed": "x"}, "seed", "whole number"),
+    ({"name": "a/b"}, "name", "without '/'"),
+    ({"control_guidance_interval": [500, 100]}, "control_guidance_interval", "low <= high"),
+    ({"defaults_file": "inputs/defaults.json"}, "defaults_file", "not found"),
+    ({"show_input": "yes"}, "show_input", "true or false"),
     ({"_upscale": {"prompt": "4K"}}, "_upscale", "no 4K upscaler"),
     ({"_model": "cosmos3-nano-sim-transfer"}, "_model", "not registered in cosmos-framework"),
 ])
@@ -148,6 +152,16 @@ def test_cosmos3_frames_chunks_and_geometry(root, cfg3):
     assert "padded to one 101-frame chunk" in warnings["vision_path"]
     assert "centre-crops every input to 4,3" in warnings["aspect_ratio"]
     assert "falls back to guidance 6.0" in warnings["guidance"]
+
+
+def test_cosmos3_keys_without_effect_are_warnings(root, cfg3):
+    add_shot(root)
+    found = problems(root, cfg3, prompt3(num_frames=121, negative_prompt_file="neg.json", prompt={"mood": "x"},
+                                         depth={"control_path": "inputs/videos/shot1/depth.mp4", "weight": 0}))
+    assert [p for p in found if not p.warning] == []
+    warned = {p.key: p.message for p in found}
+    assert "does not set the length" in warned["num_frames"] and "negative_prompt" in warned["negative_prompt_file"]
+    assert "caption schema" in warned["prompt.mood"] and "switches depth off" in warned["depth.weight"]
 
 
 def test_the_caption_sweeps_and_a_controls_only_spec_names_its_shot(root, cfg3):

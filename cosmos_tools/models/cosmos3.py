@@ -100,12 +100,13 @@ class Cosmos3Checker(SpecChecker):
     def __init__(self, spec: dict, cfg, profile: Cosmos3Profile) -> None:
         super().__init__(spec, cfg)
         self.profile = profile
-        self.hints: list[str] = []
 
     def rules(self) -> None:
         for key, value in self.spec.items():
-            if key.startswith("_"):
-                self.comment_key(key, value)
+            if key == "_upscale":
+                self.error(key, f"{self.profile.NAME} has no 4K upscaler; remove it (README: Cosmos 3)")
+            elif key.startswith("_"):
+                continue
             elif key in REFUSED:
                 self.error(key, REFUSED[key])
             elif key not in TOP_KEYS:
@@ -120,10 +121,6 @@ class Cosmos3Checker(SpecChecker):
         self.paths()
         self.controls()
         self.chunking()
-
-    def comment_key(self, key: str, value) -> None:
-        if key == "_upscale":
-            self.error(key, f"{self.profile.NAME} has no 4K upscaler; remove it (README: Cosmos 3)")
 
     def value_problem(self, key: str, value) -> str | None:
         if key == "prompt":
@@ -207,12 +204,12 @@ class Cosmos3Checker(SpecChecker):
                 self.videos.insert(0, (key, local))
 
     def controls(self) -> None:
-        self.hints = [key for key in HINTS if self.spec.get(key) is not None]
-        if not self.hints:
+        hints = [key for key in HINTS if self.spec.get(key) is not None]
+        if not hints:
             self.error("controls", "no control hint (upstream: transfer inference requires at least one control hint "
                                    f"({', '.join(HINTS)})); add e.g. \"depth\": {{\"control_path\": "
                                    '"inputs/videos/<shot>/depth.mp4", "weight": 1.0}')
-        for key in self.hints:
+        for key in hints:
             hint = self.spec[key]
             if not isinstance(hint, dict):
                 self.error(key, f'must be an object like {{"control_path": "...", "weight": 1.0}} or null, got '
@@ -229,14 +226,14 @@ class Cosmos3Checker(SpecChecker):
                     self.error(f"{key}.control_path", f"missing, and there is no vision_path to compute {key} from "
                                                       "(upstream: transfer inference requires 'vision_path' or a "
                                                       "pre-computed 'control_path'); add one of them")
-        weights = [self.spec[key].get("weight", 1.0) for key in self.hints if isinstance(self.spec[key], dict)]
+        weights = [self.spec[key].get("weight", 1.0) for key in hints if isinstance(self.spec[key], dict)]
         if weights and all(weight == 0 for weight in weights):
-            self.error(self.hints[0], "every hint's weight is 0 (upstream aborts the run: control_weights must have a "
+            self.error(hints[0], "every hint's weight is 0 (upstream aborts the run: control_weights must have a "
                                       "positive sum); give at least one a weight > 0")
-        if len(self.hints) > 1:
+        if len(hints) > 1:
             unset = [key for key in ("guidance", "control_guidance") if key not in self.spec]
             if unset:
-                self.warn(unset[0], f"not set: with {len(self.hints)} hints upstream falls back to guidance 6.0 and "
+                self.warn(unset[0], f"not set: with {len(hints)} hints upstream falls back to guidance 6.0 and "
                                     "control_guidance 1.0 (its tuned values apply to one hint only); set both")
 
     def hint_field(self, key: str, field: str, value) -> None:
@@ -263,9 +260,14 @@ class Cosmos3Checker(SpecChecker):
         elif value not in FIELD_CHOICES[field]:
             self.error(where, f"must be one of {', '.join(FIELD_CHOICES[field])}, got {json.dumps(value)}")
 
+    def chunk(self) -> tuple[int, int]:
+        """The chunk setting (a bad value is an error already: the default then) and the frames upstream uses."""
+        chunk = _whole(self.spec.get("num_video_frames_per_chunk"))
+        chunk = chunk if chunk is not None and chunk >= 1 else CHUNK_FRAMES
+        return chunk, chunk_frames(chunk)
+
     def chunking(self) -> None:
-        chunk = _whole(self.spec.get("num_video_frames_per_chunk")) or CHUNK_FRAMES
-        rounded = chunk_frames(chunk) if chunk >= 1 else CHUNK_FRAMES
+        chunk, rounded = self.chunk()
         if rounded != chunk:
             self.warn("num_video_frames_per_chunk", f"{chunk} is rounded up to {rounded} (upstream uses 4k+1 frames); "
                                                     f"write {rounded}")
@@ -289,7 +291,7 @@ class Cosmos3Checker(SpecChecker):
             self.error(key, f"{used} frame(s): a transfer needs a video of at least 2 frames; convert a longer "
                             "sequence")
             return
-        chunk = chunk_frames(_whole(self.spec.get("num_video_frames_per_chunk")) or CHUNK_FRAMES)
+        chunk = self.chunk()[1]
         if used < chunk:
             self.warn(key, f"{used} frames: padded to one {chunk}-frame chunk (same GPU time as {chunk} frames); "
                            "the result is trimmed back")
