@@ -110,6 +110,7 @@ def test_a_valid_prompt_passes_and_the_model_key_picks_the_profile(root, monkeyp
     ({"resolution": 720}, "resolution", "JSON string"),
     ({"_model": "cosmos3-edge"}, "resolution", "not a video resolution of Cosmos3-Edge; use one of 256, 480"),
     ({"aspect_ratio": "21,9"}, "aspect_ratio", "16,9"),
+    ({"aspect_ratio": [16, 9]}, "aspect_ratio", "16,9"),
     ({"guidance": 8}, "guidance", "from 0 to 7"),
     ({"control_guidance": 11}, "control_guidance", "from 0 to 10"),
     ({"num_conditional_frames": 93}, "num_conditional_frames", "less than the 93-frame chunk"),

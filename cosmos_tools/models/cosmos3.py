@@ -62,7 +62,7 @@ SIZES = {  # upstream's VIDEO_RES_SIZE_INFO: tier -> aspect -> (width, height) o
     "720": {"16,9": (1280, 720), "4,3": (1104, 832), "1,1": (960, 960), "3,4": (832, 1104), "9,16": (720, 1280)},
     "768": {"16,9": (1360, 768), "4,3": (1184, 880), "1,1": (1024, 1024), "3,4": (880, 1184), "9,16": (768, 1360)},
 }
-CHUNK_FRAMES, CONDITIONAL_FRAMES, MAX_FRAMES = 93, 1, 5000  # upstream's transfer sample defaults
+CHUNK_FRAMES, MAX_FRAMES = 93, 5000  # upstream's transfer sample defaults
 VISION_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".mp4")
 URL_PREFIXES = ("http://", "https://", "s3://")
 PATH_KEYS = ("prompt_path", "vision_path", "defaults_file")
@@ -174,7 +174,7 @@ class Cosmos3Checker(SpecChecker):
             return None if value in tiers else \
                 f"{value!r} is not a video resolution of {self.profile.CHECKPOINT}; use one of {', '.join(tiers)}"
         if key == "aspect_ratio":
-            return None if value in ASPECTS else \
+            return None if isinstance(value, str) and value in ASPECTS else \
                 f"{json.dumps(value)} is not an aspect ratio upstream knows; use one of {', '.join(ASPECTS)}"
         return None
 
@@ -305,7 +305,7 @@ class Cosmos3Checker(SpecChecker):
             self.warn(key, f"{info.width}x{info.height} is far from every Cosmos 3 aspect ratio: centre-cropped to "
                            f"{bucket.replace(',', ':')} (the edges are lost); render the passes at a bucket's ratio")
         given = self.spec.get("aspect_ratio")
-        if given in ASPECTS and given != bucket:
+        if isinstance(given, str) and given in ASPECTS and given != bucket:
             if key == "vision_path":
                 self.warn("aspect_ratio", f"{given} but {key} is {info.width}x{info.height} ({bucket}): upstream "
                                           f"centre-crops every input to {given}; write \"aspect_ratio\": "

@@ -159,17 +159,19 @@ def field_error(kind, value, folder):
         ok = isinstance(value, list) and len(value) == 2 and all(number(v) is not None for v in value)
         return None if ok else "Input should be a valid tuple of 2 numbers [type=tuple_type]"
     if kind == "resolution":
-        return None if value in RESOLUTIONS else \
+        return None if isinstance(value, str) and value in RESOLUTIONS else \
             f"Input should be {', '.join(repr(r) for r in RESOLUTIONS)} [type=literal_error]"
     if kind == "aspect":
-        return None if value in ASPECTS else \
+        return None if isinstance(value, str) and value in ASPECTS else \
             f"Input should be {', '.join(repr(a) for a in ASPECTS)} [type=literal_error]"
     if kind == "mode":
         modes = ("text2image", "text2video", "image2video", "video2video", "reasoner")
-        return None if value in modes else f"Input should be {', '.join(repr(m) for m in modes)} [type=enum]"
+        return None if isinstance(value, str) and value in modes else \
+            f"Input should be {', '.join(repr(m) for m in modes)} [type=enum]"
     if kind in ("edge_preset", "blur_preset"):
         choices = PRESETS if kind == "edge_preset" else ("none", *PRESETS)
-        return None if value in choices else f"Input should be {', '.join(repr(c) for c in choices)} [type=enum]"
+        return None if isinstance(value, str) and value in choices else \
+            f"Input should be {', '.join(repr(c) for c in choices)} [type=enum]"
     return None
 
 
