@@ -29,9 +29,11 @@ def new_prompt_cmd(args: tuple[str, ...], existing: Path | None, shot: str | Non
     BASE_NAME may be at most 194 bytes in UTF-8: the timestamp and the run's files add the rest of the
     255 a file name holds.
 
-    The defaults come from the model's template, cosmos_tools/templates/prompt.json.j2 (transfer1-7b) or
-    prompt_transfer25.json.j2 (transfer2.5-2b); copy it to inputs/prompts/prompt_template.json.j2 (or
-    prompt_template.transfer2.5-2b.json.j2) and edit it to change them. Prints the new file's path.
+    The defaults come from the model's template, cosmos_tools/templates/prompt.json.j2 (transfer1-7b),
+    prompt_transfer25.json.j2 (transfer2.5-2b) or prompt_cosmos3.json.j2 (cosmos3-*: the shot's depth and
+    segmentation as precomputed hints, tier, aspect, fps and frames from shot.json, the text in a structured
+    caption); copy it to inputs/prompts/prompt_template.json.j2 (or prompt_template.<model>.json.j2) and edit
+    it to change them. Prints the new file's path.
     """
     from .prompts import duplicate_prompt, new_prompt
 

@@ -171,9 +171,9 @@ def check_upscale_length(cfg, plan: Plan) -> None:
 
 
 def weights_text(prompt: dict) -> str:
-    """``vis=0.25,edge=0.25,...``: the control weights of a spec, for the history line."""
+    """``vis=0.25,edge=0.25,...``: the control weights of a spec (Cosmos 3: ``weight``), for the history line."""
     parts = []
     for key, value in prompt.items():
-        if isinstance(value, dict) and not key.startswith("_"):
-            parts.append(f"{key}={value.get('control_weight', '')}")
+        if isinstance(value, dict) and not key.startswith("_") and key != "prompt":  # Cosmos 3: a caption object
+            parts.append(f"{key}={value.get('control_weight', value.get('weight', ''))}")
     return ",".join(parts)

@@ -144,11 +144,14 @@ def prompt_name(path) -> str:
 
 def shot_of(spec: dict, override: str | None = None) -> str:
     """The shot folder under inputs/videos/ that the spec's input video (Transfer1's input_video_path, Transfer2.5's
-    video_path) points at; ``override`` wins."""
+    video_path, Cosmos 3's vision_path, else its first hint's control_path) points at; ``override`` wins."""
     if override is not None:
         return check_new_name(override, "shot", SHOT_FIX)
-    key = "video_path" if "video_path" in spec and "input_video_path" not in spec else "input_video_path"
+    key = next((k for k in ("input_video_path", "video_path", "vision_path") if k in spec), "input_video_path")
     value = spec.get(key)
+    if value is None:  # a Cosmos 3 spec of controls only
+        key, value = next(((f"{k}.control_path", v.get("control_path")) for k, v in spec.items()
+                           if isinstance(v, dict) and v.get("control_path")), (key, value))
     if isinstance(value, str) and value:
         parts = PurePosixPath(value).parts
         if parts[:2] == VIDEOS_PREFIX.parts and len(parts) >= 4 and parts[2] not in (".", ".."):
@@ -228,6 +231,22 @@ def _template(cfg: Config, profile):
         raise UserError(f"{where}:{exc.lineno}: template error ({exc.message}); fix the template") from None
 
 
+def _shot_facts(cfg: Config, shot: str, files: dict[str, str]) -> dict:
+    """The shot's width, height, frames and fps: from its shot.json (convert writes it), else probed from color.mp4."""
+    from .convert.shot import SHOT_JSON
+    from .probe import probe_video
+
+    try:
+        record = json.loads((cfg.local_path("LOCAL_VIDEOS_DIR") / shot / SHOT_JSON).read_text(encoding="utf-8"))
+        facts = {key: record[key] for key in ("width", "height", "frames", "fps")}
+        if all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in facts.values()):
+            return facts
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    info = probe_video(local_file(cfg, files["color"]))
+    return {"width": info.width, "height": info.height, "frames": info.frames, "fps": round(info.fps) or cfg.int("FPS")}
+
+
 def render_prompt(cfg: Config, name: str, shot: str, text: str, files: dict[str, str],
                   model: str | None = None) -> dict:
     """The default spec for a shot and model (default MODEL), from that model's prompt template, parsed back as JSON.
@@ -244,12 +263,14 @@ def render_prompt(cfg: Config, name: str, shot: str, text: str, files: dict[str,
     controls += [{"key": CONTROL_OF_MODALITY[m], "input_control": files[m], "control_path": files[m]}
                  for m in CONTROL_OF_MODALITY if m in files]
     template, where = _template(cfg, profile)
+    extra = profile.prompt_values(_shot_facts(cfg, shot, files)) if hasattr(profile, "prompt_values") else {}
     try:
         rendered = template.render(name=name, shot=shot, prompt=text, input_video_path=files["color"],
-                                   video_path=files["color"], controls=controls, weight=round(1 / len(controls), 2))
+                                   video_path=files["color"], controls=controls, weight=round(1 / len(controls), 2),
+                                   **extra)
     except (jinja2.TemplateError, TypeError, ValueError) as exc:  # tojson of an undefined name is a TypeError
-        raise UserError(f"{where}: template error ({exc}); fix the template (variables: name, shot, prompt, "
-                        "input_video_path or video_path, controls, weight)") from None
+        variables = ", ".join(["name, shot, prompt, input_video_path or video_path, controls, weight", *extra])
+        raise UserError(f"{where}: template error ({exc}); fix the template (variables: {variables})") from None
     try:
         spec = json.loads(rendered)
     except json.JSONDecodeError as exc:
@@ -306,7 +327,8 @@ def _spec_paths(spec: dict) -> list[str]:
             for item in value:
                 add(item)
 
-    for key in ("input_video_path", "video_path", "prompt_path", "image_context_path", "guided_generation_mask"):
+    for key in ("input_video_path", "video_path", "vision_path", "prompt_path", "defaults_file", "image_context_path",
+                "guided_generation_mask"):
         add(spec.get(key))
     for value in spec.values():
         if isinstance(value, dict):

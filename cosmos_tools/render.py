@@ -130,7 +130,8 @@ def _render(name: str, kind: str, spec: dict, cfg, profile, command_of, *, accou
     env = {"CUDA_VISIBLE_DEVICES": _cuda_devices(cfg, gpus), **profile.env(cfg, gpus)}
     backend = backend_of(cfg)
     docker = backend.launch(cfg, name=name, kind=kind, container=paths.container, gpus=gpus, env=env,
-                            account=account, home=home, runner=script("runner.sh"), log=paths.log,
+                            account=account, home=home, image_paths=getattr(profile, "IMAGE_PATHS", ()),
+                            runner=script("runner.sh"), log=paths.log,
                             runner_exit=f"{paths.folder}/{backend.runner_exit}", command=command)
     return Rendered(name=name, kind=kind, spec=spec, command=command, docker=docker, container=paths.container,
                     output_dir=paths.folder, spec_path=paths.spec, log_path=paths.log,
@@ -140,8 +141,9 @@ def _render(name: str, kind: str, spec: dict, cfg, profile, command_of, *, accou
 
 def docker_argv(cfg, *, name: str, kind: str, container: str, gpus: int, env: dict[str, str],
                 account: BoxAccount | None, home: str, runner: str, log: str, runner_exit: str,
-                command: list[str]) -> list[str]:
-    """The `docker run` argv of one detached, named job (templates/docker_run.json.j2)."""
+                command: list[str], image_paths=()) -> list[str]:
+    """The `docker run` argv of one detached, named job (templates/docker_run.json.j2); ``image_paths``: container
+    folders kept from the image (anonymous volumes, e.g. Cosmos 3's /workspace/.venv)."""
     docker_cmd = _split_words(cfg, "DOCKER_CMD")
     if not docker_cmd:
         raise UserError(f"DOCKER_CMD ({cfg.sources['DOCKER_CMD']}) is empty; set it to docker or 'sudo docker'")
@@ -150,7 +152,7 @@ def docker_argv(cfg, *, name: str, kind: str, container: str, gpus: int, env: di
                        gpus=cfg["DOCKER_GPUS"], ipc=ipc, shm_size="" if ipc == "host" else cfg["DOCKER_SHM_SIZE"],
                        user=_docker_user(cfg, account), env=env,
                        remote_dir=host_path(cfg, "REMOTE_DIR", home),
-                       hf_cache=host_path(cfg, "HF_CACHE_REMOTE", home),
+                       hf_cache=host_path(cfg, "HF_CACHE_REMOTE", home), image_paths=image_paths,
                        extra_args=_split_words(cfg, "DOCKER_EXTRA_ARGS"), image=cfg["DOCKER_IMAGE"],
                        runner=runner, log_path=log, exit_code_path=runner_exit, command=command)
 

@@ -23,7 +23,7 @@ SCRIPTS = sorted(p.name for p in resources.files("cosmos_tools.remote").iterdir(
 
 
 def test_every_script_the_code_loads_is_in_the_package():
-    loads = re.compile(r"""(?:script|bash)\("([a-z_]+\.(?:sh|py))\"""")
+    loads = re.compile(r"""(?:script|bash)\("([a-z0-9_]+\.(?:sh|py))\"""")
     named = {name for source in PACKAGE.rglob("*.py") for name in loads.findall(source.read_text())}
     assert named == set(SCRIPTS)
     for name in named:

@@ -42,6 +42,8 @@ TRANSFER_PY = "cosmos_transfer1/diffusion/inference/transfer.py"
 INFERENCE25_PY = "examples/inference.py"  # cosmos-transfer2.5's entry point (the transfer2.5-2b profile)
 VIDEO_CRITIC_PY = "examples/video_critic/video_critic.py"  # cosmos-reason1's video critic (CRITIC=reason1)
 REASONER_STAND_IN = "cosmos_framework/scripts/reasoner_stand_in.py"  # for the Cosmos 3 stand-in (CRITIC=cosmos3)
+# cosmos-framework's inference CLI (the cosmos3-* profiles, run with -m); sibling stand-ins go in its folder
+COSMOS3_INFERENCE_PY = "cosmos_framework/scripts/inference.py"
 DOCKER_IMAGE = "cosmos-transfer1:rehearsal"
 # The default checkpoints transfer.py looks for (reference §2.2, §4), as empty placeholders.
 CHECKPOINTS = (
@@ -101,7 +103,7 @@ def up(dir: Path, seconds: float | None = None, model: str | None = None, *, loa
     ``seconds``: how long each stand-in transfer.py run takes (default about 3 s); ``load_seconds`` and
     ``sample_seconds`` split it: a model load once per process, then each generated video (defaults 0.2 and
     0.7 x ``seconds``). ``model``: the MODEL its config.sh names (default transfer1-7b; the stand-in checkout
-    holds both models' entry points). ``slurm``: start the rehearsal Slurm too (a running host without one is
+    holds every model's entry point). ``slurm``: start the rehearsal Slurm too (a running host without one is
     restarted with it).
     """
     if slurm:
@@ -229,8 +231,8 @@ def config_text(info: HostInfo, model: str = "transfer1-7b") -> str:
     lines = [
         "# REHEARSAL HOST: this config points at a stand-in GPU box on 127.0.0.1 started by",
         f"# `cosmos-tools rehearsal up {shlex.quote(str(info.dir))}`",
-        "# (stand-in docker, transfer.py and examples/inference.py: no GPU, no model"
-        + ("; a real Slurm with 4 stand-in GPUs runs them)." if info.slurm else ")."),
+        "# (stand-in docker, transfer.py, examples/inference.py, cosmos_framework/scripts/inference.py: no GPU, no "
+        "model" + ("; a real Slurm with 4 stand-in GPUs runs them)." if info.slurm else ")."),
         "# Outputs are a cheap ffmpeg filter of the input, with the real names and sizes.",
         "",
     ]
@@ -267,9 +269,12 @@ def _install_remote(paths: dict[str, Path]) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.touch()
     _copy_exec(STAND_IN / "transfer.py", checkout / TRANSFER_PY, 0o644)
-    # One stand-in checkout serves both model profiles: MODEL picks the entry point (rehearsal up --model).
+    # One stand-in checkout serves every model profile: MODEL picks the entry point (rehearsal up --model).
     (checkout / "examples").mkdir(exist_ok=True)
     _copy_exec(STAND_IN / "inference25.py", checkout / INFERENCE25_PY, 0o644)
+    _copy_exec(STAND_IN / "cosmos3_inference.py", checkout / COSMOS3_INFERENCE_PY, 0o644)
+    for package in ("cosmos_framework", "cosmos_framework/scripts"):
+        (checkout / package / "__init__.py").touch()
     # The critics of `critique` (critic.py): reason1's script at its upstream path, and the reasoner the Cosmos 3
     # stand-in inference.py hands model_mode "reasoner" samples to.
     _copy_exec(STAND_IN / "video_critic.py", checkout / VIDEO_CRITIC_PY, 0o755)
