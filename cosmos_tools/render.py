@@ -296,7 +296,7 @@ def render_critique(paths: JobPaths, cfg, command_of, *, account: BoxAccount | N
     docker = render_json("docker_run.json.j2", docker_cmd=docker_cmd, container=paths.container, name=paths.name,
                          kind="critic", gpus=cfg["DOCKER_GPUS"], ipc=ipc,
                          shm_size="" if ipc == "host" else cfg["DOCKER_SHM_SIZE"], user=_docker_user(cfg, account),
-                         env=env, remote_dir=checkout, hf_cache=host_path(cfg, "HF_CACHE_REMOTE", home),
+                         env=env, remote_dir=checkout, hf_cache=host_path(cfg, "HF_CACHE_REMOTE", home), image_paths=(),
                          extra_args=[*mounts, *_split_words(cfg, "DOCKER_EXTRA_ARGS")],
                          image=cfg["CRITIC_IMAGE"].strip() or cfg["DOCKER_IMAGE"], runner=script("runner.sh"),
                          log_path=f"{project}/{paths.log}", exit_code_path=f"{project}/{paths.exit_code}",
