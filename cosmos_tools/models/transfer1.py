@@ -29,6 +29,11 @@ def run_spec(prompt: dict, spec_path: str) -> dict:
     return {key: value for key, value in prompt.items() if not key.startswith("_")}
 
 
+def project_spec(spec: dict, spec_path: str) -> dict:
+    """The spec with project-relative paths: Transfer1's are already (the checkout is /workspace)."""
+    return spec
+
+
 def offload_words(cfg, prompt: dict) -> list[str]:
     """OFFLOAD's words, minus those the prompt sets to false: a store_true flag on the command line cannot be
     switched off by the spec, so the prompt's ``"offload_<x>": false`` wins by leaving ``--offload_<x>`` out."""

@@ -229,6 +229,27 @@ def run_spec(prompt: dict, spec_path: str) -> dict:
     return spec
 
 
+def project_spec(spec: dict, spec_path: str) -> dict:
+    """``spec`` (as a run used it, its paths relative to ``spec_path``'s folder) with project-relative paths again:
+    the files a rerun must find on the box (inputs/videos/<shot>/...)."""
+    folder = posixpath.dirname(spec_path)
+
+    def back(value):
+        if not isinstance(value, str) or not value or value.startswith("/") or is_clean_relative(value):
+            return value
+        return posixpath.normpath(posixpath.join(folder, value))
+
+    projected = dict(spec)
+    for key in PATH_KEYS:
+        if key in projected:
+            projected[key] = back(projected[key])
+    for key in CONTROL_KEYS:
+        if isinstance(projected.get(key), dict):
+            projected[key] = {field: back(v) if field in ("control_path", "mask_path") else v
+                              for field, v in projected[key].items()}
+    return projected
+
+
 def command(cfg, prompt: dict, paths, num_gpu: int) -> list[str]:
     """``torchrun --nproc_per_node N examples/inference.py -i SPEC -o DIR`` (context parallelism = WORLD_SIZE)."""
     from ..render import render_json
