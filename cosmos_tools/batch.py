@@ -148,6 +148,36 @@ def describe(groups: list[Group], names: list[str]) -> list[str]:
     return out
 
 
+def is_batch_folder(folder: str) -> bool:
+    """A batch job's own folder on the box (``outputs/batches/runs/<batch id>``)."""
+    return folder.startswith(f"{BATCHES_DIR}/runs/") and "/" not in folder.removeprefix(f"{BATCHES_DIR}/runs/")
+
+
+def read_items(remote, folders: list[str]) -> dict[str, list[dict]]:
+    """The lines of each batch folder on the box as its items.json lists them (``[{"dir", "latest", "files"}]``),
+    in one round trip (remote/batch_items.sh); [] for a folder without a readable one."""
+    from .errors import RemoteError
+
+    if not folders:
+        return {}
+    done = remote.retrying("reading batch lines", lambda: remote.bash("batch_items.sh", *folders))
+    parts = done.stdout.split(b"\0")[:-1]
+    if done.rc != 0 or len(parts) != len(folders):
+        raise RemoteError(f"unexpected answer from {remote.t.describe()} when reading the lines of batch jobs "
+                          f"(exit {done.rc})")
+    return {folder: _items(data) for folder, data in zip(folders, parts, strict=True)}
+
+
+def _items(data: bytes) -> list[dict]:
+    try:
+        items = json.loads(data) if data else []
+    except ValueError:
+        return []
+    ok = isinstance(items, list) and all(isinstance(i, dict) and isinstance(i.get("dir"), str) and
+                                         isinstance(i.get("latest"), str) for i in items)
+    return items if ok else []
+
+
 def read_mapping(data: bytes | str, count: int) -> list[dict] | None:
     """mapping.json as written by remote/batch_map.py (``[{"line", "dir", "status"}]``); None if unusable."""
     try:

@@ -174,11 +174,14 @@ def download_cmd(prompt: Path) -> None:
 @GPUS
 @click.option("--force", is_flag=True, help="A new run even if the latest one finished ok with the same spec.")
 @click.option("--dry-run", is_flag=True, help="Check the prompts and show how the runs are grouped; run nothing.")
+@click.option("--detach", is_flag=True, help="Upload and queue every job on the box, say what was queued, and "
+              "return; the same command again collects the results.")
 @click.option("--no-review", "review", flag_value=False, default=True,
               help="Several prompts: skip the review page and contact sheet written at the end.")
 @interruptible
 def cycle_cmd(prompts: tuple[str, ...], upscale: bool | None, upscale_weight: str | None,
-              upscale_prompt: str | None, num_gpu: int | None, force: bool, dry_run: bool, review: bool) -> None:
+              upscale_prompt: str | None, num_gpu: int | None, force: bool, dry_run: bool, detach: bool,
+              review: bool) -> None:
     """Upload, run (live log), upscale, download, and append a line to notes/run_history.log.
 
     Each run gets its own folder, outputs/runs/NAME-K (outputs/NAME links to the latest). Re-running after a
@@ -189,11 +192,15 @@ def cycle_cmd(prompts: tuple[str, ...], upscale: bool | None, upscale_weight: st
     one upload, variants that differ only in what a batch line carries (prompt, input video, control fields)
     run as one batch job (one model load), the others one after another; one history line per variant and a
     table at the end. No 4K upscale unless --upscale. --dry-run shows the grouping.
+
+    --detach (one prompt too, which then is not upscaled): upload and queue every job on the box, print the run ids
+    and queue positions, exit 0. Running the same command again later re-attaches: it collects what finished,
+    follows what runs, queues nothing twice, then downloads, writes the history lines and the review.
     """
     cfg = _upscale_config(_config(num_gpu), upscale_prompt)
     paths = [Path(p) for p in prompts]
     single = len(paths) == 1 or (len(paths) == 2 and not prompts[1].endswith(".json"))
-    if single and not dry_run:
+    if single and not dry_run and not detach:
         from .experiment import read_inputs
 
         if len(paths) == 2 or read_inputs(cfg, paths[:1])[1] == paths:
@@ -203,12 +210,11 @@ def cycle_cmd(prompts: tuple[str, ...], upscale: bool | None, upscale_weight: st
                       weight=upscale_weight, force=force)
             return
     if len(paths) == 2 and single:
-        raise click.UsageError("--dry-run takes prompt files or a manifest, not a videos_subdir")
+        raise click.UsageError("--dry-run and --detach take prompt files or a manifest, not a videos_subdir")
     from .experiment import run_experiment
-    from .render import upscale_weight as checked_weight
 
-    weight = checked_weight(cfg["UPSCALE_WEIGHT"] if upscale_weight is None else upscale_weight) if upscale else None
-    run_experiment(cfg, paths, upscale=weight, force=force, dry_run=dry_run, review=review)
+    run_experiment(cfg, paths, upscale=bool(upscale) and not detach, upscale_weight=upscale_weight, force=force,
+                   dry_run=dry_run, detach=detach, review=review)
 
 
 @click.command("rerun")

@@ -2,7 +2,7 @@
 # Usage: full_cycle.sh <prompt.json> [videos_subdir_override] [--no-upscale] [--upscale-weight W]
 #                      [--wait] [--num-gpu N] [--force]
 #        full_cycle.sh <prompt.json> <prompt.json>... [--upscale] [--upscale-weight W] [--wait] [--num-gpu N]
-#                      [--force] [--dry-run]
+#                      [--force] [--dry-run] [--detach]
 #        full_cycle.sh inputs/sweeps/<name>.json [same options as several prompts]
 #
 # Upload, run with a live log, upscale (if the run succeeded), download, and append one line
@@ -23,6 +23,8 @@
 #   --num-gpu N       GPUs for this run (default NUM_GPU; more than 1 uses torchrun)
 #   --force           run again as a new run even if this spec already finished ok
 #   --dry-run         check the prompts and show how the variants are grouped into jobs; run nothing
+#   --detach          upload and queue every job on the box, say what was queued, return (the same command
+#                     again collects the results: downloads, history lines, review)
 #   -h, --help        show this help
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
