@@ -291,8 +291,8 @@ def status_cmd(as_json: bool) -> None:
         return
     table = [("STATE", "EXIT", "UPDATED", "JOB")]
     for row in rows:
-        table.append((row["state"], "" if row["exit_code"] is None else str(row["exit_code"]), row["updated"],
-                      _shown(row["job"])))
+        job = _shown(row["job"]) + (f" (batch {_shown(row['batch'])}: {_variants(row)})" if row["batch"] else "")
+        table.append((row["state"], "" if row["exit_code"] is None else str(row["exit_code"]), row["updated"], job))
     widths = [max(len(r[i]) for r in table) for i in range(3)]
     for r in table:
         click.echo("  ".join(c.ljust(w) for c, w in zip(r[:3], widths, strict=True)) + "  " + r[3])
@@ -302,7 +302,11 @@ def status_cmd(as_json: bool) -> None:
 @click.argument("run")
 @interruptible
 def attach_cmd(run: str) -> None:
-    """Re-attach to the live log of job RUN (a run name or its prompt file) and follow it to the end."""
+    """Re-attach to the live log of job RUN (a run name or its prompt file) and follow it to the end.
+
+    A prompt whose run is a line of a batch job follows that batch (its verdict is the line's); RUN may also name a
+    batch (`cosmos-tools queue` lists them).
+    """
     from .jobs import attach
 
     cfg = load_config()
@@ -353,14 +357,21 @@ def queue_cmd(as_json: bool) -> None:
     rows = _box_rows(queue_rows, as_json, "the queue on the box is empty")
     if not rows:
         return
-    table = [("POS", "STATE", "EXIT", "RUN ID", "KIND")]
+    batches = any(row["batch"] for row in rows)
+    table = [("POS", "STATE", "EXIT", "RUN ID", "KIND", *(("VARIANTS",) if batches else ()))]
     for row in rows:
         table.append(("" if row["position"] is None else str(row["position"]), row["state"],
                       "" if row["exit_code"] is None else str(row["exit_code"]), _shown(row["run_id"]),
-                      "upscale" if row["kind"] == "up" else "run"))
+                      {"up": "upscale", "batch": "batch"}.get(row["kind"], "run"),
+                      *((_variants(row),) if batches else ())))
     widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
     for r in table:
         click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+
+
+def _variants(row: dict) -> str:
+    """A batch row's variants: the run ids of its lines."""
+    return ", ".join(_shown(run_id) for run_id in row["variants"])
 
 
 @click.command("history")
