@@ -311,3 +311,30 @@ def test_a_batch_killed_while_queued_gives_each_variant_a_cancelled_line(project
     assert [(r["run"], r["status"], r.get("run_id")) for r in lines] == [("lock_0", "cancelled", None),
                                                                          ("lock_1", "cancelled", None)]
     assert "removed from the queue before it started" in lines[0]["error"]
+
+
+@pytest.mark.usefixtures("endless_jobs")
+def test_status_queue_and_attach_know_a_batch_and_its_variants(project, rehearsal_host):
+    import subprocess
+
+    from test_cycle import REPO
+
+    shot = add_shot(project)
+    prompts = [write_prompt(project, f"harbor_{i}", shot, text=f"a harbor, take {i}") for i in range(2)]
+    client = start(project, "full_cycle.sh", *(p.relative_to(project) for p in prompts))
+    wait_for_line(client, "started harbor_0~batch1 as container")
+    client.kill()  # the batch keeps running on the box
+    client.communicate()
+    queue = tool(project, "queue")
+    assert queue.returncode == 0 and queue.stdout.splitlines()[0].split()[-1] == "VARIANTS"
+    assert "harbor_0~batch1-1  batch  harbor_0-1, harbor_1-1" in queue.stdout
+    (row,) = [r for r in json.loads(tool(project, "status", "--json").stdout) if r["kind"] == "batch"]
+    assert (row["batch"], row["state"], row["variants"]) == ("harbor_0~batch1", "running", ["harbor_0-1", "harbor_1-1"])
+    assert "(batch harbor_0~batch1: harbor_0-1, harbor_1-1)" in tool(project, "status").stdout
+    attach = subprocess.Popen([str(REPO / ".venv" / "bin" / "cosmos-tools"), "attach", "harbor_1"], cwd=project,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for_line(attach, "harbor_1 is a line of batch harbor_0~batch1")
+    assert tool(project, "kill", "harbor_0~batch1").returncode == 0
+    _, err = attach.communicate(timeout=120)
+    assert attach.returncode == 1 and "harbor_1-1: stopped by a signal" in err
+    assert remote_path(rehearsal_host, "outputs/runs/harbor_1-1/exit_code").is_file()
