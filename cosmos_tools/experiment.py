@@ -40,11 +40,12 @@ from .batch import (
     MAPPING_FILE,
     BatchPaths,
     Group,
-    batch_line,
+    batch_lines,
     describe,
     group_variants,
     is_batch_folder,
     jsonl,
+    line_item,
     read_items,
     read_mapping,
 )
@@ -168,8 +169,8 @@ def plan_variants(cfg, paths: list[Path], *, upscale: bool, upscale_weight=None)
     return name, variants
 
 
-def grouping(variants: list[Variant]) -> list[Group]:
-    return group_variants([v.spec for v in variants])
+def grouping(cfg, variants: list[Variant]) -> list[Group]:
+    return group_variants([v.spec for v in variants], cfg["MODEL"])
 
 
 def run_experiment(cfg, paths: list[Path], *, upscale: bool = False, upscale_weight=None, force: bool = False,
@@ -178,7 +179,7 @@ def run_experiment(cfg, paths: list[Path], *, upscale: bool = False, upscale_wei
 
     ``detach``: queue every job and return (the same call later collects the results)."""
     name, variants = plan_variants(cfg, paths, upscale=upscale, upscale_weight=upscale_weight)
-    groups = grouping(variants)
+    groups = grouping(cfg, variants)
     for line in describe(groups, [v.name for v in variants]):
         print(line)
     if dry_run:
@@ -416,14 +417,15 @@ class Experiment:
 
         self.batches += 1
         name = f"{self.name}~batch{self.batches}"
-        shared = members[0].spec
-        lines = [batch_line(shared, v.spec) for v in members]
+        shared, model = members[0].spec, self.cfg["MODEL"]
         remote = self.remote
         box = remote.retrying("reading job state", lambda: remote.probe(
             [BatchPaths.of_batch(name).folder, *(latest_folder(v.name, RUN) for v in members)]))
 
         def new_job(k: int) -> Job:
             rendered = render_batch(name, shared, self.cfg, account=box.account, leaf=run_id_of(name, k))
+            lines = batch_lines(model, [v.plan.prompt for v in members], [v.spec for v in members],
+                                rendered.output_dir)
             items = []
             for line, (v, data) in enumerate(zip(members, lines, strict=True)):
                 number = next_run_number(self.cfg, v.name, box.jobs[latest_folder(v.name, RUN)].leaf, self.run_ids)
@@ -432,7 +434,8 @@ class Experiment:
                 made = v.connected.make_job(own, v.plan.text, run_id, batch=rendered.output_dir, batch_line=line,
                                             batch_input=data)
                 items.append({"dir": made.dir, "latest": latest_folder(v.name, RUN),
-                              "files": {k: b.decode("utf-8") for k, b in made.files.items()}})
+                              "files": {k: b.decode("utf-8") for k, b in made.files.items()},
+                              **line_item(model, line)})
             files = {"controlnet_spec.json": spec_bytes(shared), JSONL_FILE: jsonl(lines),
                      MAP_SCRIPT: script("batch_map.py").encode("utf-8"),
                      ITEMS_FILE: (json.dumps(items, indent=2, ensure_ascii=False) + "\n").encode(),
@@ -503,9 +506,9 @@ class Experiment:
             return []
         pending = []
         for row in rows:
-            v = batch.members.get(row["dir"])
-            if v is None:
+            if row["dir"] not in batch.members:
                 continue  # a line of someone else's, or of a spec since changed
+            v = batch.members[row["dir"]]
             if row["status"] == "pending":
                 v.result.run = None
                 pending.append(v)

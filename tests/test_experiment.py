@@ -338,3 +338,37 @@ def test_status_queue_and_attach_know_a_batch_and_its_variants(project, rehearsa
     _, err = attach.communicate(timeout=120)
     assert attach.returncode == 1 and "harbor_1-1: stopped by a signal" in err
     assert remote_path(rehearsal_host, "outputs/runs/harbor_1-1/exit_code").is_file()
+
+
+def test_25_variants_run_as_one_multi_record_job_mapped_back_to_their_run_folders(project, rehearsal_host):
+    from test_models import MODEL25, prompt25, write
+
+    shot = add_shot(project, "shot25_batch")
+    texts = ["a bridge at dawn", "a bridge GUARDRAIL_BLOCK_ME", "a bridge in fog"]
+    prompts = [write(project, prompt25(shot, prompt=text, seed=i), f"bridge_{i}") for i, text in enumerate(texts)]
+    prompts.append(write(project, prompt25(shot, depth=None, prompt="a bridge, edges only"), "bridge_edge"))
+    args = [p.relative_to(project) for p in prompts]
+    env = {"MODEL": MODEL25}
+    dry = script(project, "full_cycle.sh", *args, "--dry-run", env=env)
+    assert dry.returncode == 0, dry.stderr
+    assert "job 1: batch of 3 (one model load; lines differ in prompt, seed)" in dry.stdout
+    assert "job 2: single run: bridge_edge" in dry.stdout  # another control set: another model
+    made = script(project, "sweep.sh", args[0], "--set", "seed=1,2", "--name", "bridge_seeds")
+    assert made.returncode == 0, made.stderr
+    shown = json.loads(tool(project, "render", "inputs/sweeps/bridge_seeds.json", "--json").stdout)
+    assert [[r["name"] for r in job["lines"]] for job in shown["jobs"]] == [["line_0", "line_1"]]
+    done = script(project, "full_cycle.sh", *args, env=env)
+    assert done.returncode == 1, done.stderr  # bridge_1 was blocked
+    assert "Loading the edge+depth model once for 3 sample(s)" in done.stdout and "queueing" not in done.stderr
+    assert [(r["run_id"], r["status"]) for r in records(project)] == [
+        ("bridge_0-1", "ok"), ("bridge_1-1", "blocked"), ("bridge_2-1", "ok"), ("bridge_edge-1", "ok")]
+    runs = project / "outputs" / "runs"
+    for i in (0, 2):
+        assert (runs / f"bridge_{i}-1" / "output.txt").read_text() == texts[i]
+        assert (runs / f"bridge_{i}-1" / "output_control_depth.mp4").is_file()
+        spec = json.loads((runs / f"bridge_{i}-1" / "controlnet_spec.json").read_text())
+        assert spec["name"] == "output" and spec["seed"] == i  # the spec a single run of it would use
+    assert "Guardrail blocked generation" in (runs / "bridge_1-1" / "run.log").read_text()
+    assert not (runs / "bridge_1-1" / "output.mp4").exists()
+    again = script(project, "full_cycle.sh", *args, "--no-review", env=env)  # found done or blocked: nothing runs
+    assert again.returncode == 1 and len(records(project)) == 4 and "one model load" not in again.stderr

@@ -8,7 +8,8 @@ under MODEL from config.sh. A profile module provides:
 - ``checker(spec, cfg)``: a ``validate.SpecChecker`` with the model's rules;
 - ``run_spec(prompt, spec_path)``: the spec file the model reads, from the prompt as written;
 - ``project_spec(spec, spec_path)``: a spec as a run used it, with project-relative paths again (rerun uploads);
-- ``command(cfg, prompt, paths, num_gpu)`` and ``env(cfg, num_gpu)``: what runs inside the container.
+- ``command(cfg, prompt, paths, num_gpu)`` and ``env(cfg, num_gpu)``: what runs inside the container;
+- ``BATCH_FLAG``: the flag that hands a batch job its JSONL (batch.py; "": the JSONL is the input spec itself).
 
 REMOTE_DIR and DOCKER_IMAGE belong to one model's checkout and image, so a run needs its prompt's profile to be
 MODEL (``for_run``); ``check`` and ``render`` follow the prompt's own profile.

@@ -15,6 +15,7 @@ USER_TEMPLATE = "prompt_template.json.j2"
 HAS_UPSCALER = True
 COMMIT_KEY = None  # no pinned commit: transfer.py's interface is stable (limited maintenance since 5005e82)
 TRANSFER_PY = "cosmos_transfer1/diffusion/inference/transfer.py"
+BATCH_FLAG = "--batch_input_path"  # a batch job's JSONL of lines (batch.py), beside the shared spec
 OFFLOAD_WORDS = ("diffusion_transformer", "text_encoder_model", "guardrail_models", "prompt_upsampler")
 
 

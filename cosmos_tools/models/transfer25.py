@@ -27,6 +27,7 @@ USER_TEMPLATE = "prompt_template.transfer2.5-2b.json.j2"
 HAS_UPSCALER = False
 COMMIT_KEY = "TRANSFER25_COMMIT"
 INFERENCE_PY = "examples/inference.py"
+BATCH_FLAG = ""  # none: a batch job's JSONL of records (batch.py) is the -i input itself
 OUTPUT_NAME = "output"  # the rendered record's name: upstream's <name>.mp4 becomes the run folder's output.mp4
 
 CHUNK_FRAMES = 93  # num_video_frames_per_chunk default (the trained length)
