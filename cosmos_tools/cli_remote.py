@@ -357,13 +357,11 @@ def queue_cmd(as_json: bool) -> None:
     rows = _box_rows(queue_rows, as_json, "the queue on the box is empty")
     if not rows:
         return
-    batches = any(row["batch"] for row in rows)
-    table = [("POS", "STATE", "EXIT", "RUN ID", "KIND", *(("VARIANTS",) if batches else ()))]
+    table = [("POS", "STATE", "EXIT", "RUN ID", "KIND")]
     for row in rows:
+        kind = f"batch ({_variants(row)})" if row["batch"] else "upscale" if row["kind"] == "up" else "run"
         table.append(("" if row["position"] is None else str(row["position"]), row["state"],
-                      "" if row["exit_code"] is None else str(row["exit_code"]), _shown(row["run_id"]),
-                      {"up": "upscale", "batch": "batch"}.get(row["kind"], "run"),
-                      *((_variants(row),) if batches else ())))
+                      "" if row["exit_code"] is None else str(row["exit_code"]), _shown(row["run_id"]), kind))
     widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
     for r in table:
         click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
