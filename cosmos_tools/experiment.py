@@ -407,6 +407,8 @@ class Experiment:
         except Interrupted:
             self._after_batch_interrupt(batch)
             raise
+        for v in batch.members.values():
+            v.queued = ""
         pending = self._take_lines(batch, outcome, time.monotonic() - begin)
         for v in pending:  # lines after a blocked one: run as a group of their own
             v.attached = False
