@@ -329,7 +329,8 @@ def test_status_queue_and_attach_know_a_batch_and_its_variants(project, rehearsa
     (line,) = [line for line in queue.stdout.splitlines() if "harbor_0~batch1-1" in line]
     assert queue.returncode == 0 and line.split()[0] == "running"
     assert line.endswith("batch (harbor_0-1, harbor_1-1)")
-    (row,) = [r for r in json.loads(tool(project, "status", "--json").stdout) if r["kind"] == "batch"]
+    (row,) = [r for r in json.loads(tool(project, "status", "--json").stdout) if r["batch"] == "harbor_0~batch1"]
+    assert row["kind"] == "batch" and row["job"] == "outputs/batches/runs/harbor_0~batch1-1"
     assert (row["batch"], row["state"], row["variants"]) == ("harbor_0~batch1", "running", ["harbor_0-1", "harbor_1-1"])
     assert "(batch harbor_0~batch1: harbor_0-1, harbor_1-1)" in tool(project, "status").stdout
     attach = subprocess.Popen([str(REPO / ".venv" / "bin" / "cosmos-tools"), "attach", "harbor_1"], cwd=project,
