@@ -374,3 +374,16 @@ def test_25_variants_run_as_one_multi_record_job_mapped_back_to_their_run_folder
     assert not (runs / "bridge_1-1" / "output.mp4").exists()
     again = script(project, "full_cycle.sh", *args, "--no-review", env=env)  # found done or blocked: nothing runs
     assert again.returncode == 1 and len(records(project)) == 4 and "one model load" not in again.stderr
+
+
+def test_detach_of_one_prompt_queues_its_run_and_a_plain_cycle_collects_it(project, rehearsal_host):
+    shot = add_shot(project)
+    prompt = write_prompt(project, "jetty", shot).relative_to(project)
+    detached = script(project, "full_cycle.sh", prompt, "--detach")
+    assert detached.returncode == 0, detached.stderr
+    assert "jetty-1" in detached.stdout and records(project) == []
+    collected = script(project, "full_cycle.sh", prompt, "--no-upscale")
+    assert collected.returncode == 0, collected.stderr
+    assert [(r["run_id"], r["status"]) for r in records(project)] == [("jetty-1", "ok")]
+    assert (project / "outputs" / "runs" / "jetty-1" / "output.mp4").is_file()
+    assert not remote_path(rehearsal_host, "outputs/runs/jetty-2").exists()
