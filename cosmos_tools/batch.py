@@ -1,4 +1,14 @@
-"""Batches: variants that one model load can serve, the ``--batch_input_path`` JSONL job, its results mapped back.
+"""Batches: variants that one model load can serve, the batch's JSONL job, its results mapped back.
+
+Cosmos-Transfer1 (below) and Cosmos-Transfer2.5 batch differently. Transfer2.5 (reference cosmos-transfer2.5.md
+section 2.1) reads every record of its ``-i`` files with one model load, and every key of a record is its own (prompt,
+video, seed, guidance, steps, resolution, sigma_max, controls' fields...); only the setup flags are shared, and they
+come from the config. But the model it loads follows the union of the records' control keys (one key: that
+checkpoint; several: the multi-control model, whose output differs), so its batches group the variants by their set of
+control keys. Each record is the variant's own spec with its paths relative to the batch folder and a unique ``name``,
+``line_<N>``: upstream writes ``line_<N>.mp4`` and friends, moved to the variant's run folder as ``output.mp4``...
+A blocked record is skipped (``--keep-going``, upstream's default) and the batch goes on: nothing is queued again.
+Other models run one spec per job.
 
 transfer.py's batch mode (reference cosmos-transfer1.md section 3) reads one JSON object per line: a line
 carries ``prompt``, ``visual_input`` (the variant's ``input_video_path``) and ``control_overrides`` (fields of
@@ -27,6 +37,7 @@ from dataclasses import dataclass, field
 from .remote.paths import RUN, JobPaths, container_name
 from .validate import CONTROL_KEYS
 
+TRANSFER1, TRANSFER25 = "transfer1-7b", "transfer2.5-2b"
 BATCHES_DIR = "outputs/batches"
 LINE_KEYS = ("prompt", "input_video_path")  # the spec keys a batch line carries (as prompt, visual_input)
 ITEMS_FILE, JSONL_FILE, MAPPING_FILE = "items.json", "batch.jsonl", "mapping.json"
@@ -83,16 +94,33 @@ def shared_key(spec: dict) -> str:
     return json.dumps([top, controls], sort_keys=True, ensure_ascii=False)
 
 
-def group_variants(specs: list[dict]) -> list[Group]:
-    """Group run specs (``render.run_spec`` of each variant) by what batch mode shares, in order of first use."""
+def records_key(spec: dict) -> str:
+    """What a Transfer2.5 batch shares: the set of control keys (it picks the model the batch loads)."""
+    from .models.transfer25 import CONTROL_KEYS as KEYS25
+
+    return json.dumps(sorted(k for k in KEYS25 if spec.get(k) is not None))
+
+
+def _key(model: str, spec: dict) -> tuple[str, str]:
+    """(what a batch of ``model`` shares, as a comparable text; why ``spec`` must run alone, "" if it need not)."""
+    if model == TRANSFER25:
+        return records_key(spec), ""
+    if model != TRANSFER1:
+        return "", f"{model} runs one spec per job"
+    why = _unbatchable(spec)
+    return ("", why) if why else (shared_key(spec), "")
+
+
+def group_variants(specs: list[dict], model: str = TRANSFER1) -> list[Group]:
+    """Group run specs (``render.run_spec`` of each variant) by what a batch of ``model`` shares, in order of first
+    use."""
     groups: list[Group] = []
     by_key: dict[str, Group] = {}
     for index, spec in enumerate(specs):
-        why = _unbatchable(spec)
+        key, why = _key(model, spec)
         if why:
             groups.append(Group([index], alone=why))
             continue
-        key = shared_key(spec)
         if key in by_key:
             by_key[key].members.append(index)
         else:
@@ -100,13 +128,15 @@ def group_variants(specs: list[dict]) -> list[Group]:
             groups.append(by_key[key])
     for group in groups:
         if group.batch:
-            group.differs = _differences([specs[i] for i in group.members])
+            group.differs = _differences([specs[i] for i in group.members], model)
     return groups
 
 
-def _differences(specs: list[dict]) -> list[str]:
+def _differences(specs: list[dict], model: str) -> list[str]:
     first = specs[0]
-    keys = [k for k in LINE_KEYS if any(s.get(k) != first.get(k) for s in specs)]
+    line_keys = LINE_KEYS if model == TRANSFER1 else dict.fromkeys(
+        k for s in specs for k in s if k != "name" and k not in controls_of(s))
+    keys = [k for k in line_keys if any(s.get(k) != first.get(k) for s in specs)]
     for control, fields in controls_of(first).items():
         names = dict.fromkeys(name for s in specs for name in controls_of(s)[control])
         keys += [f"{control}.{name}" for name in names
@@ -130,6 +160,33 @@ def batch_line(shared: dict, spec: dict) -> dict:
     return line
 
 
+def record_name(index: int) -> str:
+    """The ``name`` of a Transfer2.5 batch's record ``index``: unique, a plain file name, the stem of its outputs."""
+    return f"line_{index}"
+
+
+def batch_lines(model: str, prompts: list[dict], specs: list[dict], folder: str) -> list[dict]:
+    """The JSONL objects of a batch in ``folder``: Transfer1 lines against the first spec (``batch_line``);
+    Transfer2.5 records, each variant's own spec with its paths relative to ``folder`` and its ``record_name``."""
+    if model == TRANSFER25:
+        from .models import transfer25
+
+        return [{**transfer25.run_spec(prompt, f"{folder}/{JSONL_FILE}"), "name": record_name(index)}
+                for index, prompt in enumerate(prompts)]
+    return [batch_line(specs[0], spec) for spec in specs]
+
+
+def line_item(model: str, index: int) -> dict:
+    """How remote/batch_map.py finds line ``index``'s result: its output file, the files to take, where its part of
+    the log ends, and whether a blocked line ends the batch (Transfer1 crashes) or not (Transfer2.5 goes on)."""
+    if model == TRANSFER25:
+        name = record_name(index)
+        return {"output": f"{name}.mp4", "take": {"prefix": name}, "keep_going": True,
+                "cut": [["Saved video to", f"/{name}.mp4"], ["Guardrail blocked", name]]}
+    return {"output": f"video_{index}/output.mp4", "take": {"folder": f"video_{index}"}, "keep_going": False,
+            "cut": [["Saved prompt to", f"video_{index}/prompt.txt"]]}
+
+
 def jsonl(lines: list[dict]) -> bytes:
     """batch.jsonl: one compact JSON object per line (transfer.py json.loads each line; no blank lines)."""
     return "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines).encode("utf-8")
@@ -146,6 +203,36 @@ def describe(groups: list[Group], names: list[str]) -> list[str]:
         else:
             out.append(f"job {number}: single run: {who}" + (f" ({group.alone})" if group.alone else ""))
     return out
+
+
+def is_batch_folder(folder: str) -> bool:
+    """A batch job's own folder on the box (``outputs/batches/runs/<batch id>``)."""
+    return folder.startswith(f"{BATCHES_DIR}/runs/") and "/" not in folder.removeprefix(f"{BATCHES_DIR}/runs/")
+
+
+def read_items(remote, folders: list[str]) -> dict[str, list[dict]]:
+    """The lines of each batch folder on the box as its items.json lists them (``[{"dir", "latest", "files"}]``),
+    in one round trip (remote/batch_items.sh); [] for a folder without a readable one."""
+    from .errors import RemoteError
+
+    if not folders:
+        return {}
+    done = remote.retrying("reading batch lines", lambda: remote.bash("batch_items.sh", *folders))
+    parts = done.stdout.split(b"\0")[:-1]
+    if done.rc != 0 or len(parts) != len(folders):
+        raise RemoteError(f"unexpected answer from {remote.t.describe()} when reading the lines of batch jobs "
+                          f"(exit {done.rc})")
+    return {folder: _items(data) for folder, data in zip(folders, parts, strict=True)}
+
+
+def _items(data: bytes) -> list[dict]:
+    try:
+        items = json.loads(data) if data else []
+    except ValueError:
+        return []
+    ok = isinstance(items, list) and all(isinstance(i, dict) and isinstance(i.get("dir"), str) and
+                                         isinstance(i.get("latest"), str) for i in items)
+    return items if ok else []
 
 
 def read_mapping(data: bytes | str, count: int) -> list[dict] | None:

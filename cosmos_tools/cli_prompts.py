@@ -160,15 +160,20 @@ class _GroupedJob(TypedDict):
 
 def _render_grouping(cfg, name: str, prompts: list, as_json: bool) -> None:
     """How the variants of sweep ``name`` run: one line per job, and each batch's JSONL."""
-    from .batch import batch_line, describe, group_variants
+    from . import models
+    from .batch import BatchPaths, batch_lines, describe, group_variants
+    from .remote.paths import run_id_of
     from .render import run_spec
 
     specs = [run_spec(p.name, p.data, cfg) for p in prompts]
-    groups = group_variants(specs)
+    model = models.of_prompt(prompts[0].data, cfg).NAME  # render follows the prompt's own model, as for one prompt
+    groups = group_variants(specs, model)
+    folder = BatchPaths.of_batch(name, run_id_of(name, 1)).folder  # where a batch's records are (for their paths)
     jobs: list[_GroupedJob] = [
         {"variants": [prompts[i].name for i in g.members], "batch": g.batch, "differs": g.differs,
          "alone": g.alone or None,
-         "lines": [batch_line(specs[g.members[0]], specs[i]) for i in g.members] if g.batch else None}
+         "lines": batch_lines(model, [prompts[i].data for i in g.members], [specs[i] for i in g.members],
+                              folder) if g.batch else None}
         for g in groups]
     if as_json:
         click.echo(json_text({"name": name, "jobs": jobs}), nl=False)

@@ -174,6 +174,8 @@ def download_cmd(prompt: Path) -> None:
 @GPUS
 @click.option("--force", is_flag=True, help="A new run even if the latest one finished ok with the same spec.")
 @click.option("--dry-run", is_flag=True, help="Check the prompts and show how the runs are grouped; run nothing.")
+@click.option("--detach", is_flag=True, help="Upload and queue every job on the box, say what was queued, and "
+              "return; the same command again collects the results.")
 @click.option("--no-review", "review", flag_value=False, default=True,
               help="Several prompts: skip the review page and contact sheet written at the end.")
 @click.option("--critique", is_flag=True, help="Several prompts: score the variants that ended ok with the video "
@@ -182,8 +184,8 @@ def download_cmd(prompt: Path) -> None:
               help="Several prompts: upscale the K best-scored variants (implies --critique).")
 @interruptible
 def cycle_cmd(prompts: tuple[str, ...], upscale: bool | None, upscale_weight: str | None,
-              upscale_prompt: str | None, num_gpu: int | None, force: bool, dry_run: bool, review: bool,
-              critique: bool, upscale_best: int | None) -> None:
+              upscale_prompt: str | None, num_gpu: int | None, force: bool, dry_run: bool, detach: bool,
+              review: bool, critique: bool, upscale_best: int | None) -> None:
     """Upload, run (live log), upscale, download, and append a line to notes/run_history.log.
 
     Each run gets its own folder, outputs/runs/NAME-K (outputs/NAME links to the latest). Re-running after a
@@ -196,13 +198,20 @@ def cycle_cmd(prompts: tuple[str, ...], upscale: bool | None, upscale_weight: st
     table at the end. No 4K upscale unless --upscale. --dry-run shows the grouping. --critique scores the
     variants with the video critic as the last step (critic.json per run; advisory: nothing is hidden);
     --upscale-best K then upscales only the K best-scored ones.
+
+    --detach (one prompt too, which then is not upscaled): upload and queue every job on the box, print the run ids
+    and queue positions, exit 0. Running the same command again later re-attaches: it collects what finished,
+    follows what runs, queues nothing twice, then downloads, writes the history lines and the review.
     """
     cfg = _upscale_config(_config(num_gpu), upscale_prompt)
     paths = [Path(p) for p in prompts]
     single = len(paths) == 1 or (len(paths) == 2 and not prompts[1].endswith(".json"))
     if upscale and upscale_best:
         raise click.UsageError("--upscale upscales every variant, --upscale-best K the K best: give one of them")
-    if single and not dry_run:
+    if detach and (critique or upscale_best):
+        raise click.UsageError("--detach returns before any result exists: give --critique or --upscale-best to the "
+                               "command that collects the results (the same command without --detach)")
+    if single and not dry_run and not detach:
         from .experiment import read_inputs
 
         if len(paths) == 2 or read_inputs(cfg, paths[:1])[1] == paths:
@@ -215,14 +224,11 @@ def cycle_cmd(prompts: tuple[str, ...], upscale: bool | None, upscale_weight: st
                       weight=upscale_weight, force=force)
             return
     if len(paths) == 2 and single:
-        raise click.UsageError("--dry-run takes prompt files or a manifest, not a videos_subdir")
+        raise click.UsageError("--dry-run and --detach take prompt files or a manifest, not a videos_subdir")
     from .experiment import run_experiment
-    from .render import upscale_weight as checked_weight
 
-    weight = checked_weight(cfg["UPSCALE_WEIGHT"] if upscale_weight is None else upscale_weight) \
-        if upscale or upscale_best else None
-    run_experiment(cfg, paths, upscale=weight if upscale else None, force=force, dry_run=dry_run, review=review,
-                   critique=critique, upscale_best=upscale_best or 0, best_weight=weight)
+    run_experiment(cfg, paths, upscale=bool(upscale) and not detach, upscale_weight=upscale_weight, force=force,
+                   dry_run=dry_run, detach=detach, review=review, critique=critique, upscale_best=upscale_best or 0)
 
 
 @click.command("rerun")
@@ -299,8 +305,8 @@ def status_cmd(as_json: bool) -> None:
         return
     table = [("STATE", "EXIT", "UPDATED", "JOB")]
     for row in rows:
-        table.append((row["state"], "" if row["exit_code"] is None else str(row["exit_code"]), row["updated"],
-                      _shown(row["job"])))
+        job = _shown(row["job"]) + (f" (batch {_shown(row['batch'])}: {_variants(row)})" if row["batch"] else "")
+        table.append((row["state"], "" if row["exit_code"] is None else str(row["exit_code"]), row["updated"], job))
     widths = [max(len(r[i]) for r in table) for i in range(3)]
     for r in table:
         click.echo("  ".join(c.ljust(w) for c, w in zip(r[:3], widths, strict=True)) + "  " + r[3])
@@ -310,7 +316,11 @@ def status_cmd(as_json: bool) -> None:
 @click.argument("run")
 @interruptible
 def attach_cmd(run: str) -> None:
-    """Re-attach to the live log of job RUN (a run name or its prompt file) and follow it to the end."""
+    """Re-attach to the live log of job RUN (a run name or its prompt file) and follow it to the end.
+
+    A prompt whose run is a line of a batch job follows that batch (its verdict is the line's); RUN may also name a
+    batch (`cosmos-tools queue` lists them).
+    """
     from .jobs import attach
 
     cfg = load_config()
@@ -366,12 +376,18 @@ def queue_cmd(as_json: bool) -> None:
     for row in rows:
         waits = slurm and row["state"] == "queued" and row["note"]
         state = f"{row['state']} ({row['note']})" if waits else row["state"]
+        kind = f"batch ({_variants(row)})" if row["batch"] else "upscale" if row["kind"] == "up" else "run"
         table.append(("" if row["position"] is None else str(row["position"]), state,
-                      "" if row["exit_code"] is None else str(row["exit_code"]), _shown(row["run_id"]),
-                      "upscale" if row["kind"] == "up" else "run", *((str(row["number"]),) if slurm else ())))
+                      "" if row["exit_code"] is None else str(row["exit_code"]), _shown(row["run_id"]), kind,
+                      *((str(row["number"]),) if slurm else ())))
     widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
     for r in table:
         click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+
+
+def _variants(row: dict) -> str:
+    """A batch row's variants: the run ids of its lines."""
+    return ", ".join(_shown(run_id) for run_id in row["variants"])
 
 
 @click.command("history")

@@ -362,10 +362,11 @@ def finish(cfg, done: Critique) -> None:
         raise JobFailed(f"{len(done.skipped)} run(s) not scored (said above); the others have their critic.json")
 
 
-def rank_experiment(cfg, runs: list, *, name: str, remote, best: int = 0, weight: float | None = None) -> None:
+def rank_experiment(cfg, runs: list, *, name: str, remote, best: int = 0,
+                    weights: dict[str, float | None] | None = None) -> None:
     """An experiment's last step: score its runs (``(plan, run id)`` of the variants that ended ok) over its
-    connection, print the ranking, then upscale the ``best`` best-scored ones, each an attempt of its own (as
-    `cosmos-tools upscale` makes it: own history line). JobFailed after them if an upscale did not end ok."""
+    connection, print the ranking, then upscale the ``best`` best-scored ones (``weights``: each run's upscaler
+    weight), each an attempt of its own (as `cosmos-tools upscale` makes it: own history line). JobFailed after them if an upscale did not end ok."""
     from .cycle import Steps, run_attempt
 
     if not runs:
@@ -382,7 +383,7 @@ def rank_experiment(cfg, runs: list, *, name: str, remote, best: int = 0, weight
     failed = []
     for run_id in chosen:
         try:
-            run_attempt(cfg, plans[run_id], Steps(upload=False, run=False, upscale=weight))
+            run_attempt(cfg, plans[run_id], Steps(upload=False, run=False, upscale=(weights or {}).get(run_id)))
         except (RemoteError, LocalError, Interrupted):
             raise
         except UserError as exc:  # this upscale failed or was refused: the next one still runs

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import posixpath
 import secrets
 import shlex
 import signal
@@ -23,7 +24,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import PurePosixPath
 from typing import TypedDict
 
@@ -248,8 +249,9 @@ def parse_box(stdout: bytes, facts: bool = False) -> Box | None:
         return None
     waiting = {e.folder: e for e in queue if e.state != "done"}
     ended = {e.folder: e.note for e in queue if e.state == "done" and e.note}  # Slurm: how a lost job ended
-    for state in jobs.values():
-        folder = f"outputs/runs/{state.leaf}" if state.leaf is not None else state.dir
+    for state in jobs.values():  # a "latest" link (outputs/<name>, outputs/batches/<name>) names runs/<leaf> beside it
+        folder = posixpath.join(posixpath.dirname(state.dir), "runs", state.leaf) if state.leaf is not None else \
+            state.dir
         entry = waiting.get(folder)
         if entry is not None and state.exit_code is None:
             state.queued, state.running = entry.ahead, entry.state == "running"
@@ -494,7 +496,8 @@ class JobRow(TypedDict):
     exit_code: int | None
     updated: str
     output_size: int
-
+    batch: str  # a batch job: its name ("" for a run or upscale)
+    variants: list[str]  # a batch job: the run ids of its lines
 
 @dataclass
 class Outcome:
@@ -711,6 +714,9 @@ def attach(remote: Remote, name: str, runner: Runner | None = None) -> Outcome:
             queued = state.verdict == "queued"
             runner.say(f"attached to {job.label}" + (f" (queued behind {_jobs(state.queued or 0)})" if queued else ""))
             return runner.follow(job, offset=-20, queued=queued)
+    live = _live_batch(remote, box, name)
+    if live is not None:
+        return _attach_batch(remote, runner, name, *live)
     known = [(box.jobs[view.dir].finished_at, kind) for kind, view in jobs.items()
              if box.jobs[view.dir].verdict != "absent"]
     if not known:
@@ -725,6 +731,49 @@ def attach(remote: Remote, name: str, runner: Runner | None = None) -> Outcome:
         return Outcome("ok", state, job=job, reused=True)
     status = STATUS_OF_VERDICT.get(state.verdict, "failed")
     return Outcome(status, state, job=job, reused=True, message=state.failure(job.label))
+
+
+def _live_batch(remote: Remote, box: Box, name: str) -> tuple[QueueEntry, dict | None] | None:
+    """The batch queued or running on the box that is ``name`` (a batch name), or that has a line of prompt ``name``
+    (that line's item of items.json); None if there is none."""
+    from .batch import is_batch_folder, read_items
+
+    entries = [e for e in box.waiting() if is_batch_folder(e.folder)]
+    for entry in entries:
+        if split_leaf(entry.leaf)[0] == name or entry.leaf == name:
+            return entry, None
+    latest = JobPaths.of(name, RUN).latest
+    for entry, items in zip(entries, read_items(remote, [e.folder for e in entries]).values(), strict=True):
+        item = next((i for i in items if i["latest"] == latest), None)
+        if item is not None:
+            return entry, item
+    return None
+
+
+def _attach_batch(remote: Remote, runner: Runner, name: str, entry: QueueEntry, item: dict | None) -> Outcome:
+    """Follow a live batch to its end: the batch ``name`` itself, or the batch that has ``item``, the line of prompt
+    ``name`` (then the outcome is that line's run, as the batch mapped it)."""
+    from .batch import BatchPaths
+
+    job = Job(BatchPaths.of_batch(split_leaf(entry.leaf)[0], entry.leaf))
+    queued = entry.state == "pending"
+    where = f"queued behind {_jobs(entry.ahead or 0)}" if queued else "running"
+    if item is None:
+        runner.say(f"attached to batch {job.name} ({job.dir}, {where})")
+    else:
+        runner.say(f"{name} is a line of batch {job.name} ({job.dir}, {where}); following the batch's log")
+    outcome = runner.follow(job, offset=-20, queued=queued)
+    if item is None:
+        ok = outcome.state.exit_code == 0  # a batch writes no output.mp4 of its own: its lines have them
+        return replace(outcome, status="ok", message="") if ok else outcome
+    run = Job(JobPaths.of(name, RUN, item["dir"].rsplit("/", 1)[-1]))
+    state = remote.probe([run.dir]).jobs[run.dir]
+    if state.verdict == "absent":
+        return Outcome("failed", state, job=run, message=f"{run.label}: its batch ended before this line ran (after "
+                                                             "a blocked line the experiment queues it again: re-run "
+                                                             "the experiment)")
+    status = STATUS_OF_VERDICT.get(state.verdict, "failed")
+    return Outcome(status, state, job=run, message="" if status == "ok" else state.failure(run.label))
 
 
 def kill(remote: Remote, target: str) -> list[str]:
@@ -781,7 +830,15 @@ def job_rows(remote: Remote) -> list[JobRow]:
             name, kind, run_id = _legacy_row(state, box, seen)
         out.append({"job": state.dir, "run": name, "run_id": run_id, "kind": kind, "state": state.verdict,
                     "exit_code": state.exit_code, "updated": _iso(state.updated),
-                    "output_size": state.output_size})
+                    "output_size": state.output_size, "batch": "", "variants": []})
+    for folder, (state, variants) in _batches(remote, box.queue).items():
+        entry = next(e for e in box.queue if e.folder == folder)
+        live = {"pending": "queued", "running": "running"}.get(entry.state) if state.exit_code is None else None
+        seen.add(entry.container)
+        out.append({"job": folder, "run": split_leaf(entry.leaf)[0], "run_id": entry.leaf, "kind": BATCH,
+                    "state": live or _verdict(state, variants), "exit_code": state.exit_code,
+                    "updated": _iso(state.updated), "output_size": 0, "batch": split_leaf(entry.leaf)[0],
+                    "variants": variants})
     listed = {row["job"] for row in out}
     for entry in box.waiting():
         if entry.folder not in listed:  # queued (no log yet), or just handed to docker
@@ -789,11 +846,11 @@ def job_rows(remote: Remote) -> list[JobRow]:
             seen.add(entry.container)
             out.append({"job": entry.folder, "run": name, "run_id": run_id, "kind": kind,
                         "state": "queued" if entry.state == "pending" else "running", "exit_code": None,
-                        "updated": "", "output_size": 0})
+                        "updated": "", "output_size": 0, "batch": "", "variants": []})
     for container in box.running:
         if container not in seen:
             out.append({"job": container, "run": "", "run_id": "", "kind": "", "state": "running", "exit_code": None,
-                        "updated": "", "output_size": 0})
+                        "updated": "", "output_size": 0, "batch": "", "variants": []})
     out.sort(key=lambda r: r["updated"], reverse=True)
     out.sort(key=lambda r: {"running": 0, "queued": 1}.get(r["state"], 2))
     return out
@@ -804,16 +861,39 @@ def queue_rows(remote: Remote) -> list[dict]:
     as in "queued behind N jobs") and the last finished ones (newest first), with run ids and states. With
     BACKEND=slurm, ``number`` is the Slurm job id and ``note`` why a job waits (squeue's reason)."""
     box = remote.probe(None)
+    entries = [*box.waiting(), *reversed([e for e in box.queue if e.state == "done"])]
+    batches = _batches(remote, entries)
     rows = []
-    for entry in [*box.waiting(), *reversed([e for e in box.queue if e.state == "done"])]:
+    for entry in entries:
         name, kind, run_id = split_leaf(entry.leaf)
-        state = box.jobs.get(entry.folder) or JobState(dir=entry.folder)
-        verdict = {"pending": "queued", "running": "running"}.get(entry.state, state.verdict)
-        rows.append({"job": entry.folder, "run": name, "run_id": run_id, "kind": kind, "state": verdict,
-                     "position": entry.ahead, "exit_code": state.exit_code,
+        state, variants = batches.get(entry.folder) or (box.jobs.get(entry.folder) or JobState(dir=entry.folder), None)
+        verdict = {"pending": "queued", "running": "running"}.get(entry.state, _verdict(state, variants))
+        rows.append({"job": entry.folder, "run": name, "run_id": run_id, "kind": kind if variants is None else BATCH,
+                     "state": verdict, "position": entry.ahead, "exit_code": state.exit_code,
                      "container": entry.container, "number": int(entry.number), "updated": _iso(state.updated),
-                     "note": entry.note})
+                     "note": entry.note, "batch": name if variants is not None else "", "variants": variants or []})
     return rows
+
+
+BATCH = "batch"  # the kind of a batch job in status and queue rows
+
+
+def _batches(remote: Remote, entries: list[QueueEntry]) -> dict[str, tuple[JobState, list[str]]]:
+    """The batch jobs among queue ``entries``: their folder's state and their lines' run ids (two round trips, none
+    without batches)."""
+    from .batch import is_batch_folder, read_items
+
+    folders = list(dict.fromkeys(e.folder for e in entries if is_batch_folder(e.folder)))
+    if not folders:
+        return {}
+    states = remote.probe(folders).jobs
+    return {folder: (states[folder], [split_leaf(i["dir"].rsplit("/", 1)[-1])[2] for i in items])
+            for folder, items in read_items(remote, folders).items()}
+
+
+def _verdict(state: JobState, variants: list[str] | None) -> str:
+    """A job folder's verdict; a batch's is ok when it exited 0 (its lines have the outputs)."""
+    return "ok" if variants is not None and state.exit_code == 0 else state.verdict
 
 
 def _legacy_row(state: JobState, box: Box, seen: set) -> tuple[str, str, str]:

@@ -102,9 +102,10 @@ def plan_rerun(cfg, run_id: str) -> Plan:
     """Run ``run_id`` again exactly: the spec it ran (controlnet_spec.json) and the prompt as it was written
     (prompt_spec.json), read from its local folder outputs/runs/<run id>/, never from the prompt file.
 
-    The shot and the files the spec names are sent as for a new run; the prompt file itself is not.
+    The shot and the files the spec names are sent as for a new run; the prompt file itself is not. A model whose
+    spec paths are relative to the spec's folder (Transfer2.5) has them read back as project paths for that.
     """
-    from .remote.paths import split_leaf
+    from .remote.paths import RUNS_DIR, split_leaf
     from .runs import runs_dir
 
     check_run_name(run_id)
@@ -124,12 +125,15 @@ def plan_rerun(cfg, run_id: str) -> Plan:
     name = check_run_name(recorded or split_leaf(run_id)[0])
     prompt_file = folder / "prompt_spec.json"
     text = prompt_file.read_bytes() if prompt_file.is_file() else spec_file.read_bytes()
+    model = used.get("model") if isinstance(used, dict) else None
+    profile = models.profile(model) if model in models.MODELS else models.of_prompt(spec, cfg)
+    named = profile.project_spec(spec, f"{RUNS_DIR}/{run_id}/controlnet_spec.json")
     try:
-        shot = shot_of(spec)
+        shot = shot_of(named)
     except UserError:
         shot = None
     return Plan(path=prompt_file, name=name, prompt=spec, text=text, shot=shot,
-                uploads=_shot_uploads(cfg, shot, referenced_files(cfg, spec), known=set()))
+                uploads=_shot_uploads(cfg, shot, referenced_files(cfg, named), known=set()))
 
 
 def _check(prompt: PromptFile, cfg, quiet: bool = False) -> list[tuple[Path, str]]:

@@ -178,8 +178,10 @@ def run_spec(name: str, prompt: dict, cfg) -> dict:
     """The spec a run of prompt ``name`` sends, as its model profile makes it (Transfer1: the prompt without its
     comment keys): what experiments compare to group variants into batch jobs."""
     from . import models
+    from .remote.paths import run_id_of
 
-    return models.of_prompt(prompt, cfg).run_spec(prompt, JobPaths.of(name, RUN).spec)
+    # any run folder: a profile with spec-relative paths (Transfer2.5) depends only on its depth
+    return models.of_prompt(prompt, cfg).run_spec(prompt, JobPaths.of(name, RUN, run_id_of(name, 1)).spec)
 
 
 def upscale_weight(value) -> float:
@@ -254,8 +256,9 @@ def render_upscale(name: str, cfg, *, weight: float | None = None, account: BoxA
 def render_batch(name: str, spec: dict, cfg, *, account: BoxAccount | None = None,
                  leaf: str | None = None) -> Rendered:
     """The batch job ``name`` (batch.py): transfer.py with ``--batch_input_path <folder>/batch.jsonl`` and the
-    shared ``spec``, wrapped in remote/batch_map.py (copied into the job's folder), which maps each line's
-    ``video_<N>`` to its run folder when transfer.py ends. Results in outputs/batches/runs/<leaf>/."""
+    shared ``spec`` (Transfer2.5: inference.py with ``-i <folder>/batch.jsonl``, the profile's ``BATCH_FLAG`` being
+    empty), wrapped in remote/batch_map.py (copied into the job's folder), which maps each line's results to its run
+    folder when the model ends. Results in outputs/batches/runs/<leaf>/."""
     from dataclasses import replace
 
     from . import models
@@ -266,10 +269,12 @@ def render_batch(name: str, spec: dict, cfg, *, account: BoxAccount | None = Non
     profile = models.for_run(spec, cfg)
     single = _render(name, RUN, spec, cfg, profile, lambda job, gpus: profile.command(cfg, spec, job, gpus),
                      account=account, leaf=leaf)
-    moved = {single.output_dir: paths.folder, single.spec_path: paths.spec}  # the values of two transfer.py flags
+    lines = f"{paths.folder}/{JSONL_FILE}"
+    # the values of the output and spec flags; Transfer2.5 reads its records as its input spec
+    moved = {single.output_dir: paths.folder, single.spec_path: paths.spec if profile.BATCH_FLAG else lines}
     transfer = [moved.get(word, word) for word in single.command]
     command = ["python3", f"{paths.folder}/{MAP_SCRIPT}", paths.folder, "--", *transfer,
-               "--batch_input_path", f"{paths.folder}/{JSONL_FILE}"]
+               *((profile.BATCH_FLAG, lines) if profile.BATCH_FLAG else ())]
     docker = single.docker[:-len(single.command) - 2]  # up to the runner's log and exit-code paths
     runner_exit = f"{paths.folder}/{backend_of(cfg).runner_exit}"
     return replace(single, command=command, docker=[*docker, paths.log, runner_exit, *command],

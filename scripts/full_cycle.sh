@@ -2,7 +2,7 @@
 # Usage: full_cycle.sh <prompt.json> [videos_subdir_override] [--no-upscale] [--upscale-weight W]
 #                      [--wait] [--num-gpu N] [--force]
 #        full_cycle.sh <prompt.json> <prompt.json>... [--upscale] [--upscale-weight W] [--wait] [--num-gpu N]
-#                      [--force] [--dry-run] [--critique] [--upscale-best K]
+#                      [--force] [--dry-run] [--detach] [--critique] [--upscale-best K]
 #        full_cycle.sh inputs/sweeps/<name>.json [same options as several prompts]
 #
 # Upload, run with a live log, upscale (if the run succeeded), download, and append one line
@@ -27,6 +27,8 @@
 #   --dry-run         check the prompts and show how the variants are grouped into jobs; run nothing
 #   --critique        score the variants that ended ok with the video critic (CRITIC), before the review page
 #   --upscale-best K  upscale only the K best-scored variants (implies --critique)
+#   --detach          upload and queue every job on the box, say what was queued, return (the same command
+#                     again collects the results: downloads, history lines, review)
 #   -h, --help        show this help
 set -euo pipefail
 # shellcheck source=scripts/lib.sh

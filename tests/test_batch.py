@@ -13,7 +13,17 @@ import pytest
 from prompt_fixtures import project_config
 from test_rehearsal import make_video, run_transfer
 
-from cosmos_tools.batch import batch_line, describe, group_variants, jsonl, read_mapping
+from cosmos_tools.batch import (
+    TRANSFER1,
+    TRANSFER25,
+    batch_line,
+    batch_lines,
+    describe,
+    group_variants,
+    jsonl,
+    line_item,
+    read_mapping,
+)
 from cosmos_tools.remote import script
 from cosmos_tools.render import render_batch
 
@@ -147,13 +157,13 @@ def test_stand_in_upscale_batch_runs_one_item_at_a_time(rehearsal_host, clips):
 # ---------------------------------------------------------------------------------------------- mapping
 
 
-def _map(tmp_path: Path, lines: list[str], command: list[str]) -> tuple[int, list[dict]]:
+def _map(tmp_path: Path, lines: list[str], command: list[str], model: str = TRANSFER1) -> tuple[int, list[dict]]:
     """Run remote/batch_map.py in ``tmp_path`` (as /workspace) around ``command``; (exit code, mapping rows)."""
     folder = "outputs/batches/runs/b-1"
     (tmp_path / folder).mkdir(parents=True)
     (tmp_path / "outputs" / "runs").mkdir(exist_ok=True)
-    items = [{"dir": f"outputs/runs/v{i}-1", "latest": f"outputs/v{i}", "files": {"prompt_spec.json": "{}\n"}}
-             for i in range(len(lines))]
+    items = [{"dir": f"outputs/runs/v{i}-1", "latest": f"outputs/v{i}", "files": {"prompt_spec.json": "{}\n"},
+              **line_item(model, i)} for i in range(len(lines))]
     (tmp_path / folder / "items.json").write_text(json.dumps(items))
     (tmp_path / folder / "run.log").write_text("".join(lines))
     rc = subprocess.run([sys.executable, "-c", script("batch_map.py"), folder, "--", *command], cwd=tmp_path,
@@ -202,3 +212,100 @@ def test_mapping_after_another_failure_fails_every_line_left_and_never_reuses_a_
     assert (tmp_path / "outputs" / "runs" / "v0-1" / "keep").read_text() == "theirs"
     assert "not processed: line 0 ended the batch" in (tmp_path / "outputs/runs/v2-1/run.log").read_text()
 
+
+
+# ---------------------------------------------------------------------------------------------- Transfer2.5
+
+
+def record(prompt="a pier", **extra):
+    return {"name": "output", "prompt": prompt, "video_path": "../../../inputs/videos/s/color.mp4",
+            "edge": {"control_weight": 0.5}, **extra}
+
+
+def test_25_records_share_a_batch_unless_their_control_keys_differ():
+    specs = [record(), record(prompt="b", seed=3, guidance=7, resolution="480", num_steps=10),
+             record(edge={"control_weight": 0.9}), record(depth={"control_weight": 0.3}),
+             record(video_path="../../../inputs/videos/t/color.mp4", sigma_max="80")]
+    groups = group_variants(specs, TRANSFER25)
+    assert [g.members for g in groups] == [[0, 1, 2, 4], [3]]  # edge+depth loads the multi-control model
+    assert groups[0].differs == ["prompt", "video_path", "seed", "guidance", "resolution", "num_steps", "sigma_max",
+                                 "edge.control_weight"]
+    assert describe(groups, list("abcde"))[0].startswith("job 1: batch of 4 (one model load; lines differ in prompt")
+
+
+def test_25_records_are_each_variants_own_spec_relative_to_the_batch_folder():
+    prompts = [{"_model": TRANSFER25, "name": "mine", "prompt": p, "video_path": "inputs/videos/s/color.mp4",
+                "depth": {"control_path": "inputs/videos/s/depth.mp4"}, "_upscale": {}} for p in ("a", "b")]
+    lines = batch_lines(TRANSFER25, prompts, [], "outputs/batches/runs/x~batch1-2")
+    assert [r["name"] for r in lines] == ["line_0", "line_1"] and [r["prompt"] for r in lines] == ["a", "b"]
+    assert lines[0]["video_path"] == "../../../../inputs/videos/s/color.mp4" and "_model" not in lines[0]
+    assert lines[0]["depth"] == {"control_path": "../../../../inputs/videos/s/depth.mp4"}
+
+
+def test_the_25_batch_command_reads_the_records_as_its_input(tmp_path, monkeypatch):
+    cfg = project_config(tmp_path, monkeypatch, DOCKER_USER="root", MODEL=TRANSFER25)
+    rendered = render_batch("pier~batch1", record(), cfg, leaf="pier~batch1-3")
+    folder = "outputs/batches/runs/pier~batch1-3"
+    assert rendered.command[:4] == ["python3", f"{folder}/batch_map.py", folder, "--"]
+    model = rendered.command[4:]
+    assert model[model.index("-i") + 1] == f"{folder}/batch.jsonl" and model[model.index("-o") + 1] == folder
+    assert "--batch_input_path" not in model and model[3] == "examples/inference.py"
+
+
+def _records_saver(folder: str, saved: list[int], rc: int) -> list[str]:
+    code = "import sys\n" + "".join(
+        f"open('{folder}/line_{i}.json','w').write('{{}}')\n"
+        f"open('{folder}/line_{i}.mp4','w').write('v{i}')\nopen('{folder}/line_{i}.txt','w').write('p{i}')\n"
+        f"open('{folder}/line_{i}_control_edge.mp4','w').write('c{i}')\n" for i in saved) + f"sys.exit({rc})\n"
+    return [sys.executable, "-c", code]
+
+
+def test_25_mapping_takes_each_records_files_and_goes_on_after_a_blocked_one(tmp_path):
+    folder = "outputs/batches/runs/b-1"
+    log = [f"Saved video to {folder}/line_0.mp4\n", "Guardrail blocked generation for sample line_1\n",
+           "Generating line_2\n", f"Saved video to {folder}/line_2.mp4\n"]
+    rc, rows = _map(tmp_path, log[:2] + log[2:], _records_saver(folder, [0, 2], 0), model=TRANSFER25)
+    assert rc == 0 and [r["status"] for r in rows[:3]] == ["ok", "blocked", "ok"]
+    runs = tmp_path / "outputs" / "runs"
+    for i in (0, 2):
+        assert sorted(p.name for p in (runs / f"v{i}-1").iterdir()) == [
+            "exit_code", "output.json", "output.mp4", "output.txt", "output_control_edge.mp4", "prompt_spec.json",
+            "run.log"]
+        assert (runs / f"v{i}-1" / "output.mp4").read_text() == f"v{i}"
+    assert "Generating line_2" in (runs / "v2-1" / "run.log").read_text()
+    blocked = runs / "v1-1"
+    assert "Guardrail blocked" in (blocked / "run.log").read_text() and not (blocked / "output.mp4").exists()
+    assert (blocked / "exit_code").read_text() == "1\n"
+
+
+def test_25_mapping_after_a_crash_fails_the_records_left(tmp_path):
+    folder = "outputs/batches/runs/b-1"
+    log = [f"Saved video to {folder}/line_0.mp4\n", "RuntimeError: No input frames; cannot pad.\n", "x\n"]
+    rc, rows = _map(tmp_path, log, _records_saver(folder, [0], 1), model=TRANSFER25)
+    assert rc == 1 and [r["status"] for r in rows] == ["ok", "failed", "failed"]
+    assert "not processed: line 1 ended the batch" in (tmp_path / "outputs/runs/v2-1/run.log").read_text()
+
+
+def test_25_stand_in_loads_once_for_every_record_and_refuses_what_upstream_refuses(tmp_path):
+    from test_models import stand_in
+
+    make_video(tmp_path / "v.mp4", "64x48", 3)
+    records = [{"name": f"line_{i}", "prompt": p, "video_path": "v.mp4", "edge": {"control_weight": 0.5}}
+               for i, p in enumerate(("one", "two GUARDRAIL_BLOCK_ME", "three"))]
+    (tmp_path / "batch.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    done = stand_in(tmp_path, "-i", "batch.jsonl", "-o", "out")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("Loading the edge model once for 3 sample(s)") == 1
+    assert "Guardrail blocked generation for sample line_1" in done.stdout
+    assert sorted(p.name for p in (tmp_path / "out").glob("line_*.mp4")) == [
+        "line_0.mp4", "line_0_control_edge.mp4", "line_2.mp4", "line_2_control_edge.mp4"]
+    (tmp_path / "blank.jsonl").write_text(json.dumps(records[0]) + "\n\n" + json.dumps(records[2]) + "\n")
+    blank = stand_in(tmp_path, "-i", "blank.jsonl", "-o", "out2")
+    assert blank.returncode == 1 and "Error validating parameters from 'blank.jsonl' at line 2" in blank.stderr
+    same = [records[0], {**records[2], "name": "line_0"}]
+    (tmp_path / "same.jsonl").write_text("".join(json.dumps(r) + "\n" for r in same))
+    assert "Inference samplename line_0 is not unique" in stand_in(tmp_path, "-i", "same.jsonl", "-o", "o3").stderr
+    (tmp_path / "out4").mkdir()
+    mixed = [records[0], {**records[2], "depth": {"control_weight": 0.2}}]
+    (tmp_path / "mixed.jsonl").write_text("".join(json.dumps(r) + "\n" for r in mixed))
+    assert "the multi-control model is loaded" in stand_in(tmp_path, "-i", "mixed.jsonl", "-o", "out4").stdout

@@ -5,8 +5,20 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 
-from test_cycle import add_shot, records, remote_path, script, start, tool, wait_for_line, write_prompt
+import pytest
+from test_cycle import (  # noqa: F401 (fixtures)
+    add_shot,
+    endless_jobs,
+    records,
+    remote_path,
+    script,
+    start,
+    tool,
+    wait_for_line,
+    write_prompt,
+)
 
 from cosmos_tools.rehearsal.host import set_stand_in_seconds
 
@@ -91,16 +103,27 @@ def test_a_sweep_of_seeds_runs_as_consecutive_single_jobs(project, rehearsal_hos
     assert "found done" in again.stdout and len(records(project)) == 2
 
 
-def test_upscale_after_a_batch_gives_each_ok_variant_its_4k_upscale(project, rehearsal_host):
+def test_upscale_after_a_batch_gives_each_ok_variant_its_4k_upscale_with_its_own_settings(project, rehearsal_host):
     shot = add_shot(project)
-    prompts = [write_prompt(project, f"dock_{i}", shot, text=f"a dock, take {i}") for i in range(2)]
+    own = {"control_weight": 0.3, "seed": 7, "prompt": "a crisp dock"}
+    prompts = [write_prompt(project, f"dock_{i}", shot, text=f"a dock, take {i}", **({"_upscale": own} if i else {}))
+               for i in range(2)]
     done = script(project, "full_cycle.sh", *(p.relative_to(project) for p in prompts), "--upscale")
     assert done.returncode == 0, done.stderr
+    assert "job 1: batch of 2" in done.stdout  # _upscale is ours: it does not split the batch
     for i in range(2):
         assert (project / "outputs" / "runs" / f"dock_{i}-1_upscaled" / "output.mp4").stat().st_size > 0
     lines = records(project)
-    assert [(r["upscale"], r["upscaled"]) for r in lines] == [("0.5", f"outputs/runs/dock_{i}-1_upscaled")
-                                                              for i in range(2)]
+    assert [(r["upscale"], r["upscaled"]) for r in lines] == [(w, f"outputs/runs/dock_{i}-1_upscaled")
+                                                              for i, w in enumerate(("0.5", "0.3"))]
+    spec = json.loads((project / "outputs/runs/dock_1-1_upscaled/controlnet_spec.json").read_text())
+    assert (spec["upscale"]["control_weight"], spec["seed"], spec["prompt"]) == (0.3, 7, "a crisp dock")
+    plain = json.loads((project / "outputs/runs/dock_0-1_upscaled/controlnet_spec.json").read_text())
+    assert plain["upscale"]["control_weight"] == 0.5 and plain.get("prompt") != "a crisp dock"
+    forced = script(project, "full_cycle.sh", *(p.relative_to(project) for p in prompts), "--upscale",
+                    "--upscale-weight", "0.8", "--no-review")  # the command line wins: new upscales of both runs
+    assert forced.returncode == 0, forced.stderr
+    assert [r["upscale"] for r in records(project)[2:]] == ["0.8", "0.8"]
 
 
 def test_render_of_a_manifest_shows_the_grouping_and_each_batch_line(project):
@@ -185,3 +208,182 @@ def test_a_rerun_after_the_client_was_killed_reattaches_to_the_running_batch(pro
     assert [(r["run_id"], r["status"]) for r in records(project)] == [(f"mill_{i}-1", "ok") for i in range(3)]
     for i in range(3):
         assert (project / "outputs" / "runs" / f"mill_{i}-1" / "output.mp4").is_file()
+
+
+def test_detach_queues_every_job_and_the_same_command_collects_them(project, rehearsal_host):
+    shot = add_shot(project)
+    prompts = [write_prompt(project, f"wharf_{i}", shot, text=f"a wharf, take {i}") for i in range(3)]
+    prompts.append(write_prompt(project, "wharf_seed", shot, text="a wharf", seed=9))
+    args = [p.relative_to(project) for p in prompts]
+    set_stand_in_seconds(rehearsal_host.dir, 3)  # still queued or running when the client comes back
+    try:
+        detached = script(project, "full_cycle.sh", *args, "--detach", "--upscale")
+        assert detached.returncode == 0, detached.stderr
+        table = detached.stdout[detached.stdout.index("variant"):]
+        for i in range(3):
+            assert f"wharf_{i}-1" in table
+        assert "wharf_seed-1" in table and "queued behind 1 job" in table  # behind the batch
+        assert "detached: 4 variant(s) queued or running on the box" in detached.stderr
+        assert records(project) == [] and "review:" not in detached.stdout
+        rows = json.loads(tool(project, "queue", "--json").stdout)
+        assert {r["run_id"] for r in rows if r["state"] in ("queued", "running")} <= {"wharf_0~batch1-1",
+                                                                                    "wharf_seed-1"}
+        again = script(project, "full_cycle.sh", *args)
+    finally:
+        set_stand_in_seconds(rehearsal_host.dir, 0.3)
+    assert again.returncode == 0, again.stderr
+    assert "one model load" not in again.stderr and "started wharf_seed-2" not in again.stderr  # nothing queued twice
+    assert len(list(remote_path(rehearsal_host, "outputs/batches/runs").glob("wharf_0~batch1-*"))) == 1
+    assert sorted(p.name for p in remote_path(rehearsal_host, "outputs/runs").glob("wharf*")) == \
+        ["wharf_0-1", "wharf_1-1", "wharf_2-1", "wharf_seed-1"]
+    assert sorted((r["run_id"], r["status"]) for r in records(project)) == \
+        [("wharf_0-1", "ok"), ("wharf_1-1", "ok"), ("wharf_2-1", "ok"), ("wharf_seed-1", "ok")]
+    assert all((project / "outputs" / "runs" / f"wharf_{x}-1" / "output.mp4").is_file() for x in ("0", "1", "seed"))
+    assert "review: outputs/review/experiment_wharf_0.html" in again.stdout
+    third = script(project, "full_cycle.sh", *args, "--no-review")
+    assert third.returncode == 0 and "found done" in third.stdout and len(records(project)) == 4
+
+
+def test_a_killed_client_of_a_requeued_batch_runs_nothing_twice(project, rehearsal_host):
+    shot = add_shot(project)
+    texts = ["a calm canal", "a canal GUARDRAIL_BLOCK_ME", "a misty canal", "a canal at noon"]
+    prompts = [write_prompt(project, f"canal_{i}", shot, text=text) for i, text in enumerate(texts)]
+    args = [p.relative_to(project) for p in prompts]
+    set_stand_in_seconds(rehearsal_host.dir, 4)  # the requeued batch runs long enough to be found running
+    try:
+        client = start(project, "full_cycle.sh", *args)
+        wait_for_line(client, "started canal_0~batch2 as container")
+        client.kill()  # SIGKILL while the lines after the blocked one run again
+        client.communicate()
+        assert [(r["run_id"], r["status"]) for r in records(project)] == [("canal_0-1", "ok"),
+                                                                          ("canal_1-1", "blocked")]
+        again = script(project, "full_cycle.sh", *args)
+    finally:
+        set_stand_in_seconds(rehearsal_host.dir, 0.3)
+    assert again.returncode == 1, again.stderr  # canal_1 stays blocked
+    assert "batch canal_0~batch2 is already running on the box" in again.stderr
+    assert "canal_1-1 was blocked by the guardrail with the same spec" in again.stderr
+    assert "one model load" not in again.stderr  # no new batch: the pending lines re-attached
+    batches = sorted(p.name for p in remote_path(rehearsal_host, "outputs/batches/runs").glob("canal_0~batch*"))
+    assert [b.rsplit("-", 1)[0] for b in batches] == ["canal_0~batch1", "canal_0~batch2"]
+    assert sorted(p.name for p in remote_path(rehearsal_host, "outputs/runs").glob("canal_*")) == \
+        ["canal_0-1", "canal_1-1", "canal_2-1", "canal_3-1"]
+    assert [(r["run_id"], r["status"]) for r in records(project)] == [
+        ("canal_0-1", "ok"), ("canal_1-1", "blocked"), ("canal_2-1", "ok"), ("canal_3-1", "ok")]
+    table = again.stdout[again.stdout.index("variant"):]
+    assert "blocked (found blocked)" in table and "ok (found done)" in table
+
+
+@pytest.mark.usefixtures("endless_jobs")
+def test_ctrl_c_during_a_batch_gives_each_variant_a_cancelled_line(project, rehearsal_host):
+    shot = add_shot(project)
+    prompts = [write_prompt(project, f"quay_{i}", shot, text=f"a quay, take {i}") for i in range(3)]
+    client = start(project, "full_cycle.sh", *(p.relative_to(project) for p in prompts))
+    wait_for_line(client, "started quay_0~batch1 as container")
+    client.send_signal(signal.SIGINT)
+    out, err = client.communicate(timeout=120)
+    assert client.returncode == 130, err
+    assert "interrupted: stopped quay_0~batch1 on the box" in err and "Traceback" not in err
+    lines = records(project)
+    assert [(r["run_id"], r["status"]) for r in lines] == [(f"quay_{i}-1", "cancelled") for i in range(3)]
+    for i in range(3):
+        assert (project / "outputs" / "runs" / f"quay_{i}-1" / "run.log").is_file()
+    assert "quay_2-1" in out[out.index("variant"):]
+
+
+@pytest.mark.usefixtures("endless_jobs")
+def test_a_batch_killed_while_queued_gives_each_variant_a_cancelled_line(project, rehearsal_host):
+    shot = add_shot(project)
+    blocker = write_prompt(project, "lock_blocker", shot)
+    assert script(project, "upload_prompt.sh", blocker, "--quiet").returncode == 0
+    assert script(project, "run_inference_remote.sh", blocker, "--detach").returncode == 0  # holds the box
+    prompts = [write_prompt(project, f"lock_{i}", shot, text=f"a lock, take {i}") for i in range(2)]
+    client = start(project, "full_cycle.sh", *(p.relative_to(project) for p in prompts), "--no-review")
+    wait_for_line(client, "lock_0~batch1 queued behind 1 job")
+    rows = json.loads(tool(project, "queue", "--json").stdout)
+    batch = next(r for r in rows if r["run"] == "lock_0~batch1")
+    assert batch["state"] == "queued" and batch["variants"] == ["lock_0-1", "lock_1-1"]
+    killed = tool(project, "kill", "lock_0~batch1")
+    assert killed.returncode == 0 and "removed lock_0~batch1-1 from the queue" in killed.stdout
+    out, err = client.communicate(timeout=120)
+    assert client.returncode == 1, err
+    lines = [r for r in records(project) if r["run"].startswith("lock_") and r["run"] != "lock_blocker"]
+    assert [(r["run"], r["status"], r.get("run_id")) for r in lines] == [("lock_0", "cancelled", None),
+                                                                         ("lock_1", "cancelled", None)]
+    assert "removed from the queue before it started" in lines[0]["error"]
+
+
+@pytest.mark.usefixtures("endless_jobs")
+def test_status_queue_and_attach_know_a_batch_and_its_variants(project, rehearsal_host):
+    import subprocess
+
+    from test_cycle import REPO
+
+    shot = add_shot(project)
+    prompts = [write_prompt(project, f"harbor_{i}", shot, text=f"a harbor, take {i}") for i in range(2)]
+    client = start(project, "full_cycle.sh", *(p.relative_to(project) for p in prompts))
+    wait_for_line(client, "started harbor_0~batch1 as container")
+    client.kill()  # the batch keeps running on the box
+    client.communicate()
+    queue = tool(project, "queue")
+    (line,) = [line for line in queue.stdout.splitlines() if "harbor_0~batch1-1" in line]
+    assert queue.returncode == 0 and line.split()[0] == "running"
+    assert line.endswith("batch (harbor_0-1, harbor_1-1)")
+    (row,) = [r for r in json.loads(tool(project, "status", "--json").stdout) if r["batch"] == "harbor_0~batch1"]
+    assert row["kind"] == "batch" and row["job"] == "outputs/batches/runs/harbor_0~batch1-1"
+    assert (row["batch"], row["state"], row["variants"]) == ("harbor_0~batch1", "running", ["harbor_0-1", "harbor_1-1"])
+    assert "(batch harbor_0~batch1: harbor_0-1, harbor_1-1)" in tool(project, "status").stdout
+    attach = subprocess.Popen([str(REPO / ".venv" / "bin" / "cosmos-tools"), "attach", "harbor_1"], cwd=project,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for_line(attach, "harbor_1 is a line of batch harbor_0~batch1")
+    assert tool(project, "kill", "harbor_0~batch1").returncode == 0
+    _, err = attach.communicate(timeout=120)
+    assert attach.returncode == 1 and "harbor_1-1: stopped by a signal" in err
+    assert remote_path(rehearsal_host, "outputs/runs/harbor_1-1/exit_code").is_file()
+
+
+def test_25_variants_run_as_one_multi_record_job_mapped_back_to_their_run_folders(project, rehearsal_host):
+    from test_models import MODEL25, prompt25, write
+
+    shot = add_shot(project, "shot25_batch")
+    texts = ["a bridge at dawn", "a bridge GUARDRAIL_BLOCK_ME", "a bridge in fog"]
+    prompts = [write(project, prompt25(shot, prompt=text, seed=i), f"bridge_{i}") for i, text in enumerate(texts)]
+    prompts.append(write(project, prompt25(shot, depth=None, prompt="a bridge, edges only"), "bridge_edge"))
+    args = [p.relative_to(project) for p in prompts]
+    env = {"MODEL": MODEL25}
+    dry = script(project, "full_cycle.sh", *args, "--dry-run", env=env)
+    assert dry.returncode == 0, dry.stderr
+    assert "job 1: batch of 3 (one model load; lines differ in prompt, seed)" in dry.stdout
+    assert "job 2: single run: bridge_edge" in dry.stdout  # another control set: another model
+    made = script(project, "sweep.sh", args[0], "--set", "seed=1,2", "--name", "bridge_seeds")
+    assert made.returncode == 0, made.stderr
+    shown = json.loads(tool(project, "render", "inputs/sweeps/bridge_seeds.json", "--json").stdout)
+    assert [[r["name"] for r in job["lines"]] for job in shown["jobs"]] == [["line_0", "line_1"]]
+    done = script(project, "full_cycle.sh", *args, env=env)
+    assert done.returncode == 1, done.stderr  # bridge_1 was blocked
+    assert "Loading the edge+depth model once for 3 sample(s)" in done.stdout and "queueing" not in done.stderr
+    assert [(r["run_id"], r["status"]) for r in records(project)] == [
+        ("bridge_0-1", "ok"), ("bridge_1-1", "blocked"), ("bridge_2-1", "ok"), ("bridge_edge-1", "ok")]
+    runs = project / "outputs" / "runs"
+    for i in (0, 2):
+        assert (runs / f"bridge_{i}-1" / "output.txt").read_text() == texts[i]
+        assert (runs / f"bridge_{i}-1" / "output_control_depth.mp4").is_file()
+        spec = json.loads((runs / f"bridge_{i}-1" / "controlnet_spec.json").read_text())
+        assert spec["name"] == "output" and spec["seed"] == i  # the spec a single run of it would use
+    assert "Guardrail blocked generation" in (runs / "bridge_1-1" / "run.log").read_text()
+    assert not (runs / "bridge_1-1" / "output.mp4").exists()
+    again = script(project, "full_cycle.sh", *args, "--no-review", env=env)  # found done or blocked: nothing runs
+    assert again.returncode == 1 and len(records(project)) == 4 and "one model load" not in again.stderr
+
+
+def test_detach_of_one_prompt_queues_its_run_and_a_plain_cycle_collects_it(project, rehearsal_host):
+    shot = add_shot(project)
+    prompt = write_prompt(project, "jetty", shot).relative_to(project)
+    detached = script(project, "full_cycle.sh", prompt, "--detach")
+    assert detached.returncode == 0, detached.stderr
+    assert "jetty-1" in detached.stdout and records(project) == []
+    collected = script(project, "full_cycle.sh", prompt, "--no-upscale")
+    assert collected.returncode == 0, collected.stderr
+    assert [(r["run_id"], r["status"]) for r in records(project)] == [("jetty-1", "ok")]
+    assert (project / "outputs" / "runs" / "jetty-1" / "output.mp4").is_file()
+    assert not remote_path(rehearsal_host, "outputs/runs/jetty-2").exists()

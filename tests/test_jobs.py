@@ -185,3 +185,20 @@ def test_follower_gives_up_when_docker_stops_answering(tmp_path):
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == ScriptExit.DOCKER_SILENT
     assert done.stdout == "0\nline\n"
+
+
+def test_parse_box_matches_a_latest_link_to_its_queue_entry_beside_it():
+    def folder(d, target=""):
+        return [d, "", "", "0", "0", "0", "0", "", "", target]
+
+    fields = ["1000", "1000", "/home/u", "", "2",
+              "running", "000000000001", "outputs/batches/runs/exp~batch1-2", "ct1-run-exp-batch1-x",
+              "pending", "000000000002", "outputs/runs/solo-3", "ct1-run-solo-y",
+              *folder("outputs/batches/exp~batch1", "runs/exp~batch1-2"), *folder("outputs/solo", "runs/solo-3"),
+              *folder("outputs/exp", "runs/exp~batch1-2")]  # a prompt link never names a batch folder
+    box = jobs.parse_box(b"".join(f.encode() + b"\0" for f in fields))
+    assert box is not None
+    batch, solo, other = (box.jobs[d] for d in ("outputs/batches/exp~batch1", "outputs/solo", "outputs/exp"))
+    assert (batch.verdict, batch.running) == ("running", True)
+    assert (solo.verdict, solo.queued) == ("queued", 1)
+    assert other.verdict == "absent"

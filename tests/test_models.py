@@ -255,3 +255,24 @@ def test_rehearsal_config_names_the_model(rehearsal_host, tmp_path):
 def test_25_spec_renders_the_same_when_rerun(project, cfg25):
     first = render_run("city25", prompt25(), cfg25, run_id="city25-1").spec
     assert render_run("city25", first, cfg25, run_id="city25-2").spec == first
+
+
+def test_a_rerun_of_a_25_run_uploads_its_shot_again(project, rehearsal_host):
+    import shutil
+
+    from test_cycle import remote_path
+
+    shot = add_shot(project, "shot25_rerun", frames=8)
+    prompt = write(project, prompt25(shot), "rerun25")
+    env = {"MODEL": MODEL25}
+    done = script(project, "full_cycle.sh", prompt.relative_to(project), "--no-upscale", env=env)
+    assert done.returncode == 0, done.stderr
+    shutil.rmtree(remote_path(rehearsal_host, f"inputs/videos/{shot}"))  # a new box, or its disk cleaned
+    again = script(project, "rerun.sh", "rerun25-1", "--no-upscale", env=env)
+    assert again.returncode == 0, again.stderr
+    assert "upload: 3 sent" in again.stderr  # the shot folder (the video and depth control the spec names)
+    assert remote_path(rehearsal_host, f"inputs/videos/{shot}/color.mp4").is_file()
+    lines = records(project)
+    assert [(r["run_id"], r["status"], r.get("rerun_of")) for r in lines] == [("rerun25-1", "ok", None),
+                                                                              ("rerun25-2", "ok", "rerun25-1")]
+    assert lines[1]["shot"] == shot and lines[1]["spec_sha256"] == lines[0]["spec_sha256"]

@@ -41,7 +41,7 @@ USAGE = {
     "full_cycle.sh": "usage: scripts/full_cycle.sh <prompt.json> [videos_subdir_override] [--no-upscale]"
                      " [--upscale-weight W] [--wait] [--num-gpu N] [--force]\n"
                      "   or: scripts/full_cycle.sh <prompt.json> <prompt.json>... [--upscale] [--upscale-weight W]"
-                     " [--wait] [--num-gpu N] [--force] [--dry-run] [--critique] [--upscale-best K]\n"
+                     " [--wait] [--num-gpu N] [--force] [--dry-run] [--detach] [--critique] [--upscale-best K]\n"
                      "   or: scripts/full_cycle.sh inputs/sweeps/<name>.json [same options as several prompts]",
     "rerun.sh": "usage: scripts/rerun.sh <run id> [--no-upscale] [--wait] [--num-gpu N]",
     "sweep.sh": "usage: scripts/sweep.sh <prompt.json> --set KEY=V1,V2,... [--set KEY=...] [--zip] [--name NAME]",

@@ -10,7 +10,10 @@ under MODEL from config.sh. A profile module provides:
   ``new_prompt`` renders), ``HAS_UPSCALER``;
 - ``checker(spec, cfg)``: a ``validate.SpecChecker`` with the model's rules;
 - ``run_spec(prompt, spec_path)``: the spec file the model reads, from the prompt as written;
+- ``project_spec(spec, spec_path)``: a spec as a run used it, with project-relative paths again (rerun uploads);
 - ``command(cfg, prompt, paths, num_gpu)`` and ``env(cfg, num_gpu)``: what runs inside the container;
+- ``BATCH_FLAG`` (profiles whose variants batch.py groups): the flag that hands a batch job its JSONL ("": the
+  JSONL is the input spec itself);
 - optionally ``IMAGE_PATHS`` (container folders the image provides under the /workspace mount, kept visible
   with an anonymous volume) and ``prompt_values(shot)`` (extra variables for its prompt template, from the
   shot's geometry, frames and fps).

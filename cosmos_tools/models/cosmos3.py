@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from ..errors import UserError
 from ..prompts import is_clean_relative
 from ..validate import SpecChecker, json_type, suggest
-from .transfer25 import _whole
+from .transfer25 import _whole, project_path
 
 OUTPUT_NAME = "output"  # the rendered sample's name: remote/cosmos3_collect.sh moves output/vision.mp4 to output.mp4
 MODULE = "cosmos_framework.scripts.inference"
@@ -366,6 +366,16 @@ class Cosmos3Profile:
             if isinstance(spec.get(key), dict):
                 spec[key] = {field: moved(v) if field == "control_path" else v for field, v in spec[key].items()}
         return spec
+
+    def project_spec(self, spec: dict, spec_path: str) -> dict:
+        """``spec`` as a run used it, with project-relative paths again (the files a rerun uploads)."""
+        folder = posixpath.dirname(spec_path)
+        projected = {key: project_path(value, folder) if key in PATH_KEYS else value for key, value in spec.items()}
+        for key in HINTS:
+            if isinstance(projected.get(key), dict):
+                projected[key] = {field: project_path(v, folder) if field == "control_path" else v
+                                  for field, v in projected[key].items()}
+        return projected
 
     def command(self, cfg, prompt: dict, paths, num_gpu: int) -> list[str]:
         """remote/cosmos3_collect.sh around ``torchrun --nproc-per-node N -m cosmos_framework.scripts.inference``."""

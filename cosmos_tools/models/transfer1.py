@@ -15,6 +15,7 @@ USER_TEMPLATE = "prompt_template.json.j2"
 HAS_UPSCALER = True
 COMMIT_KEY = None  # no pinned commit: transfer.py's interface is stable (limited maintenance since 5005e82)
 TRANSFER_PY = "cosmos_transfer1/diffusion/inference/transfer.py"
+BATCH_FLAG = "--batch_input_path"  # a batch job's JSONL of lines (batch.py), beside the shared spec
 OFFLOAD_WORDS = ("diffusion_transformer", "text_encoder_model", "guardrail_models", "prompt_upsampler")
 
 
@@ -27,6 +28,11 @@ def checker(spec: dict, cfg):
 def run_spec(prompt: dict, spec_path: str) -> dict:
     """The spec transfer.py reads: the prompt as written, minus ``_comment``-style keys (ours, not cosmos's)."""
     return {key: value for key, value in prompt.items() if not key.startswith("_")}
+
+
+def project_spec(spec: dict, spec_path: str) -> dict:
+    """The spec with project-relative paths: Transfer1's are already (the checkout is /workspace)."""
+    return spec
 
 
 def offload_words(cfg, prompt: dict) -> list[str]:

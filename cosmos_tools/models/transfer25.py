@@ -27,6 +27,7 @@ USER_TEMPLATE = "prompt_template.transfer2.5-2b.json.j2"
 HAS_UPSCALER = False
 COMMIT_KEY = "TRANSFER25_COMMIT"
 INFERENCE_PY = "examples/inference.py"
+BATCH_FLAG = ""  # none: a batch job's JSONL of records (batch.py) is the -i input itself
 OUTPUT_NAME = "output"  # the rendered record's name: upstream's <name>.mp4 becomes the run folder's output.mp4
 
 CHUNK_FRAMES = 93  # num_video_frames_per_chunk default (the trained length)
@@ -227,6 +228,32 @@ def run_spec(prompt: dict, spec_path: str) -> dict:
             spec[key] = {field: moved(v) if field in ("control_path", "mask_path") else v
                          for field, v in spec[key].items()}
     return spec
+
+
+def project_path(value, folder: str):
+    """A spec path relative to a run's ``folder`` as a project-relative path again (others as they are)."""
+    if not isinstance(value, str) or not value or value.startswith("/") or is_clean_relative(value):
+        return value
+    return posixpath.normpath(posixpath.join(folder, value))
+
+
+def project_spec(spec: dict, spec_path: str) -> dict:
+    """``spec`` (as a run used it, its paths relative to ``spec_path``'s folder) with project-relative paths again:
+    the files a rerun must find on the box (inputs/videos/<shot>/...)."""
+    folder = posixpath.dirname(spec_path)
+
+    def back(value):
+        return project_path(value, folder)
+
+    projected = dict(spec)
+    for key in PATH_KEYS:
+        if key in projected:
+            projected[key] = back(projected[key])
+    for key in CONTROL_KEYS:
+        if isinstance(projected.get(key), dict):
+            projected[key] = {field: back(v) if field in ("control_path", "mask_path") else v
+                              for field, v in projected[key].items()}
+    return projected
 
 
 def command(cfg, prompt: dict, paths, num_gpu: int) -> list[str]:

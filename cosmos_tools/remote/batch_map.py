@@ -1,18 +1,24 @@
 """Run inside a batch job's container as ``python3 FOLDER/batch_map.py FOLDER -- COMMAND...`` (cwd /workspace).
 
-Runs COMMAND (transfer.py with ``--batch_input_path FOLDER/batch.jsonl``), then gives each line N of the batch
-its own run folder, named in FOLDER/items.json (``[{"dir", "latest", "files": {name: text}}]``):
-- line N has ``FOLDER/video_<N>/output.mp4`` (and the lines before it too): ``ok``; output.mp4 and prompt.txt
-  (as output.txt) and the other files of video_<N> move into the run folder;
-- the first line without one: ``blocked`` if its part of the log says GUARDRAIL BLOCKED, ``cancelled`` if the
-  job was stopped by a signal, else ``failed``;
-- the lines after a blocked one: ``pending`` (never processed; no folder: the client queues them again); after
-  any other failure: ``failed`` or ``cancelled`` like it.
-Each settled run folder gets the item's files, its part of the batch log as ``run.log`` (after a line naming
-the batch), the "latest" link of its prompt, and ``exit_code`` last. A run folder that exists already is never
-touched (``taken``). FOLDER/mapping.json (``[{"line", "dir", "status"}]``) is written atomically; one line per
-item goes to stdout (the batch log). Exits with COMMAND's exit code. TERM/INT are left to COMMAND (the runner
-signals the whole process group): what it saved before it stopped is still mapped.
+Runs COMMAND (Transfer1's transfer.py with ``--batch_input_path FOLDER/batch.jsonl``, or Transfer2.5's inference.py
+with ``-i FOLDER/batch.jsonl``), then gives each line N of the batch its own run folder, named in FOLDER/items.json
+(``[{"dir", "latest", "files": {name: text}, "output", "take", "cut", "keep_going"}]``):
+- line N's ``output`` (``video_<N>/output.mp4``; Transfer2.5: ``<record name>.mp4``) exists in FOLDER, and so does
+  every one before it: ``ok``; its files move into the run folder (``take``: ``{"folder": "video_<N>"}`` moves that
+  folder's files, prompt.txt as output.txt; ``{"prefix": NAME}`` moves ``NAME.*`` and ``NAME_*`` as ``output.*``,
+  ``output_*``);
+- a line without one: ``blocked`` if its part of the log says the guardrail blocked it, ``cancelled`` if the job was
+  stopped by a signal, else ``failed``. It ends the batch unless it is blocked and ``keep_going`` (Transfer2.5 skips
+  a blocked sample and goes on: the next lines are judged by their own output);
+- the lines after a blocked line that ended the batch: ``pending`` (never processed; no folder: the client queues
+  them again); after any other end: ``failed`` or ``cancelled`` like it.
+The log is cut into one part per line after the first log line holding every text of one of the line's ``cut``
+alternatives (``Saved prompt to`` + ``video_<N>/prompt.txt``...), searched in order. Each settled run folder gets the
+item's files, its part of the batch log as ``run.log`` (after a line naming the batch), the "latest" link of its
+prompt, and ``exit_code`` last. A run folder that exists already is never touched (``taken``). FOLDER/mapping.json
+(``[{"line", "dir", "status"}]``) is written atomically; one line per item goes to stdout (the batch log). Exits with
+COMMAND's exit code. TERM/INT are left to COMMAND (the runner signals the whole process group): what it saved before
+it stopped is still mapped.
 """
 
 import json
@@ -21,7 +27,7 @@ import signal
 import subprocess
 import sys
 
-GUARDRAIL = "GUARDRAIL BLOCKED"
+GUARDRAIL = ("GUARDRAIL BLOCKED", "Guardrail blocked generation")  # Transfer1, Transfer2.5
 STOPPED = (130, 137, 143)
 
 
@@ -32,16 +38,34 @@ def write_atomic(path, data):
     os.replace(tmp, path)
 
 
-def log_parts(log, folder, count):
-    """The batch log cut after each line's ``Saved prompt to .../video_<N>/prompt.txt``: one part per line."""
+def log_parts(log, items):
+    """The batch log cut after each line's first log line that holds every text of one of its ``cut`` alternatives:
+    one part per line, and the rest."""
     parts, current, line_no = [], [], 0
     for text in log.splitlines(keepends=True):
         current.append(text)
-        if line_no < count and "Saved prompt to" in text and f"video_{line_no}/prompt.txt" in text:
+        if line_no < len(items) and any(all(t in text for t in alt) for alt in items[line_no]["cut"]):
             parts.append("".join(current))
             current, line_no = [], line_no + 1
     parts.append("".join(current))
-    return parts + [""] * (count + 1 - len(parts))
+    return parts + [""] * (len(items) + 1 - len(parts))
+
+
+def take(folder, item, run):
+    """Move the line's files from the batch folder into its run folder, under a single run's names."""
+    how = item["take"]
+    if "folder" in how:
+        video = f"{folder}/{how['folder']}"
+        if os.path.isdir(video):
+            for name in os.listdir(video):
+                target = {"output.mp4": "output.mp4", "prompt.txt": "output.txt"}.get(name, name)
+                os.replace(f"{video}/{name}", f"{run}/{target}")
+            os.rmdir(video)
+        return
+    prefix = how["prefix"]
+    for name in os.listdir(folder):
+        if name.startswith((f"{prefix}.", f"{prefix}_")):
+            os.replace(f"{folder}/{name}", f"{run}/output{name[len(prefix):]}")
 
 
 def settle(folder, index, item, status, rc, part):
@@ -54,12 +78,7 @@ def settle(folder, index, item, status, rc, part):
         return "taken"
     for name, text in item["files"].items():
         write_atomic(f"{run}/{name}", text.encode("utf-8"))
-    video = f"{folder}/video_{index}"
-    if os.path.isdir(video):
-        for name in os.listdir(video):
-            target = {"output.mp4": "output.mp4", "prompt.txt": "output.txt"}.get(name, name)
-            os.replace(f"{video}/{name}", f"{run}/{target}")
-        os.rmdir(video)
+    take(folder, item, run)
     header = f"[cosmos-batch] line {index} of batch {folder} (its whole log: {folder}/run.log)\n"
     write_atomic(f"{run}/run.log", (header + part).encode("utf-8", "surrogateescape"))
     link, tmp = item["latest"], f"{item['latest']}.cosmos-link.{os.getpid()}"
@@ -81,16 +100,18 @@ def main(folder, command):
             log = f.read()
     except FileNotFoundError:
         log = ""
-    parts = log_parts(log, folder, len(items))
-    rows, stop, ended = [], None, ""  # the first line without a result, and how it ended
+    parts = log_parts(log, items)
+    rows, stop, ended = [], None, ""  # the line that ended the batch, and how it ended
     for index, item in enumerate(items):
-        output = f"{folder}/video_{index}/output.mp4"
+        output = f"{folder}/{item['output']}"
         if stop is None and os.path.isfile(output) and os.path.getsize(output) > 0:
             status = "ok"
         elif stop is None:
-            stop = index
-            status = ended = "blocked" if GUARDRAIL in parts[index] else "cancelled" if rc in STOPPED else "failed"
-            parts[index] += "".join(parts[index + 1:])
+            blocked = any(marker in parts[index] for marker in GUARDRAIL)
+            status = "blocked" if blocked else "cancelled" if rc in STOPPED else "failed"
+            if not (blocked and item.get("keep_going")):
+                stop, ended = index, status
+                parts[index] += "".join(parts[index + 1:])
         else:
             status = "pending" if ended == "blocked" else ended
         if status != "pending":

@@ -6,7 +6,9 @@ usage exit 2), loads every -i file as upstream does (.json one sample, .jsonl on
 the spec file's folder), validates each record like upstream's pydantic model (extra keys forbidden, strict
 types: guidance an int 0-7, sigma_max and resolution strings, control_weight 0-1, existing files) with the same
 messages ("Error validating parameters from '<file>' at line <i>", exit 1), refuses no controls, vis with
-image_context_path and duplicate names, then runs every sample with one "model load": <name>.json first, then
+image_context_path and duplicate names, then loads the "model" once (COSMOS_STANDIN_LOAD_SECONDS, default 0.2 x
+COSMOS_STANDIN_SECONDS; the model of the union of the samples' control keys) and runs every sample in turn
+(COSMOS_STANDIN_SAMPLE_SECONDS each, default 0.7 x COSMOS_STANDIN_SECONDS): <name>.json first, then
 <name>.mp4 (a cheap ffmpeg filter of the input at its own size and fps), <name>.txt and
 <name>_control_<key>.mp4, in -o DIR with config.yaml. A prompt containing GUARDRAIL_BLOCK_ME is blocked
 (skipped with --keep-going, the default) unless --disable-guardrails. Upstream facts:
@@ -205,6 +207,11 @@ def ffmpeg(source, target, look, frames, fps):
         raise OSError(f"ffmpeg could not write {target}: {done.stderr.strip()}")
 
 
+def pause(seconds):
+    if seconds > 0:
+        time.sleep(seconds)
+
+
 def generate(record, folder, out, args, seconds):
     name = record["name"]
     with open(os.path.join(out, f"{name}.json"), "w", encoding="utf-8") as handle:
@@ -232,7 +239,7 @@ def generate(record, folder, out, args, seconds):
     chunks = 1 if frames <= chunk else 1 + math.ceil((frames - chunk) / (chunk - overlap))
     log("INFO", f"Generating {name}: {frames} frames, {chunks} chunk(s) of {chunk} (STAND-IN: no model, no GPU)")
     for i in range(chunks):
-        time.sleep(seconds / max(chunks, 1))
+        pause(seconds / chunks)
         log("INFO", f"Generating chunk {i + 1}/{chunks}")
     for key in controls:
         path = record[key].get("control_path")
@@ -254,11 +261,21 @@ def main(argv):
     log("INFO", f"STAND-IN Cosmos-Transfer2.5 (rehearsal host): {len(samples)} sample(s), one model load, "
                 f"context parallel size {args.context_parallel_size or world}, guardrails "
                 f"{'off' if args.disable_guardrails else 'on'}")
+    seconds = float(os.environ.get("COSMOS_STANDIN_SECONDS", "3"))
+    load_seconds = float(os.environ.get("COSMOS_STANDIN_LOAD_SECONDS") or seconds * 0.2)  # once per process
+    sample_seconds = float(os.environ.get("COSMOS_STANDIN_SAMPLE_SECONDS") or seconds * 0.7)  # per sample
+    keys = [k for k in CONTROL_KEYS if any(record.get(k) is not None for record, _ in samples)]
+    if len(keys) > 1:
+        log("WARNING", f"controls {', '.join(keys)}: the multi-control model is loaded (output of a single-control "
+                       "sample in this batch is not strictly the same as alone); controls a sample lacks get weight "
+                       "0.0")
+    log("INFO", f"Loading the {'+'.join(keys)} model once for {len(samples)} sample(s) (STAND-IN: sleeping "
+                f"{load_seconds:g} s)")
+    pause(load_seconds)
     with open(os.path.join(out, "config.yaml"), "w", encoding="utf-8") as handle:
         handle.write("# STAND-IN config.yaml (no model)\nmodel: " + args.model + "\n")
-    seconds = float(os.environ.get("COSMOS_STANDIN_SECONDS", "3"))
     for record, folder in samples:
-        generate(record, folder, out, args, seconds)
+        generate(record, folder, out, args, sample_seconds)
     return 0
 
 
