@@ -366,7 +366,8 @@ def rank_experiment(cfg, runs: list, *, name: str, remote, best: int = 0,
                     weights: dict[str, float | None] | None = None) -> None:
     """An experiment's last step: score its runs (``(plan, run id)`` of the variants that ended ok) over its
     connection, print the ranking, then upscale the ``best`` best-scored ones (``weights``: each run's upscaler
-    weight), each an attempt of its own (as `cosmos-tools upscale` makes it: own history line). JobFailed after them if an upscale did not end ok."""
+    weight), each an attempt of its own (as `cosmos-tools upscale` makes it: own history line). JobFailed after
+    them if an upscale did not end ok."""
     from .cycle import Steps, run_attempt
 
     if not runs:
