@@ -669,7 +669,8 @@ class Experiment:
         result.durations["total"] = time.monotonic() - self.clock
         for job in result.started:
             provenance.add_timings(local_job_folder(self.cfg, job.dir), result.durations)
-        history_line(self.cfg, v.plan, self.started, result, Steps(upscale=v.upscale), v.session)
+        steps = Steps(upscale=v.upscale if self.upscale else None)  # --upscale-best upscales as attempts of their own
+        history_line(self.cfg, v.plan, self.started, result, steps, v.session)
         v.recorded = True
         if result.run is not None and result.run.run_id:
             self.run_ids.add(result.run.run_id)

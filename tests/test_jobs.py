@@ -192,8 +192,8 @@ def test_parse_box_matches_a_latest_link_to_its_queue_entry_beside_it():
         return [d, "", "", "0", "0", "0", "0", "", "", target]
 
     fields = ["1000", "1000", "/home/u", "", "2",
-              "running", "000000000001", "outputs/batches/runs/exp~batch1-2", "ct1-run-exp-batch1-x",
-              "pending", "000000000002", "outputs/runs/solo-3", "ct1-run-solo-y",
+              "running", "000000000001", "outputs/batches/runs/exp~batch1-2", "ct1-run-exp-batch1-x", "",
+              "pending", "000000000002", "outputs/runs/solo-3", "ct1-run-solo-y", "",
               *folder("outputs/batches/exp~batch1", "runs/exp~batch1-2"), *folder("outputs/solo", "runs/solo-3"),
               *folder("outputs/exp", "runs/exp~batch1-2")]  # a prompt link never names a batch folder
     box = jobs.parse_box(b"".join(f.encode() + b"\0" for f in fields))
