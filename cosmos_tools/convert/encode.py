@@ -90,12 +90,13 @@ def encode_color(group: ProcessGroup, seq: Sequence, geo: Geometry, fps: int, ou
 
 
 def encode_segmentation(group: ProcessGroup, seq: Sequence, geo: Geometry, fps: int, out: Path,
-                        on_frames: OnFrames) -> None:
+                        on_frames: OnFrames, threads: int = 0) -> None:
     """8-bit masks go straight through ffmpeg; 16-bit ones are rounded to 8 bits in numpy (v / 257),
-    because swscale's 16-to-8-bit conversion rounds some label values up by one."""
+    because swscale's 16-to-8-bit conversion rounds some label values up by one. ``threads``: x264's
+    (0: its default); lossless, so the pixels do not depend on it."""
     s = SETTINGS["segmentation"]
-    encoder = ["-c:v", s["codec"], "-preset", s["preset"], "-crf", str(s["crf"]), "-pix_fmt", s["pix_fmt"],
-               *_mp4_out(out)]
+    encoder = ["-c:v", s["codec"], "-threads", str(threads), "-preset", s["preset"], "-crf", str(s["crf"]),
+               "-pix_fmt", s["pix_fmt"], *_mp4_out(out)]
     if seq.png.bit_depth != 16:
         vf = ",".join([*geo.filters(s["scale"]), "format=rgb24"])
         args = ["-xerror", *seq.ffmpeg_input(fps), "-frames:v", str(len(seq.files)), "-vf", vf, *encoder]
@@ -200,14 +201,15 @@ def _spill_room(folder: Path, size: int) -> bool:
 
 
 def encode_depth(group: ProcessGroup, seq: Sequence, geo: Geometry, fps: int, out: Path, on_frames: OnFrames,
-                 near_bright: bool) -> DepthRange:
+                 near_bright: bool, threads: int = 0) -> DepthRange:
     """Two passes, one frame in memory at a time: the shot's range, then ffmpeg maps and encodes the frames.
 
     Pass 1 decodes each PNG once and appends the raw frame to a scratch file beside the outputs (the OS's
     page cache keeps it, not this process); pass 2 is one ffmpeg that reads the scratch file, maps it with
     the shot's lookup table (``lut`` filter) and encodes it, so no frame comes back through Python and the
     PNGs are decoded once (a second decode cost about 1 CPU s per 121 frames at 1280x704). When the disk
-    lacks room, pass 2 decodes the PNGs again and pipes them in. ``on_frames`` counts both passes."""
+    lacks room, pass 2 decodes the PNGs again and pipes them in. ``on_frames`` counts both passes;
+    ``threads``: x264's, as for segmentation."""
     import numpy as np
 
     _, _, dtype, _ = _depth_decode_format(seq)
@@ -222,8 +224,9 @@ def encode_depth(group: ProcessGroup, seq: Sequence, geo: Geometry, fps: int, ou
                             "free some disk space there and convert again") from None
         s = SETTINGS["depth"]
         raw = _raw_input(geo, "gray16le" if dtype == "<u2" else "gray", fps, DEPTH_SCRATCH if spill else "pipe:0")
-        args = [*raw, "-vf", ",".join(mapping.ffmpeg_filters()), "-c:v", s["codec"], "-preset", s["preset"],
-                "-qp", str(s["qp"]), "-pix_fmt", s["pix_fmt"], "-color_range", s["color_range"], *_mp4_out(out)]
+        args = [*raw, "-vf", ",".join(mapping.ffmpeg_filters()), "-c:v", s["codec"], "-threads", str(threads),
+                "-preset", s["preset"], "-qp", str(s["qp"]), "-pix_fmt", s["pix_fmt"], "-color_range", s["color_range"],
+                *_mp4_out(out)]
         proc = group.start(args, f"encoding {seq.label}", on_frames, stdin=not spill, cwd=out.parent)
         if spill:
             proc.wait()
