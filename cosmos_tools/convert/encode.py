@@ -59,27 +59,21 @@ def encode_color(group: ProcessGroup, seq: Sequence, geo: Geometry, fps: int, ou
                  on_frames: OnFrames) -> tuple[float, int]:
     """Encode, and measure the PSNR of the first frames while the encode goes on.
 
-    ffmpeg's tee muxer writes the MP4 (the encoded stream only) and streams to a second ffmpeg, in one
-    NUT stream, the encoded packets and the first source frames raw; that ffmpeg decodes the one and
-    compares it with the other, so the PNGs are decoded once (again in the checker cost 17 ms a frame
-    at 1280x704). When it has its frames it exits and the tee drops that branch (``onfail=ignore``).
-    The encoder holds those raw frames until their encoded frames catch up (x264's lookahead): 8 frames,
-    22 MB at 1280x704. Measuring after the encode instead left 0.35 s of one busy core at the end.
+    ffmpeg's tee muxer writes the MP4 and streams the same packets to a second ffmpeg that decodes
+    them and compares with the PNGs; when it has its frames it exits and the tee drops that branch
+    (``onfail=ignore``). Measuring after the encode instead left 0.35 s of one busy core at the end.
     Returns (PSNR dB, frames compared).
     """
     s = SETTINGS["color"]
+    vf = ",".join([*geo.filters(s["scale"]), "scale=out_color_matrix=bt709:out_range=tv", "format=yuv420p"])
+    args = ["-xerror", *seq.ffmpeg_input(fps), "-frames:v", str(len(seq.files)), "-vf", vf,
+            "-c:v", s["codec"], "-preset", s["preset"], "-crf", str(s["crf"]), "-pix_fmt", s["pix_fmt"],
+            "-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709", "-color_range", "tv",
+            "-map", "0:v", "-f", "tee", f"[movflags=+faststart]{out.name}|[f=nut:onfail=ignore]pipe:1"]
     count = min(len(seq.files), PSNR_FRAMES)
-    graph = (f"[0:v]{','.join([*geo.filters(s['scale']), 'split'])}[frames][source];"
-             "[frames]scale=out_color_matrix=bt709:out_range=tv,format=yuv420p[video];"
-             f"[source]trim=end_frame={count},format=rgb24[sample]")
-    args = ["-xerror", *seq.ffmpeg_input(fps), "-filter_complex", graph, "-map", "[video]", "-map", "[sample]",
-            "-frames:v:0", str(len(seq.files)), "-c:v:0", s["codec"], "-preset", s["preset"], "-crf", str(s["crf"]),
-            "-pix_fmt:v:0", s["pix_fmt"], "-colorspace:v:0", "bt709", "-color_primaries:v:0", "bt709",
-            "-color_trc:v:0", "bt709", "-color_range:v:0", "tv", "-c:v:1", "rawvideo",
-            "-f", "tee", f"[select=0:movflags=+faststart]{out.name}|[f=nut:onfail=ignore]pipe:1"]
     try:
         encoder = group.start(args, f"encoding {seq.label}", on_frames, stdout=True, cwd=out.parent)
-        checker = group.start(psnr_args(["-f", "nut", "-i", "pipe:0"], count),
+        checker = group.start(psnr_args(["-f", "nut", "-i", "pipe:0"], seq, geo, fps, count, s["scale"]),
                               f"measuring the PSNR of {out.name}", stdin=encoder.stdout, cwd=out.parent)
         encoder.stdout.close()  # the checker holds the pipe now; its exit must reach the encoder
         encoder.wait()

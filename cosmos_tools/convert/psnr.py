@@ -21,18 +21,14 @@ PSNR_FRAMES = 8  # the converter's spot check; bench/convert.py measures every f
 STATS = "psnr-stats.log"  # written in the process's working folder (keeps user paths out of filter syntax)
 
 
-def psnr_args(video_input: list[str], count: int, source_input: list[str] | None = None,
-              source_filters: list[str] | None = None) -> list[str]:
-    """ffmpeg arguments comparing the first ``count`` frames of the video input's first stream with the
-    source frames: its second stream (raw frames the converter's encoder sends along), or ``source_input``
-    (the PNGs) through ``source_filters`` (the encode's geometry)."""
-    source = "1:v" if source_input else "0:v:1"
-    filters = ",".join([*(source_filters or []), "format=rgb24"])
-    graph = (f"[0:v:0]scale=in_color_matrix=bt709:in_range=tv,format=rgb24[enc];[{source}]{filters}[src];"
+def psnr_args(video_input: list[str], seq: Sequence, geo: Geometry, fps: int, count: int, scale: str) -> list[str]:
+    """ffmpeg arguments comparing ``count`` frames of the video with the PNGs (same geometry)."""
+    source = ",".join([*geo.filters(scale), "format=rgb24"])
+    graph = (f"[0:v]scale=in_color_matrix=bt709:in_range=tv,format=rgb24[enc];[1:v]{source}[src];"
              f"[enc][src]psnr=stats_file={STATS}")
     # -threads 1: frame threads would decode ahead, past the frames compared (0.1 of 0.5 CPU s)
-    more = ["-threads", "1", *source_input] if source_input else []
-    return ["-threads", "1", *video_input, *more, "-lavfi", graph, "-frames:v", str(count), "-f", "null", "-"]
+    return ["-threads", "1", *video_input, "-threads", "1", *seq.ffmpeg_input(fps), "-lavfi", graph,
+            "-frames:v", str(count), "-f", "null", "-"]
 
 
 def read_psnr(folder: Path, count: int, what: str) -> float:
@@ -59,7 +55,6 @@ def color_psnr(video: Path, seq: Sequence, geo: Geometry, fps: int, scale: str,
     """PSNR of an encoded colour video against its PNGs over the first ``frames`` (None: all)."""
     count = len(seq.files) if frames is None else min(len(seq.files), frames)
     with tempfile.TemporaryDirectory(prefix="cosmos-psnr-") as folder:
-        argv = [FFMPEG, *QUIET, *psnr_args(["-i", str(Path(video).resolve())], count, seq.ffmpeg_input(fps),
-                                           geo.filters(scale))]
+        argv = [FFMPEG, *QUIET, *psnr_args(["-i", str(Path(video).resolve())], seq, geo, fps, count, scale)]
         subprocess.run(argv, capture_output=True, check=False, cwd=folder)
         return read_psnr(Path(folder), count, Path(video).name), count
