@@ -45,7 +45,8 @@ SETTINGS: dict[str, EncoderSettings] = {
     "depth": {"codec": "libx264", "preset": "superfast", "qp": 0, "pix_fmt": "gray", "color_range": "pc",
               "scale": "neighbor"},
 }
-# What ffprobe reports for each output (h264 decodes 4:0:0 gray as full-range yuvj420p, R=G=B).
+# The pixel format ffmpeg's H.264 decoder (and ffprobe, and mp4_header) names for each output (it decodes
+# 4:0:0 gray as full-range yuvj420p, R=G=B).
 EXPECTED = {"color": ("h264", "yuv420p"), "segmentation": ("h264", "gbrp"), "depth": ("h264", "yuvj420p")}
 OnFrames = Callable[[int], None]
 DEPTH_SCRATCH = "depth-frames.raw"  # pass 1's decoded depth, removed once depth.mp4 is encoded
