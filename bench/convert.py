@@ -208,13 +208,20 @@ def short_shot(work: Path, repeat: int, fps: int) -> dict:
     print(f"render: {FRAMES} frames {WIDTH}x{HEIGHT}, colour 8-bit RGB, depth 16-bit gray, "
           f"segmentation {LABELS} labels (made in {time.perf_counter() - started:.1f} s)")
     runs: dict[str, list[dict]] = {side: [] for side in SIDES}
+    loads = [os.getloadavg()[0]]
     for _ in range(repeat):  # interleaved, so a busy moment hurts every side alike
         for side in SIDES:
             runs[side].append(run_side(side, src, out, fps, False))
+        loads.append(os.getloadavg()[0])
     best = {side: min(v, key=lambda m: m["wall"]) for side, v in runs.items()}
     print_table(f"best of {repeat}, {FRAMES} frames", FRAMES, best)
-    print(f"concurrency gain: {best['serial']['wall'] / best['ours']['wall']:.2f}x on {os.cpu_count()} cores "
-          f"(load average {os.getloadavg()[0]:.1f} while measuring)")
+    pairs = list(zip(runs["ours"], runs["seq"], strict=True))  # each run of ours against the raw run next to it
+    walls = [raw["wall"] / ours["wall"] for ours, raw in pairs]
+    cpus = [raw["cpu"] / ours["cpu"] for ours, raw in pairs]
+    print(f"spread over {repeat} runs, ours / raw ffmpeg: speed ratio {min(walls):.2f}-{max(walls):.2f}, "
+          f"CPU ratio {min(cpus):.2f}-{max(cpus):.2f}; load average {min(loads):.1f}-{max(loads):.1f} "
+          f"on {os.cpu_count()} cores")
+    print(f"concurrency gain: {best['serial']['wall'] / best['ours']['wall']:.2f}x")
     return best["ours"]
 
 
@@ -237,7 +244,7 @@ def long_shot(work: Path, name: str, frames: int, size: tuple[int, int], fit: bo
     print(f"\nrender {name}: {frames} frames {size[0]}x{size[1]}{' with --fit' if fit else ''} "
           f"(made in {time.perf_counter() - started:.1f} s)")
     best = {side: run_side(side, src, out, fps, fit) for side in ("ours", "seq")}
-    print_table(f"one run, {frames} frames", frames, best)
+    print_table(f"one run, {frames} frames (load average {os.getloadavg()[0]:.1f})", frames, best)
     if best["ours"]["psnr"] is not None:
         print(f"colour PSNR printed by ours: {best['ours']['psnr']:.2f} dB over {best['ours']['psnr_frames']} frames")
     for folder in (src, out):

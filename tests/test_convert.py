@@ -734,3 +734,24 @@ def test_pass_through_the_script_and_make(project, tmp_path):
     bad = subprocess.run([str(SCRIPT), str(src), "s", "--pass", "normals=N"], env=user_env(project),
                          capture_output=True, text=True, check=False)
     assert bad.returncode == 1 and bad.stderr.startswith("error: --pass 'normals=N'") and bad.stderr.count("\n") == 1
+
+
+def test_output_check_reads_the_header_as_ffprobe_does(project, tmp_path):
+    """Each MP4 is checked from its own header (no ffprobe process): the reading agrees with ffprobe's for
+    all three encoders (cropped sizes included), a mismatch or a cut file is one line."""
+    from cosmos_tools.convert.mp4_header import read_mp4_video
+    from cosmos_tools.convert.verify import check_output
+
+    src = rf.make_render(tmp_path / "r", frames=3, width=50, height=38)
+    result, _ = run_convert(project, src)
+    for modality in ("color", "depth", "segmentation"):
+        path = result.folder / f"{modality}.mp4"
+        ours, info = read_mp4_video(path), probe_video(path)
+        assert (ours.frames, ours.width, ours.height, ours.codec, ours.pix_fmt) == \
+            (info.frames, info.width, info.height, info.codec, info.pix_fmt)
+    with pytest.raises(UserError, match="depth.mp4 holds 3 frames 50x38 h264/yuvj420p, expected 4 frames"):
+        check_output(result.folder / "depth.mp4", "depth", 4, 50, 38)
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes((result.folder / "color.mp4").read_bytes()[:100])
+    with pytest.raises(UserError, match="cut.mp4: cannot read the MP4 just written"):
+        check_output(cut, "color", 3, 50, 38)

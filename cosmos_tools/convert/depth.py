@@ -10,8 +10,8 @@ to its extremes; a sentinel stands alone). Background is drawn as 0 (farthest) a
 range, so the scene's own depths use all 256 output codes. In ``near_bright`` mode only 0 can be
 background (the top code is simply the nearest value).
 
-The range comes from every frame's min/max (exact and cheap), and the mapping is a lookup table applied
-in numpy: ffmpeg 5.1's lut filters clamp 16-bit values at 65280.
+The range comes from every frame's min/max (exact and cheap). The mapping is one lookup table
+(``DepthRange.lut``), applied by ffmpeg's ``lut`` filter while it encodes (``DepthRange.ffmpeg_filters``).
 """
 
 from __future__ import annotations
@@ -59,6 +59,30 @@ class DepthRange:
         import numpy as np
 
         return np.round(self.ideal(np.arange(self.code_max + 1))).astype(np.uint8)
+
+    def ffmpeg_filters(self) -> list[str]:
+        """ffmpeg filters that turn raw gray (8-bit source) or gray16le (16-bit) frames into ``lut()``'s codes.
+
+        The table is a step function of the source code, written as a binary search over the codes where
+        the output changes, so the filter holds the table exactly (not a formula rounded another way).
+        ffmpeg 5.1 clamps a 16-bit ``lut`` result at 65280 (255 x 256), so 16-bit frames get code x 256
+        and swscale drops the low byte; its default dither would change 3 values in 4, hence ``sws_dither=none``.
+        """
+        import numpy as np
+
+        lut = self.lut()
+        table = lut.tolist()
+        starts = [0, *(np.flatnonzero(np.diff(lut)) + 1).tolist()]  # uint8 differences wrap, but stay non-zero
+        step = 256 if self.code_max > 255 else 1
+
+        def search(first: int, end: int) -> str:  # the runs starts[first:end]
+            if end - first == 1:
+                return str(table[starts[first]] * step)
+            middle = (first + end) // 2
+            return f"if(lt(val,{starts[middle]}),{search(first, middle)},{search(middle, end)})"
+
+        mapped = f"lut=c0='{search(0, len(starts))}'"
+        return [mapped, "scale=sws_dither=none", "format=gray"] if step > 1 else [mapped]
 
 
 class DepthStats:

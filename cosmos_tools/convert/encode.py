@@ -2,8 +2,8 @@
 
 - color: libx264 yuv420p (plays everywhere), BT.709 tagged, ``-preset veryfast -crf 16``.
 - segmentation: libx264rgb ``-crf 0``, lossless RGB (High 4:4:4 Predictive): every label colour exact.
-- depth: PNGs decoded to raw 8/16-bit by ffmpeg, normalised for the whole shot in numpy (depth.py),
-  encoded lossless 8-bit gray (``-qp 0``, full range) that every reader returns as R=G=B.
+- depth: PNGs decoded to raw 8/16-bit by ffmpeg, one range for the whole shot (depth.py), mapped by
+  ffmpeg's lut filter and encoded lossless 8-bit gray (``-qp 0``, full range) that every reader returns as R=G=B.
 """
 
 from __future__ import annotations
@@ -45,7 +45,8 @@ SETTINGS: dict[str, EncoderSettings] = {
     "depth": {"codec": "libx264", "preset": "superfast", "qp": 0, "pix_fmt": "gray", "color_range": "pc",
               "scale": "neighbor"},
 }
-# What ffprobe reports for each output (h264 decodes 4:0:0 gray as full-range yuvj420p, R=G=B).
+# The pixel format ffmpeg's H.264 decoder (and ffprobe, and mp4_header) names for each output (it decodes
+# 4:0:0 gray as full-range yuvj420p, R=G=B).
 EXPECTED = {"color": ("h264", "yuv420p"), "segmentation": ("h264", "gbrp"), "depth": ("h264", "yuvj420p")}
 OnFrames = Callable[[int], None]
 DEPTH_SCRATCH = "depth-frames.raw"  # pass 1's decoded depth, removed once depth.mp4 is encoded
@@ -84,12 +85,13 @@ def encode_color(group: ProcessGroup, seq: Sequence, geo: Geometry, fps: int, ou
 
 
 def encode_segmentation(group: ProcessGroup, seq: Sequence, geo: Geometry, fps: int, out: Path,
-                        on_frames: OnFrames) -> None:
+                        on_frames: OnFrames, threads: int = 0) -> None:
     """8-bit masks go straight through ffmpeg; 16-bit ones are rounded to 8 bits in numpy (v / 257),
-    because swscale's 16-to-8-bit conversion rounds some label values up by one."""
+    because swscale's 16-to-8-bit conversion rounds some label values up by one. ``threads``: x264's
+    (0: its default); lossless, so the pixels do not depend on it."""
     s = SETTINGS["segmentation"]
-    encoder = ["-c:v", s["codec"], "-preset", s["preset"], "-crf", str(s["crf"]), "-pix_fmt", s["pix_fmt"],
-               *_mp4_out(out)]
+    encoder = ["-c:v", s["codec"], "-threads", str(threads), "-preset", s["preset"], "-crf", str(s["crf"]),
+               "-pix_fmt", s["pix_fmt"], *_mp4_out(out)]
     if seq.png.bit_depth != 16:
         vf = ",".join([*geo.filters(s["scale"]), "format=rgb24"])
         args = ["-xerror", *seq.ffmpeg_input(fps), "-frames:v", str(len(seq.files)), "-vf", vf, *encoder]
@@ -102,9 +104,10 @@ def encode_segmentation(group: ProcessGroup, seq: Sequence, geo: Geometry, fps: 
     _feed(proc, (((f.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8) for f in frames))
 
 
-def _raw_input(geo: Geometry, pix_fmt: str, fps: int) -> list[str]:
+def _raw_input(geo: Geometry, pix_fmt: str, fps: int, source: str = "pipe:0") -> list[str]:
+    """Raw frames from our pipe, or from a file in the process's working folder."""
     return ["-f", "rawvideo", "-pix_fmt", pix_fmt, "-s", f"{geo.width}x{geo.height}", "-framerate", str(fps),
-            "-i", "pipe:0"]
+            "-i", source]
 
 
 def _feed(proc, frames) -> None:
@@ -192,32 +195,21 @@ def _spill_room(folder: Path, size: int) -> bool:
     return size <= shutil.disk_usage(folder).free // 2
 
 
-def _spilled_frames(path: Path, geo: Geometry, dtype: str, count: int):
-    """Read back the frames pass 1 wrote, into one reused buffer (one frame in memory at a time)."""
-    import numpy as np
-
-    frame = np.empty((geo.height, geo.width), dtype)
-    with open(path, "rb") as spilled:
-        for _ in range(count):
-            if spilled.readinto(frame.data) != frame.nbytes:
-                raise UserError(f"{path}: depth scratch file cut short; re-run the conversion")
-            yield frame
-
-
 def encode_depth(group: ProcessGroup, seq: Sequence, geo: Geometry, fps: int, out: Path, on_frames: OnFrames,
-                 near_bright: bool) -> DepthRange:
-    """Two passes, one frame in memory at a time: the shot's range, then the mapped frames into the encoder.
+                 near_bright: bool, threads: int = 0) -> DepthRange:
+    """Two passes, one frame in memory at a time: the shot's range, then ffmpeg maps and encodes the frames.
 
     Pass 1 decodes each PNG once and appends the raw frame to a scratch file beside the outputs (the OS's
-    page cache keeps it, not this process); pass 2 reads it back, so the PNGs are decoded once (a second
-    decode cost about 1 CPU s per 121 frames at 1280x704). When the disk lacks room, pass 2 decodes the PNGs
-    again instead. ``on_frames`` counts both passes (2 x frames in all)."""
+    page cache keeps it, not this process); pass 2 is one ffmpeg that reads the scratch file, maps it with
+    the shot's lookup table (``lut`` filter) and encodes it, so no frame comes back through Python and the
+    PNGs are decoded once (a second decode cost about 1 CPU s per 121 frames at 1280x704). When the disk
+    lacks room, pass 2 decodes the PNGs again and pipes them in. ``on_frames`` counts both passes;
+    ``threads``: x264's, as for segmentation."""
     import numpy as np
 
     _, _, dtype, _ = _depth_decode_format(seq)
-    count = len(seq.files)
     scratch = out.parent / DEPTH_SCRATCH
-    spill = _spill_room(out.parent, count * geo.width * geo.height * np.dtype(dtype).itemsize)
+    spill = _spill_room(out.parent, len(seq.files) * geo.width * geo.height * np.dtype(dtype).itemsize)
     try:
         try:
             with open(scratch, "wb") if spill else contextlib.nullcontext() as spilled:
@@ -225,14 +217,16 @@ def encode_depth(group: ProcessGroup, seq: Sequence, geo: Geometry, fps: int, ou
         except OSError as exc:
             raise UserError(f"{out.parent.parent}: cannot write the depth scratch file ({exc.strerror}); "
                             "free some disk space there and convert again") from None
-        lut = mapping.lut()
         s = SETTINGS["depth"]
-        args = [*_raw_input(geo, "gray", fps), "-c:v", s["codec"], "-preset", s["preset"], "-qp", str(s["qp"]),
-                "-pix_fmt", s["pix_fmt"], "-color_range", s["color_range"], *_mp4_out(out)]
-        proc = group.start(args, f"encoding {seq.label}", on_frames, stdin=True)
-        frames = _spilled_frames(scratch, geo, dtype, count) if spill else depth_frames(group, seq, geo, fps)
-        mapped = np.empty((geo.height, geo.width), np.uint8)  # reused: each frame is written before the next
-        _feed(proc, (np.take(lut, frame, out=mapped) for frame in frames))  # 1.2 ms a frame; lut[frame] 2.4
+        raw = _raw_input(geo, "gray16le" if dtype == "<u2" else "gray", fps, DEPTH_SCRATCH if spill else "pipe:0")
+        args = [*raw, "-vf", ",".join(mapping.ffmpeg_filters()), "-c:v", s["codec"], "-threads", str(threads),
+                "-preset", s["preset"], "-qp", str(s["qp"]), "-pix_fmt", s["pix_fmt"], "-color_range", s["color_range"],
+                *_mp4_out(out)]
+        proc = group.start(args, f"encoding {seq.label}", on_frames, stdin=not spill, cwd=out.parent)
+        if spill:
+            proc.wait()
+        else:
+            _feed(proc, depth_frames(group, seq, geo, fps))
     finally:
         scratch.unlink(missing_ok=True)
     return mapping

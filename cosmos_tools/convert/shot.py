@@ -129,6 +129,11 @@ def _encode_all(sequences: dict[str, Sequence], geo: Geometry, options: ConvertO
     results: dict = {"outputs": outputs}
 
     frames = len(sequences["color"].files)
+    # With no more cores than modalities encoding at once, each encode already keeps a core busy: frame
+    # threads in the lossless encoders only made them compete (0.3 CPU s of 8 on 2 cores). Colour keeps
+    # x264's default: it is the longest encode, and its threads shape its (lossy) stream.
+    workers = len(sequences) if options.concurrent else 1
+    lossless_threads = 1 if workers > 1 and (os.cpu_count() or 1) <= workers else 0
 
     def checked(modality: str) -> None:
         outputs[modality] = check_output(tmp / f"{modality}.mp4", modality, frames, geo.width, geo.height)
@@ -142,17 +147,16 @@ def _encode_all(sequences: dict[str, Sequence], geo: Geometry, options: ConvertO
 
     def depth() -> None:
         mapping = encode_depth(group, sequences["depth"], geo, options.fps, tmp / "depth.mp4",
-                               partial(bar.update, "depth"), options.depth_near_bright)
+                               partial(bar.update, "depth"), options.depth_near_bright, lossless_threads)
         checked("depth")
         results["depth"] = mapping.as_json()
 
     def segmentation() -> None:
         encode_segmentation(group, sequences["segmentation"], geo, options.fps, tmp / "segmentation.mp4",
-                            partial(bar.update, "segmentation"))
+                            partial(bar.update, "segmentation"), lossless_threads)
         checked("segmentation")
 
     jobs = {"color": color, "depth": depth, "segmentation": segmentation}
-    workers = len(sequences) if options.concurrent else 1
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="convert") as pool:
         futures = [pool.submit(jobs[m]) for m in sequences]
         try:
