@@ -21,7 +21,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import overload
@@ -75,15 +75,17 @@ def local_digest(path: Path, stop: threading.Event | None = None) -> Digest | No
     return size, digest.hexdigest()
 
 
-def remote_digests(t: Transport, paths: list[str], clean_stale: bool = False) -> list[Digest | None]:
+def remote_digests(t: Transport, paths: list[str], clean_stale: bool = False,
+                   make_folders: bool = False) -> list[Digest | None]:
     """(size, sha256) of each remote path, None where there is no regular file; one remote command.
 
-    ``clean_stale`` also removes the paths' temporary files left by interrupted uploads.
+    ``clean_stale`` also removes the paths' temporary files left by interrupted uploads; ``make_folders`` first
+    makes the folder of each path (an upload's targets), in the same command.
     """
     if not paths:
         return []
-    stale = str(STALE_PART_SECONDS if clean_stale else 0)
-    out = t.run([*PYTHON, "-c", script("sync_hash.py"), stale, *paths]).stdout.decode().splitlines()
+    stale, folders = str(STALE_PART_SECONDS if clean_stale else 0), "1" if make_folders else "0"
+    out = t.run([*PYTHON, "-c", script("sync_hash.py"), stale, folders, *paths]).stdout.decode().splitlines()
     if len(out) != len(paths):
         raise RemoteError(f"hashing files on {t.describe()} gave {len(out)} answers for {len(paths)} files; "
                           "is python3 installed there?")
@@ -167,6 +169,7 @@ class _Todo:
     target: str
     size: int
     part: str
+    digest: Future[Digest | None] | None = None  # the local file's, being computed (None if it was stopped)
     resume: Resume | None = None
     pieces: list[Piece] = field(default_factory=list)  # when sent in pieces: what of each the box has
 
@@ -205,44 +208,54 @@ def upload_files(t: Transport, files: list[tuple[Path, str]], *, progress: bool 
     ours = record.load()
     sizes = [Path(p).stat().st_size for p, _ in files]
     stops = [threading.Event() for _ in files]
-
-    def make_folders() -> None:
-        for folder in sorted({posixpath.dirname(p) for p in targets}):
-            t.makedirs(folder)
-
-    with ThreadPoolExecutor(3) as pool:  # hash here while the box hashes there; meanwhile make folders, time the link
-        streams = pool.submit(_streams_for, t, sum(sizes))
-        folders = pool.submit(make_folders)
-        local = [pool.submit(local_digest, Path(p), stop) for (p, _), stop in zip(files, stops, strict=True)]
-        answers = remote_digests(t, targets + list(ours), clean_stale=True)
-        remote, parts = answers[:len(targets)], dict(zip(ours, answers[len(targets):], strict=True))
-        for stop, size, theirs in zip(stops, sizes, remote, strict=True):
-            if theirs is None or theirs[0] != size:
-                stop.set()  # it will be sent anyway: no need to finish hashing it
     report = SyncReport()
-    todo = []
-    for (path, rel), target, size, mine, theirs in zip(files, targets, sizes, local, remote, strict=True):
-        if theirs is not None and theirs[0] == size and mine.result() == theirs:
-            report.skipped.append(rel)
-            report.digests[rel] = theirs[1]
-        else:
-            todo.append(_Todo(Path(path), rel, target, size, part_name(target)))
-    in_pieces = streams.result() > 1 and sum(item.size for item in todo) >= PIECE_MIN
-    _resume_or_drop(t, record, todo, parts, ours, in_pieces)
-    folders.result()
-    with Progress(sum(f.size - f.offset for f in todo), "upload", unit="B", enabled=progress) as bar:
-        if in_pieces:
-            sent, digests = _upload_in_pieces(t, record, todo, bar)
-            report.bytes_sent += sent
-            report.digests.update(digests)
-            report.sent += [item.rel for item in todo]
-        else:
-            for item in todo:
-                sent, report.digests[item.rel] = _upload_one(t, record, item, bar)
-                report.bytes_sent += sent
-                report.sent.append(item.rel)
+    with ThreadPoolExecutor(2) as pool:  # hash here while the box hashes there (and makes the folders); time the link
+        try:
+            streams = pool.submit(_streams_for, t, sum(sizes))
+            local = [pool.submit(local_digest, Path(p), stop) for (p, _), stop in zip(files, stops, strict=True)]
+            answers = remote_digests(t, targets + list(ours), clean_stale=True, make_folders=True)
+            remote, parts = answers[:len(targets)], dict(zip(ours, answers[len(targets):], strict=True))
+            todo = _differing(files, targets, sizes, remote, local, stops, streams.result() > 1, report)
+            in_pieces = streams.result() > 1 and sum(item.size for item in todo) >= PIECE_MIN
+            if not in_pieces:
+                for stop in stops:  # each file is hashed as it is read for sending
+                    stop.set()
+            _resume_or_drop(t, record, todo, parts, ours, in_pieces)
+            with Progress(sum(f.size - f.offset for f in todo), "upload", unit="B", enabled=progress) as bar:
+                if in_pieces:
+                    sent, digests = _upload_in_pieces(t, record, todo, bar)
+                    report.bytes_sent += sent
+                    report.digests.update(digests)
+                    report.sent += [item.rel for item in todo]
+                else:
+                    for item in todo:
+                        sent, report.digests[item.rel] = _upload_one(t, record, item, bar)
+                        report.bytes_sent += sent
+                        report.sent.append(item.rel)
+        finally:
+            for stop in stops:  # after a failure, hashing still going on ends now
+                stop.set()
     report.seconds = time.monotonic() - start
     return report
+
+
+def _differing(files: list[tuple[Path, str]], targets: list[str], sizes: list[int], remote: list[Digest | None],
+               local: list[Future[Digest | None]], stops: list[threading.Event], several: bool,
+               report: SyncReport) -> list[_Todo]:
+    """The files to send: those whose target is missing or different (the identical ones go to ``report`` as
+    skipped). A file that differs in size is not worth hashing here unless it goes in pieces (``several``
+    streams), whose final check needs its hash; in one stream it is hashed as it is read for sending."""
+    todo = []
+    for (path, rel), target, size, theirs, mine, stop in zip(files, targets, sizes, remote, local, stops, strict=True):
+        if theirs is None or theirs[0] != size:
+            if not several:
+                stop.set()
+        elif mine.result() == theirs:
+            report.skipped.append(rel)
+            report.digests[rel] = theirs[1]
+            continue
+        todo.append(_Todo(Path(path), rel, target, size, part_name(target), digest=mine))
+    return todo
 
 
 def _streams_for(t: Transport, size: int) -> int:
@@ -388,13 +401,7 @@ def _upload_in_pieces(t: Transport, record: PartRecord, todo: list[_Todo],
                    pieces=[[p.start, p.end] for p in item.pieces])
     _sending.update(parts)
     try:
-        with ThreadPoolExecutor(1) as pool:  # hash here while the pieces travel
-            local = [pool.submit(local_digest, item.path) for item in todo]
-            t.put_pieces([(item.path, item.part) for item in todo], [p for i in todo for p in i.pieces], acked)
-            sent_digests = [future.result() for future in local]
-        argv = [str(x) for item, mine in zip(todo, sent_digests, strict=True)
-                for x in (item.part, item.target, *(mine or (0, "")))]
-        answers = t.run([*PYTHON, "-c", script("sync_place.py"), *argv]).stdout.decode().splitlines()
+        answers, sent_digests = _send_and_check(t, todo, acked)
         if len(answers) != len(todo):
             raise RemoteError(f"checking the uploads on {t.describe()} gave {len(answers)} answers for {len(todo)} "
                               "files; is python3 installed there?")
@@ -405,7 +412,7 @@ def _upload_in_pieces(t: Transport, record: PartRecord, todo: list[_Todo],
         for item, mine, answer in zip(todo, sent_digests, answers, strict=True):
             if answer != "ok":
                 raise RemoteError(f"upload of {item.rel} arrived damaged on {t.describe()} (sent {item.size} bytes "
-                                  f"sha256 {(mine or (0, ''))[1][:12]}, found {answer}); run the upload again")
+                                  f"sha256 {mine[1][:12]}, found {answer}); run the upload again")
     except ConnectionLost:
         raise  # the parts stay recorded: the next upload goes on from what the box has of each piece
     except RemoteError as exc:
@@ -421,7 +428,27 @@ def _upload_in_pieces(t: Transport, record: PartRecord, todo: list[_Todo],
         raise
     finally:
         _sending.difference_update(parts)
-    return sent, {item.rel: mine[1] for item, mine in zip(todo, sent_digests, strict=True) if mine}
+    return sent, {item.rel: mine[1] for item, mine in zip(todo, sent_digests, strict=True)}
+
+
+def _send_and_check(t: Transport, todo: list[_Todo], acked: Callable[[int], None]) -> tuple[list[str], list[Digest]]:
+    """Send the pieces; then have the box check each part against the local file's digest and rename it
+    (``remote/sync_place.py``). That command starts while the pieces travel and gets the digests on its input,
+    so the check costs one round trip. Returns its answer per file ("ok" or what the box found) and the
+    digests."""
+    starter = ThreadPoolExecutor(1)
+    place = starter.submit(t.start, [*PYTHON, "-c", script("sync_place.py"),
+                                     *(name for item in todo for name in (item.part, item.target))])
+    starter.shutdown(wait=False)
+    try:
+        t.put_pieces([(item.path, item.part) for item in todo], [p for i in todo for p in i.pieces], acked)
+        digests = [(item.digest.result() if item.digest else None) or local_digest(item.path) for item in todo]
+        expected = "".join(f"{size} {sha}\n" for size, sha in digests).encode()
+    except BaseException:
+        with contextlib.suppress(Exception):
+            place.result().cancel()  # without its input it puts nothing in place
+        raise
+    return place.result().finish(expected).stdout.decode().splitlines(), digests
 
 
 def _remove_part(t: Transport, record: PartRecord, part: str) -> None:

@@ -1,8 +1,10 @@
-"""Run on the GPU box as ``python3 -c TEXT STALE PATH...``: the size and sha256 of each path.
+"""Run on the GPU box as ``python3 -c TEXT STALE FOLDERS PATH...``: the size and sha256 of each path.
 
 argv[1]: remove temporary upload files (``.<name>.*.cosmos-part``) of these paths left untouched for that
-many seconds (0: none); then one line per further argument, in order: "<size> <sha256>", or "-" where
-there is no regular file. Python's hashlib uses the CPU's SHA extensions, 3-4x faster than sha256sum.
+many seconds (0: none); argv[2]: "1" makes each path's folder first (an upload's targets: no separate
+``mkdir -p`` round trip), "0" does not; then one line per further argument, in order: "<size> <sha256>",
+or "-" where there is no regular file. Python's hashlib uses the CPU's SHA extensions, 3-4x faster than
+sha256sum. A folder that cannot be made is one line on stderr and exit 1.
 """
 
 import hashlib
@@ -26,7 +28,12 @@ def digest(path):
         return "-"
 
 
-stale, paths = float(sys.argv[1]), sys.argv[2:]
+stale, folders, paths = float(sys.argv[1]), sys.argv[2] == "1", sys.argv[3:]
+for folder in sorted({os.path.dirname(p) for p in paths}) if folders else ():
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as exc:
+        sys.exit("cannot create folder " + folder + ": " + (exc.strerror or str(exc)))
 for p in paths if stale else ():
     folder, name = os.path.split(p)
     try:
