@@ -24,8 +24,8 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import overload
 
+from .digests import Digest, DigestCache, local_digest
 from .errors import LocalError, RemoteError, UserError
 from .fsutil import write_json_atomic
 from .progress import Progress
@@ -46,7 +46,6 @@ FOLLOW_IDLE_SECONDS = 20
 # The box's system python3 first: a user's pyenv/conda shim can cost a few hundred ms per start.
 PYTHON = ["sh", "-c", 'if [ -x /usr/bin/python3 ]; then exec /usr/bin/python3 "$@"; fi; exec python3 "$@"', "sh"]
 
-Digest = tuple[int, str]  # (size, sha256 hex)
 
 
 @dataclass
@@ -58,38 +57,28 @@ class SyncReport:
     digests: dict[str, str] = field(default_factory=dict)  # upload: sha256 of every file, by remote path
 
 
-@overload
-def local_digest(path: Path, stop: None = None) -> Digest: ...
-@overload
-def local_digest(path: Path, stop: threading.Event) -> Digest | None: ...
-def local_digest(path: Path, stop: threading.Event | None = None) -> Digest | None:
-    """(size, sha256) of a local file; None if ``stop`` is set before the end."""
-    digest = hashlib.sha256()
-    size = 0
-    with open(path, "rb") as handle:
-        while block := handle.read(1024 * 1024):
-            if stop is not None and stop.is_set():
-                return None
-            digest.update(block)
-            size += len(block)
-    return size, digest.hexdigest()
-
-
-def remote_digests(t: Transport, paths: list[str], clean_stale: bool = False,
-                   make_folders: bool = False) -> list[Digest | None]:
+def remote_digests(t: Transport, paths: list[str], clean_stale: bool = False, make_folders: bool = False,
+                   cached: bool = False) -> list[Digest | None]:
     """(size, sha256) of each remote path, None where there is no regular file; one remote command.
 
     ``clean_stale`` also removes the paths' temporary files left by interrupted uploads; ``make_folders`` first
-    makes the folder of each path (an upload's targets), in the same command.
+    makes the folder of each path (an upload's targets); ``cached`` takes the digests of unchanged files from the
+    box's record and records the others (remote/sync_hash.py), as ``DigestCache`` does here.
     """
     if not paths:
         return []
-    stale, folders = str(STALE_PART_SECONDS if clean_stale else 0), "1" if make_folders else "0"
-    out = t.run([*PYTHON, "-c", script("sync_hash.py"), stale, folders, *paths]).stdout.decode().splitlines()
+    stale = str(STALE_PART_SECONDS if clean_stale else 0)
+    options = ("f" if make_folders else "") + ("c" if cached else "") or "-"
+    out = t.run([*PYTHON, "-c", script("sync_hash.py"), stale, options, *paths]).stdout.decode().splitlines()
     if len(out) != len(paths):
         raise RemoteError(f"hashing files on {t.describe()} gave {len(out)} answers for {len(paths)} files; "
                           "is python3 installed there?")
     return [_parse_digest(line) for line in out]
+
+
+def digest_cache(t: Transport) -> DigestCache:
+    """The record of this project's local file digests (beside the upload records)."""
+    return DigestCache(t.parts_dir.parent / "sha256.json")
 
 
 def part_name(path: str) -> str:
@@ -209,11 +198,12 @@ def upload_files(t: Transport, files: list[tuple[Path, str]], *, progress: bool 
     sizes = [Path(p).stat().st_size for p, _ in files]
     stops = [threading.Event() for _ in files]
     report = SyncReport()
+    cache = digest_cache(t)
     with ThreadPoolExecutor(2) as pool:  # hash here while the box hashes there (and makes the folders); time the link
         try:
             streams = pool.submit(_streams_for, t, sum(sizes))
-            local = [pool.submit(local_digest, Path(p), stop) for (p, _), stop in zip(files, stops, strict=True)]
-            answers = remote_digests(t, targets + list(ours), clean_stale=True, make_folders=True)
+            local = [pool.submit(cache.digest, Path(p), stop) for (p, _), stop in zip(files, stops, strict=True)]
+            answers = remote_digests(t, targets + list(ours), clean_stale=True, make_folders=True, cached=True)
             remote, parts = answers[:len(targets)], dict(zip(ours, answers[len(targets):], strict=True))
             todo = _differing(files, targets, sizes, remote, local, stops, streams.result() > 1, report)
             in_pieces = streams.result() > 1 and sum(item.size for item in todo) >= PIECE_MIN
@@ -235,6 +225,7 @@ def upload_files(t: Transport, files: list[tuple[Path, str]], *, progress: bool 
         finally:
             for stop in stops:  # after a failure, hashing still going on ends now
                 stop.set()
+    cache.save()
     report.seconds = time.monotonic() - start
     return report
 
@@ -544,11 +535,13 @@ def download_tree(t: Transport, remote_rel_dir: str, local_dir: Path, *, progres
         with ThreadPoolExecutor(1) as pool, \
                 Progress(sum(sizes[r] for r in rels if r not in maybe_same), "download", unit="B",
                          enabled=progress) as bar:
-            remote = pool.submit(remote_digests, t, [posixpath.join(base, r) for r in rels])
+            remote = pool.submit(remote_digests, t, [posixpath.join(base, r) for r in rels], cached=True)
             for rel in rels:
                 if rel not in maybe_same:
                     fetched.append(_fetch(t, base, rel, targets[rel], sizes[rel], bar))
-            local = {rel: local_digest(targets[rel]) for rel in maybe_same}
+            cache = digest_cache(t)
+            local = {rel: cache.digest(targets[rel]) for rel in maybe_same}
+            cache.save()
             hashes = dict(zip(rels, remote.result(), strict=True))
             for rel in maybe_same:
                 if local[rel] == hashes[rel]:
