@@ -475,14 +475,18 @@ class SSHTransport(Transport):
             raise self.lost(doing) from None
 
     def _pump(self, chan: paramiko.Channel, on_out: Callable[[bytes], None], on_err: Callable[[bytes], None],
-              deadline: float | None, doing: str) -> int:
-        """Read a channel until EOF; return its exit status."""
+              deadline: float | None, doing: str, enough: Callable[[], bool] | None = None) -> int:
+        """Read a channel until EOF, or until ``enough`` says so (then 0: the command is left to end by itself);
+        return its exit status."""
         while True:
             eof = chan.eof_received or chan.closed  # read first: data before EOF is then all buffered
             while chan.recv_ready():
                 on_out(chan.recv(65536))
             while chan.recv_stderr_ready():
                 on_err(chan.recv_stderr(65536))
+            if enough is not None and enough():
+                chan.close()
+                return 0
             if eof:
                 break
             if not self._transport.is_active():
@@ -703,27 +707,40 @@ class SSHTransport(Transport):
 
 
 class _StartedOverSSH(Started):
-    """A command already running on its own session channel, waiting for its input."""
+    """A command already running on its own session channel, reading its input as it comes."""
 
     def __init__(self, t: SSHTransport, argv: list[str], chan: paramiko.Channel) -> None:
         super().__init__(t, argv)
         self.ssh, self.chan = t, chan
 
-    def finish(self, input: bytes) -> Completed:
-        doing = f"running {self.argv[0]}"
+    def write(self, data: bytes) -> None:
+        self._guarded(lambda: self.chan.sendall(data))
+
+    def finish(self, data: bytes, lines: int) -> list[str]:
         out: list[bytes] = []
         err: list[bytes] = []
-        try:
-            self.chan.sendall(input)
+
+        def enough() -> bool:
+            return b"".join(out).count(b"\n") >= lines
+
+        def finish() -> int:
+            self.chan.sendall(data)
             self.chan.shutdown_write()
-            rc = self.ssh._pump(self.chan, out.append, err.append, None, doing)
+            return self.ssh._pump(self.chan, out.append, err.append, None, f"running {self.argv[0]}", enough)
+
+        rc = self._guarded(finish)
+        self.ssh.checked(self.argv, Completed(rc, b"", b"".join(err)))
+        return b"".join(out).decode().splitlines()[:lines]
+
+    def _guarded(self, op: Callable[[], T]) -> T:
+        try:
+            return op()
         except (self.ssh._paramiko.SSHException, EOFError, OSError):
-            raise self.ssh.lost(doing) from None
-        return self.ssh.checked(self.argv, Completed(rc, b"".join(out), b"".join(err)))
+            raise self.ssh.lost(f"running {self.argv[0]}") from None
 
     def cancel(self) -> None:
         with contextlib.suppress(Exception):
-            self.chan.shutdown_write()  # the command reads no input and ends (it cannot have ended before)
+            self.chan.shutdown_write()  # it reads its input to the end, so it cannot have ended before this EOF
             self.chan.close()
 
 

@@ -32,7 +32,7 @@ from .progress import Progress
 from .remote import script
 from .remote.codes import ScriptExit
 from .streams import CHUNK, PIECE_MIN, Piece, landed, split
-from .transport import ConnectionLost, Resume, Transport
+from .transport import ConnectionLost, Resume, Started, Transport
 
 PART_SUFFIX = ".cosmos-part"
 
@@ -393,9 +393,6 @@ def _upload_in_pieces(t: Transport, record: PartRecord, todo: list[_Todo],
     _sending.update(parts)
     try:
         answers, sent_digests = _send_and_check(t, todo, acked)
-        if len(answers) != len(todo):
-            raise RemoteError(f"checking the uploads on {t.describe()} gave {len(answers)} answers for {len(todo)} "
-                              "files; is python3 installed there?")
         for item, answer in zip(todo, answers, strict=True):
             if answer == "ok":
                 record.discard(item.part)
@@ -423,23 +420,35 @@ def _upload_in_pieces(t: Transport, record: PartRecord, todo: list[_Todo],
 
 
 def _send_and_check(t: Transport, todo: list[_Todo], acked: Callable[[int], None]) -> tuple[list[str], list[Digest]]:
-    """Send the pieces; then have the box check each part against the local file's digest and rename it
-    (``remote/sync_place.py``). That command starts while the pieces travel and gets the digests on its input,
-    so the check costs one round trip. Returns its answer per file ("ok" or what the box found) and the
-    digests."""
+    """Send the pieces while the box checks each part against the local file's digest and renames it
+    (``remote/sync_place.py``, started at once and given the digests as soon as they are known): a fresh part is
+    checked when its last write lands, so the answer comes with the last acknowledgement. Returns the answer per
+    file ("ok" or what the box found) and the digests."""
+
+    def start() -> Started:
+        names = [name for item in todo for name in (item.part, item.target)]
+        started = t.start([*PYTHON, "-c", script("sync_place.py"), *names])
+        try:
+            started.write("".join(f"{size} {sha}\n" for size, sha in digests()).encode())
+        except BaseException:
+            started.cancel()
+            raise
+        return started
+
+    def digests() -> list[Digest]:
+        return [(item.digest.result() if item.digest else None) or local_digest(item.path) for item in todo]
+
     starter = ThreadPoolExecutor(1)
-    place = starter.submit(t.start, [*PYTHON, "-c", script("sync_place.py"),
-                                     *(name for item in todo for name in (item.part, item.target))])
+    place = starter.submit(start)
     starter.shutdown(wait=False)
     try:
         t.put_pieces([(item.path, item.part) for item in todo], [p for i in todo for p in i.pieces], acked)
-        digests = [(item.digest.result() if item.digest else None) or local_digest(item.path) for item in todo]
-        expected = "".join(f"{size} {sha}\n" for size, sha in digests).encode()
     except BaseException:
         with contextlib.suppress(Exception):
-            place.result().cancel()  # without its input it puts nothing in place
+            place.result().cancel()  # it checks and renames nothing more
         raise
-    return place.result().finish(expected).stdout.decode().splitlines(), digests
+    answers = dict(line.split(" ", 1) for line in place.result().finish(b"acked\n", len(todo)))
+    return [answers.get(str(index), "-") for index in range(len(todo))], digests()
 
 
 def _remove_part(t: Transport, record: PartRecord, part: str) -> None:

@@ -81,17 +81,25 @@ class Completed:
 
 
 class Started:
-    """A command started before its input is known (``Transport.start``): ``finish`` sends the input and waits for
-    the end, ``cancel`` gives it no input. Here the command only runs at ``finish``; SSH starts it at once."""
+    """A command started before all its input is known (``Transport.start``): ``write`` sends input as it becomes
+    known, ``finish`` the rest and EOF, and returns the first output lines; ``cancel`` ends its input there. Here
+    the command only runs at ``finish``, with all its input; SSH starts it at once and sends input as it comes."""
 
     def __init__(self, t: Transport, argv: list[str]) -> None:
         self.t, self.argv = t, argv
+        self.input = b""
 
-    def finish(self, input: bytes) -> Completed:
-        return self.t.run(self.argv, input=input)
+    def write(self, data: bytes) -> None:
+        self.input += data
+
+    def finish(self, data: bytes, lines: int) -> list[str]:
+        """Send ``data`` and EOF; return the first ``lines`` lines of output (fewer if it ends before), without
+        waiting for the command's end once they are there. A failed command raises RemoteError."""
+        out = self.t.run(self.argv, input=self.input + data).stdout.decode()
+        return out.splitlines()[:lines]
 
     def cancel(self) -> None:
-        """Best effort, never raises: the command ends without doing anything (it reads no input)."""
+        """Best effort, never raises: the command's input ends here."""
 
 
 class Transport:
