@@ -190,8 +190,9 @@ class Bench:
         return f"{opened} (full cycle with upscale, exit {code})"
 
     def report(self, connections: str) -> None:
+        load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
         print(f"\ntransfer benchmark: rehearsal host 127.0.0.1:{self.info.port}, best of {self.repeat}, "
-              "every figure includes opening the SSH connection unless noted")
+              f"every figure includes opening the SSH connection unless noted; load average {load} (1/5/15 min)")
         print(f"{'what':<34} {'ours':>16} {'reference':>22} {'ratio':>7}  target")
         for what, ours, ref_name, ref, size, goal in self.rows:
             if size:

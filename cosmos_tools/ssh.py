@@ -49,7 +49,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-SURE_LONG_SECONDS = 0.03  # half a login this slow is a long link's round trip, not a loaded machine's signing
+SURE_LONG_SECONDS = 0.04  # half a login this slow is a long link's round trip (loopback at load 12: up to 73 ms)
 KEEPALIVES_PER_LIMIT = 4  # a quiet link is asked for a reply this often within SSH_ALIVE_TIMEOUT
 CHUNK = 128 * 1024  # SFTP request size: pipelined writes and prefetched reads (OpenSSH allows 261120)
 FAST_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "aes128-ctr", "aes256-ctr")
@@ -574,8 +574,8 @@ class SSHTransport(Transport):
 
         The login took two round trips plus signing: half of it bounds the round trip from above, so a fast
         login settles it at once (on loopback it takes 7-20 ms). Otherwise keepalives time it, once per
-        connection; after a login slow enough to come over a long link whatever the load (SURE_LONG_SECONDS),
-        the stream sessions start opening meanwhile. The first answer after login can wait for a delayed ACK
+        connection; after a login slow enough that the link is most likely long (SURE_LONG_SECONDS), the
+        stream sessions start opening meanwhile. The first answer after login can wait for a delayed ACK
         (about 40 ms, even on loopback), so a slow first one is timed again.
         """
         if self._round_trip is None:
