@@ -425,18 +425,16 @@ def _send_and_check(t: Transport, todo: list[_Todo], acked: Callable[[int], None
     checked when its last write lands, so the answer comes with the last acknowledgement. Returns the answer per
     file ("ok" or what the box found) and the digests."""
 
-    def start() -> Started:
+    def start() -> tuple[Started, list[Digest]]:
         names = [name for item in todo for name in (item.part, item.target)]
         started = t.start([*PYTHON, "-c", script("sync_place.py"), *names])
         try:
-            started.write("".join(f"{size} {sha}\n" for size, sha in digests()).encode())
+            digests = [(item.digest.result() if item.digest else None) or local_digest(item.path) for item in todo]
+            started.write("".join(f"{size} {sha}\n" for size, sha in digests).encode())
         except BaseException:
             started.cancel()
             raise
-        return started
-
-    def digests() -> list[Digest]:
-        return [(item.digest.result() if item.digest else None) or local_digest(item.path) for item in todo]
+        return started, digests
 
     starter = ThreadPoolExecutor(1)
     place = starter.submit(start)
@@ -445,10 +443,11 @@ def _send_and_check(t: Transport, todo: list[_Todo], acked: Callable[[int], None
         t.put_pieces([(item.path, item.part) for item in todo], [p for i in todo for p in i.pieces], acked)
     except BaseException:
         with contextlib.suppress(Exception):
-            place.result().cancel()  # it checks and renames nothing more
+            place.result()[0].cancel()  # it checks and renames nothing more
         raise
-    answers = dict(line.split(" ", 1) for line in place.result().finish(b"acked\n", len(todo)))
-    return [answers.get(str(index), "-") for index in range(len(todo))], digests()
+    started, digests = place.result()
+    answers = dict(line.split(" ", 1) for line in started.finish(b"acked\n", len(todo)))
+    return [answers.get(str(index), "-") for index in range(len(todo))], digests
 
 
 def _remove_part(t: Transport, record: PartRecord, part: str) -> None:
