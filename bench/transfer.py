@@ -28,6 +28,7 @@ from pathlib import Path
 
 from cosmos_tools import sync, transport
 from cosmos_tools.config import load_config
+from cosmos_tools.digests import SETTLED_SECONDS
 from cosmos_tools.rehearsal import host
 
 MB = 1_000_000
@@ -164,6 +165,10 @@ class Bench:
         rsync_ssh = " ".join(["ssh", "-p", str(self.info.port), *self.ssh_opts])
         rsync = ["rsync", "-a", "-e", rsync_ssh, f"{shot}/", f"{self.dest}:{remote_shot}/"]
         subprocess.run(rsync, check=True)  # rsync compares mtimes: one run makes its re-uploads true no-ops too
+        # That run set the box's files' mtimes (their ctimes moved): both sides trust a recorded digest only once a
+        # file has not changed for SETTLED_SECONDS, as a re-upload minutes later would find it. Before that, each
+        # side hashes the shot (about rsync's time under load).
+        time.sleep(SETTLED_SECONDS + 0.5)
         again, rsync_again = duel(self.repeat, lambda: None, lambda: ours_upload(shot_files),
                                   lambda: subprocess.run(rsync, check=True))
         self.add("unchanged re-upload of the shot", again, "rsync -a", rsync_again, 0, "<= 0.5 x time")
@@ -190,8 +195,9 @@ class Bench:
         return f"{opened} (full cycle with upscale, exit {code})"
 
     def report(self, connections: str) -> None:
+        load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
         print(f"\ntransfer benchmark: rehearsal host 127.0.0.1:{self.info.port}, best of {self.repeat}, "
-              "every figure includes opening the SSH connection unless noted")
+              f"every figure includes opening the SSH connection unless noted; load average {load} (1/5/15 min)")
         print(f"{'what':<34} {'ours':>16} {'reference':>22} {'ratio':>7}  target")
         for what, ours, ref_name, ref, size, goal in self.rows:
             if size:

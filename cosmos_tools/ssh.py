@@ -31,15 +31,25 @@ from .errors import LocalError, RemoteError, UserError
 from .fsutil import write_text_atomic
 from .hostkeys import KnownHosts, check_host_key, load_known_hosts
 from .ssh_config import Endpoint, Route, resolve, user_config_path
-from .streams import LONG_LINK_SECONDS, STREAMS, WINDOW, Piece, get_piece, put_piece, run_pieces
-from .transport import NO_FOLDER, PARTS_RECORD, Completed, ConnectionLost, LocalSink, Resume, Transport, copy_hashing
+from .streams import LONG_LINK_SECONDS, STREAMS, WINDOW, Piece, get_piece, put_piece, run_pieces, stream_session
+from .transport import (
+    NO_FOLDER,
+    PARTS_RECORD,
+    Completed,
+    ConnectionLost,
+    LocalSink,
+    Resume,
+    Started,
+    Transport,
+    copy_hashing,
+)
 
 if TYPE_CHECKING:
     import paramiko
 
 T = TypeVar("T")
 
-DELAYED_ACK_SECONDS = 0.06  # a first answer slower than a delayed ACK can make it comes over a long link
+SURE_LONG_SECONDS = 0.04  # half a login this slow is a long link's round trip (loopback at load 12: up to 73 ms)
 KEEPALIVES_PER_LIMIT = 4  # a quiet link is asked for a reply this often within SSH_ALIVE_TIMEOUT
 CHUNK = 128 * 1024  # SFTP request size: pipelined writes and prefetched reads (OpenSSH allows 261120)
 FAST_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "aes128-ctr", "aes256-ctr")
@@ -206,6 +216,7 @@ class Hop:
     end: Endpoint
     conn: paramiko.Transport
     watchdog: LinkWatchdog
+    login_seconds: float = 0.0  # the accepted login: two round trips plus signing (an upper bound of the link's)
 
 
 def _forward(prev: Hop, end: Endpoint) -> HeardChannel:
@@ -265,6 +276,28 @@ def close_hops(hops: list[Hop]) -> None:
 def check_key(end: Endpoint, key: paramiko.PKey, known: KnownHosts) -> None:
     """``reach``'s judge for every command: only keys a known_hosts file holds (``hostkeys.check_host_key``)."""
     check_host_key(end.key_name, key, known, end.label if end.hop else "")
+
+
+class _ChannelTransport(Protocol):
+    """paramiko's Transport method that sends one message (private: not in its stubs)."""
+
+    def _send_user_message(self, data: paramiko.Message) -> None: ...
+
+
+def send_request(conn: paramiko.Transport, chan: paramiko.Channel, kind: str, value: str) -> None:
+    """Ask for ``exec`` or ``subsystem`` on a session channel without waiting for the answer (paramiko's own
+    calls wait: a round trip each). The answer arrives before the command's first output; a refusal closes
+    the channel (paramiko does that), which the reader then sees."""
+    from paramiko.common import cMSG_CHANNEL_REQUEST
+    from paramiko.message import Message
+
+    msg = Message()
+    msg.add_byte(cMSG_CHANNEL_REQUEST)
+    msg.add_int(chan.remote_chanid)
+    msg.add_string(kind)
+    msg.add_boolean(True)
+    msg.add_string(value)
+    cast(_ChannelTransport, conn)._send_user_message(msg)
 
 
 class _AgentConnect(Protocol):
@@ -362,7 +395,9 @@ def _authenticate(hop: Hop) -> None:
                           "~/.ssh/config), or start ssh-agent and ssh-add your key")
     for _label, key in keys:
         try:
+            begun = time.monotonic()
             conn.auth_publickey(end.user, key)
+            hop.login_seconds = time.monotonic() - begun
             return
         except paramiko.AuthenticationException:
             continue
@@ -393,6 +428,7 @@ class SSHTransport(Transport):
         self.parts_dir = cfg.root / PARTS_RECORD
         self._hops = reach(cfg, route, check_key)
         self._transport, self._watchdog = self._hops[-1].conn, self._hops[-1].watchdog
+        self._login_seconds = self._hops[-1].login_seconds
         self._sftp: paramiko.SFTPClient | None = None
         self._streams: Future[list[paramiko.SFTPClient]] | None = None
         self._streams_lock = threading.Lock()
@@ -427,9 +463,9 @@ class SSHTransport(Transport):
         return ConnectionLost(f"connection to {self.describe()} {how} while {doing}; run the same command again "
                               "(finished work is kept)")
 
-    def _session(self, doing: str) -> paramiko.Channel:
+    def _session(self, doing: str, window: int | None = None) -> paramiko.Channel:
         try:
-            return self._transport.open_session(timeout=30)
+            return self._transport.open_session(window_size=window, timeout=30)
         except self._paramiko.ChannelException as exc:  # the box said no, the connection is fine
             if self.dropped():
                 raise self.lost(doing) from None
@@ -439,14 +475,18 @@ class SSHTransport(Transport):
             raise self.lost(doing) from None
 
     def _pump(self, chan: paramiko.Channel, on_out: Callable[[bytes], None], on_err: Callable[[bytes], None],
-              deadline: float | None, doing: str) -> int:
-        """Read a channel until EOF; return its exit status."""
+              deadline: float | None, doing: str, enough: Callable[[], bool] | None = None) -> int:
+        """Read a channel until EOF, or until ``enough`` says so (then 0: the command is left to end by itself);
+        return its exit status."""
         while True:
             eof = chan.eof_received or chan.closed  # read first: data before EOF is then all buffered
             while chan.recv_ready():
                 on_out(chan.recv(65536))
             while chan.recv_stderr_ready():
                 on_err(chan.recv_stderr(65536))
+            if enough is not None and enough():
+                chan.close()
+                return 0
             if eof:
                 break
             if not self._transport.is_active():
@@ -472,7 +512,7 @@ class SSHTransport(Transport):
             # closed and freed by sshd before our EOF arrives, and an EOF for a freed channel makes sshd drop the
             # whole connection. So a command without input reads /dev/null (we send no EOF), and one with input
             # must read it to the end (remote/write.sh drains stdin), so it cannot end before our EOF.
-            chan.exec_command(self._command(argv, cwd) + ("" if input else " </dev/null"))
+            send_request(self._transport, chan, "exec", self._command(argv, cwd) + ("" if input else " </dev/null"))
             if input:
                 chan.sendall(input)
                 chan.shutdown_write()
@@ -492,12 +532,21 @@ class SSHTransport(Transport):
         doing = f"running {argv[0]}"
         chan = self._session(doing)
         try:
-            chan.exec_command(self._command(argv, cwd) + " </dev/null")  # no EOF to send: see _run
+            send_request(self._transport, chan, "exec", self._command(argv, cwd) + " </dev/null")  # no EOF: see _run
             rc = self._pump(chan, on_output, on_output, None, doing)
         except (self._paramiko.SSHException, EOFError, OSError):
             raise self.lost(doing) from None
         self._check_folder(rc, cwd)
         return rc
+
+    def start(self, argv: list[str]) -> Started:
+        doing = f"running {argv[0]}"
+        chan = self._session(doing)
+        try:
+            send_request(self._transport, chan, "exec", self._command(argv, None))
+        except (self._paramiko.SSHException, EOFError, OSError):
+            raise self.lost(doing) from None
+        return _StartedOverSSH(self, argv, chan)
 
     def sftp(self) -> paramiko.SFTPClient:
         """The connection's SFTP session (opened once)."""
@@ -505,33 +554,39 @@ class SSHTransport(Transport):
             self._sftp = self._open_sftp()
         return self._sftp
 
-    def _open_sftp(self, window: int | None = None) -> paramiko.SFTPClient:
+    def _open_sftp(self, window: int | None = None, quick: bool = False) -> paramiko.SFTPClient:
+        """An SFTP session: the channel, then the subsystem request and SFTP's greeting sent together (paramiko's
+        ``from_transport`` waits for the subsystem's answer in between); ``quick`` (stream sessions) does not wait
+        for the server's greeting either (``streams.stream_session``)."""
+        chan = self._session("opening SFTP", window)
         try:
-            sftp = self._paramiko.SFTPClient.from_transport(self._transport, window_size=window)
+            send_request(self._transport, chan, "subsystem", "sftp")
+            return stream_session(chan) if quick else self._paramiko.SFTPClient(chan)
         except (self._paramiko.SSHException, EOFError, OSError) as exc:
             if self.dropped():
                 raise self.lost("opening SFTP") from None
             raise RemoteError(f"{self.describe()} has no SFTP service ({exc}); enable the sftp subsystem in "
                               "sshd_config") from None
-        if sftp is None:  # paramiko's answer when the connection could not open a channel
-            raise self.lost("opening SFTP")
-        return sftp
 
     def streams(self) -> int:
         """STREAMS on a long link (a round trip of LONG_LINK_SECONDS or more), else 1: on loopback and LANs one
         stream is as fast, and pieces cost the box a second pass to verify them.
 
-        The round trip is timed once per connection with keepalives. The first answer after login can wait
-        for a delayed ACK (about 40 ms, even on loopback), so a slow first one is timed again; when it is
-        slower than that, the stream sessions start opening meanwhile.
+        The login took two round trips plus signing: half of it bounds the round trip from above, so a fast
+        login settles it at once (on loopback it takes 7-20 ms). Otherwise keepalives time it, once per
+        connection; after a login slow enough that the link is most likely long (SURE_LONG_SECONDS), the
+        stream sessions start opening meanwhile. The first answer after login can wait for a delayed ACK
+        (about 40 ms, even on loopback), so a slow first one is timed again.
         """
         if self._round_trip is None:
-            first = self._time_round_trip()
-            if first >= LONG_LINK_SECONDS:
-                if first >= DELAYED_ACK_SECONDS:
-                    self.open_streams()
-                first = min(first, self._time_round_trip())
-            self._round_trip = first
+            estimate = self._login_seconds / 2
+            if estimate >= SURE_LONG_SECONDS:
+                self.open_streams()
+            if estimate >= LONG_LINK_SECONDS:
+                estimate = min(estimate, self._time_round_trip())
+                if estimate >= LONG_LINK_SECONDS:
+                    estimate = min(estimate, self._time_round_trip())
+            self._round_trip = estimate
         return STREAMS if self._round_trip >= LONG_LINK_SECONDS else 1
 
     def _time_round_trip(self) -> float:
@@ -552,7 +607,7 @@ class SSHTransport(Transport):
     def _open_streams(self, result: Future[list[paramiko.SFTPClient]]) -> None:
         """STREAMS SFTP sessions with a WINDOW-sized receive window each, opened at once."""
         with ThreadPoolExecutor(STREAMS) as pool:
-            opening = [pool.submit(self._open_sftp, WINDOW) for _ in range(STREAMS)]
+            opening = [pool.submit(self._open_sftp, WINDOW, True) for _ in range(STREAMS)]
             failed = [future.exception() for future in opening if future.exception()]
         if failed:
             for future in opening:
@@ -649,6 +704,44 @@ class SSHTransport(Transport):
                 return None
 
         return self._file_op(f"checking {path}", size)
+
+
+class _StartedOverSSH(Started):
+    """A command already running on its own session channel, reading its input as it comes."""
+
+    def __init__(self, t: SSHTransport, argv: list[str], chan: paramiko.Channel) -> None:
+        super().__init__(t, argv)
+        self.ssh, self.chan = t, chan
+
+    def write(self, data: bytes) -> None:
+        self._guarded(lambda: self.chan.sendall(data))
+
+    def finish(self, data: bytes, lines: int) -> list[str]:
+        out: list[bytes] = []
+        err: list[bytes] = []
+
+        def enough() -> bool:
+            return b"".join(out).count(b"\n") >= lines
+
+        def finish() -> int:
+            self.chan.sendall(data)
+            self.chan.shutdown_write()
+            return self.ssh._pump(self.chan, out.append, err.append, None, f"running {self.argv[0]}", enough)
+
+        rc = self._guarded(finish)
+        self.ssh.checked(self.argv, Completed(rc, b"", b"".join(err)))
+        return b"".join(out).decode().splitlines()[:lines]
+
+    def _guarded(self, op: Callable[[], T]) -> T:
+        try:
+            return op()
+        except (self.ssh._paramiko.SSHException, EOFError, OSError):
+            raise self.ssh.lost(f"running {self.argv[0]}") from None
+
+    def cancel(self) -> None:
+        with contextlib.suppress(Exception):
+            self.chan.shutdown_write()  # it reads its input to the end, so it cannot have ended before this EOF
+            self.chan.close()
 
 
 def interactive_argv(cfg: Config, command: list[str] | None = None) -> list[str]:

@@ -33,6 +33,12 @@ class _SFTPRequests(Protocol):
     def _read_response(self, waitfor: int | None = None) -> tuple[int, paramiko.Message]: ...
 
 
+class _SFTPPackets(Protocol):
+    """paramiko's BaseSFTP packet writer (private: not in its stubs)."""
+
+    def _send_packet(self, t: int, packet: paramiko.Message) -> None: ...
+
+
 class _SFTPFileClose(Protocol):
     """paramiko's SFTPFile close that need not wait for the answer (private: not in its stubs)."""
 
@@ -46,6 +52,8 @@ CHUNK = 128 * 1024  # bytes per SFTP request (OpenSSH allows 261120)
 IN_FLIGHT = 32  # write requests outstanding per session: 4 MB, more than the box's 2 MB channel window
 WINDOW = 8 * 1024 * 1024  # receive window of each extra SFTP channel (what downloads can have in flight)
 PIECE_MIN = 4 * 1024 * 1024  # a file is split into pieces no smaller than this
+FIRST_REQUEST = 1 << 16  # a stream session's first request id: the server's greeting (version 3) is never taken
+                         # for an answer
 
 
 @dataclass
@@ -60,6 +68,26 @@ class Piece:
     @property
     def left(self) -> int:
         return self.end - self.start - self.done
+
+
+def stream_session(chan: paramiko.Channel) -> paramiko.SFTPClient:
+    """An SFTP client on a channel whose ``sftp`` subsystem was requested, that sends its greeting (INIT) and does not
+    wait for the server's (VERSION): the first request goes with it, a round trip earlier. The VERSION is then read
+    as an answer to no request and dropped (request ids start at FIRST_REQUEST); a channel the server closed
+    instead fails at the first request."""
+    import paramiko
+    from paramiko.message import Message
+    from paramiko.sftp import CMD_INIT
+
+    class StreamSession(paramiko.SFTPClient):
+        def _send_version(self) -> int:
+            greeting = Message()
+            greeting.add_int(3)
+            cast(_SFTPPackets, self)._send_packet(CMD_INIT, greeting)
+            self.request_number = FIRST_REQUEST
+            return 3
+
+    return StreamSession(chan)
 
 
 def split(key: int, size: int, streams: int, start: int = 0) -> list[Piece]:

@@ -21,18 +21,18 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import overload
 
+from .digests import Digest, DigestCache, local_digest
 from .errors import LocalError, RemoteError, UserError
 from .fsutil import write_json_atomic
 from .progress import Progress
 from .remote import script
 from .remote.codes import ScriptExit
 from .streams import CHUNK, PIECE_MIN, Piece, landed, split
-from .transport import ConnectionLost, Resume, Transport
+from .transport import ConnectionLost, Resume, Started, Transport
 
 PART_SUFFIX = ".cosmos-part"
 
@@ -46,7 +46,6 @@ FOLLOW_IDLE_SECONDS = 20
 # The box's system python3 first: a user's pyenv/conda shim can cost a few hundred ms per start.
 PYTHON = ["sh", "-c", 'if [ -x /usr/bin/python3 ]; then exec /usr/bin/python3 "$@"; fi; exec python3 "$@"', "sh"]
 
-Digest = tuple[int, str]  # (size, sha256 hex)
 
 
 @dataclass
@@ -58,36 +57,28 @@ class SyncReport:
     digests: dict[str, str] = field(default_factory=dict)  # upload: sha256 of every file, by remote path
 
 
-@overload
-def local_digest(path: Path, stop: None = None) -> Digest: ...
-@overload
-def local_digest(path: Path, stop: threading.Event) -> Digest | None: ...
-def local_digest(path: Path, stop: threading.Event | None = None) -> Digest | None:
-    """(size, sha256) of a local file; None if ``stop`` is set before the end."""
-    digest = hashlib.sha256()
-    size = 0
-    with open(path, "rb") as handle:
-        while block := handle.read(1024 * 1024):
-            if stop is not None and stop.is_set():
-                return None
-            digest.update(block)
-            size += len(block)
-    return size, digest.hexdigest()
-
-
-def remote_digests(t: Transport, paths: list[str], clean_stale: bool = False) -> list[Digest | None]:
+def remote_digests(t: Transport, paths: list[str], clean_stale: bool = False, make_folders: bool = False,
+                   cached: bool = False) -> list[Digest | None]:
     """(size, sha256) of each remote path, None where there is no regular file; one remote command.
 
-    ``clean_stale`` also removes the paths' temporary files left by interrupted uploads.
+    ``clean_stale`` also removes the paths' temporary files left by interrupted uploads; ``make_folders`` first
+    makes the folder of each path (an upload's targets); ``cached`` takes the digests of unchanged files from the
+    box's record and records the others (remote/sync_hash.py), as ``DigestCache`` does here.
     """
     if not paths:
         return []
     stale = str(STALE_PART_SECONDS if clean_stale else 0)
-    out = t.run([*PYTHON, "-c", script("sync_hash.py"), stale, *paths]).stdout.decode().splitlines()
+    options = ("f" if make_folders else "") + ("c" if cached else "") or "-"
+    out = t.run([*PYTHON, "-c", script("sync_hash.py"), stale, options, *paths]).stdout.decode().splitlines()
     if len(out) != len(paths):
         raise RemoteError(f"hashing files on {t.describe()} gave {len(out)} answers for {len(paths)} files; "
                           "is python3 installed there?")
     return [_parse_digest(line) for line in out]
+
+
+def digest_cache(t: Transport) -> DigestCache:
+    """The record of this project's local file digests (beside the upload records)."""
+    return DigestCache(t.parts_dir.parent / "sha256.json")
 
 
 def part_name(path: str) -> str:
@@ -167,6 +158,7 @@ class _Todo:
     target: str
     size: int
     part: str
+    digest: Future[Digest | None] | None = None  # the local file's, being computed (None if it was stopped)
     resume: Resume | None = None
     pieces: list[Piece] = field(default_factory=list)  # when sent in pieces: what of each the box has
 
@@ -205,44 +197,56 @@ def upload_files(t: Transport, files: list[tuple[Path, str]], *, progress: bool 
     ours = record.load()
     sizes = [Path(p).stat().st_size for p, _ in files]
     stops = [threading.Event() for _ in files]
-
-    def make_folders() -> None:
-        for folder in sorted({posixpath.dirname(p) for p in targets}):
-            t.makedirs(folder)
-
-    with ThreadPoolExecutor(3) as pool:  # hash here while the box hashes there; meanwhile make folders, time the link
-        streams = pool.submit(_streams_for, t, sum(sizes))
-        folders = pool.submit(make_folders)
-        local = [pool.submit(local_digest, Path(p), stop) for (p, _), stop in zip(files, stops, strict=True)]
-        answers = remote_digests(t, targets + list(ours), clean_stale=True)
-        remote, parts = answers[:len(targets)], dict(zip(ours, answers[len(targets):], strict=True))
-        for stop, size, theirs in zip(stops, sizes, remote, strict=True):
-            if theirs is None or theirs[0] != size:
-                stop.set()  # it will be sent anyway: no need to finish hashing it
     report = SyncReport()
-    todo = []
-    for (path, rel), target, size, mine, theirs in zip(files, targets, sizes, local, remote, strict=True):
-        if theirs is not None and theirs[0] == size and mine.result() == theirs:
-            report.skipped.append(rel)
-            report.digests[rel] = theirs[1]
-        else:
-            todo.append(_Todo(Path(path), rel, target, size, part_name(target)))
-    in_pieces = streams.result() > 1 and sum(item.size for item in todo) >= PIECE_MIN
-    _resume_or_drop(t, record, todo, parts, ours, in_pieces)
-    folders.result()
-    with Progress(sum(f.size - f.offset for f in todo), "upload", unit="B", enabled=progress) as bar:
-        if in_pieces:
-            sent, digests = _upload_in_pieces(t, record, todo, bar)
-            report.bytes_sent += sent
-            report.digests.update(digests)
-            report.sent += [item.rel for item in todo]
-        else:
-            for item in todo:
-                sent, report.digests[item.rel] = _upload_one(t, record, item, bar)
-                report.bytes_sent += sent
-                report.sent.append(item.rel)
+    cache = digest_cache(t)
+    with ThreadPoolExecutor(2) as pool:  # hash here while the box hashes there (and makes the folders); time the link
+        try:
+            streams = pool.submit(_streams_for, t, sum(sizes))
+            local = [pool.submit(cache.digest, Path(p), stop) for (p, _), stop in zip(files, stops, strict=True)]
+            answers = remote_digests(t, targets + list(ours), clean_stale=True, make_folders=True, cached=True)
+            remote, parts = answers[:len(targets)], dict(zip(ours, answers[len(targets):], strict=True))
+            todo = _differing(files, targets, sizes, remote, local, stops, streams.result() > 1, report)
+            in_pieces = streams.result() > 1 and sum(item.size for item in todo) >= PIECE_MIN
+            if not in_pieces:
+                for stop in stops:  # each file is hashed as it is read for sending
+                    stop.set()
+            _resume_or_drop(t, record, todo, parts, ours, in_pieces)
+            with Progress(sum(f.size - f.offset for f in todo), "upload", unit="B", enabled=progress) as bar:
+                if in_pieces:
+                    sent, digests = _upload_in_pieces(t, record, todo, bar)
+                    report.bytes_sent += sent
+                    report.digests.update(digests)
+                    report.sent += [item.rel for item in todo]
+                else:
+                    for item in todo:
+                        sent, report.digests[item.rel] = _upload_one(t, record, item, bar)
+                        report.bytes_sent += sent
+                        report.sent.append(item.rel)
+        finally:
+            for stop in stops:  # after a failure, hashing still going on ends now
+                stop.set()
+    cache.save()
     report.seconds = time.monotonic() - start
     return report
+
+
+def _differing(files: list[tuple[Path, str]], targets: list[str], sizes: list[int], remote: list[Digest | None],
+               local: list[Future[Digest | None]], stops: list[threading.Event], several: bool,
+               report: SyncReport) -> list[_Todo]:
+    """The files to send: those whose target is missing or different (the identical ones go to ``report`` as
+    skipped). A file that differs in size is not worth hashing here unless it goes in pieces (``several``
+    streams), whose final check needs its hash; in one stream it is hashed as it is read for sending."""
+    todo = []
+    for (path, rel), target, size, theirs, mine, stop in zip(files, targets, sizes, remote, local, stops, strict=True):
+        if theirs is None or theirs[0] != size:
+            if not several:
+                stop.set()
+        elif mine.result() == theirs:
+            report.skipped.append(rel)
+            report.digests[rel] = theirs[1]
+            continue
+        todo.append(_Todo(Path(path), rel, target, size, part_name(target), digest=mine))
+    return todo
 
 
 def _streams_for(t: Transport, size: int) -> int:
@@ -388,16 +392,7 @@ def _upload_in_pieces(t: Transport, record: PartRecord, todo: list[_Todo],
                    pieces=[[p.start, p.end] for p in item.pieces])
     _sending.update(parts)
     try:
-        with ThreadPoolExecutor(1) as pool:  # hash here while the pieces travel
-            local = [pool.submit(local_digest, item.path) for item in todo]
-            t.put_pieces([(item.path, item.part) for item in todo], [p for i in todo for p in i.pieces], acked)
-            sent_digests = [future.result() for future in local]
-        argv = [str(x) for item, mine in zip(todo, sent_digests, strict=True)
-                for x in (item.part, item.target, *(mine or (0, "")))]
-        answers = t.run([*PYTHON, "-c", script("sync_place.py"), *argv]).stdout.decode().splitlines()
-        if len(answers) != len(todo):
-            raise RemoteError(f"checking the uploads on {t.describe()} gave {len(answers)} answers for {len(todo)} "
-                              "files; is python3 installed there?")
+        answers, sent_digests = _send_and_check(t, todo, acked)
         for item, answer in zip(todo, answers, strict=True):
             if answer == "ok":
                 record.discard(item.part)
@@ -405,7 +400,7 @@ def _upload_in_pieces(t: Transport, record: PartRecord, todo: list[_Todo],
         for item, mine, answer in zip(todo, sent_digests, answers, strict=True):
             if answer != "ok":
                 raise RemoteError(f"upload of {item.rel} arrived damaged on {t.describe()} (sent {item.size} bytes "
-                                  f"sha256 {(mine or (0, ''))[1][:12]}, found {answer}); run the upload again")
+                                  f"sha256 {mine[1][:12]}, found {answer}); run the upload again")
     except ConnectionLost:
         raise  # the parts stay recorded: the next upload goes on from what the box has of each piece
     except RemoteError as exc:
@@ -421,7 +416,38 @@ def _upload_in_pieces(t: Transport, record: PartRecord, todo: list[_Todo],
         raise
     finally:
         _sending.difference_update(parts)
-    return sent, {item.rel: mine[1] for item, mine in zip(todo, sent_digests, strict=True) if mine}
+    return sent, {item.rel: mine[1] for item, mine in zip(todo, sent_digests, strict=True)}
+
+
+def _send_and_check(t: Transport, todo: list[_Todo], acked: Callable[[int], None]) -> tuple[list[str], list[Digest]]:
+    """Send the pieces while the box checks each part against the local file's digest and renames it
+    (``remote/sync_place.py``, started at once and given the digests as soon as they are known): a fresh part is
+    checked when its last write lands, so the answer comes with the last acknowledgement. Returns the answer per
+    file ("ok" or what the box found) and the digests."""
+
+    def start() -> tuple[Started, list[Digest]]:
+        names = [name for item in todo for name in (item.part, item.target)]
+        started = t.start([*PYTHON, "-c", script("sync_place.py"), *names])
+        try:
+            digests = [(item.digest.result() if item.digest else None) or local_digest(item.path) for item in todo]
+            started.write("".join(f"{size} {sha}\n" for size, sha in digests).encode())
+        except BaseException:
+            started.cancel()
+            raise
+        return started, digests
+
+    starter = ThreadPoolExecutor(1)
+    place = starter.submit(start)
+    starter.shutdown(wait=False)
+    try:
+        t.put_pieces([(item.path, item.part) for item in todo], [p for i in todo for p in i.pieces], acked)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            place.result()[0].cancel()  # it checks and renames nothing more
+        raise
+    started, digests = place.result()
+    answers = dict(line.split(" ", 1) for line in started.finish(b"acked\n", len(todo)))
+    return [answers.get(str(index), "-") for index in range(len(todo))], digests
 
 
 def _remove_part(t: Transport, record: PartRecord, part: str) -> None:
@@ -517,11 +543,13 @@ def download_tree(t: Transport, remote_rel_dir: str, local_dir: Path, *, progres
         with ThreadPoolExecutor(1) as pool, \
                 Progress(sum(sizes[r] for r in rels if r not in maybe_same), "download", unit="B",
                          enabled=progress) as bar:
-            remote = pool.submit(remote_digests, t, [posixpath.join(base, r) for r in rels])
+            remote = pool.submit(remote_digests, t, [posixpath.join(base, r) for r in rels], cached=True)
             for rel in rels:
                 if rel not in maybe_same:
                     fetched.append(_fetch(t, base, rel, targets[rel], sizes[rel], bar))
-            local = {rel: local_digest(targets[rel]) for rel in maybe_same}
+            cache = digest_cache(t)
+            local = {rel: cache.digest(targets[rel]) for rel in maybe_same}
+            cache.save()
             hashes = dict(zip(rels, remote.result(), strict=True))
             for rel in maybe_same:
                 if local[rel] == hashes[rel]:

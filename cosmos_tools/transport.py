@@ -80,6 +80,28 @@ class Completed:
     stderr: bytes
 
 
+class Started:
+    """A command started before all its input is known (``Transport.start``): ``write`` sends input as it becomes
+    known, ``finish`` the rest and EOF, and returns the first output lines; ``cancel`` ends its input there. Here
+    the command only runs at ``finish``, with all its input; SSH starts it at once and sends input as it comes."""
+
+    def __init__(self, t: Transport, argv: list[str]) -> None:
+        self.t, self.argv = t, argv
+        self.input = b""
+
+    def write(self, data: bytes) -> None:
+        self.input += data
+
+    def finish(self, data: bytes, lines: int) -> list[str]:
+        """Send ``data`` and EOF; return the first ``lines`` lines of output (fewer if it ends before), without
+        waiting for the command's end once they are there. A failed command raises RemoteError."""
+        out = self.t.run(self.argv, input=self.input + data).stdout.decode()
+        return out.splitlines()[:lines]
+
+    def cancel(self) -> None:
+        """Best effort, never raises: the command's input ends here."""
+
+
 class Transport:
     """What the rest of the toolkit uses to reach the box (see SSHTransport and LocalTransport)."""
 
@@ -116,7 +138,11 @@ class Transport:
             timeout: float | None = None, check: bool = True) -> Completed:
         """Run ``argv`` on the box; with ``check`` a non-zero exit raises RemoteError with its last stderr lines."""
         done = self._run(argv, cwd, input, timeout)
-        if check and done.rc != 0:
+        return self.checked(argv, done) if check else done
+
+    def checked(self, argv: list[str], done: Completed) -> Completed:
+        """``done``, unless its exit status is not 0: then RemoteError with its last stderr lines."""
+        if done.rc != 0:
             tail = " | ".join(done.stderr.decode("utf-8", "replace").strip().splitlines()[-3:])
             raise RemoteError(f"{argv[0]} failed on {self.describe()} (exit {done.rc}): {tail or 'no error output'}")
         return done
@@ -127,6 +153,11 @@ class Transport:
     def stream(self, argv: list[str], *, cwd: str | None = None, on_output: Callable[[bytes], None]) -> int:
         """Run ``argv`` and hand stdout+stderr to ``on_output`` as they arrive; return the exit status."""
         raise NotImplementedError
+
+    def start(self, argv: list[str]) -> Started:
+        """Start ``argv`` (in REMOTE_DIR) ahead of its input, so that finishing it costs only the answer's round
+        trip; the command must read its input to the end."""
+        return Started(self, argv)
 
     # File operations used by sync.py; paths are absolute (see abspath).
     def makedirs(self, path: str) -> None:

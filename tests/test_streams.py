@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import subprocess
+import sys
 import threading
 import uuid
 from pathlib import Path
@@ -104,3 +107,53 @@ def test_a_short_link_moves_files_in_one_stream(ssh, monkeypatch):
     assert ssh.streams() == 1
     monkeypatch.setattr("cosmos_tools.ssh.LONG_LINK_SECONDS", 0.0)
     assert ssh.streams() == streams.STREAMS  # the round trip is timed once per connection
+
+
+def place_script(*pairs: Path) -> subprocess.Popen:
+    """remote/sync_place.py run here, as the box runs it (python3 -c TEXT PART TARGET ...)."""
+    from cosmos_tools.remote import script
+
+    return subprocess.Popen([sys.executable, "-c", script("sync_place.py"), *(str(p) for p in pairs)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+
+def expected(path: Path) -> str:
+    return f"{path.stat().st_size} {hashlib.sha256(path.read_bytes()).hexdigest()}\n"
+
+
+def test_the_final_check_answers_when_a_fresh_part_is_complete_before_every_write_is_acknowledged(tmp_path):
+    src = make_file(tmp_path / "src", 3 * CHUNK)
+    part, target = tmp_path / ".t.part", tmp_path / "t"
+    with open(part, "wb") as handle:
+        handle.truncate(3 * CHUNK)  # all holes: nothing landed yet
+    check = place_script(part, target)
+    check.stdin.write(expected(src))
+    check.stdin.flush()
+    part.write_bytes(src.read_bytes())  # the last pieces land
+    assert check.stdout.readline() == "0 ok\n"  # before "acked"
+    check.stdin.write("acked\n")
+    check.stdin.close()
+    assert check.wait(10) == 0 and target.read_bytes() == src.read_bytes() and not part.exists()
+
+
+def test_the_final_check_renames_nothing_once_the_upload_is_abandoned(tmp_path):
+    src = make_file(tmp_path / "src", 3 * CHUNK)
+    part, target = tmp_path / ".t.part", tmp_path / "t"
+    part.write_bytes(src.read_bytes()[:CHUNK])
+    check = place_script(part, target)
+    out, _ = check.communicate(expected(src), timeout=10)  # no "acked": the client gave up
+    assert (check.returncode, out) == (0, "") and not target.exists() and part.exists()
+
+
+def test_the_final_check_waits_for_acked_when_a_part_is_full_of_old_bytes(tmp_path):
+    src = make_file(tmp_path / "src", 3 * CHUNK)
+    part, target = tmp_path / ".t.part", tmp_path / "t"
+    part.write_bytes(b"x" * (3 * CHUNK))  # a resumed part: full, but new bytes are still coming
+    check = place_script(part, target)
+    out, _ = check.communicate(expected(src) + "acked\n", timeout=10)
+    assert out.startswith(f"0 {3 * CHUNK} ") and not target.exists()  # what is there, checked after "acked"
+    part.write_bytes(src.read_bytes())
+    again = place_script(part, target)
+    assert again.communicate(expected(src) + "acked\n", timeout=10)[0] == "0 ok\n"
+    third = place_script(part, target)  # an earlier check placed it already: the target holds those bytes
+    assert third.communicate(expected(src) + "acked\n", timeout=10)[0] == "0 ok\n"

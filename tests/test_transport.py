@@ -454,3 +454,15 @@ def test_many_short_commands_at_once_never_drop_the_connection(ssh):
     for worker in workers:
         worker.join()
     assert errors == []
+
+
+@pytest.mark.parametrize("kind", ["ssh", "local"])
+def test_a_command_started_ahead_of_its_input_gets_it_as_it_comes(kind, request):
+    t = request.getfixturevalue(kind)
+    started = t.start(["cat"])
+    started.write(b"one\n")
+    assert started.finish(b"two\nthree\n", 2) == ["one", "two"]  # the first lines, without waiting for the end
+    t.start(["cat"]).cancel()
+    with pytest.raises(RemoteError, match="exit 3"):
+        t.start(["sh", "-c", "cat >/dev/null; exit 3"]).finish(b"", 1)
+    assert t.run(["true"]).rc == 0  # the connection is fine after all of it
