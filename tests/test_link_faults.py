@@ -119,8 +119,9 @@ def test_blackhole_during_an_upload_then_the_next_one_resumes(relay, rehearsal_h
 
 @pytest.mark.usefixtures("streams")
 def test_blackhole_during_a_download_then_the_next_one_resumes(relay, rehearsal_host, tmp_path, area):
+    size = 128_000_000  # more than the trigger (32 MB) plus six streams' windows already in flight (48 MB)
     run = rehearsal_host.remote_dir / area / "run"
-    make_file(run / "output.mp4", 64_000_000)
+    make_file(run / "output.mp4", size)
     out = tmp_path / "out"
     with transport.connect(load_config()) as t:
         threading.Thread(target=lambda: wait_for_part(out, 32_000_000) and relay.blackhole(), daemon=True).start()
@@ -133,8 +134,8 @@ def test_blackhole_during_a_download_then_the_next_one_resumes(relay, rehearsal_
     with transport.connect(load_config()) as t:
         done = sync.download_tree(t, f"{area}/run", out, progress=False)
     resent = relay.downstream - before
-    print(f"download: {kept} bytes kept, {resent} bytes sent again for a 64000000-byte file")
-    assert done.bytes_sent == 64_000_000 - kept and resent < 64_000_000 - kept + 2_000_000
+    print(f"download: {kept} bytes kept, {resent} bytes sent again for a {size}-byte file")
+    assert done.bytes_sent == size - kept and resent < size - kept + 2_000_000
     assert (out / "output.mp4").read_bytes() == (run / "output.mp4").read_bytes() and leftovers(out) == []
 
 
