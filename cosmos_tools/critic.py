@@ -32,7 +32,7 @@ from html import unescape
 from pathlib import Path
 
 from .errors import Interrupted, JobFailed, LocalError, RemoteError, UserError
-from .fsutil import write_json_atomic
+from .fsutil import read_json_object, write_json_atomic
 from .history import now_iso
 from .remote.paths import RUN, RUNS_DIR, JobPaths, container_name, run_id_of
 
@@ -111,11 +111,7 @@ def verdict_of(critic: str, model: str, prompt: str, texts: list[str], trials: i
 
 def read(folder: Path) -> dict:
     """A run folder's critic.json; {} if there is none (or it is not JSON)."""
-    try:
-        data = json.loads((Path(folder) / FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+    return read_json_object(Path(folder) / FILE)
 
 
 def score_of(folder: Path) -> float | None:

@@ -1,4 +1,4 @@
-"""Filesystem helpers: atomic writes and appends that never leave partial files."""
+"""Filesystem helpers: atomic writes and appends that never leave partial files, and a forgiving JSON read."""
 
 from __future__ import annotations
 
@@ -88,3 +88,12 @@ def append_line_locked(target: Path, line: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)  # closing releases the lock
+
+
+def read_json_object(path: Path) -> dict:
+    """The JSON object in ``path``; {} if the file is missing, unreadable, not JSON or not an object."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import subprocess
 from pathlib import Path
 
 from . import __version__
-from .fsutil import write_json_atomic
+from .fsutil import read_json_object, write_json_atomic
 
 FILE = "provenance.json"
 SLURM_JOB_FILE = "slurm_job_id"  # in a job folder when BACKEND=slurm submitted it
@@ -74,11 +73,7 @@ def build(*, run_id: str, kind: str, name: str, prompt_file: str, spec: dict, sh
 
 def read(folder: Path) -> dict:
     """The provenance.json of a local run folder; {} if there is none (or it is not JSON)."""
-    try:
-        data = json.loads((Path(folder) / FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+    return read_json_object(Path(folder) / FILE)
 
 
 def slurm_job_id(folder: Path) -> str:

@@ -19,6 +19,7 @@ from pathlib import Path
 from . import critic, history, provenance
 from .constants import GUARDRAIL_MARKERS
 from .errors import UserError
+from .fsutil import read_json_object
 from .names import check_name
 from .remote.paths import run_number, split_leaf, upscale_number
 from .runs import runs_dir
@@ -170,7 +171,8 @@ def _tile(cfg, run_id: str, lines: list[dict]) -> Tile:
     folder = runs_dir(cfg) / run_id
     line = lines[-1] if lines else {}
     prov = provenance.read(folder)
-    spec = _read_json(folder / "prompt_spec.json") or _read_json(folder / "spec_used.json").get("spec") or {}
+    spec = read_json_object(folder / "prompt_spec.json") or read_json_object(folder / "spec_used.json").get("spec") \
+        or {}
     video = folder / "output.mp4"
     output = video if video.is_file() and video.stat().st_size > 0 else None
     log_text = _read_text(folder / "run.log")
@@ -260,12 +262,6 @@ def flatten(spec: dict, prefix: str = "") -> dict[str, str]:
     return out
 
 
-def _read_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def _read_text(path: Path) -> str:
