@@ -297,6 +297,7 @@ def render_critique(paths: JobPaths, cfg, command_of, *, account: BoxAccount | N
     (``backend.project_dir``: /workspace, /project beside another checkout, or REMOTE_DIR itself without a
     container)."""
     from .backend import backend_of
+    from .critic import KIND
 
     home = _remote_home(cfg, account)
     checkout = host_path(cfg, "CRITIC_DIR" if cfg["CRITIC_DIR"].strip() else "REMOTE_DIR", home)
@@ -306,7 +307,7 @@ def render_critique(paths: JobPaths, cfg, command_of, *, account: BoxAccount | N
     env = {"CUDA_VISIBLE_DEVICES": _cuda_devices(cfg, gpus), "HF_HOME": "/hf-cache", "HOME": "/tmp",
            "PYTHONNOUSERSITE": "1"}
     command = command_of(project)
-    docker = backend.launch(cfg, name=paths.name, kind="critic", container=paths.container, gpus=gpus, env=env,
+    docker = backend.launch(cfg, name=paths.name, kind=KIND, container=paths.container, gpus=gpus, env=env,
                             account=account, home=home, runner=script("runner.sh"), log=f"{project}/{paths.log}",
                             runner_exit=f"{project}/{paths.folder}/{backend.runner_exit}", command=command,
                             image_key="CRITIC_IMAGE", checkout=checkout)
