@@ -21,6 +21,8 @@ from .remote import script
 from .remote.account import BoxAccount
 from .remote.paths import RUN, UPSCALE, JobPaths
 
+PROJECT_MOUNT = "/project"  # where a container whose /workspace is another checkout sees REMOTE_DIR
+
 
 @dataclass(frozen=True)
 class Rendered:
@@ -146,7 +148,7 @@ def docker_argv(cfg, *, name: str, kind: str, container: str, gpus: int, env: di
     """The `docker run` argv of one detached, named job (templates/docker_run.json.j2); ``image_paths``: container
     folders kept from the image (anonymous volumes, e.g. Cosmos 3's /workspace/.venv). ``image_key``: the setting
     naming the job's own image (empty: DOCKER_IMAGE); ``checkout``: the folder on the box at /workspace (None:
-    REMOTE_DIR; another folder puts REMOTE_DIR at /project, see ``project_dir``)."""
+    REMOTE_DIR; another folder puts REMOTE_DIR at /project, see ``container_project_dir``)."""
     docker_cmd = _split_words(cfg, "DOCKER_CMD")
     if not docker_cmd:
         raise UserError(f"DOCKER_CMD ({cfg.sources['DOCKER_CMD']}) is empty; set it to docker or 'sudo docker'")
@@ -161,9 +163,6 @@ def docker_argv(cfg, *, name: str, kind: str, container: str, gpus: int, env: di
                        mounts=[] if workspace == remote_dir else [f"{remote_dir}:{PROJECT_MOUNT}"],
                        extra_args=_split_words(cfg, "DOCKER_EXTRA_ARGS"), image=image or cfg["DOCKER_IMAGE"],
                        runner=runner, log_path=log, exit_code_path=runner_exit, command=command)
-
-
-PROJECT_MOUNT = "/project"  # where a container whose /workspace is another checkout sees REMOTE_DIR
 
 
 def container_project_dir(cfg, home: str, checkout: str) -> str:
