@@ -1,8 +1,9 @@
 """Where jobs run, chosen by BACKEND: the GPU box's own queue (docker) or a Slurm cluster (slurm).
 
 One job model for both (jobs.py): the same job folder, run.log, exit_code, spec files, run ids and history.
-A backend differs only in how a job is rendered (``launch``), submitted (``enqueue``), stopped (``cancel``)
-and seen alive (``words``: what remote/job_state.sh and remote/follow.sh are told to ask: docker or squeue).
+A backend differs only in how a job is rendered (``launch``, and ``project_dir``: how the job names REMOTE_DIR
+when it works in another checkout), submitted (``enqueue``), stopped (``cancel``) and seen alive (``words``:
+what remote/job_state.sh and remote/follow.sh are told to ask: docker or squeue).
 """
 
 from __future__ import annotations
@@ -38,6 +39,11 @@ class DockerBackend:
 
         return docker_argv(cfg, **job)
 
+    def project_dir(self, cfg, home: str, checkout: str) -> str:
+        from .render import container_project_dir
+
+        return container_project_dir(cfg, home, checkout)
+
     def enqueue(self, remote: Remote, staging: str, job: Job) -> Completed:
         """remote/enqueue.sh: into the box's queue; it answers the number of jobs ahead."""
         return remote.bash("enqueue.sh", staging, job.dir, job.paths.latest, job.container, script("queue_runner.sh"),
@@ -63,11 +69,17 @@ class SlurmBackend:
     words = ["slurm"]
 
     def launch(self, cfg, *, container: str, gpus: int, env: dict[str, str], log: str, runner_exit: str,
-               runner: str, command: list[str], home: str, **_docker_only) -> list[str]:
+               runner: str, command: list[str], home: str, image_key: str | None = None,
+               checkout: str | None = None, **_docker_only) -> list[str]:
         from .slurm import launch_argv
 
         return launch_argv(cfg, job_name=container, gpus=gpus, env=env, log=log, runner_exit=runner_exit,
-                           runner=runner, command=command, home=home)
+                           runner=runner, command=command, home=home, image_key=image_key, checkout=checkout)
+
+    def project_dir(self, cfg, home: str, checkout: str) -> str:
+        from .slurm import project_dir
+
+        return project_dir(cfg, home, checkout)
 
     def enqueue(self, remote: Remote, staging: str, job: Job) -> Completed:
         """remote/slurm_submit.sh: sbatch under the queue's lock and run-folder check; it answers the Slurm job id."""

@@ -37,6 +37,7 @@ from .history import now_iso
 from .remote.paths import RUN, RUNS_DIR, JobPaths, container_name, run_id_of
 
 CRITIQUES_DIR = "outputs/critiques"
+KIND = "critic"  # a critique job's kind: its container name (ct1-critic-...) and docker label
 FILE = "critic.json"  # in each scored run's folder
 JOB_FILE, RESULTS_FILE, SPECS_FILE, RUN_SCRIPT = "critic_job.json", "results.json", "reasoner.jsonl", "critic_run.py"
 DEFAULT_MODELS = {"cosmos3": "Cosmos3-Nano", "reason1": "nvidia/Cosmos-Reason1-7B"}
@@ -142,7 +143,7 @@ class CritiquePaths(JobPaths):
     @classmethod
     def of_critique(cls, name: str, leaf: str | None = None) -> CritiquePaths:
         folder = f"{CRITIQUES_DIR}/{name}" if leaf is None else f"{CRITIQUES_DIR}/runs/{leaf}"
-        return cls(name=name, kind=RUN, folder=folder, container=container_name(name, "critic"))
+        return cls(name=name, kind=RUN, folder=folder, container=container_name(name, KIND))
 
     @property
     def latest(self) -> str:

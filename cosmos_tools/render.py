@@ -21,6 +21,8 @@ from .remote import script
 from .remote.account import BoxAccount
 from .remote.paths import RUN, UPSCALE, JobPaths
 
+PROJECT_MOUNT = "/project"  # where a container whose /workspace is another checkout sees REMOTE_DIR
+
 
 @dataclass(frozen=True)
 class Rendered:
@@ -141,20 +143,31 @@ def _render(name: str, kind: str, spec: dict, cfg, profile, command_of, *, accou
 
 def docker_argv(cfg, *, name: str, kind: str, container: str, gpus: int, env: dict[str, str],
                 account: BoxAccount | None, home: str, runner: str, log: str, runner_exit: str,
-                command: list[str], image_paths=()) -> list[str]:
+                command: list[str], image_paths=(), image_key: str | None = None,
+                checkout: str | None = None) -> list[str]:
     """The `docker run` argv of one detached, named job (templates/docker_run.json.j2); ``image_paths``: container
-    folders kept from the image (anonymous volumes, e.g. Cosmos 3's /workspace/.venv)."""
+    folders kept from the image (anonymous volumes, e.g. Cosmos 3's /workspace/.venv). ``image_key``: the setting
+    naming the job's own image (empty: DOCKER_IMAGE); ``checkout``: the folder on the box at /workspace (None:
+    REMOTE_DIR; another folder puts REMOTE_DIR at /project, see ``container_project_dir``)."""
     docker_cmd = _split_words(cfg, "DOCKER_CMD")
     if not docker_cmd:
         raise UserError(f"DOCKER_CMD ({cfg.sources['DOCKER_CMD']}) is empty; set it to docker or 'sudo docker'")
     ipc = cfg["DOCKER_IPC"]
+    remote_dir = host_path(cfg, "REMOTE_DIR", home)
+    workspace = checkout or remote_dir
+    image = cfg[image_key].strip() if image_key else ""
     return render_json("docker_run.json.j2", docker_cmd=docker_cmd, container=container, name=name, kind=kind,
                        gpus=cfg["DOCKER_GPUS"], ipc=ipc, shm_size="" if ipc == "host" else cfg["DOCKER_SHM_SIZE"],
-                       user=_docker_user(cfg, account), env=env,
-                       remote_dir=host_path(cfg, "REMOTE_DIR", home),
+                       user=_docker_user(cfg, account), env=env, remote_dir=workspace,
                        hf_cache=host_path(cfg, "HF_CACHE_REMOTE", home), image_paths=image_paths,
-                       extra_args=_split_words(cfg, "DOCKER_EXTRA_ARGS"), image=cfg["DOCKER_IMAGE"],
+                       mounts=[] if workspace == remote_dir else [f"{remote_dir}:{PROJECT_MOUNT}"],
+                       extra_args=_split_words(cfg, "DOCKER_EXTRA_ARGS"), image=image or cfg["DOCKER_IMAGE"],
                        runner=runner, log_path=log, exit_code_path=runner_exit, command=command)
+
+
+def container_project_dir(cfg, home: str, checkout: str) -> str:
+    """How a container whose /workspace is ``checkout`` names REMOTE_DIR: /workspace, or /project beside it."""
+    return "/workspace" if checkout == host_path(cfg, "REMOTE_DIR", home) else PROJECT_MOUNT
 
 
 def render_run(name: str, prompt: dict, cfg, *, account: BoxAccount | None = None,
@@ -282,30 +295,26 @@ def render_batch(name: str, spec: dict, cfg, *, account: BoxAccount | None = Non
 
 
 def render_critique(paths: JobPaths, cfg, command_of, *, account: BoxAccount | None = None) -> Rendered:
-    """The critic job in ``paths`` (critic.py): the critic's image (CRITIC_IMAGE, else DOCKER_IMAGE) with its
-    checkout (CRITIC_DIR, else REMOTE_DIR) at /workspace and, when that is another folder, the project's REMOTE_DIR
-    at /project. ``command_of(project)`` gives the command, ``project`` being where the container sees REMOTE_DIR."""
+    """The critic job in ``paths`` (critic.py), launched as every job is (``backend.launch``): the critic's image
+    (CRITIC_IMAGE, else the backend's) with its checkout (CRITIC_DIR, else REMOTE_DIR) as the working folder
+    (/workspace). ``command_of(project)`` gives the command, ``project`` being how the job names REMOTE_DIR
+    (``backend.project_dir``: /workspace, /project beside another checkout, or REMOTE_DIR itself without a
+    container)."""
+    from .backend import backend_of
+    from .critic import KIND
+
     home = _remote_home(cfg, account)
-    remote_dir = host_path(cfg, "REMOTE_DIR", home)
-    checkout = host_path(cfg, "CRITIC_DIR", home) if cfg["CRITIC_DIR"].strip() else remote_dir
-    project = "/workspace" if checkout == remote_dir else "/project"
+    checkout = host_path(cfg, "CRITIC_DIR" if cfg["CRITIC_DIR"].strip() else "REMOTE_DIR", home)
+    backend = backend_of(cfg)
+    project = backend.project_dir(cfg, home, checkout)
     gpus = _num_gpu(cfg)
     env = {"CUDA_VISIBLE_DEVICES": _cuda_devices(cfg, gpus), "HF_HOME": "/hf-cache", "HOME": "/tmp",
            "PYTHONNOUSERSITE": "1"}
-    docker_cmd = _split_words(cfg, "DOCKER_CMD")
-    if not docker_cmd:
-        raise UserError(f"DOCKER_CMD ({cfg.sources['DOCKER_CMD']}) is empty; set it to docker or 'sudo docker'")
-    mounts = [] if project == "/workspace" else ["-v", f"{remote_dir}:{project}"]
     command = command_of(project)
-    ipc = cfg["DOCKER_IPC"]
-    docker = render_json("docker_run.json.j2", docker_cmd=docker_cmd, container=paths.container, name=paths.name,
-                         kind="critic", gpus=cfg["DOCKER_GPUS"], ipc=ipc,
-                         shm_size="" if ipc == "host" else cfg["DOCKER_SHM_SIZE"], user=_docker_user(cfg, account),
-                         env=env, remote_dir=checkout, hf_cache=host_path(cfg, "HF_CACHE_REMOTE", home), image_paths=(),
-                         extra_args=[*mounts, *_split_words(cfg, "DOCKER_EXTRA_ARGS")],
-                         image=cfg["CRITIC_IMAGE"].strip() or cfg["DOCKER_IMAGE"], runner=script("runner.sh"),
-                         log_path=f"{project}/{paths.log}", exit_code_path=f"{project}/{paths.exit_code}",
-                         command=command)
+    docker = backend.launch(cfg, name=paths.name, kind=KIND, container=paths.container, gpus=gpus, env=env,
+                            account=account, home=home, runner=script("runner.sh"), log=f"{project}/{paths.log}",
+                            runner_exit=f"{project}/{paths.folder}/{backend.runner_exit}", command=command,
+                            image_key="CRITIC_IMAGE", checkout=checkout)
     return Rendered(name=paths.name, kind=paths.kind, spec={}, command=command, docker=docker,
                     container=paths.container, output_dir=paths.folder, spec_path=paths.spec, log_path=paths.log,
                     exit_code_path=paths.exit_code, env=env, model=cfg["CRITIC"])

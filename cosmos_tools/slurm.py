@@ -14,6 +14,7 @@ import re
 import shlex
 
 from .errors import UserError
+from .render import PROJECT_MOUNT, container_project_dir, host_path
 
 RUNNER_EXIT = "command_exit_code"  # the runner's exit code; slurm_job.sh writes the job's exit_code from it
 SLURM_LOG = ".cosmos-tools/slurm/%j.out"  # what Slurm itself prints for a job (%j: its id); run.log is ours
@@ -29,10 +30,26 @@ _NAME = re.compile(r"[A-Za-z0-9_.,+-]+")
 
 
 def launch_argv(cfg, *, job_name: str, gpus: int, env: dict[str, str], log: str, runner_exit: str,
-                runner: str, command: list[str], home: str) -> list[str]:
-    """``sbatch`` and its options, then the launch argv of one job (its GPUs: ``--gres=gpu:<gpus>``)."""
-    return [*sbatch_options(cfg, job_name, gpus), *launcher(cfg, home), "env", *job_env(cfg, env, home),
-            "bash", "-c", runner, "cosmos-run", log, runner_exit, *command]
+                runner: str, command: list[str], home: str, image_key: str | None = None,
+                checkout: str | None = None) -> list[str]:
+    """``sbatch`` and its options, then the launch argv of one job (its GPUs: ``--gres=gpu:<gpus>``).
+
+    ``image_key``: the setting naming the job's own image (empty: SLURM_IMAGE); ``checkout``: the folder the job
+    works in (None: REMOTE_DIR), /workspace in the container, with REMOTE_DIR at /project beside it when it is
+    another folder; without a container ``env --chdir`` goes there (``project_dir``)."""
+    remote_dir = host_path(cfg, "REMOTE_DIR", home)
+    checkout = checkout or remote_dir
+    chdir = [f"--chdir={checkout}"] if cfg["SLURM_CONTAINER"] == "none" and checkout != remote_dir else []
+    return [*sbatch_options(cfg, job_name, gpus), *launcher(cfg, home, image_key, checkout), "env", *chdir,
+            *job_env(cfg, env, home, checkout), "bash", "-c", runner, "cosmos-run", log, runner_exit, *command]
+
+
+def project_dir(cfg, home: str, checkout: str) -> str:
+    """How a job working in ``checkout`` names REMOTE_DIR: as a container does (/workspace or /project), or, without
+    a container, REMOTE_DIR itself."""
+    if cfg["SLURM_CONTAINER"] == "none":
+        return host_path(cfg, "REMOTE_DIR", home)
+    return container_project_dir(cfg, home, checkout)
 
 
 def split_launch(argv: list[str]) -> tuple[list[str], list[str]]:
@@ -78,25 +95,25 @@ def extra_args(cfg) -> list[str]:
     return words
 
 
-def launcher(cfg, home: str) -> list[str]:
+def launcher(cfg, home: str, image_key: str | None, checkout: str) -> list[str]:
     """The words that start the job's container (SLURM_CONTAINER); none for ``none``."""
     kind = cfg["SLURM_CONTAINER"]
     if kind == "none":
         return []
-    image = _image(cfg, home)
-    checkout, cache = _remote_path(cfg, "REMOTE_DIR", home), _remote_path(cfg, "HF_CACHE_REMOTE", home)
-    mounts = f"{checkout}:/workspace,{cache}:/hf-cache"
+    image = _image(cfg, home, image_key if image_key and cfg[image_key].strip() else "SLURM_IMAGE")
+    remote_dir, cache = host_path(cfg, "REMOTE_DIR", home), host_path(cfg, "HF_CACHE_REMOTE", home)
+    project = "" if checkout == remote_dir else f",{remote_dir}:{PROJECT_MOUNT}"
+    mounts = f"{checkout}:/workspace,{cache}:/hf-cache{project}"
     if kind == "pyxis":
         return ["srun", "--ntasks=1", f"--container-image={image}", f"--container-mounts={mounts}",
                 "--container-workdir=/workspace"]
     return [kind, "exec", "--nv", "--bind", mounts, "--pwd", "/workspace", image]
 
 
-def job_env(cfg, env: dict[str, str], home: str) -> list[str]:
+def job_env(cfg, env: dict[str, str], home: str, checkout: str) -> list[str]:
     """``K=V`` words for ``env``. Without a container the container paths /workspace and /hf-cache are the
-    box's own (REMOTE_DIR, HF_CACHE_REMOTE). CUDA_VISIBLE_DEVICES is Slurm's: it sets it for the job's GPUs."""
-    mapped = {"/workspace": _remote_path(cfg, "REMOTE_DIR", home),
-              "/hf-cache": _remote_path(cfg, "HF_CACHE_REMOTE", home)}
+    box's own (the checkout, HF_CACHE_REMOTE). CUDA_VISIBLE_DEVICES is Slurm's: it sets it for the job's GPUs."""
+    mapped = {"/workspace": checkout, "/hf-cache": host_path(cfg, "HF_CACHE_REMOTE", home)}
     words = []
     for key, value in env.items():
         if key == "CUDA_VISIBLE_DEVICES":
@@ -107,9 +124,9 @@ def job_env(cfg, env: dict[str, str], home: str) -> list[str]:
     return words
 
 
-def _image(cfg, home: str) -> str:
-    image = cfg["SLURM_IMAGE"].strip()
-    where = f"SLURM_IMAGE ({cfg.sources['SLURM_IMAGE']})"
+def _image(cfg, home: str, key: str) -> str:
+    image = cfg[key].strip()
+    where = f"{key} ({cfg.sources[key]})"
     if not image:
         raise UserError(f"SLURM_CONTAINER={cfg['SLURM_CONTAINER']} ({cfg.sources['SLURM_CONTAINER']}) needs "
                         "SLURM_IMAGE: set it to a .sqsh (pyxis) or .sif (apptainer) file, or use SLURM_CONTAINER=none")
@@ -119,8 +136,3 @@ def _image(cfg, home: str) -> str:
         return f"{home.rstrip('/')}/{image}"
     return image
 
-
-def _remote_path(cfg, key: str, home: str) -> str:
-    from .render import host_path
-
-    return host_path(cfg, key, home)

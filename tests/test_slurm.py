@@ -1,16 +1,21 @@
 """BACKEND=slurm against a real Slurm (munge, slurmctld, slurmd with 4 stand-in GPUs) behind the rehearsal sshd:
-the whole cycle, a sweep side by side, kill of a running and of a pending job, a cut connection, a time-out."""
+the whole cycle, a sweep side by side, kill of a running and of a pending job, a cut connection, a time-out, a
+Cosmos 3 cycle and critiques (both critics) as Slurm jobs."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import threading
 import time
 
 import pytest
+from test_cosmos3 import NANO, prompt3
+from test_cosmos3 import write as write_prompt3
+from test_critic import stand_in, two_runs, use_critic
 from test_cycle import (
     HOSTILE_NAME,
     REPO,
@@ -24,6 +29,7 @@ from test_cycle import (
     write_prompt,
 )
 
+from cosmos_tools import critic
 from cosmos_tools.rehearsal import slurm as rehearsal_slurm
 from cosmos_tools.rehearsal.host import set_stand_in_seconds
 from cosmos_tools.remote.codes import QueueCode
@@ -250,3 +256,58 @@ def test_ctrl_c_in_a_sweep_cancels_every_job_it_submitted(slurm_project, slurm_h
     assert "interrupted: stopped stop_1-1 on the box" in stderr
     assert "cancelled the 2 other submitted job(s) of this experiment" in stderr
     wait_until("the cluster is empty", lambda: not squeue(slurm_host), timeout=60)
+
+
+@pytest.mark.parametrize("name", ["reason1", "cosmos3"])
+def test_a_critique_of_finished_runs_is_a_slurm_job(slurm_project, slurm_host, name):
+    run_ids = two_runs(slurm_project, f"judged_{name}")
+    settings = {}
+    if name == "reason1":  # a checkout of its own: the job works there and finds the videos in REMOTE_DIR
+        script_path = remote_path(slurm_host, critic.REASON1_SCRIPT)
+        checkout = slurm_host.remote_dir.parent / "reason1 checkout"
+        (checkout / script_path.parent.relative_to(slurm_host.remote_dir)).mkdir(parents=True, exist_ok=True)
+        shutil.copy2(script_path, checkout / critic.REASON1_SCRIPT)
+        settings["CRITIC_DIR"] = f"'{checkout}'"
+    use_critic(slurm_project, name, **settings)
+    done = script(slurm_project, "critique.sh", *run_ids, "--trials", "2")
+    assert done.returncode == 0, done.stderr
+    job = json.loads((slurm_project / "outputs" / "runs" / run_ids[0] / "critic.json").read_text())["job"]
+    slurm_id = remote_path(slurm_host, f"{job}/slurm_job_id").read_text().strip()
+    assert f"to Slurm as job {slurm_id}" in done.stderr
+    used = json.loads(remote_path(slurm_host, f"{job}/spec_used.json").read_text())
+    assert used["docker"][0] == "sbatch" and "--gres=gpu:1" in used["docker"]
+    if "CRITIC_DIR" in settings:
+        assert f"--chdir={checkout}" in used["docker"]
+    assert f"Slurm job {slurm_id} started on" in remote_path(slurm_host, f"{job}/run.log").read_text()
+    assert remote_path(slurm_host, f"{job}/exit_code").read_text() == "0\n"
+    for run_id in run_ids:
+        data = json.loads((slurm_project / "outputs" / "runs" / run_id / "critic.json").read_text())
+        video = (slurm_project / "outputs" / "runs" / run_id / "output.mp4").read_bytes()
+        if name == "reason1":
+            verdicts = [stand_in("video_critic").verdict(video, k) for k in (1, 2)]
+            assert data["score"] == round(verdicts.count("No") / 2, 4)
+        else:
+            ratings = [stand_in("reasoner_stand_in").rating(video, seed) for seed in (1, 2)]
+            assert data["score"] == round(sum((r - 1) / 4 for r in ratings) / 2, 4)
+        assert data["critic"] == name and "STAND-IN" in data["reasoning"]
+    table = done.stdout[done.stdout.index("rank"):]
+    assert critic.ADVISORY in table
+
+
+def test_a_cosmos3_cycle_through_slurm(slurm_project, slurm_host):
+    add_shot(slurm_project, frames=8)
+    prompt = write_prompt3(slurm_project, prompt3(resolution="256"), "city3")
+    done = script(slurm_project, "full_cycle.sh", prompt.relative_to(slurm_project), "--no-upscale",
+                  env={"MODEL": NANO})
+    assert done.returncode == 0, done.stderr
+    run = slurm_project / "outputs" / "runs" / "city3-1"
+    assert (run / "output.mp4").stat().st_size > 0 and (run / "output_control_depth.mp4").is_file()
+    used = json.loads((run / "spec_used.json").read_text())
+    assert used["docker"][0] == "sbatch" and used["model"] == NANO
+    log = (run / "run.log").read_text()
+    assert "STAND-IN Cosmos 3" in log and "[stand-in torchrun]" in log
+    slurm_id = (run / "slurm_job_id").read_text().strip()
+    (line,) = records(slurm_project)
+    assert line["status"] == "ok" and line["slurm_job"] == slurm_id and line["weights"] == "depth=0.5,seg=0.5"
+    provenance = json.loads((run / "provenance.json").read_text())
+    assert provenance["model"] == NANO and provenance["slurm_job_id"] == slurm_id

@@ -3,12 +3,14 @@ words, with hostile names kept as data; every bad setting refused with one line 
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
 import pytest
 from prompt_fixtures import HOSTILE_NAMES, cli_env, make_project, project_config
 
+from cosmos_tools import critic
 from cosmos_tools.config import ConfigError
 from cosmos_tools.errors import UserError
 from cosmos_tools.remote import script
@@ -69,6 +71,48 @@ def test_a_batch_runner_writes_the_command_exit_code_of_its_own_folder(tmp_path,
     runner = launch.index("cosmos-run")
     assert launch[runner + 1:runner + 3] == ["outputs/batches/runs/exp~batch1-1/run.log",
                                              "outputs/batches/runs/exp~batch1-1/command_exit_code"]
+
+
+def critique_launch(cfg) -> tuple[list[str], list[str]]:
+    job = critic.make_job(cfg, "critique", "critique-2", [critic.Item("v001", "a-1")], 2, ACCOUNT)
+    assert json.loads(job.files["spec_used.json"])["docker"] == job.docker
+    return split_launch(job.docker)
+
+
+def test_a_critique_is_an_sbatch_job_in_each_launcher(tmp_path, monkeypatch):
+    folder = "outputs/critiques/runs/critique-2"
+    own = {"CRITIC": "reason1", "CRITIC_DIR": "/shared/ann/cosmos-reason1", "CRITIC_IMAGE": "reason1.sqsh"}
+    sbatch, launch = critique_launch(slurm_cfg(tmp_path, monkeypatch, SLURM_IMAGE="cosmos.sqsh", **own))
+    assert sbatch[:4] == ["sbatch", "--parsable", f"--job-name={container_name('critique', 'critic')}",
+                          "--gres=gpu:1"]
+    mounts = ("/shared/ann/cosmos-reason1:/workspace,/home/ann/.cache/huggingface:/hf-cache,"
+              "/shared/ann/cosmos-transfer1:/project")
+    assert launch[:6] == ["srun", "--ntasks=1", "--container-image=/home/ann/reason1.sqsh",
+                          f"--container-mounts={mounts}", "--container-workdir=/workspace", "env"]
+    runner = launch.index("cosmos-run")
+    assert launch[runner + 1:] == [f"/project/{folder}/run.log", f"/project/{folder}/command_exit_code",
+                                   "python3", f"/project/{folder}/critic_run.py", f"/project/{folder}"]
+    _, launch = critique_launch(slurm_cfg(tmp_path, monkeypatch, SLURM_CONTAINER="apptainer",
+                                          SLURM_IMAGE="/images/cosmos.sif"))
+    assert launch[:8] == ["apptainer", "exec", "--nv", "--bind",
+                          "/shared/ann/cosmos-transfer1:/workspace,/home/ann/.cache/huggingface:/hf-cache",
+                          "--pwd", "/workspace", "/images/cosmos.sif"]  # no CRITIC_IMAGE: SLURM_IMAGE
+    assert launch[-1] == f"/workspace/{folder}"
+    _, launch = critique_launch(slurm_cfg(tmp_path, monkeypatch, SLURM_CONTAINER="none", **own))
+    assert launch[:2] == ["env", "--chdir=/shared/ann/cosmos-reason1"]  # the critic's checkout, no container
+    assert "HF_HOME=/home/ann/.cache/huggingface" in launch
+    runner = launch.index("cosmos-run")
+    project = "/shared/ann/cosmos-transfer1"
+    assert launch[runner + 1:] == [f"{project}/{folder}/run.log", f"{project}/{folder}/command_exit_code",
+                                   "python3", f"{project}/{folder}/critic_run.py", f"{project}/{folder}"]
+    _, launch = critique_launch(slurm_cfg(tmp_path, monkeypatch, SLURM_CONTAINER="none"))
+    assert launch[0] == "env" and not any(word.startswith("--chdir") for word in launch)  # the checkout: cwd
+
+
+def test_a_critique_refuses_a_bad_critic_image_as_its_setting(tmp_path, monkeypatch):
+    cfg = slurm_cfg(tmp_path, monkeypatch, SLURM_IMAGE="cosmos.sqsh", CRITIC_IMAGE="a,b.sqsh")
+    with pytest.raises(UserError, match=r"CRITIC_IMAGE \(.*'a,b.sqsh' contains a newline or ','"):
+        critique_launch(cfg)
 
 
 def test_the_launch_survives_a_real_shell_word_for_word(tmp_path, monkeypatch):
