@@ -21,11 +21,16 @@ set -m
 child=$!
 set +m
 if [ -n "$pending" ]; then forward "$pending"; fi
+rc=1 # unknown until a wait reports it
 while kill -0 "$child" 2>/dev/null; do
   wait "$child"
+  rc=$?
 done
 wait "$child"
-rc=$?
+last=$?
+# bash 5.2 can answer -1 here for a child a signal-interrupted wait already reaped (seen when scancel signals
+# every process of the job): then the status the loop saw stands
+case $last in -*) ;; *) rc=$last ;; esac
 printf "[cosmos-run] %s exit code %s\n" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$rc" >>"$log"
 printf "%s\n" "$rc" >"$code.tmp.$$"
 mv -f -- "$code.tmp.$$" "$code"

@@ -28,11 +28,16 @@ say "Slurm job $SLURM_JOB_ID started on $(hostname) (GPUs: ${gpus:-${SLURM_GPUS_
 rm -f -- "$d/command_exit_code"
 "${argv[@]}" </dev/null >>"$log" 2>&1 &
 child=$!
+rc=1 # unknown until a wait reports it
 while kill -0 "$child" 2>/dev/null; do
   wait "$child"
+  rc=$?
 done
 wait "$child"
-rc=$?
+last=$?
+# bash 5.2 can answer -1 here for a child a signal-interrupted wait already reaped (seen when scancel signals
+# every process of the job): then the status the loop saw stands
+case $last in -*) ;; *) rc=$last ;; esac
 if [ "$ended" = timeout ]; then
   rc=94
 elif [ -f "$d/command_exit_code" ]; then
