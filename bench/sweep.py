@@ -5,7 +5,8 @@ Starts a rehearsal host (real sshd on 127.0.0.1) in a temporary folder with the 
 of --load-seconds once per transfer.py process and --sample-seconds per video, makes a small shot and N prompts
 that differ only in the edge control weight and the prompt text (one batch), and measures:
   - the experiment: ``cosmos_tools.experiment.run_experiment`` (one connection, one upload, one batch job, every
-    variant downloaded, N history lines), wall time;
+    variant downloaded, N history lines), wall time; its review page (local work once the GPU's part is done)
+    is timed on its own line;
   - the ideal: one load + N samples (the stand-in's transfer.py run once on the same batch file, on the box,
     without SSH or Docker) + the experiment's own upload and download times (from its history lines);
   - N separate full cycles (``cycle.run_cycle`` per prompt, no upscale): N loads, N connections.
@@ -108,6 +109,7 @@ def main() -> None:
         return
     from cosmos_tools.cycle import run_cycle
     from cosmos_tools.experiment import run_experiment
+    from cosmos_tools.review_page import write_review
 
     with tempfile.TemporaryDirectory(prefix="cosmos-bench-sweep-") as tmp:
         folder = Path(tmp) / "host"
@@ -118,8 +120,10 @@ def main() -> None:
             prompts = make_project(root, info.config, args.variants)
             os.environ.update(COSMOS_PROJECT_ROOT=str(root), COSMOS_CONFIG=str(root / "config.sh"))
             cfg = load_config(root)
-            experiment = quietly(lambda: run_experiment(cfg, prompts, echo=lambda data: None))
+            # the review page is local work after the GPU's part: timed on its own, not in the target
+            experiment = quietly(lambda: run_experiment(cfg, prompts, echo=lambda data: None, review=False))
             lines = history.read_records(history.history_path(cfg), warn=print)
+            review = quietly(lambda: write_review(cfg, [r["run_id"] for r in lines], title="bench"))
             transfers = float(lines[0]["upload_s"]) + sum(float(r["download_s"]) for r in lines)
             (batch,) = (info.remote_dir / "outputs" / "batches" / "runs").iterdir()
             generation = ideal_generation(info, batch, cfg["CHECKPOINT_DIR_REMOTE"])
@@ -136,6 +140,7 @@ def main() -> None:
                           (f"experiment: {n} variants, one batch job", experiment),
                           (f"{n} separate full cycles", separate)):
         print(f"{what:<44}{seconds:>9.1f}{seconds / ideal:>9.2f}")
+    print(f"{'then its review page and contact sheet':<44}{review:>9.1f}  (local, after the GPU's part; not in target)")
     verdict = "ok" if experiment <= 1.25 * ideal else "MISSED"
     print(f"target: experiment <= 1.25x the ideal: {experiment / ideal:.2f}x ({verdict}); "
           f"{separate / experiment:.1f}x faster than {n} separate cycles")
