@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from .cli_remote import GPUS, _config, interruptible
@@ -13,8 +15,11 @@ from .cli_remote import GPUS, _config, interruptible
 @click.option("--trials", type=click.IntRange(min=1), default=None, metavar="N",
               help="Answers per video (default CRITIC_TRIALS); the score is their mean.")
 @GPUS
+@click.option("--json", "as_json", is_flag=True, help="Print the ranking as JSON (each run's critic.json with its "
+              "rank, best first); the job's live log goes to stderr.")
 @interruptible
-def critique_cmd(run_ids: tuple[str, ...], sweep: str | None, trials: int | None, num_gpu: int | None) -> None:
+def critique_cmd(run_ids: tuple[str, ...], sweep: str | None, trials: int | None, num_gpu: int | None,
+                 as_json: bool) -> None:
     """Score runs with the video critic (CRITIC: cosmos3 or reason1) on the GPU box, as one queued job.
 
     Each scored run gets outputs/runs/RUN_ID/critic.json: a score from 0 to 1, the critic's answer and
@@ -33,8 +38,14 @@ def critique_cmd(run_ids: tuple[str, ...], sweep: str | None, trials: int | None
     _, chosen, notes = select(cfg, run_ids, sweep=sweep)
     for note in notes:
         click.echo(f"note: {note}", err=True)
-    done = critique(cfg, chosen, name=f"critique-{sweep}" if sweep else "critique", trials=trials)
-    finish(cfg, done)
+    done = critique(cfg, chosen, name=f"critique-{sweep}" if sweep else "critique", trials=trials,
+                    echo=_echo_stderr if as_json else None)
+    finish(cfg, done, as_json=as_json)
+
+
+def _echo_stderr(data: bytes) -> None:
+    sys.stderr.buffer.write(data)
+    sys.stderr.buffer.flush()
 
 
 COMMANDS = [critique_cmd]

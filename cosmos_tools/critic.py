@@ -230,7 +230,7 @@ class Critique:
 
 
 def critique(cfg, run_ids: list[str], *, name: str, trials: int | None = None, remote=None,
-             say: Callable[[str], None] = _say) -> Critique:
+             say: Callable[[str], None] = _say, echo: Callable[[bytes], None] | None = None) -> Critique:
     """Score ``run_ids`` in one critic job; critic.json into each scored run's local folder.
 
     A run whose output.mp4 is not here or not on the box is skipped with one line (``say``); the others are
@@ -255,7 +255,7 @@ def critique(cfg, run_ids: list[str], *, name: str, trials: int | None = None, r
                             "GPU box")
         say(f"critique {name}: {len(items)} video(s), {trials} trial(s) each, critic {cfg['CRITIC']} "
             f"({model_of(cfg)}), one job")
-        outcome = _run(cfg, remote, name, items, trials, box)
+        outcome = _run(cfg, remote, name, items, trials, box, echo)
         answer = remote.retrying("reading the critic's results", lambda: remote.t.run(
             ["cat", "--", f"{outcome.job.dir}/{RESULTS_FILE}"], check=False))
     finally:
@@ -309,12 +309,13 @@ def _record(cfg, done: Critique, item: Item, row: dict, trials: int, say: Callab
         say(f"{item.run_id}: no readable answer in {data['answered']} trial(s); its texts are in {target}")
 
 
-def _run(cfg, remote, name: str, items: list[Item], trials: int, box):
-    """Queue the critic job (a new critique id; another if a client took it) and follow it to its end."""
+def _run(cfg, remote, name: str, items: list[Item], trials: int, box, echo=None):
+    """Queue the critic job (a new critique id; another if a client took it) and follow it to its end (its live
+    log through ``echo``, stdout by default)."""
     from .jobs import START_TRIES, Runner, RunTaken
     from .runs import next_run_number
 
-    runner = Runner(remote)
+    runner = Runner(remote, echo=echo)
     first = next_run_number(cfg, name, box.jobs[CritiquePaths.of_critique(name).folder].leaf, [])
     for k in range(first, first + START_TRIES):
         try:
@@ -351,10 +352,22 @@ def table(cfg, done: Critique) -> list[str]:
         [ADVISORY]
 
 
-def finish(cfg, done: Critique) -> None:
-    """Print the ranking; JobFailed (after it) when some runs could not be scored."""
-    for line in table(cfg, done):
-        print(line)
+def rows(cfg, done: Critique) -> list[dict]:
+    """The ranking for tools: best first, unscored last; each run's critic.json with its rank."""
+    from .runs import runs_dir
+
+    return [{"rank": rank, **read(runs_dir(cfg) / run_id), "run_id": run_id, "score": done.scores[run_id]}
+            for rank, run_id in enumerate(ranked(done.scores), 1)]
+
+
+def finish(cfg, done: Critique, *, as_json: bool = False) -> None:
+    """Print the ranking (a table and the advisory note, or JSON rows); JobFailed (after it) when some runs could
+    not be scored."""
+    if as_json:
+        print(json.dumps(rows(cfg, done), indent=2, ensure_ascii=False))
+    else:
+        for line in table(cfg, done):
+            print(line)
     if done.skipped:
         raise JobFailed(f"{len(done.skipped)} run(s) not scored (said above); the others have their critic.json")
 

@@ -191,6 +191,11 @@ def test_reason1_critique_writes_critic_json_into_each_run_and_ranks_them(projec
     assert f"critic: {scores[run_ids[0]]:.2f} (" in tool(project, "show", run_ids[0]).stdout
     rows = json.loads(tool(project, "history", "--json").stdout)
     assert {r["run_id"]: r["critic_score"] for r in rows} == scores
+    again = tool(project, "critique", *run_ids, "--trials", "4", "--json")  # for tools: JSON only on stdout
+    ranking = json.loads(again.stdout)
+    assert again.returncode == 0 and [r["run_id"] for r in ranking] == critic.ranked(scores)
+    assert [r["rank"] for r in ranking] == [1, 2] and {r["run_id"]: r["score"] for r in ranking} == scores
+    assert all(r["advisory"] and r["critic"] == "reason1" for r in ranking) and "[cosmos-critic]" in again.stderr
 
 
 def test_a_run_missing_here_or_on_the_box_is_one_line_and_the_others_are_still_scored(project, rehearsal_host):
