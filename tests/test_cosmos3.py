@@ -359,3 +359,17 @@ def test_full_cycle_of_a_cosmos3_prompt_on_the_rehearsal_host(project, rehearsal
     assert provenance["model"] == NANO and provenance["model_commit"] == "5eee9ed"
     assert "STAND-IN Cosmos 3" in (run / "run.log").read_text()
     assert [(r["status"], r["weights"]) for r in records(project)] == [("ok", "depth=0.5,seg=0.5")]
+
+
+def test_a_run_spec_maps_back_to_the_project_paths_a_rerun_uploads():
+    from cosmos_tools.models import profile
+
+    nano = profile(NANO)
+    prompt = prompt3(depth={"control_path": "inputs/videos/shot1/depth.mp4", "weight": 0.5})
+    spec_path = "outputs/runs/city-3/controlnet_spec.json"
+    used = nano.run_spec(prompt, spec_path)
+    assert used["vision_path"] == "../../../inputs/videos/shot1/color.mp4"
+    back = nano.project_spec(used, spec_path)
+    assert back["vision_path"] == "inputs/videos/shot1/color.mp4"
+    assert back["depth"] == {"control_path": "inputs/videos/shot1/depth.mp4", "weight": 0.5}
+    assert back["seg"]["control_path"] == "inputs/videos/shot1/segmentation.mp4"
