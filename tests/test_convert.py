@@ -348,6 +348,18 @@ def test_printed_psnr_is_the_psnr_of_those_frames(project, tmp_path):
     assert compared == 8 and abs(result.record["color_psnr_db"] - ours) < 0.5
 
 
+def test_psnr_spot_check_decodes_at_most_8_frames_of_1280x704():
+    """Large renders compare fewer first frames (the check's cost is decoding and scaling the PNGs), never none."""
+    from cosmos_tools.convert.psnr import spot_check_frames
+
+    assert spot_check_frames(121, 1280, 704) == 8
+    assert spot_check_frames(5, 1280, 704) == 5
+    assert spot_check_frames(121, 160, 96) == 8
+    assert spot_check_frames(121, 1920, 1080) == 3
+    assert spot_check_frames(48, 3840, 2160) == 1
+    assert spot_check_frames(48, 8192, 8192) == 1
+
+
 def test_frame_count_and_fps(project, tmp_path):
     src = rf.make_render(tmp_path / "r", frames=6, start=1001)
     result, notes = run_convert(project, src, frame_count=4, fps=30)
@@ -608,7 +620,7 @@ def test_fit_downscale_keeps_labels_exact_and_depth_full_precision(project, tmp_
     mapping = stats.mapping(near_bright=False)
     assert result.record["depth"]["range"] == [mapping.lo, mapping.hi]
     assert np.array_equal(_decoded_depth(result.folder / "depth.mp4"), mapping.lut()[depth16])
-    assert result.record["color_psnr_db"] > 30
+    assert result.record["color_psnr_db"] > 30 and result.record["color_psnr_frames"] == 3
 
 
 def test_interrupt_leaves_nothing_behind(project, tmp_path):
