@@ -348,6 +348,21 @@ def test_printed_psnr_is_the_psnr_of_those_frames(project, tmp_path):
     assert compared == 8 and abs(result.record["color_psnr_db"] - ours) < 0.5
 
 
+def test_decoded_pixel_format_told_to_ffmpeg_is_the_one_it_decodes(tmp_path):
+    """The image2 hint (``Sequence.ffmpeg_input``) names the pixel format ffprobe finds in each PNG kind."""
+    from cosmos_tools.convert.sequences import DECODED_PIX_FMT
+
+    for (color_type, bits), pix_fmt in DECODED_PIX_FMT.items():
+        channels = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}[color_type]
+        image = np.zeros((4, 6, channels), np.uint16 if bits == 16 else np.uint8)
+        palette = rf.PALETTE[:2] if color_type == 3 else None
+        path = rf.write_png(tmp_path / f"kind{color_type}-{bits}.png", image[..., 0] if palette is not None else image,
+                            palette)
+        found = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "stream=pix_fmt", "-of", "csv=p=0",
+                                str(path)], capture_output=True, text=True, check=True).stdout.strip()
+        assert found == pix_fmt, (color_type, bits)
+
+
 def test_psnr_spot_check_decodes_at_most_8_frames_of_1280x704():
     """Large renders compare fewer first frames (the check's cost is decoding and scaling the PNGs), never none."""
     from cosmos_tools.convert.psnr import spot_check_frames
