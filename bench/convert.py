@@ -41,7 +41,7 @@ from cosmos_tools.convert.depth import DepthStats  # noqa: E402
 from cosmos_tools.convert.encode import SETTINGS  # noqa: E402
 from cosmos_tools.convert.geometry import plan_geometry  # noqa: E402
 from cosmos_tools.convert.psnr import color_psnr  # noqa: E402
-from cosmos_tools.convert.sequences import find_sequences  # noqa: E402
+from cosmos_tools.convert.sequences import check_sequences, find_sequences  # noqa: E402
 
 FRAMES, WIDTH, HEIGHT, START, LABELS = 121, 1280, 704, 1001, 13
 MODALITIES = ("color", "depth", "segmentation")
@@ -180,8 +180,9 @@ def fidelity(shot: Path, src: Path, frames: int, fps: int) -> dict:
         correct += int((seg == rf.PALETTE[rf.label_frame(i, WIDTH, HEIGHT, LABELS)]).all(axis=-1).sum())
         packed = seg.astype(np.uint32) @ np.array([65536, 256, 1], np.uint32)
         colours.update(np.unique(packed).tolist())
-    color = find_sequences(src)["color"]
-    psnr, _ = color_psnr(shot / "color.mp4", color, plan_geometry(WIDTH, HEIGHT, False), fps,
+    sequences = find_sequences(src)
+    check_sequences(sequences)  # reads the PNG headers the ffmpeg input is given
+    psnr, _ = color_psnr(shot / "color.mp4", sequences["color"], plan_geometry(WIDTH, HEIGHT, False), fps,
                          SETTINGS["color"]["scale"])
     return {"psnr": psnr, "depth_max": depth_max,
             "depth_mean": depth_sum / frames, "labels": correct / (frames * WIDTH * HEIGHT),

@@ -348,6 +348,33 @@ def test_printed_psnr_is_the_psnr_of_those_frames(project, tmp_path):
     assert compared == 8 and abs(result.record["color_psnr_db"] - ours) < 0.5
 
 
+def test_decoded_pixel_format_told_to_ffmpeg_is_the_one_it_decodes(tmp_path):
+    """The image2 hint (``Sequence.ffmpeg_input``) names the pixel format ffprobe finds in each PNG kind."""
+    from cosmos_tools.convert.sequences import DECODED_PIX_FMT
+
+    for (color_type, bits), pix_fmt in DECODED_PIX_FMT.items():
+        channels = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}[color_type]
+        image = np.zeros((4, 6, channels), np.uint16 if bits == 16 else np.uint8)
+        palette = rf.PALETTE[:2] if color_type == 3 else None
+        path = rf.write_png(tmp_path / f"kind{color_type}-{bits}.png", image[..., 0] if palette is not None else image,
+                            palette)
+        found = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "stream=pix_fmt", "-of", "csv=p=0",
+                                str(path)], capture_output=True, text=True, check=True).stdout.strip()
+        assert found == pix_fmt, (color_type, bits)
+
+
+def test_psnr_spot_check_decodes_at_most_8_frames_of_1280x704():
+    """Large renders compare fewer first frames (the check's cost is decoding and scaling the PNGs), never none."""
+    from cosmos_tools.convert.psnr import spot_check_frames
+
+    assert spot_check_frames(121, 1280, 704) == 8
+    assert spot_check_frames(5, 1280, 704) == 5
+    assert spot_check_frames(121, 160, 96) == 8
+    assert spot_check_frames(121, 1920, 1080) == 3
+    assert spot_check_frames(48, 3840, 2160) == 1
+    assert spot_check_frames(48, 8192, 8192) == 1
+
+
 def test_frame_count_and_fps(project, tmp_path):
     src = rf.make_render(tmp_path / "r", frames=6, start=1001)
     result, notes = run_convert(project, src, frame_count=4, fps=30)
@@ -608,7 +635,7 @@ def test_fit_downscale_keeps_labels_exact_and_depth_full_precision(project, tmp_
     mapping = stats.mapping(near_bright=False)
     assert result.record["depth"]["range"] == [mapping.lo, mapping.hi]
     assert np.array_equal(_decoded_depth(result.folder / "depth.mp4"), mapping.lut()[depth16])
-    assert result.record["color_psnr_db"] > 30
+    assert result.record["color_psnr_db"] > 30 and result.record["color_psnr_frames"] == 3
 
 
 def test_interrupt_leaves_nothing_behind(project, tmp_path):

@@ -20,7 +20,7 @@ from ..errors import UserError
 from .depth import DepthRange, DepthStats
 from .ffmpeg_run import FfmpegFailed, ProcessGroup
 from .geometry import Geometry
-from .psnr import PSNR_FRAMES, psnr_args, read_psnr
+from .psnr import psnr_args, read_psnr, spot_check_frames
 from .sequences import Sequence
 
 
@@ -63,7 +63,7 @@ def encode_color(group: ProcessGroup, seq: Sequence, geo: Geometry, fps: int, ou
     ffmpeg's tee muxer writes the MP4 and streams the same packets to a second ffmpeg that decodes
     them and compares with the PNGs; when it has its frames it exits and the tee drops that branch
     (``onfail=ignore``). Measuring after the encode instead left 0.35 s of one busy core at the end.
-    Returns (PSNR dB, frames compared).
+    Large renders compare fewer frames (``spot_check_frames``). Returns (PSNR dB, frames compared).
     """
     s = SETTINGS["color"]
     vf = ",".join([*geo.filters(s["scale"]), "scale=out_color_matrix=bt709:out_range=tv", "format=yuv420p"])
@@ -71,7 +71,7 @@ def encode_color(group: ProcessGroup, seq: Sequence, geo: Geometry, fps: int, ou
             "-c:v", s["codec"], "-preset", s["preset"], "-crf", str(s["crf"]), "-pix_fmt", s["pix_fmt"],
             "-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709", "-color_range", "tv",
             "-map", "0:v", "-f", "tee", f"[movflags=+faststart]{out.name}|[f=nut:onfail=ignore]pipe:1"]
-    count = min(len(seq.files), PSNR_FRAMES)
+    count = spot_check_frames(len(seq.files), geo.src_w, geo.src_h)
     try:
         encoder = group.start(args, f"encoding {seq.label}", on_frames, stdout=True, cwd=out.parent)
         checker = group.start(psnr_args(["-f", "nut", "-i", "pipe:0"], seq, geo, fps, count, s["scale"]),
