@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -114,3 +115,28 @@ def make_spec_project(folder: Path, videos: VideoLibrary) -> Path:
     (root / "weights/mask.pt").write_bytes(b"pt")
     (root / "regions.json").write_text("[[0, 0, 1, 1]]")
     return root
+
+
+def with_changes(spec: dict, changes: dict) -> dict:
+    """``spec`` with ``changes`` applied: a value sets its key, None removes it."""
+    for key, value in changes.items():
+        if value is None:
+            spec.pop(key, None)
+        else:
+            spec[key] = value
+    return spec
+
+
+def write_prompt_json(root: Path, spec: dict, name: str) -> Path:
+    """``spec`` as inputs/prompts/NAME.json under ``root``."""
+    path = root / "inputs" / "prompts" / f"{name}.json"
+    path.write_text(json.dumps(spec, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def prompt_problems(root: Path, cfg, spec: dict, name: str) -> list:
+    """What ``check`` finds in ``spec`` written as prompt NAME."""
+    from cosmos_tools.prompts import read_prompt
+    from cosmos_tools.validate import check_prompt
+
+    return check_prompt(read_prompt(write_prompt_json(root, spec, name)), cfg).problems

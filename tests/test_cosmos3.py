@@ -10,7 +10,15 @@ import sys
 from pathlib import Path
 
 import pytest
-from prompt_fixtures import HOSTILE_NAMES, make_project, make_video, project_config
+from prompt_fixtures import (
+    HOSTILE_NAMES,
+    make_project,
+    make_video,
+    project_config,
+    prompt_problems,
+    with_changes,
+    write_prompt_json,
+)
 from test_cycle import add_shot, records, script
 
 from cosmos_tools.config import ConfigError
@@ -21,6 +29,7 @@ from cosmos_tools.render import render_run, render_upscale
 from cosmos_tools.validate import check_prompt
 
 NANO = "cosmos3-nano"
+NAME = "city3"  # the prompt file the check tests write
 STAND_IN = Path(__file__).resolve().parents[1] / "cosmos_tools" / "rehearsal" / "stand_in" / "cosmos3_inference.py"
 
 
@@ -30,22 +39,7 @@ def prompt3(shot: str = "shot1", **changes) -> dict:
             "resolution": "720", "aspect_ratio": "16,9", "guidance": 3.0, "control_guidance": 1.5,
             "depth": {"control_path": f"{videos}/depth.mp4", "weight": 0.5},
             "seg": {"control_path": f"{videos}/segmentation.mp4", "weight": 0.5}}
-    for key, value in changes.items():
-        if value is None:
-            spec.pop(key, None)
-        else:
-            spec[key] = value
-    return spec
-
-
-def write(root: Path, spec: dict, name: str = "city3") -> Path:
-    path = root / "inputs" / "prompts" / f"{name}.json"
-    path.write_text(json.dumps(spec, indent=2) + "\n", encoding="utf-8")
-    return path
-
-
-def problems(root: Path, cfg, spec: dict):
-    return check_prompt(read_prompt(write(root, spec)), cfg).problems
+    return with_changes(spec, changes)
 
 
 @pytest.fixture
@@ -87,7 +81,7 @@ def test_new_prompt_without_shot_json_probes_the_shot_and_picks_the_edge_tier(ro
 def test_a_valid_prompt_passes_and_the_model_key_picks_the_profile(root, monkeypatch):
     add_shot(root, frames=100)
     cfg = project_config(root, monkeypatch)  # MODEL=transfer1-7b: the _model key decides
-    found = problems(root, cfg, prompt3())
+    found = prompt_problems(root, cfg, prompt3(), NAME)
     assert [p for p in found if not p.warning] == []
     assert any(p.key == "_model" and "MODEL=cosmos3-nano" in p.message for p in found)
 
@@ -137,7 +131,7 @@ def test_a_valid_prompt_passes_and_the_model_key_picks_the_profile(root, monkeyp
 ])
 def test_cosmos3_rules_are_one_line_errors(root, cfg3, changes, key, message):
     add_shot(root)
-    found = [p for p in problems(root, cfg3, prompt3(**changes)) if not p.warning]
+    found = [p for p in prompt_problems(root, cfg3, prompt3(**changes), NAME) if not p.warning]
     assert any(p.key == key and re.search(message, p.message) for p in found), found
     assert all("\n" not in p.message for p in found)
 
@@ -145,7 +139,8 @@ def test_cosmos3_rules_are_one_line_errors(root, cfg3, changes, key, message):
 def test_cosmos3_frames_chunks_and_geometry(root, cfg3):
     add_shot(root, frames=40)
     make_video(root / "inputs/videos/shot1/segmentation.mp4", frames=20)
-    found = problems(root, cfg3, prompt3(num_video_frames_per_chunk=100, aspect_ratio="4,3", guidance=None))
+    spec = prompt3(num_video_frames_per_chunk=100, aspect_ratio="4,3", guidance=None)
+    found = prompt_problems(root, cfg3, spec, NAME)
     errors = {p.key: p.message for p in found if not p.warning}
     warnings = {p.key: p.message for p in found if p.warning}
     assert "20 frames but the run uses 40 of vision_path" in errors["seg.control_path"]
@@ -157,8 +152,9 @@ def test_cosmos3_frames_chunks_and_geometry(root, cfg3):
 
 def test_cosmos3_keys_without_effect_are_warnings(root, cfg3):
     add_shot(root)
-    found = problems(root, cfg3, prompt3(num_frames=121, negative_prompt_file="neg.json", prompt={"mood": "x"},
-                                         depth={"control_path": "inputs/videos/shot1/depth.mp4", "weight": 0}))
+    spec = prompt3(num_frames=121, negative_prompt_file="neg.json", prompt={"mood": "x"},
+                   depth={"control_path": "inputs/videos/shot1/depth.mp4", "weight": 0})
+    found = prompt_problems(root, cfg3, spec, NAME)
     assert [p for p in found if not p.warning] == []
     warned = {p.key: p.message for p in found}
     assert "does not set the length" in warned["num_frames"] and "negative_prompt" in warned["negative_prompt_file"]
@@ -170,7 +166,7 @@ def test_the_caption_sweeps_and_a_controls_only_spec_names_its_shot(root, cfg3):
     from cosmos_tools.sweep import build_sweep
 
     add_shot(root)
-    base = write(root, prompt3(prompt={"temporal_caption": "rain", "lighting": {"conditions": ""}}))
+    base = write_prompt_json(root, prompt3(prompt={"temporal_caption": "rain", "lighting": {"conditions": ""}}), NAME)
     sweep = build_sweep(cfg3, base, ["prompt.lighting.conditions=dusk,noon"])
     assert not [p for _, p in sweep.problems if not p.warning] and [v.values for v in sweep.variants] == [
         {"prompt.lighting.conditions": "dusk"}, {"prompt.lighting.conditions": "noon"}]
@@ -342,7 +338,7 @@ def test_stand_in_hands_reasoner_samples_to_its_sibling(tmp_path, sample_dir):
 
 def test_full_cycle_of_a_cosmos3_prompt_on_the_rehearsal_host(project, rehearsal_host):
     add_shot(project, frames=8)
-    prompt = write(project, prompt3(resolution="256"), "city3")
+    prompt = write_prompt_json(project, prompt3(resolution="256"), NAME)
     refused = script(project, "full_cycle.sh", prompt.relative_to(project), env={"MODEL": NANO})
     assert refused.returncode != 0 and "cosmos3-nano has no 4K upscaler; pass --no-upscale" in refused.stderr
     done = script(project, "full_cycle.sh", prompt.relative_to(project), "--no-upscale", env={"MODEL": NANO})

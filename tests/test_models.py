@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from prompt_fixtures import make_video, project_config
+from prompt_fixtures import make_video, project_config, prompt_problems, with_changes, write_prompt_json
 from test_cycle import add_shot, records, script
 
 from cosmos_tools.errors import UserError
@@ -18,6 +18,7 @@ from cosmos_tools.render import render_run, render_upscale
 from cosmos_tools.validate import check_prompt
 
 MODEL25 = "transfer2.5-2b"
+NAME = "city25"  # the prompt file the check tests write
 STAND_IN = Path(__file__).resolve().parents[1] / "cosmos_tools" / "rehearsal" / "stand_in" / "inference25.py"
 
 
@@ -25,22 +26,7 @@ def prompt25(shot: str = "shot1", **changes) -> dict:
     videos = f"inputs/videos/{shot}"
     spec = {"_model": MODEL25, "name": "city", "prompt": "a city at dusk", "video_path": f"{videos}/color.mp4",
             "edge": {"control_weight": 0.5}, "depth": {"control_weight": 0.5, "control_path": f"{videos}/depth.mp4"}}
-    for key, value in changes.items():
-        if value is None:
-            spec.pop(key, None)
-        else:
-            spec[key] = value
-    return spec
-
-
-def write(root: Path, spec: dict, name: str = "city25") -> Path:
-    path = root / "inputs" / "prompts" / f"{name}.json"
-    path.write_text(json.dumps(spec, indent=2) + "\n", encoding="utf-8")
-    return path
-
-
-def problems(root: Path, cfg, spec: dict):
-    return check_prompt(read_prompt(write(root, spec)), cfg).problems
+    return with_changes(spec, changes)
 
 
 @pytest.fixture
@@ -62,7 +48,7 @@ def test_new_prompt_writes_the_models_record(project, cfg25):
 
 def test_a_valid_25_prompt_passes(project, cfg25):
     add_shot(project, frames=100)
-    assert [p for p in problems(project, cfg25, prompt25(resolution="720", sigma_max="70", guidance=3.0))
+    assert [p for p in prompt_problems(project, cfg25, prompt25(resolution="720", sigma_max="70", guidance=3.0), NAME)
             if not p.warning] == []
 
 
@@ -95,7 +81,7 @@ def test_25_rules_are_one_line_errors(project, cfg25, changes, key, message):
     import re
 
     add_shot(project)
-    found = [p for p in problems(project, cfg25, prompt25(**changes)) if not p.warning]
+    found = [p for p in prompt_problems(project, cfg25, prompt25(**changes), NAME) if not p.warning]
     assert any(p.key == key and re.search(message, p.message) for p in found), found
     assert all("\n" not in p.message for p in found)
 
@@ -103,14 +89,14 @@ def test_25_rules_are_one_line_errors(project, cfg25, changes, key, message):
 def test_25_frame_rules(project, cfg25):
     add_shot(project, frames=40)
     make_video(project / "inputs" / "videos" / "shot1" / "depth.mp4", frames=20)
-    found = problems(project, cfg25, prompt25())
+    found = prompt_problems(project, cfg25, prompt25(), NAME)
     assert any(p.key == "depth.control_path" and "No input frames" in p.message and not p.warning for p in found)
     assert any(p.key == "video_path" and "93-frame chunk" in p.message and p.warning for p in found)
 
 
 def test_check_warns_when_the_prompt_is_not_for_model(project, cfg):
     add_shot(project)
-    found = problems(project, cfg, prompt25())
+    found = prompt_problems(project, cfg, prompt25(), NAME)
     assert [p.key for p in found if not p.warning] == []
     assert any(p.key == "_model" and "MODEL=transfer2.5-2b" in p.message for p in found)
     with pytest.raises(UserError, match="this prompt is for transfer2.5-2b but MODEL is transfer1-7b"):
@@ -190,7 +176,7 @@ def test_stand_in_writes_upstreams_names(tmp_path):
 
 def test_full_cycle_of_a_25_prompt_on_the_rehearsal_host(project, rehearsal_host):
     add_shot(project, frames=8)
-    prompt = write(project, prompt25(), "city25")
+    prompt = write_prompt_json(project, prompt25(), NAME)
     refused = script(project, "full_cycle.sh", prompt.relative_to(project), env={"MODEL": MODEL25})
     assert refused.returncode != 0 and "transfer2.5-2b has no 4K upscaler; pass --no-upscale" in refused.stderr
     wrong = script(project, "full_cycle.sh", prompt.relative_to(project), "--no-upscale")
@@ -210,7 +196,7 @@ def test_full_cycle_of_a_25_prompt_on_the_rehearsal_host(project, rehearsal_host
 
 def test_a_25_run_the_guardrail_blocks_is_reported_blocked(project, rehearsal_host):
     add_shot(project, frames=8)
-    prompt = write(project, prompt25(prompt="a city GUARDRAIL_BLOCK_ME at dusk"), "blocked25")
+    prompt = write_prompt_json(project, prompt25(prompt="a city GUARDRAIL_BLOCK_ME at dusk"), "blocked25")
     done = script(project, "full_cycle.sh", prompt.relative_to(project), "--no-upscale", env={"MODEL": MODEL25})
     assert done.returncode == 1
     assert "guardrail blocked it" in done.stderr and "Guardrail blocked generation" in done.stderr
@@ -263,7 +249,7 @@ def test_a_rerun_of_a_25_run_uploads_its_shot_again(project, rehearsal_host):
     from test_cycle import remote_path
 
     shot = add_shot(project, "shot25_rerun", frames=8)
-    prompt = write(project, prompt25(shot), "rerun25")
+    prompt = write_prompt_json(project, prompt25(shot), "rerun25")
     env = {"MODEL": MODEL25}
     done = script(project, "full_cycle.sh", prompt.relative_to(project), "--no-upscale", env=env)
     assert done.returncode == 0, done.stderr
