@@ -61,6 +61,14 @@ def start(root: Path, name: str, *args: str) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True)
 
 
+def cut_sessions(host) -> None:
+    """Kill every SSH session process of the rehearsal host's sshd: the client's connection drops."""
+    sessions = subprocess.run(["pgrep", "-P", str(host.pid)], capture_output=True, text=True).stdout.split()
+    assert sessions, "no sshd session process to cut"
+    for pid in sessions:
+        os.kill(int(pid), signal.SIGKILL)
+
+
 def wait_for_line(proc: subprocess.Popen, needle: str, timeout: float = 60) -> str:
     """Read the process's stderr until a line contains ``needle``; the text read so far."""
     seen = ""
@@ -324,10 +332,7 @@ def test_connection_cut_mid_run_reconnects_without_losing_or_repeating_log(proje
     proc = start(project, "full_cycle.sh", prompt, "--no-upscale")
     wait_for_line(proc, "started cut-1 as container")
     time.sleep(0.5)
-    sessions = subprocess.run(["pgrep", "-P", str(rehearsal_host.pid)], capture_output=True, text=True).stdout.split()
-    assert sessions, "no sshd session process to cut"
-    for pid in sessions:
-        os.kill(int(pid), signal.SIGKILL)
+    cut_sessions(rehearsal_host)
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 0, stderr
     assert "connection lost; reconnecting" in stderr
@@ -368,9 +373,7 @@ def test_connection_cut_mid_upload_reconnects_and_finishes(project, rehearsal_ho
             and time.monotonic() < deadline:
         time.sleep(0.005)
     assert list(folder.glob(".extra_plate.bin.*.cosmos-part")), "the upload never started"
-    for pid in subprocess.run(["pgrep", "-P", str(rehearsal_host.pid)], capture_output=True,
-                              text=True).stdout.split():
-        os.kill(int(pid), signal.SIGKILL)
+    cut_sessions(rehearsal_host)
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 0, stderr
     assert "connection lost; reconnecting" in stderr

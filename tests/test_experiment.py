@@ -343,12 +343,14 @@ def test_status_queue_and_attach_know_a_batch_and_its_variants(project, rehearsa
 
 
 def test_25_variants_run_as_one_multi_record_job_mapped_back_to_their_run_folders(project, rehearsal_host):
-    from test_models import MODEL25, prompt25, write
+    from prompt_fixtures import write_prompt_json
+    from test_models import MODEL25, prompt25
 
     shot = add_shot(project, "shot25_batch")
     texts = ["a bridge at dawn", "a bridge GUARDRAIL_BLOCK_ME", "a bridge in fog"]
-    prompts = [write(project, prompt25(shot, prompt=text, seed=i), f"bridge_{i}") for i, text in enumerate(texts)]
-    prompts.append(write(project, prompt25(shot, depth=None, prompt="a bridge, edges only"), "bridge_edge"))
+    prompts = [write_prompt_json(project, prompt25(shot, prompt=text, seed=i), f"bridge_{i}")
+               for i, text in enumerate(texts)]
+    prompts.append(write_prompt_json(project, prompt25(shot, depth=None, prompt="a bridge, edges only"), "bridge_edge"))
     args = [p.relative_to(project) for p in prompts]
     env = {"MODEL": MODEL25}
     dry = script(project, "full_cycle.sh", *args, "--dry-run", env=env)

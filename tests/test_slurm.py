@@ -13,13 +13,14 @@ import threading
 import time
 
 import pytest
+from prompt_fixtures import write_prompt_json
 from test_cosmos3 import NANO, prompt3
-from test_cosmos3 import write as write_prompt3
 from test_critic import stand_in, two_runs, use_critic
 from test_cycle import (
     HOSTILE_NAME,
     REPO,
     add_shot,
+    cut_sessions,
     records,
     remote_path,
     script,
@@ -166,10 +167,7 @@ def test_a_cut_connection_mid_run_reattaches_without_losing_or_repeating_log(slu
     proc = start(slurm_project, "full_cycle.sh", prompt, "--no-upscale")
     wait_for_line(proc, "started cut-1 as Slurm job")
     time.sleep(0.5)
-    sessions = subprocess.run(["pgrep", "-P", str(slurm_host.pid)], capture_output=True, text=True).stdout.split()
-    assert sessions, "no sshd session process to cut"
-    for pid in sessions:
-        os.kill(int(pid), signal.SIGKILL)
+    cut_sessions(slurm_host)
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 0, stderr
     assert "connection lost; reconnecting" in stderr
@@ -296,7 +294,7 @@ def test_a_critique_of_finished_runs_is_a_slurm_job(slurm_project, slurm_host, n
 
 def test_a_cosmos3_cycle_through_slurm(slurm_project, slurm_host):
     add_shot(slurm_project, frames=8)
-    prompt = write_prompt3(slurm_project, prompt3(resolution="256"), "city3")
+    prompt = write_prompt_json(slurm_project, prompt3(resolution="256"), "city3")
     done = script(slurm_project, "full_cycle.sh", prompt.relative_to(slurm_project), "--no-upscale",
                   env={"MODEL": NANO})
     assert done.returncode == 0, done.stderr
