@@ -75,28 +75,27 @@ def slurm_host(tmp_path_factory) -> HostInfo:
     down(folder)
 
 
-@pytest.fixture
-def slurm_project(tmp_path, slurm_host, monkeypatch):
-    """A fresh project root wired to the Slurm rehearsal host."""
+def _project_for(host, tmp_path, monkeypatch):
+    """A fresh project root wired to ``host`` (COSMOS_PROJECT_ROOT and COSMOS_CONFIG set)."""
     root = tmp_path / "project é"
     for sub in ("inputs/videos", "inputs/prompts", "outputs", "notes"):
         (root / sub).mkdir(parents=True)
-    shutil.copyfile(slurm_host.config, root / "config.sh")
+    shutil.copyfile(host.config, root / "config.sh")
     monkeypatch.setenv("COSMOS_PROJECT_ROOT", str(root))
     monkeypatch.setenv("COSMOS_CONFIG", str(root / "config.sh"))
     return root
+
+
+@pytest.fixture
+def slurm_project(tmp_path, slurm_host, monkeypatch):
+    """A fresh project root wired to the Slurm rehearsal host."""
+    return _project_for(slurm_host, tmp_path, monkeypatch)
 
 
 @pytest.fixture
 def project(tmp_path, rehearsal_host, monkeypatch):
     """A fresh project root wired to the rehearsal host (COSMOS_PROJECT_ROOT and COSMOS_CONFIG set)."""
-    root = tmp_path / "project é"
-    for sub in ("inputs/videos", "inputs/prompts", "outputs", "notes"):
-        (root / sub).mkdir(parents=True)
-    shutil.copyfile(rehearsal_host.config, root / "config.sh")
-    monkeypatch.setenv("COSMOS_PROJECT_ROOT", str(root))
-    monkeypatch.setenv("COSMOS_CONFIG", str(root / "config.sh"))
-    return root
+    return _project_for(rehearsal_host, tmp_path, monkeypatch)
 
 
 @pytest.fixture
