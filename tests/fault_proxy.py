@@ -3,21 +3,20 @@
 ``blackhole()`` keeps every TCP connection open (new ones are accepted too) and forwards nothing, as a wifi that
 drops without a word, a hung sshd or a NAT that forgot the flow would; ``restore()`` ends that for new
 connections (the bytes dropped meanwhile leave the old ones broken, as they would be). ``cut()`` closes every
-connection. ``delay`` holds each chunk that long in each direction. ``upstream``/``downstream`` count the
-bytes forwarded to the server and back to the client.
+connection. ``upstream``/``downstream`` count the bytes forwarded to the server and back to the client; the relay
+reads no faster than the far side takes, so a connection holds at most a socket buffer in flight and nothing is
+counted that a closed connection did not take.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import threading
 
 
 class FaultRelay:
-    def __init__(self, target_port: int, delay: float = 0.0) -> None:
+    def __init__(self, target_port: int) -> None:
         self.target_port = target_port
-        self.delay = delay
         self.blackholed = False
         self.upstream = 0
         self.downstream = 0
@@ -42,35 +41,20 @@ class FaultRelay:
             client_out.close()
             return
         self._writers |= {client_out, server_out}
-        await asyncio.gather(self._pump(client_in, server_out, "upstream"),
-                             self._pump(server_in, client_out, "downstream"), return_exceptions=True)
+        pumps = [asyncio.ensure_future(self._pump(client_in, server_out, "upstream")),
+                 asyncio.ensure_future(self._pump(server_in, client_out, "downstream"))]
+        await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)  # one side closed: the connection is over
         for writer in (client_out, server_out):
             self._writers.discard(writer)
-            writer.close()
+            writer.transport.abort()
+        await asyncio.gather(*pumps, return_exceptions=True)
 
     async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, direction: str) -> None:
-        queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
-
-        async def forward() -> None:
-            while True:
-                due, data = await queue.get()
-                if not data:
-                    break
-                await asyncio.sleep(max(0.0, due - self._loop.time()))
+        while (data := await reader.read(65536)) and not writer.is_closing():
+            if not self.blackholed:
                 writer.write(data)
                 await writer.drain()
                 setattr(self, direction, getattr(self, direction) + len(data))
-
-        sender = asyncio.ensure_future(forward())
-        try:
-            while data := await reader.read(65536):
-                if not self.blackholed:
-                    queue.put_nowait((self._loop.time() + self.delay, data))
-        finally:
-            queue.put_nowait((0.0, b""))
-            with contextlib.suppress(Exception):
-                await sender
-            writer.close()
 
     def blackhole(self) -> None:
         self.blackholed = True
