@@ -20,10 +20,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import IO, TYPE_CHECKING, Protocol, cast
+from typing import IO, TYPE_CHECKING, cast
 
 from .config import Config
 from .errors import LocalError, RemoteError
+from .hashed_copy import send_hashing
 
 if TYPE_CHECKING:
     from .streams import Piece
@@ -31,18 +32,6 @@ if TYPE_CHECKING:
 CONNECTIONS_OPENED = 0  # SSH connections this process opened (ssh.py counts them, the benchmark reads them)
 NO_FOLDER = 97  # exit status of a remote command whose working folder is missing
 PARTS_RECORD = ".cosmos/upload-parts"  # under the project: the box's temporary files of this project's uploads
-
-
-class Readable(Protocol):
-    """A file open for reading bytes: a local file or an SFTP file."""
-
-    def read(self, size: int, /) -> bytes: ...
-
-
-class Writable(Protocol):
-    """A file open for writing bytes: a local file or an SFTP file."""
-
-    def write(self, data: bytes, /) -> object: ...
 
 
 class ConnectionLost(RemoteError):
@@ -203,18 +192,6 @@ class Transport:
         raise NotImplementedError
 
 
-def copy_hashing(src: Readable, dst: Writable, on_bytes: Callable[[int], None], chunk: int,
-                 resume: Resume | None = None) -> str:
-    """Copy one open file to another in ``chunk``-sized blocks; return the sha256 of what passed, continuing
-    ``resume``'s digest when given."""
-    digest = resume.digest if resume else hashlib.sha256()
-    while block := src.read(chunk):
-        digest.update(block)
-        dst.write(block)
-        on_bytes(len(block))
-    return digest.hexdigest()
-
-
 class LocalTransport(Transport):
     """The toolkit running on the GPU box itself: REMOTE_DIR is a local folder."""
 
@@ -267,7 +244,7 @@ class LocalTransport(Transport):
                 if resume:
                     fin.seek(resume.offset)
                     fout.seek(resume.offset)
-                return copy_hashing(fin, fout, on_bytes, 1024 * 1024, resume)
+                return send_hashing(fin, fout, on_bytes, 1024 * 1024, resume)
         except OSError as exc:
             raise RemoteError(f"{doing}: {exc.strerror or exc}") from None
 
