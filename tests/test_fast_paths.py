@@ -1,0 +1,151 @@
+"""The pieces that make one-stream transfers fast: the channel buffer, the socket's read-ahead, the copy loops with
+the local side in a helper thread, and write requests that fill whole SSH packets. Each keeps the behaviour of what
+it replaced; the transfers through them are tested against the rehearsal sshd in test_sync and test_link_faults."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import socket
+import threading
+import time
+
+import paramiko
+import pytest
+from paramiko.buffered_pipe import PipeTimeout
+
+from cosmos_tools import hashed_copy
+from cosmos_tools.channel_buffer import ByteQueue
+from cosmos_tools.errors import LocalError
+from cosmos_tools.ssh import HeardSocket, write_size
+from cosmos_tools.transport import Resume
+
+
+def test_byte_queue_reads_what_was_fed_in_order_in_any_sizes():
+    pipe = ByteQueue()
+    pipe.feed(b"abc")
+    pipe.feed(b"defgh")
+    assert len(pipe) == 8 and pipe.read_ready()
+    assert pipe.read(2) == b"ab"
+    assert pipe.read(4) == b"cdef"
+    assert pipe.read(100) == b"gh"
+    assert not pipe.read_ready() and len(pipe) == 0
+
+
+def test_byte_queue_waits_times_out_and_ends_like_paramikos():
+    pipe = ByteQueue()
+    with pytest.raises(PipeTimeout):
+        pipe.read(4, timeout=0.05)
+    threading.Timer(0.05, pipe.feed, args=(b"late",)).start()
+    assert pipe.read(10, timeout=5) == b"late"
+    pipe.feed(b"rest")
+    assert pipe.empty() == b"rest" and len(pipe) == 0
+    pipe.feed(b"tail")
+    pipe.close()
+    assert pipe.read(10) == b"tail" and pipe.read(10) == b""  # what came before the close, then EOF
+
+
+def test_a_session_channel_gets_byte_queues(rehearsal_host, project):
+    from cosmos_tools import transport
+    from cosmos_tools.config import load_config
+
+    with transport.connect(load_config()) as t:
+        chan = t._session("testing")  # type: ignore[attr-defined]  # the one place SSH makes channels
+        assert isinstance(chan.in_buffer, ByteQueue) and isinstance(chan.in_stderr_buffer, ByteQueue)
+        chan.close()
+        assert t.run(["head", "-c", "3000000", "/dev/zero"]).stdout == bytes(3_000_000)  # more than a window
+
+
+def test_the_socket_reads_ahead_and_hands_out_at_most_what_is_asked():
+    ours, theirs = socket.socketpair()
+    heard = HeardSocket(ours.family, ours.type, ours.proto, fileno=ours.detach())
+    data = bytes(range(256)) * 2000  # 512,000 bytes: more than one read-ahead
+
+    def send() -> None:
+        theirs.sendall(data)
+        theirs.close()
+
+    threading.Thread(target=send, daemon=True).start()
+    time.sleep(0.2)  # the sender has filled the socket's buffer
+    got = heard.recv(16)
+    assert len(got) == 16 and len(heard._ahead) > 16  # one read of up to READ_AHEAD serves the next calls
+    while chunk := heard.recv(5000):
+        assert len(chunk) <= 5000
+        got += chunk
+    assert got == data and heard.last_heard > 0
+    heard.close()
+
+
+def test_write_size_fills_whole_packets():
+    class Channel:
+        out_max_packet_size = 32768  # OpenSSH's session channels
+
+    class Client:
+        sock = Channel()
+
+    class File:
+        sftp = Client()
+        handle = b"\0\0\0\1"  # OpenSSH's sftp-server: 4 bytes
+
+    size = write_size(File())  # type: ignore[arg-type]
+    assert size == 4 * (32768 - 64) - 29 and size < 128 * 1024 + 29
+
+
+def test_send_and_receive_hashing_copy_and_hash_everything():
+    data = bytes(range(256)) * 5000
+    for copy in (hashed_copy.send_hashing, hashed_copy.receive_hashing):
+        out, counted = io.BytesIO(), list[int]()
+        digest = copy(io.BytesIO(data), out, counted.append, 4096)
+        assert out.getvalue() == data and sum(counted) == len(data)
+        assert digest == hashlib.sha256(data).hexdigest()
+
+
+def test_a_resumed_copy_continues_the_prefix_digest():
+    data = b"0123456789" * 10_000
+    for copy in (hashed_copy.send_hashing, hashed_copy.receive_hashing):
+        resume = Resume(30_000, hashlib.sha256(data[:30_000]))
+        out = io.BytesIO()
+        assert copy(io.BytesIO(data[30_000:]), out, lambda n: None, 8192, resume) == hashlib.sha256(data).hexdigest()
+
+
+def test_a_local_read_error_reaches_the_sender_and_the_helper_ends():
+    class Broken(io.BytesIO):
+        def read(self, size: int | None = -1) -> bytes:
+            if self.tell() >= 20_000:
+                raise OSError(5, "Input/output error")
+            return super().read(size)
+
+    before = threading.active_count()
+    with pytest.raises(OSError, match="Input/output"):
+        hashed_copy.send_hashing(Broken(b"x" * 100_000), io.BytesIO(), lambda n: None, 4096)
+    assert _settles(before)
+
+
+def test_a_failed_send_stops_the_read_ahead():
+    class Refusing(io.BytesIO):
+        def write(self, data) -> int:
+            raise paramiko.SSHException("channel closed")
+
+    before = threading.active_count()
+    with pytest.raises(paramiko.SSHException):
+        hashed_copy.send_hashing(io.BytesIO(b"y" * 10_000_000), Refusing(), lambda n: None, 4096)
+    assert _settles(before)
+
+
+def test_a_local_write_error_reaches_the_receiver_and_the_helper_ends():
+    class Full(io.BytesIO):
+        def write(self, data) -> int:
+            raise LocalError("cannot write out.mp4: No space left on device (on this machine)")
+
+    before = threading.active_count()
+    with pytest.raises(LocalError, match="No space left"):
+        hashed_copy.receive_hashing(io.BytesIO(b"z" * 1_000_000), Full(), lambda n: None, 4096)
+    assert _settles(before)
+
+
+def _settles(threads: int) -> bool:
+    """The helper thread has ended (within a second)."""
+    deadline = time.monotonic() + 1
+    while threading.active_count() > threads and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return threading.active_count() <= threads
