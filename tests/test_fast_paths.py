@@ -76,6 +76,21 @@ def test_the_socket_reads_ahead_and_hands_out_at_most_what_is_asked():
     heard.close()
 
 
+@pytest.mark.skipif(not hasattr(socket, "TCP_QUICKACK"), reason="TCP_QUICKACK is Linux's")
+def test_the_socket_acknowledges_at_once_after_each_read():
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        raw = socket.create_connection(server.getsockname())
+        peer, _ = server.accept()
+    heard = HeardSocket(raw.family, raw.type, raw.proto, fileno=raw.detach())
+    for word in (b"first", b"second"):
+        heard.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 0)  # as Linux leaves it after a while
+        peer.sendall(word)
+        assert heard.recv(100) == word
+        assert heard.getsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK) == 1
+    heard.close()
+    peer.close()
+
+
 def test_write_size_fills_whole_packets():
     class Channel:
         out_max_packet_size = 32768  # OpenSSH's session channels
