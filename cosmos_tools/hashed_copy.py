@@ -3,7 +3,7 @@
 The local side of a copy, its file and the hash, runs in a helper thread; the caller's thread keeps the
 box's side, where paramiko does its packet work under the GIL. Reading, writing and hashing a block release
 the GIL, so on two cores they overlap the SFTP side instead of adding to it: an upload reads and hashes
-ahead of what it sends, a download writes and hashes behind what it receives (docs/transfers.md, "Loopback").
+ahead of what it sends, a download hashes and writes behind what it receives (docs/transfers.md, "Loopback").
 """
 
 from __future__ import annotations
@@ -53,17 +53,14 @@ def send_hashing(src: Readable, dst: Writable, on_bytes: Callable[[int], None], 
 
 def receive_hashing(src: Readable, dst: Writable, on_bytes: Callable[[int], None], chunk: int,
                     resume: Resume | None = None) -> str:
-    """Copy ``src`` to the local file ``dst`` in ``chunk``-sized blocks, hashed and written behind in a helper
-    thread; return the sha256 of what passed. ``on_bytes`` counts what arrived."""
+    """Copy ``src`` to the local file ``dst`` in ``chunk``-sized blocks, hashed and written behind in two helper
+    threads (one after the other in one helper, they were the slower side); return the sha256 of what passed.
+    ``on_bytes`` counts what arrived."""
     digest = resume.digest if resume else hashlib.sha256()
-
-    def write(block: bytes) -> None:
-        digest.update(block)
-        dst.write(block)
-
-    with _behind(write) as put:
+    with _behind(digest.update) as hash_behind, _behind(dst.write) as write_behind:
         while block := src.read(chunk):
-            put(block)
+            hash_behind(block)
+            write_behind(block)
             on_bytes(len(block))
     return digest.hexdigest()
 
@@ -104,7 +101,7 @@ def _ahead(blocks: Iterator[bytes]) -> Iterator[bytes]:
 
 
 @contextlib.contextmanager
-def _behind(work: Callable[[bytes], None]) -> Iterator[Callable[[bytes], None]]:
+def _behind(work: Callable[[bytes], object]) -> Iterator[Callable[[bytes], None]]:
     """A ``put`` that hands each block to ``work`` in a helper thread, up to DEPTH behind; the helper's first error
     is raised by the next ``put`` or on leaving. Leaving waits for the blocks already put."""
     handoff: queue.Queue[bytes | None] = queue.Queue(DEPTH)
