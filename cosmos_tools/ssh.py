@@ -47,6 +47,8 @@ from .transport import (
 if TYPE_CHECKING:
     import paramiko
 
+    from .sftp_session import SFTPSession
+
 T = TypeVar("T")
 
 SURE_LONG_SECONDS = 0.04  # half a login this slow is a long link's round trip (loopback at load 12: up to 73 ms)
@@ -458,7 +460,7 @@ class SSHTransport(Transport):
         self._hops = reach(cfg, route, check_key)
         self._transport, self._watchdog = self._hops[-1].conn, self._hops[-1].watchdog
         self._login_seconds = self._hops[-1].login_seconds
-        self._sftp: paramiko.SFTPClient | None = None
+        self._sftp: SFTPSession | None = None
         self._streams: Future[list[paramiko.SFTPClient]] | None = None
         self._streams_lock = threading.Lock()
         self._round_trip: float | None = None
@@ -579,20 +581,22 @@ class SSHTransport(Transport):
             raise self.lost(doing) from None
         return _StartedOverSSH(self, argv, chan)
 
-    def sftp(self) -> paramiko.SFTPClient:
+    def sftp(self) -> SFTPSession:
         """The connection's SFTP session (opened once)."""
         if self._sftp is None:
-            self._sftp = self._open_sftp()
+            self._sftp = cast("SFTPSession", self._open_sftp())
         return self._sftp
 
     def _open_sftp(self, window: int | None = None, quick: bool = False) -> paramiko.SFTPClient:
         """An SFTP session: the channel, then the subsystem request and SFTP's greeting sent together (paramiko's
         ``from_transport`` waits for the subsystem's answer in between); ``quick`` (stream sessions) does not wait
         for the server's greeting either (``streams.stream_session``)."""
+        from .sftp_session import SFTPSession
+
         chan = self._session("opening SFTP", window)
         try:
             send_request(self._transport, chan, "subsystem", "sftp")
-            return stream_session(chan) if quick else self._paramiko.SFTPClient(chan)
+            return stream_session(chan) if quick else SFTPSession(chan)
         except (self._paramiko.SSHException, EOFError, OSError) as exc:
             if self.dropped():
                 raise self.lost("opening SFTP") from None
@@ -711,9 +715,9 @@ class SSHTransport(Transport):
                 if resume:
                     src.seek(resume.offset)
                     dst.seek(resume.offset)
-                src.MAX_REQUEST_SIZE = CHUNK
+                src.MAX_REQUEST_SIZE = sftp.read_size
                 src.prefetch()
-                return receive_hashing(src, LocalSink(dst, local), on_bytes, CHUNK, resume)
+                return receive_hashing(src, LocalSink(dst, local), on_bytes, sftp.read_size, resume)
 
         return self._file_op(f"downloading {remote}", fetch)
 

@@ -7,8 +7,10 @@ from __future__ import annotations
 import hashlib
 import io
 import socket
+import subprocess
 import threading
 import time
+from pathlib import Path
 
 import paramiko
 import pytest
@@ -17,6 +19,7 @@ from paramiko.buffered_pipe import PipeTimeout
 from cosmos_tools import hashed_copy
 from cosmos_tools.channel_buffer import ByteQueue
 from cosmos_tools.errors import LocalError
+from cosmos_tools.sftp_session import SFTPSession
 from cosmos_tools.ssh import HeardSocket, write_size
 from cosmos_tools.transport import Resume
 
@@ -164,3 +167,46 @@ def _settles(threads: int) -> bool:
     while threading.active_count() > threads and time.monotonic() < deadline:
         time.sleep(0.01)
     return threading.active_count() <= threads
+
+
+SFTP_SERVER = "/usr/lib/openssh/sftp-server"
+
+
+class NamedSocket(socket.socket):
+    """A socket paramiko's SFTP client takes for a channel (it logs the channel's name)."""
+
+    def get_name(self) -> str:
+        return "sftp-server"
+
+
+@pytest.fixture
+def sftp_server():
+    """OpenSSH's sftp-server on a socket pair (its own options), as sshd runs it for the ``sftp`` subsystem."""
+    started = []
+
+    def start(*options: str) -> SFTPSession:
+        ours, theirs = socket.socketpair()
+        started.append(subprocess.Popen([SFTP_SERVER, *options], stdin=theirs.fileno(), stdout=theirs.fileno()))
+        theirs.close()
+        return SFTPSession(NamedSocket(ours.family, ours.type, ours.proto, fileno=ours.detach()))  # type: ignore[arg-type]
+
+    yield start
+    for server in started:
+        server.kill()
+        server.wait()
+
+
+@pytest.mark.skipif(not Path(SFTP_SERVER).exists(), reason="needs OpenSSH's sftp-server")
+@pytest.mark.parametrize(("options", "read_size"), [((), 261120), (("-P", "limits"), 64 * 1024)])
+def test_the_session_reads_what_the_server_answers_in_full(sftp_server, tmp_path, options, read_size):
+    """OpenSSH says its limit when asked; one that refuses the question (as before 8.7) gets 64 KiB reads."""
+    data = bytes(range(256)) * 4000
+    (tmp_path / "f").write_bytes(data)
+    session = sftp_server(*options)
+    assert session.read_size == read_size
+    with session.open(str(tmp_path / "f"), "rb") as src:
+        src.MAX_REQUEST_SIZE = session.read_size
+        src.prefetch()
+        assert hashed_copy.receive_hashing(src, io.BytesIO(), lambda n: None, session.read_size) == \
+            hashlib.sha256(data).hexdigest()
+    session.close()
