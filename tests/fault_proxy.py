@@ -3,9 +3,10 @@
 ``blackhole()`` keeps every TCP connection open (new ones are accepted too) and forwards nothing, as a wifi that
 drops without a word, a hung sshd or a NAT that forgot the flow would; ``restore()`` ends that for new
 connections (the bytes dropped meanwhile leave the old ones broken, as they would be). ``cut()`` closes every
-connection. ``upstream``/``downstream`` count the bytes forwarded to the server and back to the client; the relay
-reads no faster than the far side takes, so a connection holds at most a socket buffer in flight and nothing is
-counted that a closed connection did not take.
+connection. ``forwarded(direction, since=)`` counts the bytes forwarded to the server ("upstream") or back to
+the client ("downstream") on the connections accepted after ``since`` (a ``mark()``), so what an old,
+blackholed connection still moves is not counted for a new one. The relay reads no faster than the far side
+takes: a connection holds at most a socket buffer in flight.
 """
 
 from __future__ import annotations
@@ -18,8 +19,7 @@ class FaultRelay:
     def __init__(self, target_port: int) -> None:
         self.target_port = target_port
         self.blackholed = False
-        self.upstream = 0
-        self.downstream = 0
+        self._counts: list[dict[str, int]] = []  # bytes forwarded each way, per connection, in accepted order
         self._writers: set[asyncio.StreamWriter] = set()
         self._loop = asyncio.new_event_loop()
         ready = threading.Event()
@@ -41,20 +41,31 @@ class FaultRelay:
             client_out.close()
             return
         self._writers |= {client_out, server_out}
-        pumps = [asyncio.ensure_future(self._pump(client_in, server_out, "upstream")),
-                 asyncio.ensure_future(self._pump(server_in, client_out, "downstream"))]
+        counts = {"upstream": 0, "downstream": 0}
+        self._counts.append(counts)
+        pumps = [asyncio.ensure_future(self._pump(client_in, server_out, counts, "upstream")),
+                 asyncio.ensure_future(self._pump(server_in, client_out, counts, "downstream"))]
         await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)  # one side closed: the connection is over
         for writer in (client_out, server_out):
             self._writers.discard(writer)
             writer.transport.abort()
         await asyncio.gather(*pumps, return_exceptions=True)
 
-    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, direction: str) -> None:
+    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, counts: dict[str, int],
+                    direction: str) -> None:
         while (data := await reader.read(65536)) and not writer.is_closing():
             if not self.blackholed:
                 writer.write(data)
                 await writer.drain()
-                setattr(self, direction, getattr(self, direction) + len(data))
+                counts[direction] += len(data)
+
+    def mark(self) -> int:
+        """A point to count from: the connections accepted so far."""
+        return len(self._counts)
+
+    def forwarded(self, direction: str, since: int = 0) -> int:
+        """Bytes forwarded ``direction`` ("upstream" or "downstream") on the connections accepted after ``since``."""
+        return sum(counts[direction] for counts in self._counts[since:])
 
     def blackhole(self) -> None:
         self.blackholed = True

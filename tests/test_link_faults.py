@@ -107,10 +107,10 @@ def test_blackhole_during_an_upload_then_the_next_one_resumes(relay, rehearsal_h
     (part,) = leftovers(folder)
     kept = landed(folder / part)  # the pieces' beginnings (the part is sparse: each piece is written at its offset)
     relay.restore()
-    before = relay.upstream
+    since = relay.mark()
     with transport.connect(load_config()) as t:
         done = sync.upload_files(t, [(src, rel)], progress=False)
-    resent = relay.upstream - before
+    resent = relay.forwarded("upstream", since)
     print(f"upload: {kept} bytes kept, {resent} bytes sent again for a {src.stat().st_size}-byte file")
     assert done.sent == [rel] and done.bytes_sent == src.stat().st_size - kept
     assert resent < src.stat().st_size - kept + 2_000_000  # the rest plus the protocol, not the whole file
@@ -130,10 +130,10 @@ def test_blackhole_during_a_download_then_the_next_one_resumes(relay, rehearsal_
     (part,) = leftovers(out)
     kept = landed(out / part)
     relay.restore()
-    before = relay.downstream
+    since = relay.mark()
     with transport.connect(load_config()) as t:
         done = sync.download_tree(t, f"{area}/run", out, progress=False)
-    resent = relay.downstream - before
+    resent = relay.forwarded("downstream", since)
     print(f"download: {kept} bytes kept, {resent} bytes sent again for a {size}-byte file")
     assert done.bytes_sent == size - kept and resent < size - kept + 2_000_000
     assert (out / "output.mp4").read_bytes() == (run / "output.mp4").read_bytes() and leftovers(out) == []
