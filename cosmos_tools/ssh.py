@@ -65,45 +65,70 @@ def alive_limit(route: Route) -> float:
     return route.alive
 
 
-class HeardSocket(socket.socket):
-    """A socket that notes when it last received anything (``LinkWatchdog`` reads it), reads ahead and
-    acknowledges at once.
+class ReadAhead:
+    """What one read of READ_AHEAD bytes brought: ``take`` hands it out in the sizes asked for. Paramiko asks
+    for each packet's first block, then for the rest, two reads a packet; one read now serves several packets
+    (and through a jump host, the channel's buffer is emptied whole instead of moved down on every read)."""
 
-    Paramiko asks for each packet's first block, then for the rest, two system calls a packet; one read of
-    READ_AHEAD bytes serves several packets. sshd leaves Nagle on for commands without a terminal, so its
-    second small write waits for our acknowledgement of the first, which Linux delays by 40 ms: the first
-    command on every connection took 48 ms instead of 5. TCP_QUICKACK, set again after each read (Linux
-    clears it), acknowledges at once."""
+    def __init__(self) -> None:
+        self.data, self.at = b"", 0
+
+    def take(self, bufsize: int, read: Callable[[int], bytes]) -> bytes:
+        """At most ``bufsize`` bytes: what is left of the last read, else what a new ``read`` of READ_AHEAD or
+        ``bufsize`` bytes (the larger) brings."""
+        if self.at < len(self.data):
+            start, self.at = self.at, min(self.at + bufsize, len(self.data))
+            return self.data[start:self.at]
+        data = read(max(bufsize, READ_AHEAD))
+        if len(data) <= bufsize:
+            return data
+        self.data, self.at = data, bufsize
+        return data[:bufsize]
+
+
+class HeardSocket(socket.socket):
+    """A socket that notes when it last received anything (``LinkWatchdog`` reads it), reads ahead
+    (``ReadAhead``) and acknowledges at once.
+
+    sshd leaves Nagle on for commands without a terminal, so its second small write waits for our
+    acknowledgement of the first, which Linux delays by 40 ms: the first command on every connection took
+    48 ms instead of 5. TCP_QUICKACK, set again after each read (Linux clears it), acknowledges at once."""
 
     last_heard = 0.0
-    _ahead = b""  # read from the socket, not yet handed out: _ahead[_at:]
-    _at = 0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.ahead = ReadAhead()
 
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
-        if self._at < len(self._ahead):
-            start, self._at = self._at, min(self._at + bufsize, len(self._ahead))
-            return self._ahead[start:self._at]
-        data = super().recv(max(bufsize, READ_AHEAD), flags)
+        if flags:  # paramiko passes none; anything else reads the socket itself
+            return super().recv(bufsize, flags)
+        return self.ahead.take(bufsize, self._read)
+
+    def _read(self, size: int) -> bytes:
+        data = super().recv(size)
         self.last_heard = time.monotonic()
         if QUICKACK is not None:
             with contextlib.suppress(OSError):  # closed meanwhile by the watchdog: the next read reports it
                 self.setsockopt(socket.IPPROTO_TCP, QUICKACK, 1)
-        if len(data) <= bufsize:
-            return data
-        self._ahead, self._at = data, bufsize
-        return data[:bufsize]
+        return data
 
 
 class HeardChannel:
-    """A ``direct-tcpip`` channel through a jump host, used as the next host's socket; notes when it last received."""
+    """A ``direct-tcpip`` channel through a jump host, used as the next host's socket; notes when it last received
+    and reads ahead (``ReadAhead``)."""
 
     last_heard = 0.0
 
     def __init__(self, chan: paramiko.Channel) -> None:
         self.chan = chan
+        self.ahead = ReadAhead()
 
     def recv(self, bufsize: int) -> bytes:
-        data = self.chan.recv(bufsize)
+        return self.ahead.take(bufsize, self._read)
+
+    def _read(self, size: int) -> bytes:
+        data = self.chan.recv(size)
         self.last_heard = time.monotonic()
         return data
 

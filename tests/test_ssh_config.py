@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 from fault_proxy import FaultRelay
 
-from cosmos_tools import transport
+from cosmos_tools import sync, transport
 from cosmos_tools.cli import cli
 from cosmos_tools.config import load_config
 from cosmos_tools.errors import RemoteError
@@ -113,6 +113,20 @@ def test_two_jump_hosts_with_user_host_port_form(home_ssh, rehearsal_host, proje
     assert [(h.name, h.port) for h in route.hops] == [("jump1", rehearsal_host.port),
                                                       ("127.0.0.1", rehearsal_host.port)]
     assert run_on_box(cfg, "echo", "via two") == (b"via two\n", 2)
+
+
+def test_files_move_whole_through_two_jump_hosts(home_ssh, rehearsal_host, project, monkeypatch, tmp_path):
+    """The box's SSH stream comes through channels of the jump hosts (read ahead there as from a socket)."""
+    write_config(home_ssh, rehearsal_host, JUMP1 + BOX + "    ProxyJump jump1,{user}@127.0.0.1:{port}\n"
+                 "Host 127.0.0.1\n    IdentityFile {key}\n")
+    monkeypatch.setenv("REMOTE_HOST", "gpu")
+    data = os.urandom(6_000_000)
+    (tmp_path / "big.mp4").write_bytes(data)
+    with transport.connect(load_config(project)) as t:
+        sent = sync.upload_files(t, [(tmp_path / "big.mp4", "inputs/videos/jumped/big.mp4")], progress=False)
+        got = sync.download_tree(t, "inputs/videos/jumped", tmp_path / "back", progress=False)
+    assert sent.sent == ["inputs/videos/jumped/big.mp4"] and got.sent == ["big.mp4"]
+    assert (tmp_path / "back/big.mp4").read_bytes() == data
 
 
 def test_unknown_jump_host_key_is_refused_then_trusted(home_ssh, rehearsal_host, project, monkeypatch):
