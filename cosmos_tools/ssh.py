@@ -136,6 +136,15 @@ class HeardChannel:
         return getattr(self.chan, name)
 
 
+def _interruptible(on_bytes: Callable[[int], None]) -> Callable[[int], None]:
+    """``on_bytes``, then a held Ctrl-C raised (``transport.raise_held_interrupt``): after each block, in our code."""
+    def counted(n: int) -> None:
+        on_bytes(n)
+        transport.raise_held_interrupt()
+
+    return counted
+
+
 def write_size(dst: paramiko.SFTPFile) -> int:
     """The SFTP write size, near CHUNK, whose requests fill whole SSH packets: paramiko cuts a channel's data into
     packets of the box's maximum less 64 bytes, and a write request is its data plus 25 bytes and the handle
@@ -727,7 +736,7 @@ class SSHTransport(Transport):
                     dst.seek(resume.offset)
                 dst.MAX_REQUEST_SIZE = write_size(dst)
                 dst.set_pipelined(True)
-                return send_hashing(src, dst, on_bytes, dst.MAX_REQUEST_SIZE, resume)
+                return send_hashing(src, dst, _interruptible(on_bytes), dst.MAX_REQUEST_SIZE, resume)
 
         return self._file_op(f"uploading {remote}", send)
 
@@ -742,7 +751,7 @@ class SSHTransport(Transport):
                     dst.seek(resume.offset)
                 src.MAX_REQUEST_SIZE = sftp.read_size
                 src.prefetch()
-                return receive_hashing(src, LocalSink(dst, local), on_bytes, sftp.read_size, resume)
+                return receive_hashing(src, LocalSink(dst, local), _interruptible(on_bytes), sftp.read_size, resume)
 
         return self._file_op(f"downloading {remote}", fetch)
 

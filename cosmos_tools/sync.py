@@ -43,8 +43,11 @@ RESUME_MIN_BYTES = 1024 * 1024
 # How long remote/sync_follow.py waits for a file being uploaded to grow before it gives up.
 FOLLOW_IDLE_SECONDS = 20
 
-# The box's system python3 first: a user's pyenv/conda shim can cost a few hundred ms per start.
-PYTHON = ["sh", "-c", 'if [ -x /usr/bin/python3 ]; then exec /usr/bin/python3 "$@"; fi; exec python3 "$@"', "sh"]
+# The box's system python3 first: a user's pyenv/conda shim can cost a few hundred ms per start. The scripts use
+# the standard library only: -I -S leaves out the box's PYTHON* variables, user site and site-packages, so nothing
+# there can shadow a module they import.
+PYTHON = ["sh", "-c", 'if [ -x /usr/bin/python3 ]; then exec /usr/bin/python3 -I -S "$@"; fi; exec python3 -I -S "$@"',
+          "sh"]
 
 
 

@@ -315,6 +315,18 @@ def paramiko_safe_sigint() -> Iterator[None]:
     try:
         yield
     finally:
+        held = signal.getitimer(signal.ITIMER_REAL)[0] > 0
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGINT, previous[0])
         signal.signal(signal.SIGALRM, previous[1])
+        if held:  # the block ended while a Ctrl-C waited to land outside paramiko: it is not lost
+            raise KeyboardInterrupt
+
+
+def raise_held_interrupt() -> None:
+    """Raise here, in our code, a Ctrl-C that ``paramiko_safe_sigint`` holds because it came while paramiko ran.
+    A one-stream transfer calls it after each block: its main thread is in paramiko nearly all the time, so the
+    50 ms re-check could miss our code until the transfer ended."""
+    if threading.current_thread() is threading.main_thread() and signal.getitimer(signal.ITIMER_REAL)[0] > 0:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        raise KeyboardInterrupt

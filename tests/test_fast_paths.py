@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import signal
 import socket
 import subprocess
 import threading
@@ -16,7 +17,7 @@ import paramiko
 import pytest
 from paramiko.buffered_pipe import PipeTimeout
 
-from cosmos_tools import hashed_copy
+from cosmos_tools import hashed_copy, transport
 from cosmos_tools.channel_buffer import ByteQueue
 from cosmos_tools.errors import LocalError
 from cosmos_tools.sftp_session import SFTPSession
@@ -49,7 +50,6 @@ def test_byte_queue_waits_times_out_and_ends_like_paramikos():
 
 
 def test_a_session_channel_gets_byte_queues(rehearsal_host, project):
-    from cosmos_tools import transport
     from cosmos_tools.config import load_config
 
     with transport.connect(load_config()) as t:
@@ -210,3 +210,15 @@ def test_the_session_reads_what_the_server_answers_in_full(sftp_server, tmp_path
         assert hashed_copy.receive_hashing(src, io.BytesIO(), lambda n: None, session.read_size) == \
             hashlib.sha256(data).hexdigest()
     session.close()
+
+
+def test_a_held_ctrl_c_is_raised_in_our_code_and_never_lost():
+    """paramiko_safe_sigint holds a Ctrl-C that came inside paramiko as an armed 50 ms timer (see transport.py)."""
+    transport.raise_held_interrupt()  # nothing held: nothing raised
+    with pytest.raises(KeyboardInterrupt), transport.paramiko_safe_sigint():
+        signal.setitimer(signal.ITIMER_REAL, 30)  # held (far off, so only the call below can raise it)
+        transport.raise_held_interrupt()
+    assert signal.getitimer(signal.ITIMER_REAL)[0] == 0
+    with pytest.raises(KeyboardInterrupt), transport.paramiko_safe_sigint():
+        signal.setitimer(signal.ITIMER_REAL, 30)  # still held when the block ends
+    assert signal.getitimer(signal.ITIMER_REAL)[0] == 0
