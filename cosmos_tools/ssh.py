@@ -32,7 +32,19 @@ from .fsutil import write_text_atomic
 from .hashed_copy import receive_hashing, send_hashing
 from .hostkeys import KnownHosts, check_host_key, load_known_hosts
 from .ssh_config import Endpoint, Route, resolve, user_config_path
-from .streams import CHUNK, LONG_LINK_SECONDS, STREAMS, WINDOW, Piece, get_piece, put_piece, run_pieces, stream_session
+from .streams import (
+    CHUNK,
+    IN_FLIGHT,
+    LONG_LINK_SECONDS,
+    STREAMS,
+    WINDOW,
+    Piece,
+    WindowedWrites,
+    get_piece,
+    put_piece,
+    run_pieces,
+    stream_session,
+)
 from .transport import (
     NO_FOLDER,
     PARTS_RECORD,
@@ -731,12 +743,12 @@ class SSHTransport(Transport):
 
         def send() -> str:
             with src, sftp.open(remote, "r+b" if resume else "wb", bufsize=0) as dst:
-                if resume:
-                    src.seek(resume.offset)
-                    dst.seek(resume.offset)
-                dst.MAX_REQUEST_SIZE = write_size(dst)
-                dst.set_pipelined(True)
-                return send_hashing(src, dst, _interruptible(on_bytes), dst.MAX_REQUEST_SIZE, resume)
+                offset = resume.offset if resume else 0
+                src.seek(offset)
+                writes = WindowedWrites(sftp, cast(bytes, dst.handle), offset, IN_FLIGHT, lambda n: None)
+                digest = send_hashing(src, writes, _interruptible(on_bytes), write_size(dst), resume)
+                writes.finish()
+                return digest
 
         return self._file_op(f"uploading {remote}", send)
 

@@ -151,25 +151,50 @@ def run_pieces(sessions: list[paramiko.SFTPClient], pieces: list[Piece],
         raise failures[0]
 
 
+class WindowedWrites:
+    """Write requests at consecutive offsets of an open SFTP handle, ``depth`` of them outstanding; ``on_acked``
+    counts the bytes of each write the box has acknowledged, in order. paramiko's own pipelined writes stop and
+    wait for every answer once 100 are queued (the pipe runs dry each time) and do not say which bytes landed:
+    hence its request primitives here."""
+
+    def __init__(self, sftp: paramiko.SFTPClient, handle: bytes, offset: int, depth: int,
+                 on_acked: Callable[[int], None]) -> None:
+        self.requests = cast(_SFTPRequests, sftp)
+        self.handle, self.offset, self.depth, self.on_acked = handle, offset, depth, on_acked
+        self.pending: deque[tuple[int, int]] = deque()  # (request number, bytes)
+
+    def write(self, data: bytes) -> None:
+        """Send ``data`` at the next offset; wait for the oldest answers while more than ``depth`` are awaited."""
+        from paramiko.sftp import CMD_WRITE, int64
+
+        self.pending.append((self.requests._async_request(type(None), CMD_WRITE, self.handle, int64(self.offset),
+                                                          data), len(data)))
+        self.offset += len(data)
+        while len(self.pending) > self.depth:
+            self.ack_oldest()
+
+    def finish(self) -> None:
+        """Wait for every answer."""
+        while self.pending:
+            self.ack_oldest()
+
+    def ack_oldest(self) -> None:
+        from paramiko.sftp import CMD_STATUS
+
+        number, size = self.pending.popleft()
+        kind, _msg = self.requests._read_response(number)  # raises IOError when the box refused the write
+        if kind != CMD_STATUS:
+            raise OSError(0, "the SFTP server answered a write with no status")
+        self.on_acked(size)
+
+
 def put_piece(sftp: paramiko.SFTPClient, remote: str, local: Path, piece: Piece, on_acked: Callable[[int], None],
               stop: threading.Event) -> None:
     """Write a piece of ``local`` into ``remote`` (created if missing, never truncated) at its offsets, keeping
-    IN_FLIGHT requests outstanding; ``piece.done`` and ``on_acked`` count only bytes whose write the box has
-    acknowledged.
-
-    paramiko's own pipelined writes stop and wait for every answer once 100 are queued, and do not say which
-    bytes landed; its ``open`` cannot create a file without truncating it: hence its request primitives here.
-    """
-    from paramiko.sftp import (
-        CMD_CLOSE,
-        CMD_HANDLE,
-        CMD_OPEN,
-        CMD_STATUS,
-        CMD_WRITE,
-        SFTP_FLAG_CREATE,
-        SFTP_FLAG_WRITE,
-        int64,
-    )
+    IN_FLIGHT requests outstanding (``WindowedWrites``); ``piece.done`` and ``on_acked`` count only bytes whose
+    write the box has acknowledged. paramiko's ``open`` cannot create a file without truncating it: hence its
+    request primitives here too."""
+    from paramiko.sftp import CMD_CLOSE, CMD_HANDLE, CMD_OPEN, SFTP_FLAG_CREATE, SFTP_FLAG_WRITE
     from paramiko.sftp_attr import SFTPAttributes
 
     requests = cast(_SFTPRequests, sftp)
@@ -177,28 +202,24 @@ def put_piece(sftp: paramiko.SFTPClient, remote: str, local: Path, piece: Piece,
     if kind != CMD_HANDLE:
         raise OSError(0, "the SFTP server answered an open with no handle")
     handle = msg.get_binary()
-    pending: deque[int] = deque()
-    sizes: deque[int] = deque()
+
+    def acked(n: int) -> None:
+        piece.done += n
+        on_acked(n)
+
     pos = piece.start + piece.done
+    writes = WindowedWrites(sftp, handle, pos, IN_FLIGHT, acked)
     with open(local, "rb") as src:
         src.seek(pos)
-        while pos < piece.end or pending:
+        while pos < piece.end:
             if stop.is_set():
                 raise Stopped
-            if pos < piece.end and len(pending) < IN_FLIGHT:
-                data = src.read(min(CHUNK, piece.end - pos))
-                if not data:
-                    raise UserError(f"{local} became shorter while it was being uploaded; upload it again")
-                pending.append(requests._async_request(type(None), CMD_WRITE, handle, int64(pos), data))
-                sizes.append(len(data))
-                pos += len(data)
-                continue
-            kind, _msg = requests._read_response(pending.popleft())  # raises IOError when the box refused the write
-            if kind != CMD_STATUS:
-                raise OSError(0, "the SFTP server answered a write with no status")
-            done = sizes.popleft()
-            piece.done += done
-            on_acked(done)
+            data = src.read(min(CHUNK, piece.end - pos))
+            if not data:
+                raise UserError(f"{local} became shorter while it was being uploaded; upload it again")
+            writes.write(data)
+            pos += len(data)
+        writes.finish()
     requests._async_request(type(None), CMD_CLOSE, handle)  # every write is acknowledged: no need to wait for this
 
 
