@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 import threading
 import time
 from pathlib import Path
 from typing import overload
 
-from .fsutil import write_json_atomic
+from .fsutil import read_json_object, write_json_atomic
 
 Digest = tuple[int, str]  # (size, sha256 hex)
 
@@ -47,13 +46,9 @@ class DigestCache:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.entries: dict[str, list] = {}
+        self.entries: dict[str, list] = read_json_object(path)
         self.changed = False
         self.lock = threading.Lock()
-        with contextlib.suppress(OSError, ValueError):
-            found = json.loads(path.read_text(encoding="utf-8"))
-            if isinstance(found, dict):
-                self.entries = found
 
     def digest(self, path: Path, stop: threading.Event | None = None) -> Digest | None:
         """The recorded digest while the file is unchanged, else ``local_digest`` (recorded once settled)."""

@@ -262,8 +262,6 @@ def flatten(spec: dict, prefix: str = "") -> dict[str, str]:
     return out
 
 
-
-
 def _read_text(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8", errors="replace")

@@ -50,7 +50,6 @@ PYTHON = ["sh", "-c", 'if [ -x /usr/bin/python3 ]; then exec /usr/bin/python3 -I
           "sh"]
 
 
-
 @dataclass
 class SyncReport:
     sent: list[str] = field(default_factory=list)
