@@ -670,8 +670,9 @@ def deferred_sigint():
     if threading.current_thread() is not threading.main_thread():
         yield pending
         return
-    if signal.getitimer(signal.ITIMER_REAL)[0] > 0:  # a Ctrl-C that transport.paramiko_safe_sigint still holds
-        signal.setitimer(signal.ITIMER_REAL, 0)
+    from .transport import take_held_interrupt
+
+    if take_held_interrupt():  # a Ctrl-C that transport.paramiko_safe_sigint still holds
         pending.append(1)
     previous = signal.signal(signal.SIGINT, lambda *_: pending.append(1))
     try:

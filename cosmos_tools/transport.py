@@ -315,18 +315,25 @@ def paramiko_safe_sigint() -> Iterator[None]:
     try:
         yield
     finally:
-        held = signal.getitimer(signal.ITIMER_REAL)[0] > 0
-        signal.setitimer(signal.ITIMER_REAL, 0)
+        held = take_held_interrupt()
         signal.signal(signal.SIGINT, previous[0])
         signal.signal(signal.SIGALRM, previous[1])
         if held:  # the block ended while a Ctrl-C waited to land outside paramiko: it is not lost
             raise KeyboardInterrupt
 
 
+def take_held_interrupt() -> bool:
+    """Take the Ctrl-C that ``paramiko_safe_sigint`` holds (its 50 ms re-check timer is armed), disarming the
+    re-check; whether there was one."""
+    if signal.getitimer(signal.ITIMER_REAL)[0] <= 0:
+        return False
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    return True
+
+
 def raise_held_interrupt() -> None:
     """Raise here, in our code, a Ctrl-C that ``paramiko_safe_sigint`` holds because it came while paramiko ran.
     A one-stream transfer calls it after each block: its main thread is in paramiko nearly all the time, so the
     50 ms re-check could miss our code until the transfer ended."""
-    if threading.current_thread() is threading.main_thread() and signal.getitimer(signal.ITIMER_REAL)[0] > 0:
-        signal.setitimer(signal.ITIMER_REAL, 0)
+    if threading.current_thread() is threading.main_thread() and take_held_interrupt():
         raise KeyboardInterrupt
