@@ -21,15 +21,20 @@ MAX_READ = 261120  # what we ask for at most (OpenSSH's SFTP_MAX_READ_LENGTH)
 _LIMITS_ID = 0  # paramiko numbers its requests from 1
 
 
+def send_greeting(client: paramiko.SFTPClient) -> None:
+    """Send SFTP's INIT (version 3), the first packet of every session."""
+    greeting = Message()
+    greeting.add_int(3)
+    client._send_packet(CMD_INIT, greeting)  # type: ignore[attr-defined]  # paramiko's, not in its stubs
+
+
 class SFTPSession(paramiko.SFTPClient):
     """``paramiko.SFTPClient`` whose ``read_size`` is the largest read the server answers in full."""
 
     read_size = OLD_READ_LIMIT
 
     def _send_version(self) -> int:
-        greeting = Message()
-        greeting.add_int(3)
-        self._send_packet(CMD_INIT, greeting)  # type: ignore[attr-defined]  # paramiko's, not in its stubs
+        send_greeting(self)
         ask = Message()
         ask.add_int(_LIMITS_ID)
         ask.add_string("limits@openssh.com")

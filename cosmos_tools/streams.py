@@ -33,12 +33,6 @@ class _SFTPRequests(Protocol):
     def _read_response(self, waitfor: int | None = None) -> tuple[int, paramiko.Message]: ...
 
 
-class _SFTPPackets(Protocol):
-    """paramiko's BaseSFTP packet writer (private: not in its stubs)."""
-
-    def _send_packet(self, t: int, packet: paramiko.Message) -> None: ...
-
-
 class _SFTPFileClose(Protocol):
     """paramiko's SFTPFile close that need not wait for the answer (private: not in its stubs)."""
 
@@ -76,14 +70,12 @@ def stream_session(chan: paramiko.Channel) -> paramiko.SFTPClient:
     as an answer to no request and dropped (request ids start at FIRST_REQUEST); a channel the server closed
     instead fails at the first request."""
     import paramiko
-    from paramiko.message import Message
-    from paramiko.sftp import CMD_INIT
+
+    from .sftp_session import send_greeting
 
     class StreamSession(paramiko.SFTPClient):
         def _send_version(self) -> int:
-            greeting = Message()
-            greeting.add_int(3)
-            cast(_SFTPPackets, self)._send_packet(CMD_INIT, greeting)
+            send_greeting(self)
             self.request_number = FIRST_REQUEST
             return 3
 
