@@ -1,9 +1,10 @@
-"""Copy loops that hash what passes: the sha256 a transfer is verified with (continuing a resumed one's digest).
+"""The download's copy loop: it hashes what arrives (the sha256 the file is verified with, continuing a resumed
+one's digest).
 
-The local side of a copy, its file and the hash, runs in a helper thread; the caller's thread keeps the
-box's side, where paramiko does its packet work under the GIL. Reading, writing and hashing a block release
-the GIL, so on two cores they overlap the SFTP side instead of adding to it: an upload reads and hashes
-ahead of what it sends, a download hashes and writes behind what it receives (docs/transfers.md, "Loopback").
+The local side, the hash and the file, runs in two helper threads; the caller's thread keeps the box's side,
+where paramiko does its packet work under the GIL. Hashing and writing a block release the GIL, so on two cores
+they overlap the SFTP side instead of adding to it (docs/transfers.md, "Loopback"). An upload needs no such loop:
+its local file is hashed by a thread of its own while it is sent (sync.py).
 """
 
 from __future__ import annotations
@@ -18,8 +19,7 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from .transport import Resume
 
-DEPTH = 16  # blocks queued between the two threads (2 MiB at 128 KiB)
-_END = object()
+DEPTH = 16  # blocks queued for each helper (4 MiB at 255 KiB)
 
 
 class Readable(Protocol):
@@ -34,23 +34,6 @@ class Writable(Protocol):
     def write(self, data: bytes, /) -> object: ...
 
 
-def send_hashing(src: Readable, dst: Writable, on_bytes: Callable[[int], None], chunk: int,
-                 resume: Resume | None = None) -> str:
-    """Copy the local file ``src`` to ``dst`` in ``chunk``-sized blocks, read and hashed ahead in a helper thread;
-    return the sha256 of what passed."""
-    digest = resume.digest if resume else hashlib.sha256()
-
-    def read() -> Iterator[bytes]:
-        while block := src.read(chunk):
-            digest.update(block)
-            yield block
-
-    for block in _ahead(read()):
-        dst.write(block)
-        on_bytes(len(block))
-    return digest.hexdigest()
-
-
 def receive_hashing(src: Readable, dst: Writable, on_bytes: Callable[[int], None], chunk: int,
                     resume: Resume | None = None) -> str:
     """Copy ``src`` to the local file ``dst`` in ``chunk``-sized blocks, hashed and written behind in two helper
@@ -63,41 +46,6 @@ def receive_hashing(src: Readable, dst: Writable, on_bytes: Callable[[int], None
             write_behind(block)
             on_bytes(len(block))
     return digest.hexdigest()
-
-
-def _start(target: Callable[[], None], name: str) -> threading.Thread:
-    thread = threading.Thread(target=target, name=name, daemon=True)
-    thread.start()
-    return thread
-
-
-def _ahead(blocks: Iterator[bytes]) -> Iterator[bytes]:
-    """``blocks``, produced in a helper thread up to DEPTH ahead; its error is raised here. Leaving early stops it."""
-    handoff: queue.Queue[object] = queue.Queue(DEPTH)
-    stop = threading.Event()
-
-    def produce() -> None:
-        try:
-            for block in blocks:
-                handoff.put(block)
-                if stop.is_set():
-                    return
-            handoff.put(_END)
-        except BaseException as exc:  # handed to the consumer
-            handoff.put(exc)
-
-    helper = _start(produce, "cosmos-read-ahead")
-    try:
-        while (item := handoff.get()) is not _END:
-            if isinstance(item, BaseException):
-                raise item
-            yield item  # type: ignore[misc]  # only bytes, _END and errors are put
-    finally:
-        stop.set()
-        while helper.is_alive():  # a helper waiting on a full queue needs room to see the stop
-            with contextlib.suppress(queue.Empty):
-                handoff.get_nowait()
-            helper.join(0.01)
 
 
 @contextlib.contextmanager
@@ -120,7 +68,8 @@ def _behind(work: Callable[[bytes], object]) -> Iterator[Callable[[bytes], None]
             raise failed[0]
         handoff.put(block)
 
-    helper = _start(consume, "cosmos-write-behind")
+    helper = threading.Thread(target=consume, name="cosmos-write-behind", daemon=True)
+    helper.start()
     try:
         yield put
     finally:

@@ -29,7 +29,7 @@ from . import transport
 from .config import Config
 from .errors import LocalError, RemoteError, UserError
 from .fsutil import write_text_atomic
-from .hashed_copy import receive_hashing, send_hashing
+from .hashed_copy import receive_hashing
 from .hostkeys import KnownHosts, check_host_key, load_known_hosts
 from .ssh_config import Endpoint, Route, resolve, user_config_path
 from .streams import (
@@ -737,20 +737,21 @@ class SSHTransport(Transport):
         another client makes meanwhile is no error."""
         self.run(["mkdir", "-p", "--", path])
 
-    def put(self, local: Path, remote: str, on_bytes: Callable[[int], None], resume: Resume | None = None) -> str:
+    def put(self, local: Path, remote: str, on_bytes: Callable[[int], None], offset: int = 0) -> None:
         sftp = self.sftp()
         src = _open_local(local, "rb")
 
-        def send() -> str:
-            with src, sftp.open(remote, "r+b" if resume else "wb", bufsize=0) as dst:
-                offset = resume.offset if resume else 0
+        def send() -> None:
+            with src, sftp.open(remote, "r+b" if offset else "wb", bufsize=0) as dst:
                 src.seek(offset)
                 writes = WindowedWrites(sftp, cast(bytes, dst.handle), offset, IN_FLIGHT, lambda n: None)
-                digest = send_hashing(src, writes, _interruptible(on_bytes), write_size(dst), resume)
+                size, sent = write_size(dst), _interruptible(on_bytes)
+                while block := src.read(size):
+                    writes.write(block)
+                    sent(len(block))
                 writes.finish()
-                return digest
 
-        return self._file_op(f"uploading {remote}", send)
+        self._file_op(f"uploading {remote}", send)
 
     def get(self, remote: str, local: Path, on_bytes: Callable[[int], None], resume: Resume | None = None) -> str:
         sftp = self.sftp()

@@ -161,7 +161,7 @@ class _Todo:
     size: int
     part: str
     digest: Future[Digest | None] | None = None  # the local file's, being computed (None if it was stopped)
-    resume: Resume | None = None
+    resumed: int = 0  # sent in one stream: the verified prefix the box already has
     pieces: list[Piece] = field(default_factory=list)  # when sent in pieces: what of each the box has
 
     @property
@@ -169,7 +169,11 @@ class _Todo:
         """Bytes already on the box."""
         if self.pieces:
             return sum(p.done for p in self.pieces)
-        return self.resume.offset if self.resume else 0
+        return self.resumed
+
+    def local_digest(self) -> Digest:
+        """The local file's (size, sha256), as hashed while it was being sent."""
+        return (self.digest.result() if self.digest else None) or local_digest(self.path)
 
 
 def _local_prefix(path: Path, length: int, start: int = 0) -> hashlib._Hash:
@@ -207,11 +211,8 @@ def upload_files(t: Transport, files: list[tuple[Path, str]], *, progress: bool 
             local = [pool.submit(cache.digest, Path(p), stop) for (p, _), stop in zip(files, stops, strict=True)]
             answers = remote_digests(t, targets + list(ours), clean_stale=True, make_folders=True, cached=True)
             remote, parts = answers[:len(targets)], dict(zip(ours, answers[len(targets):], strict=True))
-            todo = _differing(files, targets, sizes, remote, local, stops, streams.result() > 1, report)
+            todo = _differing(files, targets, sizes, remote, local, report)
             in_pieces = streams.result() > 1 and sum(item.size for item in todo) >= PIECE_MIN
-            if not in_pieces:
-                for stop in stops:  # each file is hashed as it is read for sending
-                    stop.set()
             _resume_or_drop(t, record, todo, parts, ours, in_pieces)
             with Progress(sum(f.size - f.offset for f in todo), "upload", unit="B", enabled=progress) as bar:
                 if in_pieces:
@@ -233,17 +234,13 @@ def upload_files(t: Transport, files: list[tuple[Path, str]], *, progress: bool 
 
 
 def _differing(files: list[tuple[Path, str]], targets: list[str], sizes: list[int], remote: list[Digest | None],
-               local: list[Future[Digest | None]], stops: list[threading.Event], several: bool,
-               report: SyncReport) -> list[_Todo]:
+               local: list[Future[Digest | None]], report: SyncReport) -> list[_Todo]:
     """The files to send: those whose target is missing or different (the identical ones go to ``report`` as
-    skipped). A file that differs in size is not worth hashing here unless it goes in pieces (``several``
-    streams), whose final check needs its hash; in one stream it is hashed as it is read for sending."""
+    skipped). The hashing of a file to send goes on while it is sent: the box's digest of what arrived is checked
+    against it."""
     todo = []
-    for (path, rel), target, size, theirs, mine, stop in zip(files, targets, sizes, remote, local, stops, strict=True):
-        if theirs is None or theirs[0] != size:
-            if not several:
-                stop.set()
-        elif mine.result() == theirs:
+    for (path, rel), target, size, theirs, mine in zip(files, targets, sizes, remote, local, strict=True):
+        if theirs is not None and theirs[0] == size and mine.result() == theirs:
             report.skipped.append(rel)
             report.digests[rel] = theirs[1]
             continue
@@ -268,15 +265,13 @@ def _resume_or_drop(t: Transport, record: PartRecord, todo: list[_Todo], parts: 
     drop = []
     for part, entry in ours.items():
         item, found = by_target.get(entry["target"]), parts.get(part)
-        if item and not item.resume and not item.pieces and found and found[0] <= item.size:
+        if item and not item.resumed and not item.pieces and found and found[0] <= item.size:
             if "pieces" in entry:
                 if in_pieces and _resume_pieces(t, item, part, entry):
                     continue
-            elif found[0]:
-                prefix = _local_prefix(item.path, found[0])
-                if prefix.hexdigest() == found[1]:
-                    item.part, item.resume = part, Resume(found[0], prefix)
-                    continue
+            elif found[0] and _local_prefix(item.path, found[0]).hexdigest() == found[1]:
+                item.part, item.resumed = part, found[0]
+                continue
         drop.append(part)
     if drop:
         t.run(["rm", "-f", "--", *drop], check=False)
@@ -344,15 +339,16 @@ def _upload_one(t: Transport, record: PartRecord, item: _Todo, bar: Progress) ->
         sent += n
 
     try:
-        digest = t.put(item.path, part, count, item.resume)
+        t.put(item.path, part, count, offset)
         if offset + sent == size:
             follower.join(FOLLOW_IDLE_SECONDS + 30)
+        mine = item.local_digest()
         arrived = followed[0] if followed else None
-        if arrived != (size, digest) or t.size(part) != size:
+        if arrived != mine or t.size(part) != size:
             (arrived,) = remote_digests(t, [part])
-        if arrived != (size, digest):
+        if arrived != mine:
             raise RemoteError(
-                f"upload of {item.rel} arrived damaged on {t.describe()} (sent {size} bytes sha256 {digest[:12]}, "
+                f"upload of {item.rel} arrived damaged on {t.describe()} (sent {mine[0]} bytes sha256 {mine[1][:12]}, "
                 f"found {arrived}); run the upload again")
         t.rename(part, item.target)
     except ConnectionLost:
@@ -368,7 +364,7 @@ def _upload_one(t: Transport, record: PartRecord, item: _Todo, bar: Progress) ->
         _sending.discard(part)
     record.discard(part)
     landed(size)
-    return sent, digest
+    return sent, mine[1]
 
 
 def _upload_in_pieces(t: Transport, record: PartRecord, todo: list[_Todo],
@@ -431,7 +427,7 @@ def _send_and_check(t: Transport, todo: list[_Todo], acked: Callable[[int], None
         names = [name for item in todo for name in (item.part, item.target)]
         started = t.start([*PYTHON, "-c", script("sync_place.py"), *names])
         try:
-            digests = [(item.digest.result() if item.digest else None) or local_digest(item.path) for item in todo]
+            digests = [item.local_digest() for item in todo]
             started.write("".join(f"{size} {sha}\n" for size, sha in digests).encode())
         except BaseException:
             started.cancel()

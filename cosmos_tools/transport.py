@@ -24,7 +24,7 @@ from typing import IO, TYPE_CHECKING, cast
 
 from .config import Config
 from .errors import LocalError, RemoteError
-from .hashed_copy import send_hashing
+from .hashed_copy import receive_hashing
 
 if TYPE_CHECKING:
     from .streams import Piece
@@ -152,14 +152,14 @@ class Transport:
     def makedirs(self, path: str) -> None:
         raise NotImplementedError
 
-    def put(self, local: Path, remote: str, on_bytes: Callable[[int], None], resume: Resume | None = None) -> str:
-        """Copy ``local`` to ``remote`` (from ``resume.offset`` on, into the existing file); return the sha256 of
-        the whole file (the resumed prefix's digest continued with the bytes sent)."""
+    def put(self, local: Path, remote: str, on_bytes: Callable[[int], None], offset: int = 0) -> None:
+        """Copy ``local`` to ``remote`` (from ``offset`` on, into the existing file). The caller hashes the local
+        file meanwhile (in another thread) and checks the box's hash of what arrived against it."""
         raise NotImplementedError
 
     def get(self, remote: str, local: Path, on_bytes: Callable[[int], None], resume: Resume | None = None) -> str:
         """Copy ``remote`` to ``local`` (from ``resume.offset`` on, into the existing file); return the sha256 of
-        the whole file as ``put`` does."""
+        the whole file (the resumed prefix's digest continued with the bytes received)."""
         raise NotImplementedError
 
     def streams(self) -> int:
@@ -237,22 +237,26 @@ class LocalTransport(Transport):
         except OSError as exc:
             raise RemoteError(f"creating {path}: {exc.strerror}") from None
 
-    def _copy(self, src: str | Path, dst: str | Path, on_bytes: Callable[[int], None], resume: Resume | None,
-              doing: str) -> str:
+    def put(self, local: Path, remote: str, on_bytes: Callable[[int], None], offset: int = 0) -> None:
         try:
-            with open(src, "rb") as fin, open(dst, "r+b" if resume else "wb") as fout:
+            with open(local, "rb") as fin, open(remote, "r+b" if offset else "wb") as fout:
+                fin.seek(offset)
+                fout.seek(offset)
+                while block := fin.read(1024 * 1024):
+                    fout.write(block)
+                    on_bytes(len(block))
+        except OSError as exc:
+            raise RemoteError(f"copying {local} to {remote}: {exc.strerror or exc}") from None
+
+    def get(self, remote: str, local: Path, on_bytes: Callable[[int], None], resume: Resume | None = None) -> str:
+        try:
+            with open(remote, "rb") as fin, open(local, "r+b" if resume else "wb") as fout:
                 if resume:
                     fin.seek(resume.offset)
                     fout.seek(resume.offset)
-                return send_hashing(fin, fout, on_bytes, 1024 * 1024, resume)
+                return receive_hashing(fin, fout, on_bytes, 1024 * 1024, resume)
         except OSError as exc:
-            raise RemoteError(f"{doing}: {exc.strerror or exc}") from None
-
-    def put(self, local: Path, remote: str, on_bytes: Callable[[int], None], resume: Resume | None = None) -> str:
-        return self._copy(local, remote, on_bytes, resume, f"copying {local} to {remote}")
-
-    def get(self, remote: str, local: Path, on_bytes: Callable[[int], None], resume: Resume | None = None) -> str:
-        return self._copy(remote, local, on_bytes, resume, f"copying {remote} to {local}")
+            raise RemoteError(f"copying {remote} to {local}: {exc.strerror or exc}") from None
 
     def rename(self, src: str, dst: str) -> None:
         try:
