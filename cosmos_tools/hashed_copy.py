@@ -13,7 +13,7 @@ import contextlib
 import hashlib
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
@@ -22,26 +22,20 @@ if TYPE_CHECKING:
 DEPTH = 16  # blocks queued for each helper (4 MiB at 255 KiB)
 
 
-class Readable(Protocol):
-    """A file open for reading bytes: a local file or an SFTP file."""
-
-    def read(self, size: int, /) -> bytes: ...
-
-
 class Writable(Protocol):
-    """A file open for writing bytes: a local file or an SFTP file."""
+    """A local file open for writing bytes."""
 
     def write(self, data: bytes, /) -> object: ...
 
 
-def receive_hashing(src: Readable, dst: Writable, on_bytes: Callable[[int], None], chunk: int,
+def receive_hashing(blocks: Iterable[bytes], dst: Writable, on_bytes: Callable[[int], None],
                     resume: Resume | None = None) -> str:
-    """Copy ``src`` to the local file ``dst`` in ``chunk``-sized blocks, hashed and written behind in two helper
-    threads (one after the other in one helper, they were the slower side); return the sha256 of what passed.
-    ``on_bytes`` counts what arrived."""
+    """Write ``blocks`` to the local file ``dst``, hashed and written behind in two helper threads (one after the
+    other in one helper, they were the slower side); return the sha256 of what passed. ``on_bytes`` counts what
+    arrived."""
     digest = resume.digest if resume else hashlib.sha256()
     with _behind(digest.update) as hash_behind, _behind(dst.write) as write_behind:
-        while block := src.read(chunk):
+        for block in blocks:
             hash_behind(block)
             write_behind(block)
             on_bytes(len(block))

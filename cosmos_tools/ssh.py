@@ -44,6 +44,7 @@ from .streams import (
     put_piece,
     run_pieces,
     stream_session,
+    windowed_reads,
 )
 from .transport import (
     NO_FOLDER,
@@ -242,20 +243,6 @@ class LinkWatchdog:
         self._stop.set()
 
 
-def _quiet_prefetch_hook(previous: Callable[[threading.ExceptHookArgs], object]
-                         ) -> Callable[[threading.ExceptHookArgs], None]:
-    """Keep paramiko's download prefetch thread quiet when the connection drops: the reader reports it."""
-    import paramiko
-
-    def hook(args: threading.ExceptHookArgs) -> None:
-        if "_prefetch_thread" in (args.thread.name if args.thread else "") and issubclass(
-                args.exc_type, (EOFError, OSError, paramiko.SSHException)):
-            return
-        previous(args)
-
-    return hook
-
-
 def start_transport(sock: HeardSocket | HeardChannel, timeout: float, known_types: list[str], where: str
                     ) -> paramiko.Transport:
     """An SSH transport over ``sock`` (to ``where``, for messages) with fast ciphers and the host key types
@@ -265,7 +252,6 @@ def start_transport(sock: HeardSocket | HeardChannel, timeout: float, known_type
     log = logging.getLogger("paramiko")
     if not log.handlers:
         log.addHandler(logging.NullHandler())  # our errors are one line, not paramiko's log on stderr
-        threading.excepthook = _quiet_prefetch_hook(threading.excepthook)
     # types-paramiko lists socket, Channel and ProxyCommand; paramiko takes any socket-like object
     conn = paramiko.Transport(sock)  # type: ignore[arg-type]
     opts = conn.get_security_options()
@@ -753,18 +739,17 @@ class SSHTransport(Transport):
 
         self._file_op(f"uploading {remote}", send)
 
-    def get(self, remote: str, local: Path, on_bytes: Callable[[int], None], resume: Resume | None = None) -> str:
+    def get(self, remote: str, local: Path, size: int, on_bytes: Callable[[int], None],
+            resume: Resume | None = None) -> str:
         sftp = self.sftp()
         dst = _open_local(local, "r+b" if resume else "wb")
 
         def fetch() -> str:
             with dst, sftp.open(remote, "rb") as src:
-                if resume:
-                    src.seek(resume.offset)
-                    dst.seek(resume.offset)
-                src.MAX_REQUEST_SIZE = sftp.read_size
-                src.prefetch()
-                return receive_hashing(src, LocalSink(dst, local), _interruptible(on_bytes), sftp.read_size, resume)
+                offset = resume.offset if resume else 0
+                dst.seek(offset)
+                blocks = windowed_reads(sftp, cast(bytes, src.handle), remote, offset, size, sftp.read_size)
+                return receive_hashing(blocks, LocalSink(dst, local), _interruptible(on_bytes), resume)
 
         return self._file_op(f"downloading {remote}", fetch)
 

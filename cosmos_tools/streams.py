@@ -4,7 +4,8 @@ One SSH channel moves at most one window per round trip: about 2 MB, so 20 MB/s 
 could carry. Each SFTP session is a channel of its own with its own window, so N sessions move N windows per
 round trip. ``run_pieces`` hands the pieces of one transfer to one worker per session. An upload piece keeps
 ``IN_FLIGHT`` write requests outstanding and counts a byte only when the box has acknowledged its write; a
-download piece keeps read requests queued ahead (``prefetch``) and writes each block at its offset here.
+download piece keeps READ_AHEAD bytes of read requests outstanding (``windowed_reads``) and writes each block at
+its offset here.
 Callers verify the whole file afterwards (docs/transfers.md, "Long links").
 """
 
@@ -14,12 +15,12 @@ import os
 import queue
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, cast
 
-from .errors import LocalError, UserError
+from .errors import LocalError, RemoteError, UserError
 
 if TYPE_CHECKING:
     import paramiko
@@ -45,6 +46,7 @@ LONG_LINK_SECONDS = 0.01  # a round trip this long or longer makes a long link
 CHUNK = 128 * 1024  # bytes per SFTP request (OpenSSH allows 261120)
 IN_FLIGHT = 32  # write requests outstanding per session: 4 MB, more than the box's 2 MB channel window
 WINDOW = 8 * 1024 * 1024  # receive window of each extra SFTP channel (what downloads can have in flight)
+READ_AHEAD = 2 * WINDOW  # bytes of read requests a download keeps outstanding per session
 PIECE_MIN = 4 * 1024 * 1024  # a file is split into pieces no smaller than this
 FIRST_REQUEST = 1 << 16  # a stream session's first request id: the server's greeting (version 3) is never taken
                          # for an answer
@@ -217,21 +219,64 @@ def put_piece(sftp: paramiko.SFTPClient, remote: str, local: Path, piece: Piece,
 
 def get_piece(sftp: paramiko.SFTPClient, remote: str, local: Path, fd: int, piece: Piece,
               on_bytes: Callable[[int], None], stop: threading.Event) -> None:
-    """Read a piece of ``remote`` with read requests queued ahead and write it at its offsets into ``fd``;
-    ``piece.done`` and ``on_bytes`` count the bytes written here."""
-    start = piece.start + piece.done
-    chunks = [(offset, min(CHUNK, piece.end - offset)) for offset in range(start, piece.end, CHUNK)]
+    """Read a piece of ``remote`` with read requests queued ahead (``windowed_reads``) and write it at its offsets
+    into ``fd``; ``piece.done`` and ``on_bytes`` count the bytes written here."""
     src = sftp.open(remote, "rb")
-    src.MAX_REQUEST_SIZE = CHUNK
     try:
-        for (offset, _length), data in zip(chunks, src.readv(chunks, WINDOW // CHUNK * 2), strict=True):
+        offset = piece.start + piece.done
+        for data in windowed_reads(sftp, cast(bytes, src.handle), remote, offset, piece.end, CHUNK):
             if stop.is_set():
                 raise Stopped
             _write_at(fd, data, offset, local)
+            offset += len(data)
             piece.done += len(data)
             on_bytes(len(data))
     finally:
         cast(_SFTPFileClose, src)._close(async_=True)  # nothing to wait for: a round trip saved
+
+
+def windowed_reads(sftp: paramiko.SFTPClient, handle: bytes, remote: str, start: int, end: int,
+                   size: int) -> Iterator[bytes]:
+    """Bytes ``start`` to ``end`` of an open SFTP handle, in order, read ``size`` at a time with READ_AHEAD bytes of
+    requests outstanding. A server that answers less than asked gets the rest asked again and smaller requests
+    from then on (answers that came meanwhile wait here, at most READ_AHEAD of them).
+
+    paramiko's prefetch takes itself for finished whenever every request it sent is answered, even while its thread
+    has more to send; the reader then asks for the rest one round trip at a time while that thread asks for the same
+    bytes again (a resumed download in pieces moved up to 87 MB twice): hence its request primitives here too."""
+    from paramiko.sftp import CMD_DATA, CMD_READ, int64
+
+    requests = cast(_SFTPRequests, sftp)
+    pending: deque[tuple[int, int, int]] = deque()  # (request number, offset, length), in the order sent
+    early: dict[int, bytes] = {}  # answers past a gap being asked again, by offset
+    asked = given = start
+
+    def ask(offset: int, length: int) -> None:
+        pending.append((requests._async_request(type(None), CMD_READ, handle, int64(offset), length), offset, length))
+
+    while given < end:
+        while asked < end and len(pending) * size < READ_AHEAD:
+            ask(asked, min(size, end - asked))
+            asked += pending[-1][2]
+        number, offset, length = pending.popleft()
+        try:
+            kind, msg = requests._read_response(number)
+            data = msg.get_string() if kind == CMD_DATA else None
+        except EOFError:  # the server's answer: end of file
+            data = b""
+        if data is None:
+            raise OSError(0, "the SFTP server answered a read with no data")
+        if not data:
+            raise RemoteError(f"{remote} ended at byte {given} on the box, before the {end} bytes it had when the "
+                              "transfer began; was it still being written? run the transfer again")
+        if len(data) < length:
+            size = max(1, len(data))
+            ask(offset + len(data), length - len(data))
+        early[offset] = data
+        while given in early:
+            block = early.pop(given)
+            given += len(block)
+            yield block
 
 
 def _write_at(fd: int, data: bytes, offset: int, local: Path) -> None:

@@ -633,7 +633,7 @@ def _fetch(t: Transport, base: str, rel: str, target: Path, size: int, bar: Prog
         bar.update(n)
 
     try:
-        digest = t.get(posixpath.join(base, rel), part, count, resume)
+        digest = t.get(posixpath.join(base, rel), part, size, count, resume)
     except BaseException as exc:
         if not (isinstance(exc, ConnectionLost) and part.is_file() and part.stat().st_size >= RESUME_MIN_BYTES):
             with contextlib.suppress(FileNotFoundError):

@@ -157,9 +157,11 @@ class Transport:
         file meanwhile (in another thread) and checks the box's hash of what arrived against it."""
         raise NotImplementedError
 
-    def get(self, remote: str, local: Path, on_bytes: Callable[[int], None], resume: Resume | None = None) -> str:
-        """Copy ``remote`` to ``local`` (from ``resume.offset`` on, into the existing file); return the sha256 of
-        the whole file (the resumed prefix's digest continued with the bytes received)."""
+    def get(self, remote: str, local: Path, size: int, on_bytes: Callable[[int], None],
+            resume: Resume | None = None) -> str:
+        """Copy the first ``size`` bytes of ``remote`` (its size when listed) to ``local`` (from ``resume.offset`` on,
+        into the existing file); return the sha256 of the whole file (the resumed prefix's digest continued with the
+        bytes received)."""
         raise NotImplementedError
 
     def streams(self) -> int:
@@ -190,6 +192,13 @@ class Transport:
     def size(self, path: str) -> int | None:
         """A file's size, None if it does not exist."""
         raise NotImplementedError
+
+
+def _blocks(src: IO[bytes], at: int, end: int) -> Iterator[bytes]:
+    """A local file's bytes from ``at`` (where it is) to ``end``, 1 MiB at a time."""
+    while at < end and (block := src.read(min(1024 * 1024, end - at))):
+        at += len(block)
+        yield block
 
 
 class LocalTransport(Transport):
@@ -248,13 +257,14 @@ class LocalTransport(Transport):
         except OSError as exc:
             raise RemoteError(f"copying {local} to {remote}: {exc.strerror or exc}") from None
 
-    def get(self, remote: str, local: Path, on_bytes: Callable[[int], None], resume: Resume | None = None) -> str:
+    def get(self, remote: str, local: Path, size: int, on_bytes: Callable[[int], None],
+            resume: Resume | None = None) -> str:
         try:
             with open(remote, "rb") as fin, open(local, "r+b" if resume else "wb") as fout:
                 if resume:
                     fin.seek(resume.offset)
                     fout.seek(resume.offset)
-                return receive_hashing(fin, fout, on_bytes, 1024 * 1024, resume)
+                return receive_hashing(_blocks(fin, fin.tell(), size), fout, on_bytes, resume)
         except OSError as exc:
             raise RemoteError(f"copying {remote} to {local}: {exc.strerror or exc}") from None
 

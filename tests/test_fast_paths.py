@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import signal
 import socket
 import subprocess
@@ -19,9 +20,10 @@ from paramiko.buffered_pipe import PipeTimeout
 
 from cosmos_tools import hashed_copy, transport
 from cosmos_tools.channel_buffer import ByteQueue
-from cosmos_tools.errors import LocalError
+from cosmos_tools.errors import LocalError, RemoteError
 from cosmos_tools.sftp_session import SFTPSession
 from cosmos_tools.ssh import HeardSocket, write_size
+from cosmos_tools.streams import windowed_reads
 from cosmos_tools.transport import Resume
 
 
@@ -112,7 +114,8 @@ def test_write_size_fills_whole_packets():
 def test_receive_hashing_copies_and_hashes_everything():
     data = bytes(range(256)) * 5000
     out, counted = io.BytesIO(), list[int]()
-    digest = hashed_copy.receive_hashing(io.BytesIO(data), out, counted.append, 4096)
+    blocks = [data[at:at + 4096] for at in range(0, len(data), 4096)]
+    digest = hashed_copy.receive_hashing(blocks, out, counted.append)
     assert out.getvalue() == data and sum(counted) == len(data)
     assert digest == hashlib.sha256(data).hexdigest()
 
@@ -121,20 +124,18 @@ def test_a_resumed_copy_continues_the_prefix_digest():
     data = b"0123456789" * 10_000
     resume = Resume(30_000, hashlib.sha256(data[:30_000]))
     out = io.BytesIO()
-    assert hashed_copy.receive_hashing(io.BytesIO(data[30_000:]), out, lambda n: None, 8192, resume) == \
+    assert hashed_copy.receive_hashing([data[30_000:60_000], data[60_000:]], out, lambda n: None, resume) == \
         hashlib.sha256(data).hexdigest()
 
 
 def test_a_failed_receive_ends_the_helpers():
-    class Broken(io.BytesIO):
-        def read(self, size: int | None = -1) -> bytes:
-            if self.tell() >= 20_000:
-                raise paramiko.SSHException("channel closed")
-            return super().read(size)
+    def broken():
+        yield b"x" * 20_000
+        raise paramiko.SSHException("channel closed")
 
     before = threading.active_count()
     with pytest.raises(paramiko.SSHException):
-        hashed_copy.receive_hashing(Broken(b"x" * 100_000), io.BytesIO(), lambda n: None, 4096)
+        hashed_copy.receive_hashing(broken(), io.BytesIO(), lambda n: None)
     assert _settles(before)
 
 
@@ -145,7 +146,7 @@ def test_a_local_write_error_reaches_the_receiver_and_the_helper_ends():
 
     before = threading.active_count()
     with pytest.raises(LocalError, match="No space left"):
-        hashed_copy.receive_hashing(io.BytesIO(b"z" * 1_000_000), Full(), lambda n: None, 4096)
+        hashed_copy.receive_hashing([b"z" * 4096] * 250, Full(), lambda n: None)
     assert _settles(before)
 
 
@@ -193,10 +194,32 @@ def test_the_session_reads_what_the_server_answers_in_full(sftp_server, tmp_path
     session = sftp_server(*options)
     assert session.read_size == read_size
     with session.open(str(tmp_path / "f"), "rb") as src:
-        src.MAX_REQUEST_SIZE = session.read_size
-        src.prefetch()
-        assert hashed_copy.receive_hashing(src, io.BytesIO(), lambda n: None, session.read_size) == \
-            hashlib.sha256(data).hexdigest()
+        blocks = windowed_reads(session, src.handle, "f", 0, len(data), session.read_size)
+        assert hashed_copy.receive_hashing(blocks, io.BytesIO(), lambda n: None) == hashlib.sha256(data).hexdigest()
+    session.close()
+
+
+@pytest.mark.skipif(not Path(SFTP_SERVER).exists(), reason="needs OpenSSH's sftp-server")
+def test_windowed_reads_ask_again_for_what_the_server_left_out(sftp_server, tmp_path):
+    """Reads larger than the server answers (OpenSSH: 261,120 bytes) come back short: the rest is asked again, the
+    bytes come out whole and in order, and the requests shrink to what the server gives."""
+    data = os.urandom(3_000_000)
+    (tmp_path / "f").write_bytes(data)
+    session = sftp_server()
+    with session.open(str(tmp_path / "f"), "rb") as src:
+        blocks = list(windowed_reads(session, src.handle, "f", 1000, len(data), 400_000))
+    assert b"".join(blocks) == data[1000:]
+    assert blocks[0] == data[1000:262_120] and max(map(len, blocks)) == 261_120
+    session.close()
+
+
+@pytest.mark.skipif(not Path(SFTP_SERVER).exists(), reason="needs OpenSSH's sftp-server")
+def test_windowed_reads_of_a_file_that_became_shorter_say_so(sftp_server, tmp_path):
+    (tmp_path / "f").write_bytes(b"v" * 500_000)
+    session = sftp_server()
+    with session.open(str(tmp_path / "f"), "rb") as src, \
+            pytest.raises(RemoteError, match="f ended at byte 500000 on the box, before the 900000 bytes"):
+        list(windowed_reads(session, src.handle, "f", 0, 900_000, 65536))
     session.close()
 
 
