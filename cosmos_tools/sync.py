@@ -65,13 +65,15 @@ def remote_digests(t: Transport, paths: list[str], clean_stale: bool = False, ma
 
     ``clean_stale`` also removes the paths' temporary files left by interrupted uploads; ``make_folders`` first
     makes the folder of each path (an upload's targets); ``cached`` takes the digests of unchanged files from the
-    box's record and records the others (remote/sync_hash.py), as ``DigestCache`` does here.
+    box's record and records the others (remote/sync_hash.py), as ``DigestCache`` does here. When there is
+    nothing to hash or clean, remote/sync_hash.sh answers without starting python.
     """
     if not paths:
         return []
     stale = str(STALE_PART_SECONDS if clean_stale else 0)
     options = ("f" if make_folders else "") + ("c" if cached else "") or "-"
-    out = t.run([*PYTHON, "-c", script("sync_hash.py"), stale, options, *paths]).stdout.decode().splitlines()
+    out = t.run(["bash", "-c", script("sync_hash.sh"), "sync_hash", stale, options, script("sync_hash.py"),
+                 *paths]).stdout.decode().splitlines()
     if len(out) != len(paths):
         raise RemoteError(f"hashing files on {t.describe()} gave {len(out)} answers for {len(paths)} files; "
                           "is python3 installed there?")
@@ -493,7 +495,8 @@ def _parse_digest(line: str) -> Digest | None:
 
 def remote_sizes(t: Transport, remote_rel_dir: str) -> dict[str, int] | None:
     """{relative path: size} of every file under a remote folder; None if it does not exist."""
-    done = t.run([*PYTHON, "-c", script("sync_list.py"), t.abspath(remote_rel_dir)], check=False)
+    done = t.run(["bash", "-c", script("sync_list.sh"), "sync_list", t.abspath(remote_rel_dir), script("sync_list.py")],
+                 check=False)
     if done.rc == ScriptExit.NOT_A_FOLDER:
         return None
     if done.rc != 0:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -9,6 +10,7 @@ from importlib import resources
 from pathlib import Path
 
 import pytest
+from prompt_fixtures import HOSTILE_NAMES
 
 from cosmos_tools import jobs, transport
 from cosmos_tools.config import load_config
@@ -187,3 +189,70 @@ def test_other_errors_are_not_retried_unless_asked(monkeypatch):
     calls.clear()
     assert remote.retrying("stop", broken, drops=1, retry_on=Exception) is True
     assert len(calls) == 2
+
+
+def _hash_gate(*args: str) -> subprocess.CompletedProcess[str]:
+    """remote/sync_hash.sh with a stand-in for sync_hash.py that only says it ran."""
+    return subprocess.run(["bash", "-c", script("sync_hash.sh"), "sync_hash", *args[:2],
+                           "import sys; print('python', len(sys.argv)); sys.exit(7)", *args[2:]],
+                          capture_output=True, text=True)
+
+
+def test_the_hash_gate_answers_for_new_files_without_python(tmp_path):
+    names = [tmp_path / name / "color.mp4" for name in HOSTILE_NAMES]
+    done = _hash_gate("600", "fc", *map(str, names))
+    assert (done.returncode, done.stdout) == (0, "-\n" * len(names))
+    assert all(path.parent.is_dir() for path in names) and not Path("pwned").exists()
+
+
+@pytest.mark.parametrize("beside", ["color.mp4", ".color.mp4.0badf00d.cosmos-part"])
+def test_the_hash_gate_hands_anything_there_to_python(tmp_path, beside):
+    (tmp_path / beside).write_bytes(b"x")
+    done = _hash_gate("600", "fc", str(tmp_path / "new.mp4"), str(tmp_path / "color.mp4"))
+    assert (done.returncode, done.stdout) == (7, "python 5\n")  # STALE OPTIONS and both paths
+
+
+def test_the_hash_gate_ignores_part_files_when_not_cleaning(tmp_path):
+    (tmp_path / ".color.mp4.0badf00d.cosmos-part").write_bytes(b"x")
+    assert _hash_gate("0", "-", str(tmp_path / "color.mp4")).stdout == "-\n"
+
+
+def test_the_hash_gate_leaves_a_folder_it_cannot_make_to_python(tmp_path):
+    (tmp_path / "blocker").write_bytes(b"a file where the folder should be")
+    assert _hash_gate("600", "f", str(tmp_path / "blocker/shot/color.mp4")).returncode == 7
+
+
+def _list(folder: Path, path: str | None = None) -> subprocess.CompletedProcess[bytes]:
+    env = {**os.environ, "PATH": path} if path else None
+    return subprocess.run(["bash", "-c", script("sync_list.sh"), "sync_list", str(folder), script("sync_list.py")],
+                          capture_output=True, env=env)
+
+
+def _python_list(folder: Path) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run([sys.executable, "-I", "-S", "-c", script("sync_list.py"), str(folder)], capture_output=True)
+
+
+def test_the_file_list_from_find_is_the_one_python_gives(tmp_path):
+    top = tmp_path / "run"
+    for index, name in enumerate(HOSTILE_NAMES):
+        (top / "sub" / name).mkdir(parents=True)
+        (top / "sub" / name / name).write_bytes(b"x" * index)
+    (top / f".out.mp4.0badf00d{'.cosmos-part'}").write_bytes(b"part")
+    (top / "to_etc").symlink_to("/etc")
+    (top / "to_file").symlink_to(top / "sub" / "plain" / "plain")
+    found = _list(top)
+    assert found.returncode == 0
+    assert sorted(found.stdout.split(b"\0")) == sorted(_python_list(top).stdout.split(b"\0"))
+    assert len(found.stdout.split(b"\0")) == len(HOSTILE_NAMES) + 1
+    assert _list(tmp_path / "none").returncode == ScriptExit.NOT_A_FOLDER
+
+
+def test_the_file_list_falls_back_to_python_without_gnu_find(tmp_path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "find").write_text("#!/bin/sh\necho 'find: unrecognized: -printf' >&2\nexit 1\n")
+    (bin_dir / "find").chmod(0o755)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "out.mp4").write_bytes(b"12345")
+    found = _list(tmp_path / "run", f"{bin_dir}:{os.environ['PATH']}")
+    assert (found.returncode, found.stdout) == (0, b"5 out.mp4\0")

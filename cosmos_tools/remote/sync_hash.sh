@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# shellcheck shell=bash
+# Run on the GPU box as ``bash -c TEXT sync_hash STALE OPTIONS SCRIPT PATH...`` in front of sync_hash.py (SCRIPT
+# is its text; the other arguments and the answer are its own). An upload of new files finds nothing to hash:
+# when no PATH names anything and no temporary upload file lies beside one, this makes the folders ("f" in
+# OPTIONS) and answers "-" for each path itself, without python's start (about 15 ms of the command's 20-40).
+# Anything else, a folder that cannot be made included, goes to sync_hash.py, which says what is wrong.
+set -u
+stale=$1 options=$2 text=$3
+shift 3
+
+hash_in_python() {
+  if [ -x /usr/bin/python3 ]; then exec /usr/bin/python3 -I -S -c "$text" "$stale" "$options" "$@"; fi
+  exec python3 -I -S -c "$text" "$stale" "$options" "$@"
+}
+
+for path in "$@"; do
+  if [ -e "$path" ] || [ -L "$path" ]; then hash_in_python "$@"; fi
+  if [ "$stale" != 0 ]; then
+    for part in "${path%/*}/.${path##*/}".*.cosmos-part; do
+      if [ -e "$part" ] || [ -L "$part" ]; then hash_in_python "$@"; fi
+    done
+  fi
+done
+if [[ $options == *f* ]]; then
+  for path in "$@"; do
+    mkdir -p -- "${path%/*}" 2>/dev/null || hash_in_python "$@"
+  done
+fi
+for path in "$@"; do
+  echo -
+done
