@@ -27,7 +27,8 @@ if TYPE_CHECKING:
 
 
 class _SFTPRequests(Protocol):
-    """The request primitives of paramiko's SFTPClient that ``put_piece`` uses (private: not in its stubs)."""
+    """The request primitives of paramiko's SFTPClient that the write and read windows use (private: not in its
+    stubs)."""
 
     def _request(self, t: int, *args: object) -> tuple[int, paramiko.Message]: ...
     def _async_request(self, fileobj: object, t: int, *args: object) -> int: ...
