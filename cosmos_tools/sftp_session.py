@@ -1,11 +1,10 @@
 """An SFTP session that learns, with its greeting, how much the server returns for one read.
 
 OpenSSH's sftp-server answers a read with at most 261,120 bytes in the releases that have the
-``limits@openssh.com`` extension (2021 on; 9.x has both), and with at most 64 KiB before. A prefetching
-paramiko file that asks for more than the server returns fills the rest with one blocking read per request,
-a round trip each. The session sends the limits request right behind its INIT, so both answers come back in
-the round trip the greeting takes anyway; a server without the extension answers "unsupported" and gets
-64 KiB reads.
+``limits@openssh.com`` extension (2021 on; 9.x has both), and with at most 64 KiB before. A read asked for
+more than the server returns comes back short and its rest must be asked again (``streams.windowed_reads``).
+The session sends the limits request right behind its INIT, so both answers come back in the round trip the
+greeting takes anyway; a server without the extension answers "unsupported" and gets 64 KiB reads.
 """
 
 from __future__ import annotations
