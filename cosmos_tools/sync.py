@@ -46,8 +46,9 @@ FOLLOW_IDLE_SECONDS = 20
 # The box's system python3 first: a user's pyenv/conda shim can cost a few hundred ms per start. The scripts use
 # the standard library only: -I -S leaves out the box's PYTHON* variables, user site and site-packages, so nothing
 # there can shadow a module they import.
-PYTHON = ["sh", "-c", 'if [ -x /usr/bin/python3 ]; then exec /usr/bin/python3 -I -S "$@"; fi; exec python3 -I -S "$@"',
-          "sh"]
+# RUN_PYTHON is that choice as a shell text; the bash scripts that start python only when needed get it too.
+RUN_PYTHON = 'if [ -x /usr/bin/python3 ]; then exec /usr/bin/python3 -I -S "$@"; fi; exec python3 -I -S "$@"'
+PYTHON = ["sh", "-c", RUN_PYTHON, "sh"]
 
 
 @dataclass
@@ -72,8 +73,8 @@ def remote_digests(t: Transport, paths: list[str], clean_stale: bool = False, ma
         return []
     stale = str(STALE_PART_SECONDS if clean_stale else 0)
     options = ("f" if make_folders else "") + ("c" if cached else "") or "-"
-    out = t.run(["bash", "-c", script("sync_hash.sh"), "sync_hash", stale, options, script("sync_hash.py"),
-                 *paths]).stdout.decode().splitlines()
+    out = t.run(["bash", "-c", script("sync_hash.sh"), "sync_hash", RUN_PYTHON, stale, options,
+                 script("sync_hash.py"), *paths]).stdout.decode().splitlines()
     if len(out) != len(paths):
         raise RemoteError(f"hashing files on {t.describe()} gave {len(out)} answers for {len(paths)} files; "
                           "is python3 installed there?")
@@ -495,8 +496,8 @@ def _parse_digest(line: str) -> Digest | None:
 
 def remote_sizes(t: Transport, remote_rel_dir: str) -> dict[str, int] | None:
     """{relative path: size} of every file under a remote folder; None if it does not exist."""
-    done = t.run(["bash", "-c", script("sync_list.sh"), "sync_list", t.abspath(remote_rel_dir), script("sync_list.py")],
-                 check=False)
+    done = t.run(["bash", "-c", script("sync_list.sh"), "sync_list", t.abspath(remote_rel_dir), RUN_PYTHON,
+                  script("sync_list.py")], check=False)
     if done.rc == ScriptExit.NOT_A_FOLDER:
         return None
     if done.rc != 0:

@@ -17,6 +17,7 @@ from cosmos_tools.config import load_config
 from cosmos_tools.remote import script
 from cosmos_tools.remote.codes import ScriptExit
 from cosmos_tools.remote.paths import RUN, UPSCALE, JobPaths, container_name
+from cosmos_tools.sync import RUN_PYTHON
 
 PACKAGE = Path(jobs.__file__).resolve().parent
 SCRIPTS = sorted(p.name for p in resources.files("cosmos_tools.remote").iterdir()
@@ -193,7 +194,7 @@ def test_other_errors_are_not_retried_unless_asked(monkeypatch):
 
 def _hash_gate(*args: str) -> subprocess.CompletedProcess[str]:
     """remote/sync_hash.sh with a stand-in for sync_hash.py that only says it ran."""
-    return subprocess.run(["bash", "-c", script("sync_hash.sh"), "sync_hash", *args[:2],
+    return subprocess.run(["bash", "-c", script("sync_hash.sh"), "sync_hash", RUN_PYTHON, *args[:2],
                            "import sys; print('python', len(sys.argv)); sys.exit(7)", *args[2:]],
                           capture_output=True, text=True)
 
@@ -224,8 +225,8 @@ def test_the_hash_gate_leaves_a_folder_it_cannot_make_to_python(tmp_path):
 
 def _list(folder: Path, path: str | None = None) -> subprocess.CompletedProcess[bytes]:
     env = {**os.environ, "PATH": path} if path else None
-    return subprocess.run(["bash", "-c", script("sync_list.sh"), "sync_list", str(folder), script("sync_list.py")],
-                          capture_output=True, env=env)
+    return subprocess.run(["bash", "-c", script("sync_list.sh"), "sync_list", str(folder), RUN_PYTHON,
+                           script("sync_list.py")], capture_output=True, env=env)
 
 
 def _python_list(folder: Path) -> subprocess.CompletedProcess[bytes]:

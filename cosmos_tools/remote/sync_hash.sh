@@ -1,18 +1,18 @@
 #!/usr/bin/env bash
 # shellcheck shell=bash
-# Run on the GPU box as ``bash -c TEXT sync_hash STALE OPTIONS SCRIPT PATH...`` in front of sync_hash.py (SCRIPT
-# is its text; the other arguments and the answer are its own). An upload of new files finds nothing to hash:
+# Run on the GPU box as ``bash -c TEXT sync_hash RUN_PYTHON STALE OPTIONS SCRIPT PATH...`` in front of
+# sync_hash.py (SCRIPT is its text, RUN_PYTHON the shell text that starts the box's python, sync.RUN_PYTHON; the
+# other arguments and the answer are its own). An upload of new files finds nothing to hash:
 # when no PATH names anything and no temporary upload file lies beside one, this makes the folders ("f" in
 # OPTIONS) and answers "-" for each path itself, without python's start (about 6 ms on an open connection
 # instead of 20-30).
 # Anything else, a folder that cannot be made included, goes to sync_hash.py, which says what is wrong.
 set -u
-stale=$1 options=$2 text=$3
-shift 3
+run_python=$1 stale=$2 options=$3 text=$4
+shift 4
 
 hash_in_python() {
-  if [ -x /usr/bin/python3 ]; then exec /usr/bin/python3 -I -S -c "$text" "$stale" "$options" "$@"; fi
-  exec python3 -I -S -c "$text" "$stale" "$options" "$@"
+  exec sh -c "$run_python" sh -c "$text" "$stale" "$options" "$@"
 }
 
 for path in "$@"; do
