@@ -27,12 +27,11 @@ if TYPE_CHECKING:
 
 
 class _SFTPRequests(Protocol):
-    """The request primitives of paramiko's SFTPClient that the write and read windows use (private: not in its
-    stubs)."""
+    """The request primitives of paramiko's SFTPClient that opening and closing a piece's file use (private: not in
+    its stubs)."""
 
     def _request(self, t: int, *args: object) -> tuple[int, paramiko.Message]: ...
     def _async_request(self, fileobj: object, t: int, *args: object) -> int: ...
-    def _read_response(self, waitfor: int | None = None) -> tuple[int, paramiko.Message]: ...
 
 
 class _SFTPFileClose(Protocol):
@@ -150,20 +149,18 @@ class WindowedWrites:
     """Write requests at consecutive offsets of an open SFTP handle, ``depth`` of them outstanding; ``on_acked``
     counts the bytes of each write the box has acknowledged, in order. paramiko's own pipelined writes stop and
     wait for every answer once 100 are queued (the pipe runs dry each time) and do not say which bytes landed:
-    hence its request primitives here."""
+    hence requests framed here (``sftp_wire``)."""
 
     def __init__(self, sftp: paramiko.SFTPClient, handle: bytes, offset: int, depth: int,
                  on_acked: Callable[[int], None]) -> None:
-        self.requests = cast(_SFTPRequests, sftp)
-        self.handle, self.offset, self.depth, self.on_acked = handle, offset, depth, on_acked
+        self.sftp, self.handle, self.offset, self.depth, self.on_acked = sftp, handle, offset, depth, on_acked
         self.pending: deque[tuple[int, int]] = deque()  # (request number, bytes)
 
     def write(self, data: bytes) -> None:
         """Send ``data`` at the next offset; wait for the oldest answers while more than ``depth`` are awaited."""
-        from paramiko.sftp import CMD_WRITE, int64
+        from .sftp_wire import send_write
 
-        self.pending.append((self.requests._async_request(type(None), CMD_WRITE, self.handle, int64(self.offset),
-                                                          data), len(data)))
+        self.pending.append((send_write(self.sftp, self.handle, self.offset, data), len(data)))
         self.offset += len(data)
         while len(self.pending) > self.depth:
             self.ack_oldest()
@@ -174,12 +171,10 @@ class WindowedWrites:
             self.ack_oldest()
 
     def ack_oldest(self) -> None:
-        from paramiko.sftp import CMD_STATUS
+        from .sftp_wire import write_answer
 
         number, size = self.pending.popleft()
-        kind, _msg = self.requests._read_response(number)  # raises IOError when the box refused the write
-        if kind != CMD_STATUS:
-            raise OSError(0, "the SFTP server answered a write with no status")
+        write_answer(self.sftp, number)  # raises OSError when the box refused the write
         self.on_acked(size)
 
 
@@ -244,16 +239,15 @@ def windowed_reads(sftp: paramiko.SFTPClient, handle: bytes, remote: str, start:
 
     paramiko's prefetch takes itself for finished whenever every request it sent is answered, even while its thread
     has more to send; the reader then asks for the rest one round trip at a time while that thread asks for the same
-    bytes again (a resumed download in pieces moved up to 87 MB twice): hence its request primitives here too."""
-    from paramiko.sftp import CMD_DATA, CMD_READ, int64
+    bytes again (a resumed download in pieces moved up to 87 MB twice): hence requests framed here too."""
+    from .sftp_wire import read_answer, send_read
 
-    requests = cast(_SFTPRequests, sftp)
     pending: deque[tuple[int, int, int]] = deque()  # (request number, offset, length), in the order sent
     early: dict[int, bytes] = {}  # answers past a gap being asked again, by offset
     asked = given = start
 
     def ask(offset: int, length: int) -> None:
-        pending.append((requests._async_request(type(None), CMD_READ, handle, int64(offset), length), offset, length))
+        pending.append((send_read(sftp, handle, offset, length), offset, length))
 
     while given < end:
         while asked < end and len(pending) * size < READ_AHEAD:
@@ -261,12 +255,9 @@ def windowed_reads(sftp: paramiko.SFTPClient, handle: bytes, remote: str, start:
             asked += pending[-1][2]
         number, offset, length = pending.popleft()
         try:
-            kind, msg = requests._read_response(number)
-            data = msg.get_string() if kind == CMD_DATA else None
+            data = read_answer(sftp, number)
         except EOFError:  # the server's answer: end of file
             data = b""
-        if data is None:
-            raise OSError(0, "the SFTP server answered a read with no data")
         if not data:
             raise RemoteError(f"{remote} ended at byte {given} on the box, before the {end} bytes it had when the "
                               "transfer began; was it still being written? run the transfer again")

@@ -299,8 +299,11 @@ def connect(cfg: Config) -> Transport:
 
 
 def _inside_paramiko(frame: FrameType | None) -> bool:
+    """Whether ``frame`` runs in paramiko, or in our SFTP framing, which an exception must not cut mid-packet
+    either (the session would read the rest of a packet as the next one)."""
     while frame is not None:
-        if f"{os.sep}paramiko{os.sep}" in frame.f_code.co_filename:
+        name = frame.f_code.co_filename
+        if f"{os.sep}paramiko{os.sep}" in name or name.endswith(f"{os.sep}sftp_wire.py"):
             return True
         frame = frame.f_back
     return False
@@ -308,7 +311,8 @@ def _inside_paramiko(frame: FrameType | None) -> bool:
 
 @contextlib.contextmanager
 def paramiko_safe_sigint() -> Iterator[None]:
-    """Ctrl-C never lands inside paramiko: it is raised as soon as the main thread is back in our code.
+    """Ctrl-C never lands inside paramiko (or our SFTP framing, ``sftp_wire``): it is raised as soon as the main
+    thread is back in our other code.
 
     A KeyboardInterrupt between paramiko's acquire of its send lock and the ``try`` that releases it
     leaves the lock held: every later call on the connection (the ``docker stop`` of Ctrl-C, even the

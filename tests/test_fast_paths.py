@@ -4,12 +4,15 @@ it replaced; the transfers through them are tested against the rehearsal sshd in
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import os
 import signal
 import socket
+import struct
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -18,7 +21,7 @@ import paramiko
 import pytest
 from paramiko.buffered_pipe import PipeTimeout
 
-from cosmos_tools import hashed_copy, transport
+from cosmos_tools import hashed_copy, sftp_wire, transport
 from cosmos_tools.channel_buffer import ByteQueue
 from cosmos_tools.errors import LocalError, RemoteError
 from cosmos_tools.sftp_session import SFTPSession
@@ -49,6 +52,19 @@ def test_byte_queue_waits_times_out_and_ends_like_paramikos():
     pipe.feed(b"tail")
     pipe.close()
     assert pipe.read(10) == b"tail" and pipe.read(10) == b""  # what came before the close, then EOF
+
+
+def test_byte_queue_keeps_packets_as_they_came_and_copies_only_what_a_read_returns():
+    pipe, packets = ByteQueue(), [os.urandom(32768) for _ in range(8)]
+    for packet in packets:
+        pipe.feed(packet)
+    assert pipe.read(32768) is packets[0]  # a whole packet: handed out as it came
+    assert pipe.read(4) == packets[1][:4]
+    assert pipe.read(100_000) == b"".join(packets[1:])[4:100_004]  # across packets, from inside one
+    rest = b"".join(packets)[32768 + 100_004:]
+    assert len(pipe) == len(rest) and pipe.empty() == rest and len(pipe) == 0
+    pipe.feed(b"")
+    assert not pipe.read_ready()
 
 
 def test_a_session_channel_gets_byte_queues(rehearsal_host, project):
@@ -161,8 +177,123 @@ def _settles(threads: int) -> bool:
 SFTP_SERVER = "/usr/lib/openssh/sftp-server"
 
 
+class Recorder:
+    """A channel that keeps what each send was given: an OpenSSH session channel's packet size, one packet per
+    send; answers are queued with ``answer``."""
+
+    out_max_packet_size = 32768
+
+    def __init__(self, window: int = 1 << 30) -> None:
+        self.sent: list[bytes] = []
+        self.window, self.answers = window, ByteQueue()
+
+    def send(self, data: bytes) -> int:
+        taken = data[:min(self.window, self.out_max_packet_size - 64)]
+        self.sent.append(bytes(taken))
+        return len(taken)
+
+    def recv(self, size: int) -> bytes:
+        return self.answers.read(size, timeout=1)
+
+    def answer(self, kind: int, number: int, body: bytes) -> None:
+        self.answers.feed(struct.pack(">IBI", 5 + len(body), kind, number) + body)
+
+
+class WireClient:
+    """What ``sftp_wire`` uses of an SFTPClient: its lock, its request counter, its channel, its status reading."""
+
+    def __init__(self, chan: Recorder) -> None:
+        self._lock, self.request_number, self.sock = threading.Lock(), 7, chan
+
+    _convert_status = paramiko.SFTPClient._convert_status  # type: ignore[attr-defined]
+
+
+def _status(code: int, text: str = "") -> bytes:
+    return struct.pack(">II", code, len(text)) + text.encode() + struct.pack(">I", 0)
+
+
+def test_a_write_request_fills_whole_packets_and_takes_the_next_request_number():
+    chan = Recorder()
+    client = WireClient(chan)
+    data = os.urandom(4 * (32768 - 64) - 29)  # write_size's for a 4-byte handle
+    assert sftp_wire.send_write(client, b"\0\0\0\1", 5, data) == 7 and client.request_number == 8
+    assert [len(p) for p in chan.sent] == [32768 - 64] * 4
+    wire = b"".join(chan.sent)
+    assert wire[:29] == struct.pack(">IBII4sQI", 25 + len(data), 6, 7, 4, b"\0\0\0\1", 5, len(data))
+    assert wire[29:] == data
+
+
+def test_a_request_cut_short_by_the_window_is_sent_whole():
+    chan = Recorder(window=1000)
+    sftp_wire.send_write(WireClient(chan), b"h", 0, b"x" * 5000)
+    assert b"".join(chan.sent)[-5000:] == b"x" * 5000 and max(map(len, chan.sent)) == 1000
+
+
+def test_answers_are_read_in_order_skipping_a_greeting_and_earlier_unawaited_ones():
+    chan = Recorder()
+    client = WireClient(chan)
+    chan.answers.feed(struct.pack(">IBI", 5 + 6, 2, 3) + b"extras")  # a stream session's VERSION (3)
+    chan.answer(101, 5, _status(0))  # an unawaited close from before
+    chan.answer(103, 7, struct.pack(">I", 3) + b"abc")
+    chan.answer(101, 8, _status(1, "End of file"))
+    chan.answer(101, 9, _status(0))
+    chan.answer(101, 10, _status(3, "Permission denied"))
+    assert sftp_wire.read_answer(client, 7) == b"abc"
+    with pytest.raises(EOFError):
+        sftp_wire.read_answer(client, 8)
+    sftp_wire.write_answer(client, 9)
+    with pytest.raises(OSError) as refused:
+        sftp_wire.write_answer(client, 10)
+    assert refused.value.errno == errno.EACCES and len(chan.answers) == 0
+
+
+def test_an_answer_out_of_order_or_of_the_wrong_kind_is_an_error():
+    chan = Recorder()
+    chan.answer(101, 9, _status(0))
+    with pytest.raises(OSError, match="answered request 9 before request 8"):
+        sftp_wire.write_answer(WireClient(chan), 8)
+    chan = Recorder()
+    chan.answer(101, 8, _status(0))
+    with pytest.raises(OSError, match="answered a read with no data"):
+        sftp_wire.read_answer(WireClient(chan), 8)
+    chan = Recorder()
+    chan.answer(103, 8, struct.pack(">I", 1) + b"x")
+    with pytest.raises(OSError, match="answered a write with no status"):
+        sftp_wire.write_answer(WireClient(chan), 8)
+
+
+def test_a_packet_too_short_to_be_an_answer_is_an_error():
+    chan = Recorder()
+    chan.answers.feed(struct.pack(">IBI", 3, 101, 7))
+    with pytest.raises(OSError, match="packet of 3 bytes, too short"):
+        sftp_wire.write_answer(WireClient(chan), 7)
+
+
+def test_a_channel_that_closes_mid_answer_is_a_dropped_connection():
+    chan = Recorder()
+    chan.answers.feed(struct.pack(">IBI", 40, 103, 7))
+    chan.answers.close()
+    with pytest.raises(paramiko.SSHException, match="connection dropped"):
+        sftp_wire.read_answer(WireClient(chan), 7)
+
+
+def test_ctrl_c_is_held_inside_the_sftp_framing_as_inside_paramiko():
+    seen = []
+
+    class Peek(Recorder):
+        def send(self, data: bytes) -> int:
+            seen.append(transport._inside_paramiko(sys._getframe(1)))  # the frame of sftp_wire that called
+            return super().send(data)
+
+    sftp_wire.send_read(WireClient(Peek()), b"h", 0, 10)
+    assert seen == [True] and not transport._inside_paramiko(sys._getframe())
+
+
 class NamedSocket(socket.socket):
-    """A socket paramiko's SFTP client takes for a channel (it logs the channel's name)."""
+    """A socket paramiko's SFTP client takes for a channel (it logs the channel's name); requests framed by
+    ``sftp_wire`` fill packets of an OpenSSH session channel's size."""
+
+    out_max_packet_size = 32768
 
     def get_name(self) -> str:
         return "sftp-server"
