@@ -79,24 +79,25 @@ def alive_limit(route: Route) -> float:
 
 
 class ReadAhead:
-    """What one read of READ_AHEAD bytes brought: ``take`` hands it out in the sizes asked for. Paramiko asks
-    for each packet's first block, then for the rest, two reads a packet; one read now serves several packets
-    (and through a jump host, the channel's buffer is emptied whole instead of moved down on every read)."""
+    """What one read of up to READ_AHEAD bytes brought, into a buffer kept for the connection: ``take`` hands it
+    out in the sizes asked for. Paramiko asks for each packet's first block, then for the rest, two reads a
+    packet; one read now serves several packets (and through a jump host, the channel's buffer is emptied whole
+    instead of moved down on every read). A new ``bytes`` of READ_AHEAD for every read, as ``recv`` makes, is
+    above glibc's mmap threshold: each read mapped and unmapped it (16 us more per small read, and a download
+    faulted in every page), hence the one buffer."""
 
     def __init__(self) -> None:
-        self.data, self.at = b"", 0
+        self.view = memoryview(bytearray(READ_AHEAD))
+        self.at = self.end = 0
 
-    def take(self, bufsize: int, read: Callable[[int], bytes]) -> bytes:
-        """At most ``bufsize`` bytes: what is left of the last read, else what a new ``read`` of READ_AHEAD or
-        ``bufsize`` bytes (the larger) brings."""
-        if self.at < len(self.data):
-            start, self.at = self.at, min(self.at + bufsize, len(self.data))
-            return self.data[start:self.at]
-        data = read(max(bufsize, READ_AHEAD))
-        if len(data) <= bufsize:
-            return data
-        self.data, self.at = data, bufsize
-        return data[:bufsize]
+    def take(self, bufsize: int, read_into: Callable[[memoryview], int]) -> bytes:
+        """At most ``bufsize`` bytes: what is left of the last read, else what a new ``read_into`` the buffer
+        brings (b"" at the end)."""
+        if self.at == self.end:
+            self.at, self.end = 0, read_into(self.view)
+        start = self.at
+        self.at = min(start + bufsize, self.end)
+        return bytes(self.view[start:self.at])
 
 
 class HeardSocket(socket.socket):
@@ -116,15 +117,15 @@ class HeardSocket(socket.socket):
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
         if flags:  # paramiko passes none; anything else reads the socket itself
             return super().recv(bufsize, flags)
-        return self.ahead.take(bufsize, self._read)
+        return self.ahead.take(bufsize, self._read_into)
 
-    def _read(self, size: int) -> bytes:
-        data = super().recv(size)
+    def _read_into(self, buffer: memoryview) -> int:
+        size = super().recv_into(buffer)
         self.last_heard = time.monotonic()
         if QUICKACK is not None:
             with contextlib.suppress(OSError):  # closed meanwhile by the watchdog: the next read reports it
                 self.setsockopt(socket.IPPROTO_TCP, QUICKACK, 1)
-        return data
+        return size
 
 
 class HeardChannel:
@@ -138,12 +139,13 @@ class HeardChannel:
         self.ahead = ReadAhead()
 
     def recv(self, bufsize: int) -> bytes:
-        return self.ahead.take(bufsize, self._read)
+        return self.ahead.take(bufsize, self._read_into)
 
-    def _read(self, size: int) -> bytes:
-        data = self.chan.recv(size)
+    def _read_into(self, buffer: memoryview) -> int:
+        data = self.chan.recv(len(buffer))
         self.last_heard = time.monotonic()
-        return data
+        buffer[:len(data)] = data
+        return len(data)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.chan, name)
