@@ -29,11 +29,17 @@ def _number(sftp: paramiko.SFTPClient) -> int:
     return number
 
 
+_DROPPED = "Server connection dropped: the SFTP channel closed"
+
+
 def _send(chan: paramiko.Channel, data: bytes) -> None:
     while data:
-        sent = chan.send(data)  # one packet at most: the window, or the box's packet size less 64
+        try:
+            sent = chan.send(data)  # one packet at most: the window, or the box's packet size less 64
+        except EOFError:  # paramiko's, when the socket is gone: not the end of a file
+            raise paramiko.SSHException(_DROPPED) from None
         if sent <= 0:
-            raise paramiko.SSHException("Server connection dropped: the SFTP channel closed")
+            raise paramiko.SSHException(_DROPPED)
         data = data[sent:]
 
 
@@ -65,9 +71,12 @@ def send_read(sftp: paramiko.SFTPClient, handle: bytes, offset: int, length: int
 def _exactly(chan: paramiko.Channel, size: int) -> bytes:
     parts = []
     while size:
-        part = chan.recv(size)
+        try:
+            part = chan.recv(size)  # sends a window adjustment now and then: paramiko's EOFError if the socket is gone
+        except EOFError:
+            raise paramiko.SSHException(_DROPPED) from None
         if not part:
-            raise paramiko.SSHException("Server connection dropped: the SFTP channel closed")
+            raise paramiko.SSHException(_DROPPED)
         parts.append(part)
         size -= len(part)
     return parts[0] if len(parts) == 1 else b"".join(parts)

@@ -277,6 +277,23 @@ def test_a_channel_that_closes_mid_answer_is_a_dropped_connection():
         sftp_wire.read_answer(WireClient(chan), 7)
 
 
+def test_a_socket_gone_under_the_channel_is_a_dropped_connection_not_the_end_of_a_file():
+    """paramiko's channel raises EOFError when the window adjustment a read sends, or a send, finds the socket
+    gone; an EOFError from ``read_answer`` means the file ended (a download would blame the file)."""
+
+    class Gone(Recorder):
+        def send(self, data: bytes) -> int:
+            raise EOFError
+
+        def recv(self, size: int) -> bytes:
+            raise EOFError
+
+    for call in (lambda: sftp_wire.read_answer(WireClient(Gone()), 7),
+                 lambda: sftp_wire.send_write(WireClient(Gone()), b"h", 0, b"data")):
+        with pytest.raises(paramiko.SSHException, match="connection dropped"):
+            call()
+
+
 def test_ctrl_c_is_held_inside_the_sftp_framing_as_inside_paramiko():
     seen = []
 
