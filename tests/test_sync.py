@@ -58,6 +58,32 @@ def test_upload_then_unchanged_reupload_sends_nothing(kind, request, tmp_path, a
     assert capfd.readouterr().err == ""  # progress=False: nothing at all
 
 
+def test_the_box_hashes_an_arriving_upload_at_low_priority(ssh, tmp_path, area):
+    """The follower (remote/sync_follow.py) runs under ``nice``: found by its part file's name while the upload
+    runs, its niceness read from /proc (the rehearsal box is this machine)."""
+    src = make_file(tmp_path / "big.mp4", 60_000_000)
+    seen: list[int] = []
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set() and not seen:
+            for proc in Path("/proc").glob("[0-9]*"):
+                with contextlib.suppress(OSError):
+                    argv = (proc / "cmdline").read_bytes().split(b"\0")
+                    if any(arg.endswith(sync.PART_SUFFIX.encode()) for arg in argv) and b"-c" in argv:
+                        seen.append(int((proc / "stat").read_text().rsplit(")", 1)[1].split()[16]))
+            time.sleep(0.005)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        sync.upload_files(ssh, [(src, f"{area}/big.mp4")], progress=False)
+    finally:
+        done.set()
+        watcher.join()
+    assert seen and seen[0] == sync.FOLLOW_NICENESS
+
+
 def test_changed_or_damaged_remote_file_is_sent_again(ssh, tmp_path, area):
     src = make_file(tmp_path / "color.mp4", 500_000)
     rel = f"{area}/color.mp4"
