@@ -13,10 +13,13 @@ renaming stay paramiko's.
 from __future__ import annotations
 
 import struct
+from typing import cast
 
 import paramiko
 from paramiko.message import Message
 from paramiko.sftp import CMD_DATA, CMD_READ, CMD_STATUS, CMD_VERSION, CMD_WRITE
+
+from .streams import CHUNK
 
 _HEAD = struct.Struct(">IBI")  # length, type, request number (or, in a VERSION, the version)
 
@@ -43,14 +46,33 @@ def _send(chan: paramiko.Channel, data: bytes) -> None:
         data = data[sent:]
 
 
+def _packet_size(chan: paramiko.Channel) -> int:
+    """The data paramiko puts in one SSH packet on this channel: the box's maximum less 64 bytes."""
+    return int(chan.out_max_packet_size) - 64
+
+
+def _header(kind: int, number: int, handle: bytes, offset: int, tail: bytes, size: int) -> bytes:
+    """A READ or WRITE request up to its ``size`` bytes of data: length, type, number, handle, offset, ``tail``."""
+    body = struct.pack(">I", len(handle)) + handle + struct.pack(">Q", offset) + tail
+    return _HEAD.pack(1 + 4 + len(body) + size, kind, number) + body
+
+
+def write_size(dst: paramiko.SFTPFile) -> int:
+    """The SFTP write size, near CHUNK, whose requests fill whole SSH packets. 128 KiB writes took four full packets
+    and a fifth of 29 bytes (the header, with OpenSSH's 4-byte handles); these take four (a fifth fewer packets to
+    build, encrypt and send)."""
+    packet = _packet_size(dst.sftp.sock)
+    header = len(_header(CMD_WRITE, 0, cast(bytes, dst.handle), 0, bytes(4), 0))  # the stubs say str; it is bytes
+    return max(1, (CHUNK + header) // packet) * packet - header
+
+
 def _request(sftp: paramiko.SFTPClient, kind: int, handle: bytes, offset: int, tail: bytes, data: bytes = b"") -> int:
     """Send one request, its data cut into whole packets: the first one carries the header. (A slice of bytes
     costs less than paramiko's handling of a view, which tries two conversions that fail.)"""
     number = _number(sftp)
-    head = _HEAD.pack(1 + 4 + 4 + len(handle) + 8 + len(tail) + len(data), kind, number)
-    head += struct.pack(">I", len(handle)) + handle + struct.pack(">Q", offset) + tail
+    head = _header(kind, number, handle, offset, tail, len(data))
     chan = sftp.sock
-    packet = chan.out_max_packet_size - 64
+    packet = _packet_size(chan)
     first = packet - len(head)
     _send(chan, head + data[:first])
     for at in range(first, len(data), packet):

@@ -33,7 +33,6 @@ from .hashed_copy import receive_hashing
 from .hostkeys import KnownHosts, check_host_key, load_known_hosts
 from .ssh_config import Endpoint, Route, resolve, user_config_path
 from .streams import (
-    CHUNK,
     IN_FLIGHT,
     LONG_LINK_SECONDS,
     STREAMS,
@@ -158,16 +157,6 @@ def _interruptible(on_bytes: Callable[[int], None]) -> Callable[[int], None]:
         transport.raise_held_interrupt()
 
     return counted
-
-
-def write_size(dst: paramiko.SFTPFile) -> int:
-    """The SFTP write size, near CHUNK, whose requests fill whole SSH packets: paramiko cuts a channel's data into
-    packets of the box's maximum less 64 bytes, and a write request is its data plus 25 bytes and the handle
-    (length, type, id, handle, offset, data length). 128 KiB writes took four full packets and a fifth of 29 bytes;
-    these take four (a fifth fewer packets to build, encrypt and send)."""
-    per_packet = dst.sftp.sock.out_max_packet_size - 64
-    header = 4 + 1 + 4 + 4 + len(cast(bytes, dst.handle)) + 8 + 4  # the handle is bytes (the stubs say otherwise)
-    return max(1, (CHUNK + header) // per_packet) * per_packet - header
 
 
 def open_socket(host: str, port: int, timeout: float, alive: float, hop: str = "") -> HeardSocket:
@@ -726,6 +715,8 @@ class SSHTransport(Transport):
         self.run(["mkdir", "-p", "--", path])
 
     def put(self, local: Path, remote: str, on_bytes: Callable[[int], None], offset: int = 0) -> None:
+        from .sftp_wire import write_size
+
         sftp = self.sftp()
         src = _open_local(local, "rb")
 

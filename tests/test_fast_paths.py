@@ -25,7 +25,8 @@ from cosmos_tools import hashed_copy, sftp_wire, transport
 from cosmos_tools.channel_buffer import ByteQueue
 from cosmos_tools.errors import LocalError, RemoteError
 from cosmos_tools.sftp_session import SFTPSession
-from cosmos_tools.ssh import HeardSocket, write_size
+from cosmos_tools.sftp_wire import write_size
+from cosmos_tools.ssh import HeardSocket
 from cosmos_tools.streams import windowed_reads
 from cosmos_tools.transport import Resume
 
